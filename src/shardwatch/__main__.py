@@ -1,0 +1,5 @@
+"""`python -m shardwatch` runs the CLI."""
+
+from shardwatch.cli import main
+
+main()

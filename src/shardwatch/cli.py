@@ -1,0 +1,208 @@
+"""CLI: thin typer commands over the library; exit codes are in `exit_codes.py`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from shardwatch import __version__
+from shardwatch.config import ConfigError, Settings, load_settings
+from shardwatch.engine import CompiledLexicon, scan_shard
+from shardwatch.exit_codes import ExitCode
+from shardwatch.metrics import ShardMetrics
+from shardwatch.reader import ShardReader, ShardReadError
+from shardwatch.render import print_summary
+
+app = typer.Typer(
+    help="shardwatch: exact, streaming data-quality audits of image-text dataset shards.\n\n"
+    "Exit codes: 0 ok; 1 data failed a check; 2 usage or configuration error; "
+    "3 an input could not be read (the others were still processed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A shardwatch.toml file (default: $SHARDWATCH_CONFIG, else ./shardwatch.toml).",
+        dir_okay=False,
+    ),
+]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="Dataset profile (default: laion400m).")
+]
+LexiconOpt = Annotated[
+    str | None, typer.Option("--lexicon", help="Lexicon (default: birhane2021).")
+]
+
+_stderr = Console(stderr=True, highlight=False)
+
+
+def _fail(code: ExitCode, message: str) -> typer.Exit:
+    _stderr.print(f"error: {message}", markup=False)
+    return typer.Exit(int(code))
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shardwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """shardwatch command line."""
+
+
+def _count_rows(paths: list[Path], settings: Settings) -> int:
+    total = 0
+    for path in paths:
+        try:
+            with ShardReader(path, settings.dataset_profile()) as reader:
+                total += reader.num_rows
+        except ShardReadError:
+            continue  # reported when the shard is scanned
+    return total
+
+
+@app.command()
+def scan(
+    shards: Annotated[list[Path], typer.Argument(help="Parquet shard files to scan.")],
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    lexicon: LexiconOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show progress on stderr (default: when stderr is a terminal).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Threads (default: 2).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Rows per batch.")
+    ] = None,
+) -> None:
+    """Compute exact audit metrics for SHARDS and their total (Table 1 of Birhane et al.).
+
+    Metrics a shard's columns cannot support are listed as unavailable, not errors.
+    An unreadable shard is reported on stderr and the rest are still scanned (exit 3).
+    """
+    settings = _settings(
+        config, profile=profile, lexicon=lexicon, workers=workers, batch_size=batch_size
+    )
+    prof = settings.dataset_profile()
+    compiled = CompiledLexicon(settings.active_lexicon())
+    show_progress = sys.stderr.isatty() if progress is None else progress
+
+    results: list[tuple[str, ShardMetrics]] = []
+    errors: list[dict[str, str]] = []
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} rows"),
+        TimeRemainingColumn(),
+        console=_stderr,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scanning", total=_count_rows(shards, settings) if show_progress else 0)
+        for path in shards:
+            uri = str(path)
+            bar.update(task, description=f"scanning {path.name}")
+            try:
+                metrics = scan_shard(
+                    path,
+                    prof,
+                    compiled,
+                    batch_size=settings.batch_size,
+                    workers=settings.workers,
+                    progress=lambda n: bar.advance(task, n),
+                )
+            except ShardReadError as exc:
+                errors.append({"uri": uri, "error": exc.reason})
+                _stderr.print(f"error: {exc}", markup=False)
+                continue
+            except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
+                reason = f"unreadable data ({type(exc).__name__}: {exc})"
+                errors.append({"uri": uri, "error": reason})
+                _stderr.print(f"error: {uri}: {reason}", markup=False)
+                continue
+            results.append((uri, metrics))
+
+    total = ShardMetrics.merge_all(m for _, m in results)
+    if as_json:
+        doc: dict[str, Any] = {
+            "profile": prof.name,
+            "lexicon": compiled.lexicon.name,
+            "shards": [{"uri": uri, **m.to_dict()} for uri, m in results],
+            "total": total.to_dict(),
+        }
+        if errors:
+            doc["errors"] = errors
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    elif results:
+        print_summary(Console(highlight=False), results, total, prof.nsfw_labels)
+    if errors:
+        raise typer.Exit(int(ExitCode.INPUT))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective settings as JSON."""
+    settings = _settings(config)
+    typer.echo(settings.model_dump_json(indent=2))
+
+
+@config_app.command("profiles")
+def config_profiles(config: ConfigOpt = None) -> None:
+    """List dataset profiles and their column mappings."""
+    settings = _settings(config)
+    for name in settings.available_profiles():
+        prof = settings.dataset_profile(name)
+        cols = ", ".join(f"{k}={v}" for k, v in prof.columns.items() if v)
+        typer.echo(f"{name}: threshold {prof.similarity_threshold}; {cols}")
+
+
+@config_app.command("lexicons")
+def config_lexicons(config: ConfigOpt = None) -> None:
+    """List lexicons with their terms and keywords."""
+    settings = _settings(config)
+    for name in settings.available_lexicons():
+        lex = settings.active_lexicon(name)
+        terms = ", ".join(f"{p.term} ({p.mode})" for p in lex.terms)
+        kws = ", ".join(f"{p.term} ({p.mode})" for p in lex.keywords)
+        typer.echo(f"{name}:\n  terms: {terms}\n  keywords: {kws}")
+
+
+def main() -> None:
+    """Console-script entry point: usage errors exit 2, as documented."""
+    app()

@@ -1,0 +1,238 @@
+"""Config: the one settings model, read from `shardwatch.toml` and `SHARDWATCH_*` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
+from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
+
+DEFAULT_CONFIG_FILE = Path("shardwatch.toml")
+_toml_path: ContextVar[Path | None] = ContextVar("shardwatch_toml_path", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PatternSpec(_Strict):
+    term: str = Field(description="The term; matched case-insensitively.")
+    mode: MatchMode | None = Field(
+        default=None, description="`word` or `substring`; defaults per list (terms: word)."
+    )
+
+
+class LexiconSpec(_Strict):
+    description: str = ""
+    extends: str | None = Field(
+        default=None, description="Start from this lexicon's terms and keywords, then add."
+    )
+    terms: list[str | PatternSpec] = Field(
+        default_factory=list, description="Watched terms, matched in TEXT; default mode word."
+    )
+    keywords: list[str | PatternSpec] = Field(
+        default_factory=list,
+        description="NSFW keywords, matched in TEXT or URL; default mode substring.",
+    )
+
+
+class ProfileSpec(_Strict):
+    description: str = ""
+    extends: str | None = Field(default=None, description="Start from this profile.")
+    columns: dict[LogicalField, str | None] = Field(
+        default_factory=dict, description="Logical field -> column name (null: absent)."
+    )
+    similarity_threshold: float | None = Field(
+        default=None, description="The dataset's CLIP-similarity cut-off."
+    )
+    nsfw_labels: list[str] | None = Field(default=None, description="The NSFW tag's label set.")
+
+
+class Thresholds(_Strict):
+    """Limits that validation and alerting compare metrics against."""
+
+    nsfw_tag_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Max share of rows tagged NSFW (curators: < 1%)."
+    )
+    keyword_nsfw_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Max share of keyword-NSFW rows."
+    )
+    term_keyword_nsfw_rate: float = Field(
+        default=0.10, ge=0, le=1, description="Max keyword-NSFW share among a term's matches."
+    )
+    min_support: int = Field(
+        default=50, ge=1, description="Fewest matches before a term's rate is judged."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Precedence: explicit overrides > environment > TOML > default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHARDWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    profile: str = Field(default="laion400m", description="The dataset profile to use.")
+    lexicon: str = Field(default="birhane2021", description="The lexicon to use.")
+    profiles: dict[str, ProfileSpec] = Field(
+        default_factory=dict, description="User-defined dataset profiles."
+    )
+    lexicons: dict[str, LexiconSpec] = Field(
+        default_factory=dict, description="User-defined lexicons."
+    )
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
+    workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def dataset_profile(self, name: str | None = None) -> DatasetProfile:
+        """The named (default: selected) profile, built-in or from the config."""
+        return _resolve_profile(name or self.profile, self.profiles, ())
+
+    def active_lexicon(self, name: str | None = None) -> Lexicon:
+        """The named (default: selected) lexicon, built-in or from the config."""
+        return _resolve_lexicon(name or self.lexicon, self.lexicons, ())
+
+    def available_profiles(self) -> list[str]:
+        return sorted(set(BUILTIN_PROFILES) | set(self.profiles))
+
+    def available_lexicons(self) -> list[str]:
+        return sorted(set(BUILTIN_LEXICONS) | set(self.lexicons))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file chosen by `load_settings`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        path = _toml_path.get()
+        if path is None:
+            return {}
+        try:
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def _chain_error(kind: str, name: str, chain: tuple[str, ...], known: list[str]) -> ConfigError:
+    if name in chain:
+        return ConfigError(f"{kind} {name!r} extends itself: {' -> '.join((*chain, name))}")
+    return ConfigError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+
+
+def _resolve_profile(
+    name: str, specs: dict[str, ProfileSpec], chain: tuple[str, ...]
+) -> DatasetProfile:
+    known = sorted(set(BUILTIN_PROFILES) | set(specs))
+    if name in chain or (name not in specs and name not in BUILTIN_PROFILES):
+        raise _chain_error("profile", name, chain, known)
+    if name not in specs:
+        return BUILTIN_PROFILES[name]
+    spec = specs[name]
+    base = _resolve_profile(spec.extends, specs, (*chain, name)) if spec.extends else None
+    columns: dict[LogicalField, str | None] = dict(base.columns) if base else {}
+    columns.update(spec.columns)
+    threshold = spec.similarity_threshold
+    if threshold is None:
+        if base is None:
+            raise ConfigError(f"profile {name!r} needs similarity_threshold (or extends)")
+        threshold = base.similarity_threshold
+    labels = (
+        spec.nsfw_labels if spec.nsfw_labels is not None else (base.nsfw_labels if base else [])
+    )
+    try:
+        return DatasetProfile(
+            name=name,
+            columns=columns,
+            similarity_threshold=threshold,
+            nsfw_labels=tuple(labels),
+            description=spec.description or (base.description if base else ""),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _patterns(items: list[str | PatternSpec], default: MatchMode) -> tuple[Pattern, ...]:
+    out = []
+    for item in items:
+        spec = PatternSpec(term=item) if isinstance(item, str) else item
+        out.append(Pattern(spec.term, spec.mode or default))
+    return tuple(out)
+
+
+def _resolve_lexicon(name: str, specs: dict[str, LexiconSpec], chain: tuple[str, ...]) -> Lexicon:
+    known = sorted(set(BUILTIN_LEXICONS) | set(specs))
+    if name in chain or (name not in specs and name not in BUILTIN_LEXICONS):
+        raise _chain_error("lexicon", name, chain, known)
+    if name not in specs:
+        return BUILTIN_LEXICONS[name]
+    spec = specs[name]
+    base = _resolve_lexicon(spec.extends, specs, (*chain, name)) if spec.extends else None
+    try:
+        return Lexicon(
+            name=name,
+            terms=(base.terms if base else ()) + _patterns(spec.terms, "word"),
+            keywords=(base.keywords if base else ()) + _patterns(spec.keywords, "substring"),
+            description=spec.description or (base.description if base else ""),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings from `config_file` (else $SHARDWATCH_CONFIG, else ./shardwatch.toml if
+    present), the environment and `overrides` (None values are ignored)."""
+    if config_file is None:
+        env_path = os.environ.get("SHARDWATCH_CONFIG")
+        if env_path:
+            config_file = env_path
+        elif DEFAULT_CONFIG_FILE.is_file():
+            config_file = DEFAULT_CONFIG_FILE
+    token = _toml_path.set(Path(config_file) if config_file is not None else None)
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        # Resolve the selection now, so a bad name fails at load time with a clear message.
+        settings.dataset_profile()
+        settings.active_lexicon()
+        return settings
+    except ValidationError as exc:
+        where = f" in {config_file}" if config_file is not None else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    finally:
+        _toml_path.reset(token)

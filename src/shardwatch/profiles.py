@@ -1,0 +1,58 @@
+"""Dataset profiles: map shardwatch's logical fields to one dataset's column names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+LogicalField = Literal["id", "url", "text", "nsfw_tag", "similarity", "width", "height", "license"]
+LOGICAL_FIELDS: Final[tuple[LogicalField, ...]] = get_args(LogicalField)
+
+
+@dataclass(frozen=True)
+class DatasetProfile:
+    """How to read one dataset: its columns, similarity cut-off and NSFW tag labels."""
+
+    name: str
+    columns: Mapping[LogicalField, str | None]
+    similarity_threshold: float
+    nsfw_labels: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(LOGICAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"profile {self.name!r}: unknown logical field(s) {unknown}; "
+                f"expected some of {list(LOGICAL_FIELDS)}"
+            )
+        if len(set(self.nsfw_labels)) != len(self.nsfw_labels):
+            raise ValueError(f"profile {self.name!r}: duplicate NSFW labels {self.nsfw_labels}")
+        reserved = {"other", "null"} & set(self.nsfw_labels)
+        if reserved:
+            raise ValueError(f"profile {self.name!r}: label(s) {sorted(reserved)} are reserved")
+
+    def column(self, logical: LogicalField) -> str | None:
+        """The dataset's column name for a logical field, or None if the profile has none."""
+        return self.columns.get(logical)
+
+
+LAION400M: Final = DatasetProfile(
+    name="laion400m",
+    description="LAION-400M metadata parquet parts (Schuhmann et al., 2021).",
+    columns={
+        "id": "SAMPLE_ID",
+        "url": "URL",
+        "text": "TEXT",
+        "nsfw_tag": "NSFW",
+        "similarity": "similarity",
+        "width": "WIDTH",
+        "height": "HEIGHT",
+        "license": "LICENSE",
+    },
+    similarity_threshold=0.3,
+    nsfw_labels=("UNLIKELY", "UNSURE", "NSFW"),
+)
+
+BUILTIN_PROFILES: Final[dict[str, DatasetProfile]] = {LAION400M.name: LAION400M}

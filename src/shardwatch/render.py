@@ -1,0 +1,117 @@
+"""Render: metrics as a readable Table-1-style summary for a terminal (no raw captions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from shardwatch.metrics import ShardMetrics
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
+    """Per-term matches, keyword-NSFW share, tag counts and substring hits (Table 1)."""
+    has_tags = metrics.nsfw_flag_counts is not None
+    table = Table(title=title, title_justify="left")
+    table.add_column("term")
+    table.add_column("mode")
+    table.add_column("matches", justify="right")
+    table.add_column("keyword-NSFW (%)", justify="right")
+    if has_tags:
+        for label in (*labels, "other", "null"):
+            table.add_column(label, justify="right")
+    table.add_column("substring matches", justify="right")
+    for term, stats in (metrics.terms or {}).items():
+        row = [
+            Text(term),
+            stats.mode,
+            f"{stats.matches:,}",
+            f"{stats.keyword_nsfw:,} ({_pct(stats.keyword_nsfw, stats.matches)})",
+        ]
+        if has_tags:
+            counts = stats.nsfw_flag_counts or {}
+            row += [f"{counts.get(k, 0):,}" for k in (*labels, "other", "null")]
+        row.append(f"{stats.substring_matches:,}")
+        table.add_row(*row)
+    return table
+
+
+def summary(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Group:
+    """Rows, tag counts, keyword-NSFW rows, similarity, duplicates, Table 1, and gaps."""
+    lines = Text()
+    rows = metrics.rows
+    lines.append(f"{title}\n", style="bold")
+    lines.append(f"rows: {rows:,}\n")
+    if metrics.nsfw_flag_counts is not None:
+        tags = ", ".join(
+            f"{k} {v:,} ({_pct(v, rows)})" for k, v in metrics.nsfw_flag_counts.items()
+        )
+        lines.append(f"NSFW tag: {tags}\n")
+    if metrics.keyword_nsfw_rows is not None:
+        kw = metrics.keyword_nsfw_rows
+        lines.append(f"keyword-NSFW rows: {kw:,} ({_pct(kw, rows)})\n")
+    sim = metrics.similarity
+    if sim is not None:
+        q = sim.histogram
+        lines.append(
+            f"similarity: {sim.count:,} values, {sim.null:,} null, "
+            f"{sim.below_threshold:,} below {sim.threshold} "
+            f"({_pct(sim.below_threshold, sim.count)})"
+            f"; min {_fmt(sim.min)}, mean {_fmt(sim.mean)}, max {_fmt(sim.max)}; "
+            f"p05 {_fmt(q.quantile(0.05))}, median {_fmt(q.quantile(0.5))}, "
+            f"p95 {_fmt(q.quantile(0.95))}\n"
+        )
+    if metrics.duplicates:
+        dups = ", ".join(f"{k} {v:,}" for k, v in metrics.duplicates.items())
+        lines.append(f"duplicates within shards: {dups}\n")
+    nulls = ", ".join(f"{k} {v:,}" for k, v in metrics.nulls.items() if v)
+    if nulls:
+        lines.append(f"nulls: {nulls}\n")
+    if metrics.unavailable:
+        lines.append(
+            f"unavailable (columns missing): {', '.join(metrics.unavailable)}\n", style="yellow"
+        )
+    for metric, n in metrics.partially_available.items():
+        lines.append(f"{metric}: missing in {n} of {metrics.shards} shards\n", style="yellow")
+    for note in metrics.notes:
+        lines.append(f"note: {note}\n", style="yellow")
+    parts: list[Text | Table] = [lines]
+    if metrics.terms is not None:
+        parts.append(table1(metrics, labels, "Table 1: watched terms"))
+    return Group(*parts)
+
+
+def print_summary(
+    console: Console,
+    shards: Sequence[tuple[str, ShardMetrics]],
+    total: ShardMetrics,
+    labels: Sequence[str],
+) -> None:
+    """One line per shard, then the dataset total in full."""
+    if len(shards) > 1:
+        per_shard = Table(title="shards", title_justify="left")
+        for col in ("shard", "rows", "keyword-NSFW", "NSFW tag", "below threshold"):
+            per_shard.add_column(col, justify="left" if col == "shard" else "right")
+        for uri, sm in shards:
+            tag = (sm.nsfw_flag_counts or {}).get("NSFW")
+            below = sm.similarity.below_threshold if sm.similarity else None
+            per_shard.add_row(
+                Text(uri),
+                f"{sm.rows:,}",
+                "-" if sm.keyword_nsfw_rows is None else f"{sm.keyword_nsfw_rows:,}",
+                "-" if tag is None else f"{tag:,}",
+                "-" if below is None else f"{below:,}",
+            )
+        console.print(per_shard)
+    title = "total" if len(shards) != 1 else shards[0][0]
+    console.print(summary(total, labels, title))

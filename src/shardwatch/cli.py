@@ -50,7 +50,7 @@ _stderr = Console(stderr=True, highlight=False)
 
 
 def _fail(code: ExitCode, message: str) -> typer.Exit:
-    _stderr.print(f"error: {message}", markup=False)
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(int(code))
 
 
@@ -149,12 +149,12 @@ def scan(
                 )
             except ShardReadError as exc:
                 errors.append({"uri": uri, "error": exc.reason})
-                _stderr.print(f"error: {exc}", markup=False)
+                typer.echo(f"error: {exc}", err=True)
                 continue
             except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
                 reason = f"unreadable data ({type(exc).__name__}: {exc})"
                 errors.append({"uri": uri, "error": reason})
-                _stderr.print(f"error: {uri}: {reason}", markup=False)
+                typer.echo(f"error: {uri}: {reason}", err=True)
                 continue
             results.append((uri, metrics))
 
@@ -170,7 +170,7 @@ def scan(
             doc["errors"] = errors
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
     elif results:
-        print_summary(Console(highlight=False), results, total, prof.nsfw_labels)
+        print_summary(Console(highlight=False, soft_wrap=True), results, total, prof.nsfw_labels)
     if errors:
         raise typer.Exit(int(ExitCode.INPUT))
 

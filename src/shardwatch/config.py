@@ -223,9 +223,14 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     token = _toml_path.set(Path(config_file) if config_file is not None else None)
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        # Resolve the selection now, so a bad name fails at load time with a clear message.
+        # Resolve the selection and every definition now, so a mistake fails at load time
+        # with a clear message rather than half-way through a run.
         settings.dataset_profile()
         settings.active_lexicon()
+        for name in settings.profiles:
+            settings.dataset_profile(name)
+        for name in settings.lexicons:
+            settings.active_lexicon(name)
         return settings
     except ValidationError as exc:
         where = f" in {config_file}" if config_file is not None else ""

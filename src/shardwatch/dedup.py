@@ -27,10 +27,16 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 def keys_of(values: pa.Array) -> KeyArray:
     """128-bit keys of the non-null (and non-NaN) values of an Arrow array."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+    if not (numeric or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.large_string())
     values = values.drop_null()
     if pa.types.is_integer(values.type):
-        ints = values.cast(pa.int64()).to_numpy()
-        return np.column_stack([ints.view(np.uint64), np.full(len(ints), _TAG_INT)])
+        wide = pa.uint64() if pa.types.is_unsigned_integer(values.type) else pa.int64()
+        ints = np.ascontiguousarray(values.cast(wide).to_numpy()).view(np.uint64)
+        return np.column_stack([ints, np.full(len(ints), _TAG_INT)])
     if pa.types.is_floating(values.type):
         floats = values.cast(pa.float64()).to_numpy()
         floats = floats[~np.isnan(floats)]
@@ -39,8 +45,6 @@ def keys_of(values: pa.Array) -> KeyArray:
         first[integral] = floats[integral].astype(np.int64).view(np.uint64)
         tags = np.where(integral, _TAG_INT, _TAG_FLOAT).astype(np.uint64)
         return np.column_stack([first, tags])
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = pc.cast(values, pa.large_string())
     series = pl.Series(values=values)
     h1 = series.hash(0x5EED).to_numpy()
     h2 = series.hash(0xC0FFEE).to_numpy()
@@ -70,8 +74,8 @@ class DistinctCounter:
         self._in_memory = 0
         self._spill: tempfile.TemporaryDirectory[str] | None = None
 
-    def add(self, values: pa.Array) -> None:
-        keys = keys_of(values)
+    def add(self, keys: KeyArray) -> None:
+        """Add the keys (from `keys_of`) of one batch."""
         self.count += len(keys)
         self._chunks.append(keys)
         self._in_memory += len(keys)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardwatch import metrics as m
-from shardwatch.dedup import DistinctCounter
+from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
 from shardwatch.profiles import DatasetProfile, LogicalField
@@ -48,6 +48,7 @@ class CompiledLexicon:
         self.text_matcher = ColumnMatcher(text_needles) if text_needles else None
         url_needles = [p.needle for p in lexicon.keywords]
         self.url_matcher = ColumnMatcher(url_needles) if url_needles else None
+        self.url_substring_only = all(p.mode == "substring" for p in lexicon.keywords)
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,14 @@ def match_rows(
         match_keys.append(occ.rows[is_match] * n_terms + term[is_match])
         problem.append(occ.problem_rows)
     if url is not None and compiled.url_matcher is not None:
-        occ = compiled.url_matcher.find(url)
-        keyword[occ.rows[_keyword_hits(compiled.url_kw[occ.needles], occ.bounded)]] = True
-        problem.append(occ.problem_rows)
+        if compiled.url_substring_only:  # a flag per row is enough: skip hit positions
+            hit_rows, problem_rows = compiled.url_matcher.rows_with_any(url)
+            keyword[hit_rows] = True
+            problem.append(problem_rows)
+        else:
+            occ = compiled.url_matcher.find(url)
+            keyword[occ.rows[_keyword_hits(compiled.url_kw[occ.needles], occ.bounded)]] = True
+            problem.append(occ.problem_rows)
 
     matched = np.unique(np.concatenate(match_keys)) if match_keys else np.zeros(0, np.int64)
     substr = np.unique(np.concatenate(sub_keys)) if sub_keys else np.zeros(0, np.int64)
@@ -208,7 +214,16 @@ class _BatchScanner:
         name = self.columns.present.get(logical)
         return None if name is None else batch.column(name)
 
-    def __call__(self, batch: pa.RecordBatch) -> m.ShardMetrics:
+    def __call__(self, batch: pa.RecordBatch) -> tuple[m.ShardMetrics, dict[str, KeyArray]]:
+        keys: dict[str, KeyArray] = {}
+        dedup_fields: tuple[LogicalField, ...] = ("id", "url")
+        for logical in dedup_fields:
+            arr = self.column(batch, logical)
+            if arr is not None:
+                keys[logical] = keys_of(arr)
+        return self.metrics(batch), keys
+
+    def metrics(self, batch: pa.RecordBatch) -> m.ShardMetrics:
         labels = self.profile.nsfw_labels
         n = batch.num_rows
         nulls: dict[str, int] = {}
@@ -318,7 +333,7 @@ def _empty_partial(
     """The metrics of a zero-row batch, so an empty shard still reports every available key."""
     arrays = [pa.array([], type=field.type) for field in schema]
     empty = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return _BatchScanner(columns, profile, compiled)(empty)
+    return _BatchScanner(columns, profile, compiled).metrics(empty)
 
 
 def scan_batches(
@@ -341,29 +356,28 @@ def scan_batches(
         dedup["url"] = DistinctCounter()
     total = _empty_partial(columns, profile, compiled, schema)
 
-    def absorb(batch: pa.RecordBatch, partial: m.ShardMetrics) -> None:
+    def absorb(result: tuple[m.ShardMetrics, dict[str, KeyArray]]) -> None:
         nonlocal total
+        partial, keys = result
         total = total.merge(partial)
-        for name, counter in dedup.items():
-            counter.add(batch.column(columns.present[name]))  # type: ignore[index]
+        for name, batch_keys in keys.items():
+            dedup[name].add(batch_keys)
         if progress is not None:
-            progress(batch.num_rows)
+            progress(partial.rows)
 
     try:
         if workers <= 1:
             for batch in batches:
-                absorb(batch, scanner(batch))
+                absorb(scanner(batch))
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shardwatch") as pool:
-                pending: deque[tuple[pa.RecordBatch, Future[m.ShardMetrics]]] = deque()
+                pending: deque[Future[tuple[m.ShardMetrics, dict[str, KeyArray]]]] = deque()
                 for batch in batches:
-                    pending.append((batch, pool.submit(scanner, batch)))
+                    pending.append(pool.submit(scanner, batch))
                     if len(pending) > workers:
-                        done_batch, fut = pending.popleft()
-                        absorb(done_batch, fut.result())
+                        absorb(pending.popleft().result())
                 while pending:
-                    done_batch, fut = pending.popleft()
-                    absorb(done_batch, fut.result())
+                    absorb(pending.popleft().result())
         return _finish(total, columns, dedup)
     finally:
         for counter in dedup.values():

@@ -158,20 +158,38 @@ class ColumnMatcher:
         self._ids = {p: i for i, p in enumerate(self._patterns)}
         self._byte_len = np.array([len(p.encode()) for p in self._patterns], dtype=np.int64)
 
-    def find(self, column: pa.Array) -> Occurrences:
-        """All needle hits in `column` (null values are empty strings)."""
+    def _candidates(
+        self, column: pa.Array
+    ) -> tuple[pa.Array, pl.Series, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The searched text, its Series, rows holding any pattern, and (lowered mode) the
+        rows holding a character Arrow lower-cases differently from Python."""
         if column.type != pa.large_string():
             column = column.cast(pa.large_string())
         hay = column if self.ascii_mode else pc.utf8_lower(column)
         series = pl.Series(values=hay)
-        ci = self.ascii_mode
         raw_problem_rows = np.zeros(0, np.int64)
         if self._raw_problem:
             raw = pl.Series(values=column).str.contains_any(list(self._raw_problem))
             raw_problem_rows = np.flatnonzero(raw.fill_null(False).to_numpy())
+        cand = series.str.contains_any(self._patterns, ascii_case_insensitive=self.ascii_mode)
+        return hay, series, np.flatnonzero(cand.fill_null(False).to_numpy()), raw_problem_rows
 
-        cand = series.str.contains_any(self._patterns, ascii_case_insensitive=ci)
-        cand_idx = np.flatnonzero(cand.fill_null(False).to_numpy())
+    def rows_with_any(
+        self, column: pa.Array
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Rows containing any needle as a substring, and the problem rows (excluded from
+        the first array) that must be matched in Python. One pass, no positions."""
+        _, series, cand_idx, problem_rows = self._candidates(column)
+        if len(self._patterns) > len(self.needles) and len(cand_idx):
+            problem = list(self._patterns[len(self.needles) :])
+            flagged = series.gather(cand_idx).str.contains_any(problem).to_numpy()
+            problem_rows = np.union1d(problem_rows, cand_idx[flagged])
+        return np.setdiff1d(cand_idx, problem_rows, assume_unique=True), problem_rows
+
+    def find(self, column: pa.Array) -> Occurrences:
+        """All needle hits in `column` (null values are empty strings)."""
+        hay, series, cand_idx, raw_problem_rows = self._candidates(column)
+        ci = self.ascii_mode
         sub = series.gather(cand_idx)
         frame = (
             pl.DataFrame(

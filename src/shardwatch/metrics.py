@@ -139,7 +139,7 @@ class SimilarityStats:
             "min": self.min,
             "max": self.max,
             "mean": self.mean,
-            "sum": self.sum,
+            "sum": self.sum if self.count else None,
             "quantiles": quantiles,
             "histogram": self.histogram.to_dict(),
         }

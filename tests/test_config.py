@@ -1,0 +1,104 @@
+"""Settings: defaults, TOML, environment precedence, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shardwatch.config import ConfigError, load_settings
+from shardwatch.lexicon import BIRHANE2021
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run in an empty directory with no SHARDWATCH_* variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith("SHARDWATCH_")]:
+        monkeypatch.delenv(name)
+
+
+def test_defaults_are_laion400m_and_birhane2021() -> None:
+    settings = load_settings()
+    profile, lexicon = settings.dataset_profile(), settings.active_lexicon()
+    assert profile.name == "laion400m"
+    assert profile.similarity_threshold == 0.3
+    assert profile.nsfw_labels == ("UNLIKELY", "UNSURE", "NSFW")
+    assert profile.column("text") == "TEXT" and profile.column("id") == "SAMPLE_ID"
+    assert lexicon is BIRHANE2021
+    assert {p.term for p in lexicon.keywords} == {
+        "porn", "hot", "adult", "xxx", "sex", "fuck", "rape"
+    }
+    assert all(p.mode == "substring" for p in lexicon.keywords)
+    terms = {p.term for p in lexicon.terms}
+    assert len(terms) >= 20
+    assert {"desi", "nun", "latina", "school girl", "aunty", "mummy", "nigerian"} <= terms
+    assert all(p.mode == "word" for p in lexicon.terms)
+
+
+def test_toml_defines_profile_and_lexicon(tmp_path: Path) -> None:
+    cfg = tmp_path / "custom.toml"
+    cfg.write_text(
+        """
+profile = "coyo"
+lexicon = "mine"
+[profiles.coyo]
+columns = { id = "id", url = "url", text = "text", similarity = "clip_similarity_vitb32" }
+similarity_threshold = 0.28
+[lexicons.mine]
+extends = "birhane2021"
+terms = ["abuelita", { term = "SchoolGirl", mode = "substring" }]
+keywords = ["nsfw"]
+"""
+    )
+    settings = load_settings(cfg)
+    profile = settings.dataset_profile()
+    assert profile.column("similarity") == "clip_similarity_vitb32"
+    assert profile.column("nsfw_tag") is None
+    assert profile.similarity_threshold == 0.28
+    lexicon = settings.active_lexicon()
+    modes = {p.term: p.mode for p in lexicon.terms}
+    assert modes["abuelita"] == "word" and modes["SchoolGirl"] == "substring"
+    assert modes["desi"] == "word"  # inherited
+    kws = {p.term: p.mode for p in lexicon.keywords}
+    assert kws["nsfw"] == "substring" and "porn" in kws
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "shardwatch.toml").write_text('workers = 3\n[thresholds]\nnsfw_tag_rate = 0.2\n')
+    monkeypatch.setenv("SHARDWATCH_WORKERS", "5")
+    monkeypatch.setenv("SHARDWATCH_THRESHOLDS__MIN_SUPPORT", "7")
+    settings = load_settings()  # ./shardwatch.toml is picked up
+    assert settings.workers == 5
+    assert settings.thresholds.nsfw_tag_rate == 0.2
+    assert settings.thresholds.min_support == 7
+    assert load_settings(workers=1).workers == 1  # explicit override beats the environment
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("profile = 'nope'\n", "unknown profile 'nope'"),
+        ("lexicon = 'nope'\n", "unknown lexicon 'nope'"),
+        ("workers = 0\n", "workers"),
+        ("bogus = 1\n", "bogus"),
+        ("[lexicons.a]\nextends = 'a'\n", "extends itself"),
+        ("[lexicons.a]\nterms = ['x', 'X']\n", "duplicate term"),
+        ("[lexicons.a]\nterms = [{term='x', mode='fuzzy'}]\n", "mode"),
+        ("[profiles.p]\ncolumns = {caption = 'c'}\n", "caption"),
+        ("profile = 'p'\n[profiles.p]\ncolumns = {text = 'c'}\n", "similarity_threshold"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(cfg)
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml")

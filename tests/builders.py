@@ -95,6 +95,8 @@ LICENSES = ("?", None, "CC-BY", "https://creativecommons.org/licenses/by/4.0/")
 SIMILARITY_EDGES: tuple[float | None, ...] = (
     None,
     float("nan"),
+    float("inf"),  # non-finite values count as null
+    float("-inf"),
     0.3,
     0.29999999999999993,
     0.30000000000000004,

@@ -52,15 +52,15 @@ def resolve_column(present: Iterable[str], wanted: str | None) -> str | None:
     names = list(present)
     if wanted in names:
         return wanted
-    folded = [name for name in names if name.lower() == wanted.lower()]
+    folded = [name for name in names if name.casefold() == wanted.casefold()]
     if len(folded) == 1:
         return folded[0]
     return None
 
 
 def is_null(value: Any) -> bool:
-    """Null, or a floating-point NaN (only float columns can hold NaN, so this is safe for all)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """Null, or a non-finite float (NaN, +-inf); only float columns hold those."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
 def lower(value: str | None) -> str:

@@ -26,7 +26,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def keys_of(values: pa.Array) -> KeyArray:
-    """128-bit keys of the non-null (and non-NaN) values of an Arrow array."""
+    """128-bit keys of the non-null (and finite, for floats) values of an Arrow array."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
@@ -39,7 +39,7 @@ def keys_of(values: pa.Array) -> KeyArray:
         return np.column_stack([ints, np.full(len(ints), _TAG_INT)])
     if pa.types.is_floating(values.type):
         floats = values.cast(pa.float64()).to_numpy()
-        floats = floats[~np.isnan(floats)]
+        floats = floats[np.isfinite(floats)]
         integral = (np.floor(floats) == floats) & (np.abs(floats) < 2.0**63)
         first = floats.view(np.uint64).copy()
         first[integral] = floats[integral].astype(np.int64).view(np.uint64)

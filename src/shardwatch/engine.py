@@ -24,7 +24,6 @@ ProgressCallback = Callable[[int], None]
 
 _NONE, _SUBSTRING, _WORD = 0, 1, 2
 _MODE_CODE = {"substring": _SUBSTRING, "word": _WORD}
-_NUMERIC_FIELDS: tuple[LogicalField, ...] = ("id", "similarity", "width", "height")
 
 
 class CompiledLexicon:
@@ -158,8 +157,9 @@ def _as_float(arr: pa.Array) -> npt.NDArray[np.float64]:
 
 
 def _null_count(arr: pa.Array) -> int:
+    """Nulls, counting a non-finite float (NaN, +-inf) as null."""
     if pa.types.is_floating(arr.type):
-        return int(np.count_nonzero(np.isnan(_as_float(arr))))
+        return int(np.count_nonzero(~np.isfinite(_as_float(arr))))
     return int(arr.null_count)
 
 
@@ -173,7 +173,7 @@ def _tag_codes(tag: pa.Array, labels: tuple[str, ...]) -> npt.NDArray[np.int64]:
 
 
 def _similarity(values: npt.NDArray[np.float64], threshold: float) -> m.SimilarityStats:
-    valid = values[~np.isnan(values)]
+    valid = values[np.isfinite(values)]
     if len(valid) == 0:
         return m.SimilarityStats(threshold=threshold, null=len(values))
     scaled = np.floor((valid - m.HIST_LO) * m.HIST_BINS_PER_UNIT)
@@ -230,7 +230,7 @@ class _BatchScanner:
         for logical in self.columns.present:
             arr = self.column(batch, logical)
             assert arr is not None
-            nulls[logical] = _null_count(arr) if logical in _NUMERIC_FIELDS else arr.null_count
+            nulls[logical] = _null_count(arr)
 
         tag = self.column(batch, "nsfw_tag")
         codes = _tag_codes(tag, labels) if tag is not None else None

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from shardwatch.lexicon import Lexicon, Pattern
 from shardwatch.profiles import DatasetProfile
@@ -475,3 +476,14 @@ def write_adversarial_shard(directory: Path, n_rows: int, seed: int, **kwargs: A
     """`adversarial_table(n_rows, seed, **kwargs)` written with small row groups."""
     table = adversarial_table(n_rows, seed, **kwargs)
     return write_shard(table, directory, f"adversarial_{seed}.parquet", row_group_size=1009)
+
+
+REAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+
+
+def real_fixture(name: str) -> Path:
+    """A file from ../shared/fixtures/real; its absence fails the test (never skips it)."""
+    path = REAL_FIXTURES / name
+    if not path.is_file():
+        pytest.fail(f"real fixture {path} is missing: the checkout needs ../shared beside it")
+    return path

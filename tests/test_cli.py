@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import edge_case_table
+from builders import REAL_FIXTURES, edge_case_table, real_fixture
 from compare import assert_same_metrics
 from reference import reference_metrics
 
@@ -21,7 +21,7 @@ from shardwatch.profiles import LAION400M
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "fixtures" / "real" / "laion400m_url_text_10000.parquet"
+REAL = REAL_FIXTURES / "laion400m_url_text_10000.parquet"
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,6 +35,11 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         timeout=300,
         check=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def _real_file_present() -> None:
+    real_fixture(REAL.name)
 
 
 def test_scan_json_on_real_url_text_file() -> None:

@@ -19,6 +19,7 @@ from builders import (
     int_tag_table,
     integer_columns_table,
     lower_case_profile,
+    real_fixture,
     renamed_case_table,
     table_with_columns,
     tricky_lexicon,
@@ -35,8 +36,7 @@ from shardwatch.profiles import LAION400M, DatasetProfile
 
 pytestmark = pytest.mark.unit
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
-LAION_URL_TEXT = REAL / "laion400m_url_text_10000.parquet"
+LAION_URL_TEXT = "laion400m_url_text_10000.parquet"
 
 LEXICONS = [
     pytest.param(BIRHANE2021, id="birhane2021"),
@@ -127,9 +127,8 @@ def test_metrics_are_plain_json(tmp_path: Path) -> None:
 # --- the real LAION file: URL and TEXT only -------------------------------------------------
 
 
-@pytest.mark.skipif(not LAION_URL_TEXT.exists(), reason="real LAION fixture not present")
 def test_real_laion_file_matches_reference() -> None:
-    got = check_shard(LAION_URL_TEXT, LAION400M, BIRHANE2021)
+    got = check_shard(real_fixture(LAION_URL_TEXT), LAION400M, BIRHANE2021)
     assert {"nsfw_flag_counts", "similarity", "duplicates.id"} <= set(got["unavailable"])
     assert "terms" not in got["unavailable"]
     assert "duplicates.url" not in got["unavailable"]
@@ -137,12 +136,12 @@ def test_real_laion_file_matches_reference() -> None:
     assert got["nulls"] == {"url": 0, "text": 0}
 
 
-@pytest.mark.skipif(not LAION_URL_TEXT.exists(), reason="real LAION fixture not present")
 def test_real_laion_file_known_counts() -> None:
     """PROVENANCE.md: on lower-cased TEXT, 'desi' 226 substring vs 3 word; 'hot' 737 vs 43."""
     lexicon = desi_hot_lexicon()
-    ref = reference_metrics(pq.read_table(LAION_URL_TEXT), LAION400M, lexicon)
-    got = engine_metrics(LAION_URL_TEXT, LAION400M, lexicon)
+    path = real_fixture(LAION_URL_TEXT)
+    ref = reference_metrics(pq.read_table(path), LAION400M, lexicon)
+    got = engine_metrics(path, LAION400M, lexicon)
     for metrics in (ref, got):
         assert metrics["terms"]["desi"]["substring_matches"] == 226
         assert metrics["terms"]["desi"]["matches"] == 3

@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m shardwatch.demo --out $(DEMO_DIR)
-	$(BIN)/shardwatch scan $(DEMO_DIR)/*.parquet --progress
+	$(BIN)/shardwatch demo --out $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks flows

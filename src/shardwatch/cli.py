@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shardwatch import __version__
 from shardwatch.config import ConfigError, Settings, load_settings
+from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode
 from shardwatch.metrics import ShardMetrics
@@ -170,9 +171,29 @@ def scan(
             doc["errors"] = errors
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
     elif results:
-        print_summary(Console(highlight=False, soft_wrap=True), results, total, prof.nsfw_labels)
+        width = None if sys.stdout.isatty() else 160  # pipes get a wide, unwrapped table
+        console = Console(highlight=False, soft_wrap=True, width=width)
+        print_summary(console, results, total, prof.nsfw_labels)
     if errors:
         raise typer.Exit(int(ExitCode.INPUT))
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the demo shards are written (and reused).")
+    ] = DEFAULT_DEMO_DIR,
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Full demo shards.")] = 3,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows per full shard.")] = 200_000,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate a small synthetic LAION-like dataset and audit it (no images, no real data).
+
+    One extra shard has only URL and TEXT, to show how unavailable metrics are reported.
+    """
+    _stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
+    paths = demo_shards(out, shards=shards, rows=rows)
+    scan(paths, config=config, as_json=False, progress=None)
 
 
 @config_app.command("show")

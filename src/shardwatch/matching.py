@@ -46,17 +46,17 @@ def _all_chars() -> list[str]:
 def ascii_mode_problem_chars() -> tuple[str, ...]:
     """Non-ASCII characters for which an ASCII-case-insensitive search of raw text differs
     from a search of `str.lower(text)`."""
-    out = []
-    for cp in range(0x80, _MAX_CODE_POINT):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        ch = chr(cp)
-        low = ch.lower()
-        if low == ch:
-            continue
-        if len(low) != 1 or low.isascii() or is_word_char(low) != is_word_char(ch):
-            out.append(ch)
-    return tuple(out)
+    cased = [
+        ch
+        for block in (range(0x80, 0xD800), range(0xE000, _MAX_CODE_POINT))
+        for ch in map(chr, block)
+        if ch.lower() != ch
+    ]
+    return tuple(
+        ch
+        for ch in cased
+        if len(low := ch.lower()) != 1 or low.isascii() or is_word_char(low) != is_word_char(ch)
+    )
 
 
 @functools.cache

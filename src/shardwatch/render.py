@@ -106,7 +106,7 @@ def print_summary(
             tag = (sm.nsfw_flag_counts or {}).get("NSFW")
             below = sm.similarity.below_threshold if sm.similarity else None
             per_shard.add_row(
-                Text(uri),
+                Text(uri, overflow="fold"),
                 f"{sm.rows:,}",
                 "-" if sm.keyword_nsfw_rows is None else f"{sm.keyword_nsfw_rows:,}",
                 "-" if tag is None else f"{tag:,}",

@@ -130,7 +130,9 @@ def reference_metrics(
 
     def value(row: Mapping[str, Any], field: str) -> Any:
         name = col[field]
-        return None if name is None else row.get(name)
+        v = None if name is None else row.get(name)
+        # docs/metrics.md: bytes are text, invalid UTF-8 decoded with U+FFFD replacement
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
     labels = list(profile.nsfw_labels)
     has_tag = col["nsfw_tag"] is not None

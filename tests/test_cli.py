@@ -144,3 +144,18 @@ def test_readme_documents_every_command() -> None:
         assert command in readme
     for code in ("| 0 |", "| 2 |", "| 3 |"):
         assert code in readme
+
+
+def test_directories_expand_to_their_parquet_files(tmp_path: Path) -> None:
+    table = edge_case_table()
+    for i in range(2):
+        pq.write_table(table, tmp_path / f"part-{i}.parquet")
+    (tmp_path / "notes.txt").write_text("not a shard")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run("scan", str(tmp_path), str(empty), "--json")
+    doc = json.loads(proc.stdout)
+    assert [Path(s["uri"]).name for s in doc["shards"]] == ["part-0.parquet", "part-1.parquet"]
+    assert doc["total"]["rows"] == 2 * table.num_rows
+    assert proc.returncode == 3
+    assert doc["errors"] == [{"uri": str(empty), "error": "is a directory with no *.parquet files"}]

@@ -213,3 +213,19 @@ def test_integer_nsfw_tags(tmp_path: Path) -> None:
     path = write_shard(table, tmp_path)
     got = check_shard(path, profile, BIRHANE2021)
     assert got["nsfw_flag_counts"] == {"0": 1, "1": 2, "other": 2, "null": 1}
+
+
+def test_invalid_utf8_in_binary_columns_is_replaced_not_fatal(tmp_path: Path) -> None:
+    """One undecodable caption must not cost the shard its metrics."""
+    table = pa.table(
+        {
+            "TEXT": pa.array([b"a desi \xff caption", b"\xfe\xfe", None, b"nun"], pa.binary()),
+            "URL": pa.array([b"http://x/\xffporn", b"http://x/a", b"http://x/a", None]),
+            "SAMPLE_ID": pa.array([1, 2, 2, 3]),
+        }
+    )
+    path = write_shard(table, tmp_path)
+    got = check_shard(path, LAION400M, BIRHANE2021)
+    assert got["keyword_nsfw_rows"] == 1
+    assert got["terms"]["desi"]["matches"] == 1 and got["terms"]["nun"]["matches"] == 1
+    assert got["duplicates"] == {"id": 1, "url": 1}

@@ -89,9 +89,24 @@ def _count_rows(paths: list[Path], settings: Settings) -> int:
     return total
 
 
+def _expand(paths: list[Path]) -> list[Path]:
+    """Directories stand for the `*.parquet` files directly inside them, in name order."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.parquet"))
+            out.extend(found if found else [path])  # an empty directory is reported as input
+        else:
+            out.append(path)
+    return out
+
+
 @app.command()
 def scan(
-    shards: Annotated[list[Path], typer.Argument(help="Parquet shard files to scan.")],
+    shards: Annotated[
+        list[Path],
+        typer.Argument(help="Parquet shard files, or directories of *.parquet files, to scan."),
+    ],
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
     lexicon: LexiconOpt = None,
@@ -122,6 +137,7 @@ def scan(
     )
     prof = settings.dataset_profile()
     compiled = CompiledLexicon(settings.active_lexicon())
+    shards = _expand(shards)
     show_progress = sys.stderr.isatty() if progress is None else progress
 
     results: list[tuple[str, ShardMetrics]] = []

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from shardwatch.reader import as_text
 
 KeyArray = npt.NDArray[np.uint64]  # shape (n, 2)
 
@@ -29,9 +30,8 @@ def keys_of(values: pa.Array) -> KeyArray:
     """128-bit keys of the non-null (and finite, for floats) values of an Arrow array."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
-    numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
-    if not (numeric or pa.types.is_large_string(values.type)):
-        values = pc.cast(values, pa.large_string())
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        values = as_text(values)
     values = values.drop_null()
     if pa.types.is_integer(values.type):
         wide = pa.uint64() if pa.types.is_unsigned_integer(values.type) else pa.int64()

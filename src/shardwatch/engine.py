@@ -18,7 +18,13 @@ from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
 from shardwatch.profiles import DatasetProfile, LogicalField
-from shardwatch.reader import DEFAULT_BATCH_SIZE, ResolvedColumns, ShardReader, resolve_columns
+from shardwatch.reader import (
+    DEFAULT_BATCH_SIZE,
+    ResolvedColumns,
+    ShardReader,
+    as_text,
+    resolve_columns,
+)
 
 ProgressCallback = Callable[[int], None]
 
@@ -141,14 +147,6 @@ def _match_in_python(
     return np.array(match_keys, dtype=np.int64), np.array(sub_keys, dtype=np.int64)
 
 
-def _as_string(arr: pa.Array) -> pa.Array:
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_large_string(arr.type):
-        return arr
-    return pc.cast(arr, pa.large_string())
-
-
 def _as_float(arr: pa.Array) -> npt.NDArray[np.float64]:
     """Float64 values with null as NaN."""
     if pa.types.is_dictionary(arr.type):
@@ -165,7 +163,7 @@ def _null_count(arr: pa.Array) -> int:
 
 def _tag_codes(tag: pa.Array, labels: tuple[str, ...]) -> npt.NDArray[np.int64]:
     """0..L-1 for the labels, L for any other value, L+1 for null."""
-    tag = _as_string(tag)
+    tag = as_text(tag)
     idx = pc.index_in(tag, value_set=pa.array(labels, type=pa.large_string()))
     codes = np.asarray(idx.fill_null(len(labels)).to_numpy(zero_copy_only=False), dtype=np.int64)
     codes[np.asarray(tag.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = len(labels) + 1
@@ -237,8 +235,8 @@ class _BatchScanner:
         sim = self.column(batch, "similarity")
         text = self.column(batch, "text")
         url = self.column(batch, "url")
-        text = _as_string(text) if text is not None else None
-        url = _as_string(url) if url is not None else None
+        text = as_text(text) if text is not None else None
+        url = as_text(url) if url is not None else None
 
         keyword_rows: int | None = None
         terms: dict[str, m.TermStats] | None = None

@@ -62,6 +62,8 @@ class ShardReader:
 
     def __init__(self, path: str | Path, profile: DatasetProfile) -> None:
         self.uri = str(path)
+        if Path(path).is_dir():
+            raise ShardReadError(self.uri, "is a directory with no *.parquet files")
         try:
             self._file = pq.ParquetFile(
                 path, buffer_size=_READ_BUFFER_BYTES, pre_buffer=False, memory_map=False
@@ -69,8 +71,6 @@ class ShardReader:
             schema = self._file.schema_arrow
         except FileNotFoundError:
             raise ShardReadError(self.uri, "no such file") from None
-        except IsADirectoryError:
-            raise ShardReadError(self.uri, "is a directory, not a parquet file") from None
         except PermissionError:
             raise ShardReadError(self.uri, "permission denied") from None
         except (pa.ArrowException, OSError) as exc:
@@ -102,3 +102,19 @@ class ShardReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def as_text(arr: pa.Array) -> pa.Array:
+    """Any string-like column as large_string. Invalid UTF-8 in a binary column is decoded
+    with U+FFFD replacement (Python's `errors="replace"`) rather than failing the shard."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_large_string(arr.type):
+        return arr
+    try:
+        return arr.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+            raise
+        values = [None if v is None else v.decode("utf-8", "replace") for v in arr.to_pylist()]
+        return pa.array(values, type=pa.large_string())

@@ -29,7 +29,7 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     table.add_column("keyword-NSFW (%)", justify="right")
     if has_tags:
         for label in (*labels, "other", "null"):
-            table.add_column(label, justify="right")
+            table.add_column(Text(label), justify="right")  # labels come from config
     table.add_column("substring matches", justify="right")
     for term, stats in (metrics.terms or {}).items():
         row = [

@@ -28,7 +28,7 @@ from shardwatch.reader import (
 
 ProgressCallback = Callable[[int], None]
 
-_NONE, _SUBSTRING, _WORD = 0, 1, 2
+_SUBSTRING, _WORD = 1, 2  # keyword kinds per needle; 0: not a keyword
 _MODE_CODE = {"substring": _SUBSTRING, "word": _WORD}
 
 

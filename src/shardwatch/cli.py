@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,15 +13,20 @@ import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from shardwatch import __version__
 from shardwatch.config import ConfigError, Settings, load_settings
 from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode
+from shardwatch.ingest import IngestResult, ingest_shards
 from shardwatch.metrics import ShardMetrics
 from shardwatch.reader import ShardReader, ShardReadError
 from shardwatch.render import print_summary
+from shardwatch.store.database import StoreError, current, heads, make_engine, masked, upgrade
+from shardwatch.store.repository import ResultStore
 
 app = typer.Typer(
     help="shardwatch: exact, streaming data-quality audits of image-text dataset shards.\n\n"
@@ -31,6 +38,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(help="Manage the results database (migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -210,6 +219,114 @@ def demo(
     _stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
     scan(paths, config=config, as_json=False, progress=None)
+
+
+def _store_engine(settings: Settings) -> Engine:
+    try:
+        return make_engine(settings.database_url.get_secret_value())
+    except StoreError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+
+
+def _db_error(exc: Exception, settings: Settings) -> typer.Exit:
+    url = masked(settings.database_url.get_secret_value())
+    return _fail(ExitCode.INPUT, f"database {url}: {type(exc).__name__}: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply all migrations to the configured database ($SHARDWATCH_DATABASE_URL)."""
+    settings = _settings(config)
+    engine = _store_engine(settings)
+    try:
+        upgrade(engine)
+        typer.echo(f"{masked(engine.url)} is at revision {current(engine)}")
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+
+
+@db_app.command("current")
+def db_current(config: ConfigOpt = None) -> None:
+    """Print the configured database's migration revision (and the code's head)."""
+    settings = _settings(config)
+    engine = _store_engine(settings)
+    try:
+        rev = current(engine)
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    head = ", ".join(heads())
+    typer.echo(f"{masked(engine.url)}: revision {rev or '(none)'}; code head {head}")
+
+
+@app.command()
+def ingest(
+    shards: Annotated[
+        list[Path], typer.Argument(help="Parquet shard files, or directories of them.")
+    ],
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (default: 'default').")
+    ] = None,
+    config: ConfigOpt = None,
+    profile: ProfileOpt = None,
+    lexicon: LexiconOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Reprocess shards whose content is already done.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcomes as JSON.")] = False,
+) -> None:
+    """Scan SHARDS and store their metrics, each new or changed shard exactly once.
+
+    Identical content already stored is skipped; changed content under the same path becomes
+    a new version. Several ingest processes may run at once on PostgreSQL (SQLite: one).
+    """
+    settings = _settings(config, profile=profile, lexicon=lexicon, dataset=dataset)
+    engine = _store_engine(settings)
+    try:
+        upgrade(engine)
+        store = ResultStore(engine)
+        run_id = store.start_run()
+        results = ingest_shards(
+            _expand(shards),
+            store=store,
+            dataset=settings.dataset,
+            profile=settings.dataset_profile(),
+            lexicon=CompiledLexicon(settings.active_lexicon()),
+            lease_seconds=settings.lease_seconds,
+            force=force,
+            run_id=run_id,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            on_result=None if as_json else _print_outcome,
+        )
+        counts = Counter(r.outcome for r in results)
+        store.finish_run(
+            run_id,
+            seen=len(results),
+            done=counts["done"],
+            skipped=counts["skipped"],
+            failed=counts["failed"],
+        )
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    if as_json:
+        payload = {"run": run_id, "results": [asdict(r) for r in results]}
+        sys.stdout.write(json.dumps(payload) + "\n")
+    else:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        typer.echo(f"run {run_id}: {summary or 'nothing to do'}")
+    if counts["failed"]:
+        raise typer.Exit(int(ExitCode.INPUT))
+
+
+def _print_outcome(result: IngestResult) -> None:
+    detail = f" ({result.reason})" if result.reason else ""
+    version = f" v{result.version}" if result.version else ""
+    typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=result.outcome == "failed")
 
 
 @config_app.command("show")

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -96,6 +96,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="User-defined lexicons."
     )
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///.shardwatch/shardwatch.sqlite"),
+        description="SQLAlchemy URL of the results store (PostgreSQL, or the embedded SQLite "
+        "default; SQLite is for one process at a time). May hold a password: never printed.",
+    )
+    dataset: str = Field(default="default", description="Dataset name results are stored under.")
+    lease_seconds: float = Field(
+        default=600.0, gt=0, description="How long a shard claim lasts before others may take it."
+    )
     batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
 

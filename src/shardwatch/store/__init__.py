@@ -1,0 +1,1 @@
+"""Store: the results database (PostgreSQL, or embedded SQLite) behind typed functions."""

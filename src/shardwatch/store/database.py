@@ -1,0 +1,114 @@
+"""Database: engines, sessions and Alembic migrations, with passwords never shown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "db"
+
+
+class StoreError(Exception):
+    """The store could not be used; the message never contains a password."""
+
+
+def parse_url(raw: str) -> URL:
+    try:
+        return make_url(raw)
+    except ArgumentError:
+        raise StoreError("the database URL is not a valid SQLAlchemy URL") from None
+
+
+def masked(url: URL | str) -> str:
+    """The URL with any password replaced by ***, safe for logs and output."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(raw_url: str) -> Engine:
+    """An engine with bound parameters hidden from error messages and pings on checkout."""
+    url = parse_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, hide_parameters=True, connect_args={"timeout": 60}, pool_pre_ping=True
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    if url.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
+        url = url.set(drivername="postgresql+psycopg2")
+    try:
+        return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    except ImportError as exc:
+        raise StoreError(f"no database driver for {masked(url)}: {exc}") from None
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: committed on success, rolled back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def _alembic_config(engine: Engine) -> Config:
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise StoreError(f"migrations not found under {MIGRATIONS_DIR}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", masked(engine.url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def heads() -> list[str]:
+    """The migration heads (there must be exactly one)."""
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    return list(script.get_heads())
+
+
+def current(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,231 @@
+"""Models: the typed SQLAlchemy 2 tables of the results store (ORM rows stay in `store/`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SHARD_STATUSES = ("discovered", "processing", "done", "failed", "quarantined")
+RUN_STATUSES = ("running", "completed", "failed")
+ALERT_STATES = ("pending", "sending", "sent", "dead", "resolved")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    shards_seen: Mapped[int] = mapped_column(Integer, default=0)
+    shards_done: Mapped[int] = mapped_column(Integer, default=0)
+    shards_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    shards_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),)
+
+
+class Shard(Base):
+    """One version of one shard: (dataset, uri, content hash) is its natural key."""
+
+    __tablename__ = "shards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(Text)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    mtime: Mapped[datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16), default="discovered")
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "uri", "content_sha256", name="natural_key"),
+        UniqueConstraint("dataset_id", "uri", "version", name="uri_version"),
+        CheckConstraint(f"status IN {SHARD_STATUSES}", name="status"),
+        Index("ix_shards_claimable", "status", "lease_expires_at"),
+    )
+
+
+class ShardMetricsRow(Base):
+    """Everything the engine computed for one shard version (scalars; maps live beside)."""
+
+    __tablename__ = "shard_metrics"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    profile: Mapped[str] = mapped_column(String(100))
+    lexicon: Mapped[str] = mapped_column(String(100))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    keyword_nsfw_rows: Mapped[int | None] = mapped_column(BigInteger)
+    has_nsfw_tag: Mapped[bool] = mapped_column(Boolean)
+    has_terms: Mapped[bool] = mapped_column(Boolean)
+    similarity_threshold: Mapped[float | None] = mapped_column(Float)
+    similarity_count: Mapped[int | None] = mapped_column(BigInteger)
+    similarity_null: Mapped[int | None] = mapped_column(BigInteger)
+    similarity_below: Mapped[int | None] = mapped_column(BigInteger)
+    similarity_min: Mapped[float | None] = mapped_column(Float)
+    similarity_max: Mapped[float | None] = mapped_column(Float)
+    similarity_sum: Mapped[float | None] = mapped_column(Float)
+    hist_underflow: Mapped[int | None] = mapped_column(BigInteger)
+    hist_overflow: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_ids: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_urls: Mapped[int | None] = mapped_column(BigInteger)
+    nulls: Mapped[dict[str, Any]] = mapped_column(JSON)
+    unavailable: Mapped[list[Any]] = mapped_column(JSON)
+    notes: Mapped[list[Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ShardTagCount(Base):
+    """NSFW tag counts of a shard: one row per label (plus `other` and `null`)."""
+
+    __tablename__ = "shard_tag_counts"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class SimilarityBin(Base):
+    """The non-empty bins of a shard's fixed 0.005-wide similarity histogram."""
+
+    __tablename__ = "similarity_bins"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class TermMetricsRow(Base):
+    """One watched term in one shard version (shard x lexicon x term)."""
+
+    __tablename__ = "term_metrics"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    lexicon: Mapped[str] = mapped_column(String(100), primary_key=True)
+    term: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))
+    matches: Mapped[int] = mapped_column(BigInteger)
+    keyword_nsfw: Mapped[int] = mapped_column(BigInteger)
+    substring_matches: Mapped[int] = mapped_column(BigInteger)
+
+
+class TermTagCount(Base):
+    """The NSFW tag counts among one term's matches in one shard version."""
+
+    __tablename__ = "term_tag_counts"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    lexicon: Mapped[str] = mapped_column(String(100), primary_key=True)
+    term: Mapped[str] = mapped_column(String(200), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ValidationResult(Base):
+    """One expectation's outcome on one shard version; `errored` is apart from `success`."""
+
+    __tablename__ = "validation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
+    suite: Mapped[str] = mapped_column(String(200))
+    expectation: Mapped[str] = mapped_column(String(200))
+    column: Mapped[str | None] = mapped_column(String(200))
+    success: Mapped[bool | None] = mapped_column(Boolean)
+    errored: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    observed_value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    threshold: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class AlertOutbox(Base):
+    """A transactional outbox row: one alert key per dataset x rule x scope."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(500))
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "rule", "scope", name="alert_key"),
+        CheckConstraint(f"state IN {ALERT_STATES}", name="state"),
+    )

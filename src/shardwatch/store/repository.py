@@ -1,0 +1,300 @@
+"""Repository: shard versions, lease-based claims and all-or-nothing result writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shardwatch.metrics import ShardMetrics
+from shardwatch.store import models as t
+from shardwatch.store.database import is_sqlite, session_factory, transaction
+
+BeforeCommit = Callable[[Session], None]
+
+
+@dataclass(frozen=True)
+class ShardVersion:
+    """One stored version of a shard (ORM rows never leave the store)."""
+
+    id: int
+    dataset: str
+    uri: str
+    content_sha256: str
+    version: int
+    status: str
+    attempts: int
+
+
+def _version(row: t.Shard, dataset: str) -> ShardVersion:
+    return ShardVersion(
+        row.id, dataset, row.uri, row.content_sha256, row.version, row.status, row.attempts
+    )
+
+
+class ResultStore:
+    """Typed operations on the results database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+
+    # -- datasets and versions -------------------------------------------------------------
+    def dataset_id(self, name: str) -> int:
+        """Get or create a dataset (safe under concurrent creators)."""
+        for _ in range(3):
+            with transaction(self.sessions) as s:
+                found = s.scalar(select(t.Dataset.id).where(t.Dataset.name == name))
+                if found is not None:
+                    return found
+            try:
+                with transaction(self.sessions) as s:
+                    row = t.Dataset(name=name)
+                    s.add(row)
+                    s.flush()
+                    return row.id
+            except IntegrityError:
+                continue  # another process created it first
+        raise RuntimeError(f"could not create dataset {name!r}")
+
+    def register(
+        self,
+        dataset: str,
+        uri: str,
+        content_sha256: str,
+        size_bytes: int | None = None,
+        etag: str | None = None,
+        mtime: datetime | None = None,
+    ) -> ShardVersion:
+        """The version for (dataset, uri, content); new content under a URI gets version+1."""
+        ds = self.dataset_id(dataset)
+        for _ in range(5):
+            with transaction(self.sessions) as s:
+                row = s.scalar(
+                    select(t.Shard).where(
+                        t.Shard.dataset_id == ds,
+                        t.Shard.uri == uri,
+                        t.Shard.content_sha256 == content_sha256,
+                    )
+                )
+                if row is not None:
+                    return _version(row, dataset)
+            try:
+                with transaction(self.sessions) as s:
+                    latest = s.scalar(
+                        select(func.max(t.Shard.version)).where(
+                            t.Shard.dataset_id == ds, t.Shard.uri == uri
+                        )
+                    )
+                    row = t.Shard(
+                        dataset_id=ds,
+                        uri=uri,
+                        content_sha256=content_sha256,
+                        version=(latest or 0) + 1,
+                        size_bytes=size_bytes,
+                        etag=etag,
+                        mtime=mtime,
+                        status="discovered",
+                    )
+                    s.add(row)
+                    s.flush()
+                    return _version(row, dataset)
+            except IntegrityError:
+                continue  # a concurrent register won the race: read its row
+        raise RuntimeError(f"could not register {uri!r}")
+
+    # -- claims ----------------------------------------------------------------------------
+    def claim(self, shard_id: int, owner: str, lease_seconds: float, force: bool = False) -> bool:
+        """Take the shard for processing if nobody holds a live lease on it.
+
+        Claimable: discovered or failed shards, processing shards whose lease expired, and
+        (with `force`) done shards. On PostgreSQL the row is locked with FOR UPDATE SKIP
+        LOCKED, so concurrent claimers never wait on each other; SQLite serialises writers.
+        """
+        now = t.utcnow()
+        statuses = ["discovered", "failed", *(["done", "quarantined"] if force else [])]
+        claimable = or_(
+            t.Shard.status.in_(statuses),
+            (t.Shard.status == "processing") & (t.Shard.lease_expires_at < now),
+        )
+        query = select(t.Shard.id).where(t.Shard.id == shard_id, claimable)
+        if not is_sqlite(self.engine):
+            query = query.with_for_update(skip_locked=True)
+        with transaction(self.sessions) as s:
+            if s.scalar(query) is None:
+                return False
+            result = s.execute(
+                update(t.Shard)
+                .where(t.Shard.id == shard_id, claimable)
+                .values(
+                    status="processing",
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=t.Shard.attempts + 1,
+                    started_at=now,
+                    reason=None,
+                )
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _holds_lease(self, s: Session, shard_id: int, owner: str) -> bool:
+        query = select(t.Shard.id).where(
+            t.Shard.id == shard_id, t.Shard.status == "processing", t.Shard.lease_owner == owner
+        )
+        if not is_sqlite(self.engine):
+            query = query.with_for_update()
+        return s.scalar(query) is not None
+
+    # -- results ---------------------------------------------------------------------------
+    def complete(
+        self,
+        shard_id: int,
+        owner: str,
+        metrics: ShardMetrics,
+        *,
+        profile: str,
+        lexicon: str,
+        run_id: int | None = None,
+        before_commit: BeforeCommit | None = None,
+    ) -> bool:
+        """Write a shard's metrics, term metrics and status in ONE transaction.
+
+        Returns False (writing nothing) if the lease was lost to another worker.
+        `before_commit` runs inside the transaction (later stages add validation and
+        outbox rows there; tests use it to die mid-transaction).
+        """
+        with transaction(self.sessions) as s:
+            if not self._holds_lease(s, shard_id, owner):
+                return False
+            for table in (
+                t.TermTagCount,
+                t.TermMetricsRow,
+                t.SimilarityBin,
+                t.ShardTagCount,
+                t.ShardMetricsRow,
+            ):
+                s.query(table).filter_by(shard_id=shard_id).delete()  # forced reprocessing
+            s.add_all(_metric_rows(shard_id, metrics, profile, lexicon))
+            if before_commit is not None:
+                s.flush()
+                before_commit(s)
+            s.execute(
+                update(t.Shard)
+                .where(t.Shard.id == shard_id)
+                .values(
+                    status="done",
+                    reason=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=t.utcnow(),
+                    run_id=run_id,
+                )
+            )
+        return True
+
+    def fail(self, shard_id: int, owner: str, reason: str, *, quarantine: bool = False) -> None:
+        """Record why a shard could not be processed (only by the lease holder)."""
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(t.Shard)
+                .where(t.Shard.id == shard_id, t.Shard.lease_owner == owner)
+                .values(
+                    status="quarantined" if quarantine else "failed",
+                    reason=reason,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=t.utcnow(),
+                )
+            )
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, prefect_flow_run_id: str | None = None) -> int:
+        with transaction(self.sessions) as s:
+            run = t.Run(prefect_flow_run_id=prefect_flow_run_id)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, *, seen: int, done: int, skipped: int, failed: int) -> None:
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(t.Run)
+                .where(t.Run.id == run_id)
+                .values(
+                    finished_at=t.utcnow(),
+                    status="completed",
+                    shards_seen=seen,
+                    shards_done=done,
+                    shards_skipped=skipped,
+                    shards_failed=failed,
+                )
+            )
+
+    def shard(self, shard_id: int) -> ShardVersion:
+        with self.sessions() as s:
+            row = s.get(t.Shard, shard_id)
+            if row is None:
+                raise KeyError(shard_id)
+            name = s.scalar(select(t.Dataset.name).where(t.Dataset.id == row.dataset_id))
+            return _version(row, name or "")
+
+
+def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> list[t.Base]:
+    sim = m.similarity
+    rows: list[t.Base] = [
+        t.ShardMetricsRow(
+            shard_id=shard_id,
+            profile=profile,
+            lexicon=lexicon,
+            rows=m.rows,
+            keyword_nsfw_rows=m.keyword_nsfw_rows,
+            has_nsfw_tag=m.nsfw_flag_counts is not None,
+            has_terms=m.terms is not None,
+            similarity_threshold=sim.threshold if sim else None,
+            similarity_count=sim.count if sim else None,
+            similarity_null=sim.null if sim else None,
+            similarity_below=sim.below_threshold if sim else None,
+            similarity_min=sim.min if sim else None,
+            similarity_max=sim.max if sim else None,
+            similarity_sum=sim.sum if sim else None,
+            hist_underflow=sim.histogram.underflow if sim else None,
+            hist_overflow=sim.histogram.overflow if sim else None,
+            duplicate_ids=m.duplicates.get("id"),
+            duplicate_urls=m.duplicates.get("url"),
+            nulls=dict(m.nulls),
+            unavailable=m.unavailable,
+            notes=list(m.notes),
+        )
+    ]
+    for label, count in (m.nsfw_flag_counts or {}).items():
+        rows.append(t.ShardTagCount(shard_id=shard_id, label=label, count=count))
+    if sim is not None:
+        rows += [
+            t.SimilarityBin(shard_id=shard_id, bin=i, count=c)
+            for i, c in enumerate(sim.histogram.counts)
+            if c
+        ]
+    for position, (term, stats) in enumerate((m.terms or {}).items()):
+        rows.append(
+            t.TermMetricsRow(
+                shard_id=shard_id,
+                lexicon=lexicon,
+                term=term,
+                position=position,
+                mode=stats.mode,
+                matches=stats.matches,
+                keyword_nsfw=stats.keyword_nsfw,
+                substring_matches=stats.substring_matches,
+            )
+        )
+        for label, count in (stats.nsfw_flag_counts or {}).items():
+            rows.append(
+                t.TermTagCount(
+                    shard_id=shard_id, lexicon=lexicon, term=term, label=label, count=count
+                )
+            )
+    return rows

@@ -140,7 +140,9 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_readme_documents_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    for command in ("shardwatch scan", "shardwatch config", "make demo", "make test"):
+    commands = ("shardwatch scan", "shardwatch config", "shardwatch ingest", "shardwatch db",
+                "shardwatch report", "make demo", "make test")
+    for command in commands:
         assert command in readme
     for code in ("| 0 |", "| 2 |", "| 3 |"):
         assert code in readme

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +25,19 @@ from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode
 from shardwatch.ingest import IngestResult, ingest_shards
 from shardwatch.metrics import ShardMetrics
+from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
-from shardwatch.render import print_summary
-from shardwatch.store.database import StoreError, current, heads, make_engine, masked, upgrade
+from shardwatch.render import print_summary, report_markdown, summary, table1_csv
+from shardwatch.store.database import (
+    StoreError,
+    current,
+    heads,
+    make_engine,
+    masked,
+    parse_url,
+    upgrade,
+)
+from shardwatch.store.report import DatasetReport, ReportError, dataset_report
 from shardwatch.store.repository import ResultStore
 
 app = typer.Typer(
@@ -327,6 +339,101 @@ def _print_outcome(result: IngestResult) -> None:
     detail = f" ({result.reason})" if result.reason else ""
     version = f" v{result.version}" if result.version else ""
     typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=result.outcome == "failed")
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    csv = "csv"
+
+
+def _no_store(settings: Settings) -> bool:
+    """True for a SQLite URL whose file does not exist (a report must not create it)."""
+    try:
+        url = parse_url(settings.database_url.get_secret_value())
+    except StoreError:
+        return False  # reported by _store_engine
+    database = url.database or ""
+    return (
+        url.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and (not Path(database).exists())
+    )
+
+
+def _profile_resolver(settings: Settings) -> Callable[[str], DatasetProfile | None]:
+    def resolve(name: str) -> DatasetProfile | None:
+        try:
+            return settings.dataset_profile(name)
+        except ConfigError:
+            return None  # a profile no longer configured: its labels are sorted instead
+
+    return resolve
+
+
+@app.command()
+def report(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (default: 'default').")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (same as --format json).")
+    ] = False,
+    fmt: Annotated[
+        ReportFormat | None,
+        typer.Option("--format", help="text (default), json, markdown or csv (Table 1 only)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a dataset's Table 1 and totals from the results store.
+
+    The totals are summed in SQL over the latest done version of every shard; they equal
+    `shardwatch scan --json`'s total over the same files. Failed or quarantined shards are
+    counted and listed, not summed.
+    """
+    if as_json and fmt not in (None, ReportFormat.json):
+        raise _fail(ExitCode.USAGE, "--json and --format are alternatives: give one of them")
+    fmt = ReportFormat.json if as_json else (fmt or ReportFormat.text)
+    settings = _settings(config, dataset=dataset)
+    url = masked(settings.database_url.get_secret_value())
+    if _no_store(settings):
+        raise _fail(ExitCode.USAGE, f"no results store at {url}: run `shardwatch ingest` first")
+    engine = _store_engine(settings)
+    try:
+        if current(engine) is None:
+            raise _fail(ExitCode.USAGE, f"{url} has no results yet: run `shardwatch ingest`")
+        result = dataset_report(engine, settings.dataset, profiles=_profile_resolver(settings))
+    except ReportError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    _print_report(result, fmt)
+
+
+def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
+    total, labels = result.total, result.labels
+    if fmt is ReportFormat.json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        return
+    if fmt is ReportFormat.csv:
+        sys.stdout.write(table1_csv(total, labels))
+        return
+    intro = [
+        f"{total.shards:,} shards (latest done versions), {total.rows:,} rows; "
+        f"{result.failed} failed, {result.quarantined} quarantined, {result.pending} pending"
+    ]
+    if fmt is ReportFormat.markdown:
+        sys.stdout.write(report_markdown(total, labels, result.dataset, intro))
+        return
+    width = None if sys.stdout.isatty() else 160
+    console = Console(highlight=False, soft_wrap=True, width=width)
+    console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
+    for entry in result.shards:
+        if entry.status != "done":
+            reason = f" ({entry.reason})" if entry.reason else ""
+            console.print(f"{entry.status}: {entry.uri} v{entry.version}{reason}", markup=False)
+    console.print(summary(total, labels, f"total of dataset {result.dataset}"))
 
 
 @config_app.command("show")

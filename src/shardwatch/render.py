@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+import re
+from collections.abc import Callable, Sequence
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -115,3 +118,107 @@ def print_summary(
         console.print(per_shard)
     title = "total" if len(shards) != 1 else shards[0][0]
     console.print(summary(total, labels, title))
+
+
+# --- Markdown and CSV (shardwatch report) -------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+_MD_SPACE = re.compile(r"[\r\n\t\v\f\u2028\u2029]")
+
+
+def markdown_escape(text: str) -> str:
+    """Plain text safe in a Markdown paragraph or table cell: all ASCII punctuation is
+    backslash-escaped (CommonMark allows it for any of them; GFM tables need `\\|`) and line
+    breaks become spaces."""
+    return _MD_SPECIAL.sub(r"\\\1", _MD_SPACE.sub(" ", text))
+
+
+def _tag_keys(metrics: ShardMetrics, labels: Sequence[str]) -> tuple[str, ...]:
+    return (*labels, "other", "null") if metrics.nsfw_flag_counts is not None else ()
+
+
+def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> list[str]:
+    """The dataset-level figures beside Table 1, as short phrases (`name` wraps the strings
+    that come from config or data: labels and metric names)."""
+    rows = metrics.rows
+    facts = [f"rows {rows:,}"]
+    if metrics.nsfw_flag_counts is not None:
+        tags = ", ".join(
+            f"{name(k)} {v:,} ({_pct(v, rows)})" for k, v in metrics.nsfw_flag_counts.items()
+        )
+        facts.append(f"NSFW tag: {tags}")
+    if metrics.keyword_nsfw_rows is not None:
+        kw = metrics.keyword_nsfw_rows
+        facts.append(f"keyword-NSFW rows {kw:,} ({_pct(kw, rows)})")
+    sim = metrics.similarity
+    if sim is not None:
+        q = sim.histogram
+        facts.append(
+            f"similarity below {sim.threshold}: {sim.below_threshold:,} of {sim.count:,} values "
+            f"({_pct(sim.below_threshold, sim.count)}), {sim.null:,} null; "
+            f"p05 {_fmt(q.quantile(0.05))}, median {_fmt(q.quantile(0.5))}, "
+            f"p95 {_fmt(q.quantile(0.95))} (from the merged histogram)"
+        )
+    if metrics.unavailable:
+        missing = ", ".join(name(m) for m in metrics.unavailable)
+        facts.append(f"unavailable (columns missing): {missing}")
+    for metric, n in metrics.partially_available.items():
+        facts.append(f"{name(metric)} missing in {n} of {metrics.shards} shards")
+    return facts
+
+
+def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
+    """Table 1 as a GitHub-flavoured Markdown table; term and label names are escaped."""
+    if metrics.terms is None:
+        return "Table 1 is unavailable: no shard has a TEXT column.\n"
+    tag_keys = _tag_keys(metrics, labels)
+    header = ["term", "mode", "matches", "keyword-NSFW", "keyword-NSFW %"]
+    header += [markdown_escape(k) for k in tag_keys] + ["substring matches"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([" --- ", " --- "] + [" ---: "] * (len(header) - 2)) + "|",
+    ]
+    for term, stats in metrics.terms.items():
+        counts = stats.nsfw_flag_counts or {}
+        cells = [
+            markdown_escape(term),
+            stats.mode,
+            f"{stats.matches:,}",
+            f"{stats.keyword_nsfw:,}",
+            _pct(stats.keyword_nsfw, stats.matches),
+            *(f"{counts.get(k, 0):,}" for k in tag_keys),
+            f"{stats.substring_matches:,}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(
+    metrics: ShardMetrics, labels: Sequence[str], dataset: str, intro: Sequence[str] = ()
+) -> str:
+    """A Markdown document: a title, intro lines, Table 1 and an overall line.
+
+    The dataset, term and label names come from config or data and are escaped; `intro`
+    lines are the caller's own text and are written as given."""
+    parts = [f"## shardwatch report: dataset {markdown_escape(dataset)}", ""]
+    if intro:
+        parts += [*intro, ""]
+    parts += [table1_markdown(metrics, labels)]
+    parts.append("**Overall:** " + "; ".join(overall_facts(metrics, markdown_escape)) + "\n")
+    return "\n".join(parts)
+
+
+def table1_csv(metrics: ShardMetrics, labels: Sequence[str]) -> str:
+    """Table 1 as CSV, one row per term (tag columns only when a shard has the tag)."""
+    tag_keys = _tag_keys(metrics, labels)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    head = ["term", "mode", "matches", "keyword_nsfw", "keyword_nsfw_pct"]
+    writer.writerow([*head, *tag_keys, "substring_matches"])
+    for term, stats in (metrics.terms or {}).items():
+        counts = stats.nsfw_flag_counts or {}
+        pct = round(100.0 * stats.keyword_nsfw / stats.matches, 4) if stats.matches else ""
+        tags = [counts.get(k, 0) for k in tag_keys]
+        row = [term, stats.mode, stats.matches, stats.keyword_nsfw, pct]
+        writer.writerow([*row, *tags, stats.substring_matches])
+    return out.getvalue()

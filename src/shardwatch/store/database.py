@@ -10,12 +10,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "db"
+# Key of the PostgreSQL advisory lock that serialises concurrent migrators ("SHWD").
+MIGRATION_LOCK_KEY = 0x53485744
 
 
 class StoreError(Exception):
@@ -25,7 +27,9 @@ class StoreError(Exception):
 def parse_url(raw: str) -> URL:
     try:
         return make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        # ValueError: a non-numeric port, e.g. `postgresql://user:secret/db` (no host) makes
+        # the password the "port"; its message would show it.
         raise StoreError("the database URL is not a valid SQLAlchemy URL") from None
 
 
@@ -65,6 +69,8 @@ def make_engine(raw_url: str) -> Engine:
         return create_engine(url, hide_parameters=True, pool_pre_ping=True)
     except ImportError as exc:
         raise StoreError(f"no database driver for {masked(url)}: {exc}") from None
+    except ArgumentError:  # NoSuchModuleError: an unknown scheme or driver
+        raise StoreError(f"unsupported database URL {masked(url)}") from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -87,10 +93,26 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+def _lock_migrations(conn: Connection) -> None:
+    """Serialise migrators: several processes may upgrade a fresh database at once; the
+    others wait, then find the schema at head.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the driver would run the DDL
+    outside any transaction (it only opens one before DML), so a failed migration would leave
+    half a schema and concurrent migrators would collide; BEGIN IMMEDIATE makes the migration
+    one transaction that holds the write lock from its start.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent)."""
+    """Apply migrations up to `revision` (idempotent, safe to run concurrently)."""
     cfg = _alembic_config(engine)
     with engine.begin() as conn:
+        _lock_migrations(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -98,6 +120,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     cfg = _alembic_config(engine)
     with engine.begin() as conn:
+        _lock_migrations(conn)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
 

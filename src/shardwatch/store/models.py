@@ -90,6 +90,9 @@ class Shard(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # When the source last listed this content under `uri`: the current version of a URI is
+    # its most recently seen one (content A -> B -> A makes the A row current again).
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -82,6 +82,7 @@ class ResultStore:
                     )
                 )
                 if row is not None:
+                    row.last_seen_at = t.utcnow()  # seen again: this content is current
                     return _version(row, dataset)
             try:
                 with transaction(self.sessions) as s:

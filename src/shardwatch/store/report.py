@@ -1,0 +1,419 @@
+"""Report: a dataset's total, summed in SQL over the latest done version of each shard URI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, and_, case, func, literal, select
+from sqlalchemy.sql.selectable import CTE, Subquery
+
+from shardwatch.lexicon import MatchMode
+from shardwatch.metrics import (
+    HIST_BINS,
+    Histogram,
+    ShardMetrics,
+    SimilarityStats,
+    TermStats,
+)
+from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile
+from shardwatch.store import models as t
+from shardwatch.store.database import is_sqlite
+from shardwatch.store.repository import ResultStore
+
+ProfileResolver = Callable[[str], DatasetProfile | None]
+_TAIL_LABELS = ("other", "null")
+
+
+class ReportError(Exception):
+    """The report cannot be made (unknown dataset, or shards that do not add up)."""
+
+
+class UnknownDataset(ReportError):
+    """No dataset of that name is in the store."""
+
+    def __init__(self, dataset: str, known: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.known = tuple(known)
+        listed = ", ".join(repr(k) for k in known) if known else "none yet"
+        super().__init__(f"no dataset {dataset!r} in the results store (known: {listed})")
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard URI in the report: the version counted, or the newest one that is not done."""
+
+    uri: str
+    version: int
+    status: str
+    rows: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "uri": self.uri,
+            "version": self.version,
+            "status": self.status,
+            "rows": self.rows,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """A dataset's total over the latest done version of every shard URI, plus its gaps.
+
+    `shards` lists, in URI order, every counted version (status `done`) and every URI whose
+    newest version is not done (failed, quarantined, or still pending); such a URI also
+    appears with its older done version, which is what the total counts.
+    """
+
+    dataset: str
+    total: ShardMetrics
+    shards: tuple[ShardEntry, ...]
+    failed: int
+    quarantined: int
+    pending: int
+    profiles: tuple[str, ...]
+    lexicons: tuple[str, ...]
+    labels: tuple[str, ...]  # NSFW tag labels in display order, without `other` and `null`
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of `shardwatch report --json`."""
+        return {
+            "dataset": self.dataset,
+            "profiles": list(self.profiles),
+            "lexicons": list(self.lexicons),
+            "shards": [s.to_dict() for s in self.shards],
+            "total": self.total.to_dict(),
+            "failed": self.failed,
+            "quarantined": self.quarantined,
+            "pending": self.pending,
+        }
+
+
+def _int(value: Any) -> int:
+    """SUM over BIGINT is NUMERIC on PostgreSQL (a Decimal in Python)."""
+    return 0 if value is None else int(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read-only snapshot for all of the report's queries, so they see the same shards."""
+    if is_sqlite(engine):
+        with engine.connect() as conn:
+            # pysqlite emits no BEGIN before a SELECT: without one each query would see the
+            # database as of its own start. In WAL mode a read transaction is a snapshot.
+            conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+    else:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+
+
+def _newest(dataset_id: int, *conditions: Any) -> Subquery:
+    """Each URI's versions meeting `conditions`, the most recently seen first (`rank` 1):
+    content A -> B -> A makes A current again.
+
+    A window function, not a join on MAX(version): one sort whatever the planner believes
+    about the table sizes (a freshly filled, never-analysed PostgreSQL table otherwise gets
+    a quadratic nested loop)."""
+    rank = func.row_number().over(
+        partition_by=t.Shard.uri,
+        order_by=(t.Shard.last_seen_at.desc(), t.Shard.version.desc()),
+    )
+    return (
+        select(
+            t.Shard.id,
+            t.Shard.uri,
+            t.Shard.version,
+            t.Shard.status,
+            t.Shard.reason,
+            rank.label("rank"),
+        )
+        .where(t.Shard.dataset_id == dataset_id, *conditions)
+        .subquery()
+    )
+
+
+def _latest_done(dataset_id: int) -> CTE:
+    """(id, uri, version) of the current (most recently seen) done version of each URI."""
+    ranked = _newest(dataset_id, t.Shard.status == "done")
+    return (
+        select(ranked.c.id, ranked.c.uri, ranked.c.version)
+        .where(ranked.c.rank == 1)
+        .cte("latest_done")
+    )
+
+
+def _not_done(conn: Connection, dataset_id: int) -> list[ShardEntry]:
+    """The newest version of each URI, where that version is not done."""
+    ranked = _newest(dataset_id)
+    rows = conn.execute(
+        select(ranked.c.uri, ranked.c.version, ranked.c.status, ranked.c.reason).where(
+            ranked.c.rank == 1, ranked.c.status != "done"
+        )
+    ).all()
+    return [ShardEntry(r.uri, r.version, r.status, reason=r.reason) for r in rows]
+
+
+def _label_order(
+    labels: Sequence[str], profiles: Sequence[str], resolve: ProfileResolver
+) -> list[str]:
+    """The stored profiles' labels in their declared order, then any others, then other/null."""
+    order: list[str] = []
+    for name in profiles:
+        profile = resolve(name)
+        if profile is not None:
+            order += [label for label in profile.nsfw_labels if label not in order]
+    present = [label for label in dict.fromkeys(labels) if label not in _TAIL_LABELS]
+    known = [label for label in order if label in present]
+    extra = sorted(label for label in present if label not in order)
+    return known + extra
+
+
+def _ordered(counts: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
+    keys = [*order, *_TAIL_LABELS]
+    out = {k: counts[k] for k in keys if k in counts}
+    out.update({k: v for k, v in counts.items() if k not in out})
+    return out
+
+
+def dataset_report(
+    source: ResultStore | Engine,
+    dataset: str,
+    *,
+    profiles: ProfileResolver | None = None,
+) -> DatasetReport:
+    """Sum the latest done version of every shard URI of `dataset`, in SQL.
+
+    `report.total.to_dict()` equals `shardwatch scan --json`'s total over the same files
+    (float sums up to rounding). `profiles` resolves the stored profile names, to put the NSFW
+    tag labels in their declared order (default: the built-in profiles; unknown labels are
+    sorted). Raises UnknownDataset, or ReportError when the shards cannot be added up
+    (different similarity thresholds or term lists, as `ShardMetrics.merge` would refuse).
+    """
+    engine = source.engine if isinstance(source, ResultStore) else source
+    resolve = profiles or BUILTIN_PROFILES.get
+    with _snapshot(engine) as conn:
+        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if dataset_id is None:
+            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            raise UnknownDataset(dataset, known)
+        latest = _latest_done(dataset_id)
+        return _build(conn, dataset, dataset_id, latest, resolve)
+
+
+def _build(
+    conn: Connection, dataset: str, dataset_id: int, latest: CTE, resolve: ProfileResolver
+) -> DatasetReport:
+    sm = t.ShardMetricsRow
+    one, zero = literal(1), literal(0)
+
+    def count_true(condition: Any) -> Any:
+        return func.sum(case((condition, one), else_=zero))
+
+    scalars = conn.execute(
+        select(
+            func.count().label("shards"),
+            func.sum(sm.rows).label("rows"),
+            func.sum(sm.keyword_nsfw_rows).label("keyword_nsfw_rows"),
+            count_true(sm.has_nsfw_tag).label("with_tag"),
+            count_true(sm.has_terms).label("with_terms"),
+            count_true(and_(sm.has_terms, sm.has_nsfw_tag)).label("with_term_tags"),
+            func.count(sm.similarity_count).label("with_similarity"),
+            func.count(sm.similarity_threshold.distinct()).label("thresholds"),
+            func.min(sm.similarity_threshold).label("threshold_lo"),
+            func.max(sm.similarity_threshold).label("threshold_hi"),
+            func.sum(sm.similarity_count).label("sim_count"),
+            func.sum(sm.similarity_null).label("sim_null"),
+            func.sum(sm.similarity_below).label("sim_below"),
+            func.min(sm.similarity_min).label("sim_min"),
+            func.max(sm.similarity_max).label("sim_max"),
+            func.sum(sm.similarity_sum).label("sim_sum"),
+            func.sum(sm.hist_underflow).label("underflow"),
+            func.sum(sm.hist_overflow).label("overflow"),
+            func.count(sm.duplicate_ids).label("with_dup_ids"),
+            func.sum(sm.duplicate_ids).label("dup_ids"),
+            func.count(sm.duplicate_urls).label("with_dup_urls"),
+            func.sum(sm.duplicate_urls).label("dup_urls"),
+        ).join(latest, latest.c.id == sm.shard_id)
+    ).one()
+
+    # Per-shard JSON columns (nulls, unavailable, notes) are merged here, in URI order.
+    per_shard = conn.execute(
+        select(latest.c.uri, latest.c.version, sm.rows, sm.profile, sm.lexicon)
+        .add_columns(sm.nulls, sm.unavailable, sm.notes)
+        .join(sm, sm.shard_id == latest.c.id)
+        .order_by(latest.c.uri)
+    ).all()
+    nulls: dict[str, int] = {}
+    missing_in: dict[str, int] = {}
+    notes: dict[str, None] = {}
+    for row in per_shard:
+        for name, n in (row.nulls or {}).items():
+            nulls[name] = nulls.get(name, 0) + int(n)
+        for name in row.unavailable or []:
+            missing_in[name] = missing_in.get(name, 0) + 1
+        notes.update(dict.fromkeys(row.notes or []))
+    profile_names = tuple(dict.fromkeys(sorted(r.profile for r in per_shard)))
+    lexicon_names = tuple(dict.fromkeys(sorted(r.lexicon for r in per_shard)))
+
+    tag_rows = conn.execute(
+        select(t.ShardTagCount.label, func.sum(t.ShardTagCount.count))
+        .join(latest, latest.c.id == t.ShardTagCount.shard_id)
+        .group_by(t.ShardTagCount.label)
+    ).all()
+    term_tag_rows = conn.execute(
+        select(t.TermTagCount.term, t.TermTagCount.label, func.sum(t.TermTagCount.count))
+        .join(latest, latest.c.id == t.TermTagCount.shard_id)
+        .group_by(t.TermTagCount.term, t.TermTagCount.label)
+    ).all()
+    labels = _label_order(
+        [r[0] for r in tag_rows] + [r[1] for r in term_tag_rows], profile_names, resolve
+    )
+
+    n_shards = _int(scalars.shards)
+    tags = _ordered({r[0]: _int(r[1]) for r in tag_rows}, labels) if scalars.with_tag else None
+    term_tags: dict[str, dict[str, int]] = {}
+    for term, label, count in term_tag_rows:
+        term_tags.setdefault(term, {})[label] = _int(count)
+    terms = _terms(conn, latest, scalars, term_tags, labels)
+    total = ShardMetrics(
+        rows=_int(scalars.rows),
+        shards=n_shards,
+        nulls=nulls,
+        nsfw_flag_counts=tags,
+        keyword_nsfw_rows=_opt_int(scalars.keyword_nsfw_rows),
+        similarity=_similarity(conn, latest, scalars),
+        terms=terms,
+        duplicates={
+            **({"id": _int(scalars.dup_ids)} if scalars.with_dup_ids else {}),
+            **({"url": _int(scalars.dup_urls)} if scalars.with_dup_urls else {}),
+        },
+        missing_in=missing_in,
+        notes=tuple(notes),
+    )
+
+    entries = [ShardEntry(r.uri, r.version, "done", rows=int(r.rows)) for r in per_shard]
+    not_done = _not_done(conn, dataset_id)
+    entries = sorted(entries + not_done, key=lambda e: (e.uri, e.version))
+    statuses = [e.status for e in not_done]
+    return DatasetReport(
+        dataset=dataset,
+        total=total,
+        shards=tuple(entries),
+        failed=statuses.count("failed"),
+        quarantined=statuses.count("quarantined"),
+        pending=len(statuses) - statuses.count("failed") - statuses.count("quarantined"),
+        profiles=profile_names,
+        lexicons=lexicon_names,
+        labels=tuple(labels),
+    )
+
+
+def _similarity(conn: Connection, latest: CTE, scalars: Any) -> SimilarityStats | None:
+    if not scalars.with_similarity:
+        return None
+    if scalars.thresholds > 1:
+        raise ReportError(
+            "the shards were scanned with different similarity thresholds "
+            f"({scalars.threshold_lo} to {scalars.threshold_hi}); re-ingest them with one "
+            "profile (shardwatch ingest --force)"
+        )
+    counts = [0] * HIST_BINS
+    bins = conn.execute(
+        select(t.SimilarityBin.bin, func.sum(t.SimilarityBin.count))
+        .join(latest, latest.c.id == t.SimilarityBin.shard_id)
+        .group_by(t.SimilarityBin.bin)
+    ).all()
+    for index, count in bins:
+        counts[index] = _int(count)
+    return SimilarityStats(
+        threshold=float(scalars.threshold_lo),
+        count=_int(scalars.sim_count),
+        null=_int(scalars.sim_null),
+        below_threshold=_int(scalars.sim_below),
+        min=_opt_float(scalars.sim_min),
+        max=_opt_float(scalars.sim_max),
+        sum=float(scalars.sim_sum or 0.0),
+        histogram=Histogram(tuple(counts), _int(scalars.underflow), _int(scalars.overflow)),
+    )
+
+
+def _terms(
+    conn: Connection,
+    latest: CTE,
+    scalars: Any,
+    term_tags: Mapping[str, Mapping[str, int]],
+    labels: Sequence[str],
+) -> dict[str, TermStats] | None:
+    with_terms = _int(scalars.with_terms)
+    if not with_terms:
+        return None
+    tm = t.TermMetricsRow
+    position = func.min(tm.position)
+    rows = conn.execute(
+        select(
+            tm.term,
+            tm.mode,
+            position.label("position"),
+            func.max(tm.position).label("last_position"),
+            func.count().label("shards"),
+            func.sum(tm.matches).label("matches"),
+            func.sum(tm.keyword_nsfw).label("keyword_nsfw"),
+            func.sum(tm.substring_matches).label("substring_matches"),
+        )
+        .join(latest, latest.c.id == tm.shard_id)
+        .group_by(tm.term, tm.mode)
+        .order_by(position, tm.term, tm.mode)
+    ).all()
+    # The same refusal as ShardMetrics.merge: every shard with terms has the same term list.
+    names = [r.term for r in rows]
+    if (
+        len(set(names)) != len(names)
+        or any(r.shards != with_terms or r.position != r.last_position for r in rows)
+        or [r.position for r in rows] != list(range(len(rows)))
+    ):
+        raise ReportError(
+            "the shards were scanned with different lexicons (term lists or modes differ); "
+            "re-ingest them with one lexicon (shardwatch ingest --force)"
+        )
+    with_tags = bool(scalars.with_term_tags)
+    return {
+        r.term: TermStats(
+            mode=cast(MatchMode, r.mode),
+            matches=_int(r.matches),
+            keyword_nsfw=_int(r.keyword_nsfw),
+            substring_matches=_int(r.substring_matches),
+            nsfw_flag_counts=_ordered(term_tags.get(r.term, {}), labels) if with_tags else None,
+        )
+        for r in rows
+    }
+
+
+__all__ = [
+    "DatasetReport",
+    "ProfileResolver",
+    "ReportError",
+    "ShardEntry",
+    "UnknownDataset",
+    "dataset_report",
+]

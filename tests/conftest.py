@@ -1,0 +1,148 @@
+"""Shared fixtures: a PostgreSQL database per test session, and empty results stores.
+
+`database_url` runs a test twice, on an embedded SQLite file and on a fresh PostgreSQL
+database, both EMPTY (the code under test applies the migrations); `store` is a migrated
+`ResultStore` on it. PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth;
+`SHARDWATCH_TEST_PG_HOST` / `SHARDWATCH_TEST_PG_PORT` override). When it is unreachable the
+PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from shardwatch.store.database import make_engine, upgrade
+from shardwatch.store.repository import ResultStore
+
+START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """The test PostgreSQL server, driven through psycopg2 in autocommit mode."""
+
+    host: str
+    port: int
+    user: str = "postgres"
+
+    def connect(self, dbname: str = "postgres") -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(
+            host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=5
+        )
+        conn.autocommit = True
+        return conn
+
+    def url(self, dbname: str, password: str | None = None) -> str:
+        auth = self.user if password is None else f"{self.user}:{password}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+                )
+        finally:
+            conn.close()
+
+    def drop_database(self, name: str) -> None:
+        """Terminate the database's connections (e.g. of killed workers), then drop it."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The reachable test server; unreachable: skip, or fail when `CI` is set."""
+    server = PostgresServer(
+        os.environ.get("SHARDWATCH_TEST_PG_HOST", "127.0.0.1"),
+        int(os.environ.get("SHARDWATCH_TEST_PG_PORT", "5432")),
+    )
+    try:
+        server.connect().close()
+    except psycopg2.OperationalError as exc:
+        where = f"{server.host}:{server.port}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"PostgreSQL is required in CI (CI is set) but {where} is unreachable "
+                f"({reason}); start it with: {START_POSTGRES}",
+                pytrace=False,
+            )
+        pytest.skip(
+            f"PostgreSQL at {where} is unreachable ({reason}); start it with: "
+            f"{START_POSTGRES} (with CI set this fails instead)"
+        )
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    name = f"shardwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(name)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+_fresh_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_postgres_database(postgres_server: PostgresServer, postgres_url: str) -> Iterator[str]:
+    """The name of a new, empty database for one test (named after the session's)."""
+    name = f"{postgres_url.rsplit('/', 1)[1]}_{next(_fresh_numbers)}"
+    postgres_server.create_database(name)
+    try:
+        yield name
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: PostgresServer, fresh_postgres_database: str) -> str:
+    """The URL of an empty PostgreSQL database for one test."""
+    return postgres_server.url(fresh_postgres_database)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An EMPTY database (no tables), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[ResultStore]:
+    """A `ResultStore` on `database_url`, migrated to head by the code under test."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        yield ResultStore(engine)
+    finally:
+        engine.dispose()

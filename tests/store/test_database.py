@@ -1,0 +1,102 @@
+"""store/database.py without a server: migration files, heads and password masking."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from shardwatch.store.database import (
+    MIGRATIONS_DIR,
+    StoreError,
+    heads,
+    make_engine,
+    masked,
+    parse_url,
+)
+
+pytestmark = pytest.mark.unit
+
+SECRET = "hunter2"
+FILE_NAME = re.compile(r"^(\d{4})_(\d{2})_(\d{2})_(\d{2})(\d{2})_([0-9a-f]{12})_[a-z0-9_]+\.py$")
+
+
+def test_single_head() -> None:
+    assert len(heads()) == 1, heads()
+
+
+def test_migration_files_are_date_prefixed_and_named_after_their_revision() -> None:
+    files = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
+    assert files, f"no migrations under {MIGRATIONS_DIR / 'versions'}"
+    revisions = []
+    for path in files:
+        match = FILE_NAME.match(path.name)
+        assert match, f"{path.name} is not YYYY_MM_DD_HHMM_<rev>_<slug>.py"
+        source = path.read_text()
+        stamp = datetime.strptime("".join(match.groups()[:5]), "%Y%m%d%H%M")  # a real date
+        created = re.search(r"^Create Date: (\d{4}-\d\d-\d\d \d\d:\d\d)", source, re.M)
+        assert created, f"{path.name} has no Create Date"
+        assert stamp == datetime.strptime(created.group(1), "%Y-%m-%d %H:%M"), path.name
+        declared = re.search(r'^revision = "([0-9a-f]+)"$', source, re.M)
+        assert declared and declared.group(1) == match.group(6), path.name
+        revisions.append(match.group(6))
+    assert heads()[0] in revisions
+
+
+def test_masked_url_hides_the_password() -> None:
+    url = f"postgresql://postgres:{SECRET}@db.example:5432/shardwatch"
+    assert SECRET not in masked(url)
+    assert SECRET not in masked(parse_url(url))
+    assert "***" in masked(url)
+    assert masked("sqlite:///.shardwatch/x.sqlite") == "sqlite:///.shardwatch/x.sqlite"
+
+
+def test_engine_repr_and_url_hide_the_password() -> None:
+    engine = make_engine(f"postgresql://postgres:{SECRET}@127.0.0.1:1/shardwatch")
+    try:
+        assert SECRET not in repr(engine)
+        assert SECRET not in str(engine.url)
+        assert SECRET not in repr(engine.url)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"not a url {SECRET}",
+        f"postgresql://postgres:{SECRET}/shardwatch",  # no host: the password parses as a port
+        f"postgresql://postgres:{SECRET}",
+        f"postgresql+nodriver://postgres:{SECRET}@127.0.0.1/shardwatch",
+    ],
+)
+def test_bad_urls_raise_store_errors_that_do_not_echo_the_password(url: str) -> None:
+    with pytest.raises(StoreError) as info:
+        make_engine(url)
+    assert SECRET not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_connection_error_does_not_show_the_password() -> None:
+    engine = make_engine(f"postgresql://postgres:{SECRET}@127.0.0.1:1/shardwatch")
+    try:
+        with pytest.raises(OperationalError) as info, engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert SECRET not in str(info.value)
+        assert SECRET not in repr(info.value)
+    finally:
+        engine.dispose()
+
+
+def test_statement_errors_hide_bound_parameters(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    try:
+        with pytest.raises(OperationalError) as info, engine.connect() as conn:
+            conn.execute(text("SELECT * FROM missing WHERE x = :x"), {"x": SECRET})
+        assert SECRET not in str(info.value)
+    finally:
+        engine.dispose()

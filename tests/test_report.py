@@ -1,0 +1,429 @@
+"""`shardwatch report`: the dataset total summed in SQL equals the merge of the shards' scans."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from builders import (
+    adversarial_table,
+    all_null_table,
+    edge_case_table,
+    empty_table,
+    table_with_columns,
+    tricky_lexicon,
+    write_shard,
+)
+
+import shardwatch as shardwatch_package
+from shardwatch import synth
+from shardwatch.engine import CompiledLexicon, scan_shard
+from shardwatch.ingest import ingest_shards
+from shardwatch.lexicon import BIRHANE2021
+from shardwatch.metrics import ShardMetrics
+from shardwatch.profiles import LAION400M, DatasetProfile
+from shardwatch.store.report import ReportError, UnknownDataset, dataset_report
+from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
+
+BIRHANE = CompiledLexicon(BIRHANE2021)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def assert_same_total(report: dict[str, Any], scan: dict[str, Any]) -> None:
+    """Every key equal; similarity `sum`/`mean` up to float rounding (the SQL sums in
+    another order)."""
+    assert report.keys() == scan.keys()
+    for key, expected in scan.items():
+        got = report[key]
+        if key == "similarity":
+            got, expected = dict(got), dict(expected)
+            for name in ("sum", "mean"):
+                a, b = got.pop(name), expected.pop(name)
+                assert (a is None) == (b is None), name
+                if a is not None:
+                    assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (name, a, b)
+        assert got == expected, key
+
+
+def scan_total(paths: Sequence[Path], profile: DatasetProfile, lexicon: CompiledLexicon) -> Any:
+    return ShardMetrics.merge_all(scan_shard(p, profile, lexicon) for p in paths).to_dict()
+
+
+def ingest(
+    store: ResultStore,
+    paths: Sequence[Path],
+    dataset: str,
+    profile: DatasetProfile = LAION400M,
+    lexicon: CompiledLexicon = BIRHANE,
+) -> list[str]:
+    results = ingest_shards(
+        paths, store=store, dataset=dataset, profile=profile, lexicon=lexicon, lease_seconds=60
+    )
+    return [r.outcome for r in results]
+
+
+def shardwatch(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDWATCH_")}
+    env["SHARDWATCH_DATABASE_URL"] = database_url
+    # the package under test, importable whatever `cwd` is (a relative PYTHONPATH is not)
+    package_root = str(Path(shardwatch_package.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "shardwatch", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def mixed_shards(directory: Path) -> list[Path]:
+    """Adversarial, edge-case, synthetic LAION-like, degenerate and column-poor shards."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        write_shard(adversarial_table(1500, 1), directory, "a-adversarial-1.parquet"),
+        write_shard(adversarial_table(900, 2, int_ids=True), directory, "b-adversarial-2.parquet"),
+        write_shard(edge_case_table(), directory, "c-edge.parquet"),
+        synth.write_shard(directory / "d-synth.parquet", 3000, seed=5, row_group_size=1000),
+        write_shard(table_with_columns(("URL", "TEXT")), directory, "e-url-text.parquet"),
+        write_shard(table_with_columns(("TEXT",)), directory, "f-text-only.parquet"),
+        write_shard(empty_table(), directory, "g-empty.parquet"),
+        write_shard(all_null_table(), directory, "h-all-null.parquet"),
+        write_shard(table_with_columns(("URL",)), directory, "i-url-only.parquet"),
+    ]
+
+
+# --- the library --------------------------------------------------------------------------
+
+
+def test_report_total_equals_merged_scans(store: ResultStore, tmp_path: Path) -> None:
+    paths = mixed_shards(tmp_path / "shards")
+    assert ingest(store, paths, "mixed") == ["done"] * len(paths)
+    report = dataset_report(store, "mixed")
+    expected = scan_total(paths, LAION400M, BIRHANE)
+    assert_same_total(report.total.to_dict(), expected)
+    # the gaps are the scan's: column-poor shards make metrics partially available
+    assert expected["partially_available"]["similarity"] == 3
+    assert len(expected["notes"]) == 2  # TEXT-only and URL-only shards: in shard order
+    assert report.total.shards == len(paths)
+    assert [(s.uri, s.version, s.status, s.rows) for s in report.shards] == [
+        (str(p.resolve()), 1, "done", pq.read_metadata(p).num_rows) for p in paths
+    ]
+    assert (report.failed, report.quarantined, report.pending) == (0, 0, 0)
+    assert report.profiles == ("laion400m",) and report.lexicons == ("birhane2021",)
+    assert list(report.total.nsfw_flag_counts or {}) == [
+        "UNLIKELY",
+        "UNSURE",
+        "NSFW",
+        "other",
+        "null",
+    ]
+    # a second report over the same store (and the engine passed directly) is identical
+    again = dataset_report(store.engine, "mixed")
+    assert again.total.to_dict() == report.total.to_dict()
+
+
+def test_report_with_a_tricky_lexicon_and_only_column_poor_shards(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    lexicon = CompiledLexicon(tricky_lexicon())  # terms like 'c++', '(nun)', 'ΣΑΣ', 'İ'
+    paths = [
+        write_shard(table_with_columns(("URL", "TEXT"), 500, seed), tmp_path, f"p{seed}.parquet")
+        for seed in (3, 4)
+    ]
+    assert ingest(store, paths, "poor", lexicon=lexicon) == ["done", "done"]
+    report = dataset_report(store, "poor")
+    expected = scan_total(paths, LAION400M, lexicon)
+    assert_same_total(report.total.to_dict(), expected)
+    assert {"nsfw_flag_counts", "similarity", "duplicates.id"} <= set(expected["unavailable"])
+    assert list(report.total.terms or {}) == [p.term for p in tricky_lexicon().terms]
+
+
+def test_report_follows_the_latest_version(store: ResultStore, tmp_path: Path) -> None:
+    path, other = tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"
+    pq.write_table(adversarial_table(700, 10), other)
+    pq.write_table(adversarial_table(600, 11), path)
+    assert ingest(store, [path, other], "versions") == ["done", "done"]
+    assert ingest(store, [path, other], "versions") == ["skipped", "skipped"]
+
+    changed = adversarial_table(800, 12)  # new content under the same path: version 2
+    pq.write_table(changed, path)
+    assert ingest(store, [path], "versions") == ["done"]
+    report = dataset_report(store, "versions")
+    assert_same_total(report.total.to_dict(), scan_total([path, other], LAION400M, BIRHANE))
+    assert report.total.rows == 800 + 700
+    assert [(s.version, s.status) for s in report.shards if s.uri == str(path)] == [(2, "done")]
+
+    # a third version that cannot be read fails: the total keeps counting version 2
+    keep = tmp_path / "kept" / "part-0.parquet"
+    keep.parent.mkdir()
+    pq.write_table(changed, keep)
+    path.write_bytes(b"not a parquet file")
+    assert ingest(store, [path], "versions") == ["failed"]
+    report = dataset_report(store, "versions")
+    assert_same_total(report.total.to_dict(), scan_total([keep, other], LAION400M, BIRHANE))
+    assert report.failed == 1
+    assert [(s.version, s.status) for s in report.shards if s.uri == str(path)] == [
+        (2, "done"),
+        (3, "failed"),
+    ]
+    failed = next(s for s in report.shards if s.status == "failed")
+    assert failed.reason and failed.rows is None
+
+
+def test_a_dataset_without_done_shards_has_an_empty_total(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 but not really")
+    assert ingest(store, [bad], "broken") == ["failed"]
+    report = dataset_report(store, "broken")
+    assert report.total.to_dict() == ShardMetrics.merge_all([]).to_dict()
+    assert report.failed == 1
+    assert report.to_dict()["shards"] == [
+        {
+            "uri": str(bad.resolve()),
+            "version": 1,
+            "status": "failed",
+            "rows": None,
+            "reason": report.shards[0].reason,
+        }
+    ]
+
+
+def test_unknown_dataset(store: ResultStore) -> None:
+    with pytest.raises(UnknownDataset, match="no dataset 'nope'"):
+        dataset_report(store, "nope")
+
+
+def test_shards_scanned_with_different_lexicons_or_thresholds_are_refused(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    a = write_shard(adversarial_table(200, 1), tmp_path, "a.parquet")
+    b = write_shard(adversarial_table(200, 2), tmp_path, "b.parquet")
+    ingest(store, [a], "lexicons")
+    ingest(store, [b], "lexicons", lexicon=CompiledLexicon(tricky_lexicon()))
+    with pytest.raises(ReportError, match="different lexicons"):
+        dataset_report(store, "lexicons")
+    # the same refusal as merging the scans
+    with pytest.raises(ValueError, match="different lexicons"):
+        scan_shard(a, LAION400M, BIRHANE).merge(
+            scan_shard(b, LAION400M, CompiledLexicon(tricky_lexicon()))
+        )
+
+    other = DatasetProfile("other-threshold", LAION400M.columns, 0.28, LAION400M.nsfw_labels)
+    ingest(store, [a], "thresholds")
+    ingest(store, [b], "thresholds", profile=other)
+    with pytest.raises(ReportError, match="different similarity thresholds"):
+        dataset_report(store, "thresholds")
+
+
+def test_tag_labels_keep_the_profiles_order(store: ResultStore, tmp_path: Path) -> None:
+    profile = DatasetProfile(
+        "zeta-first", {"text": "TEXT", "nsfw_tag": "NSFW"}, 0.3, nsfw_labels=("zeta", "alpha")
+    )
+    table = pa.table({"TEXT": ["desi", "nun", "desi x", "y"], "NSFW": ["zeta", "alpha", "b", None]})
+    path = write_shard(table, tmp_path, "tags.parquet")
+    ingest(store, [path], "labels", profile=profile)
+    expected = ["zeta", "alpha", "other", "null"]
+
+    resolved = dataset_report(store, "labels", profiles={"zeta-first": profile}.get)
+    assert resolved.labels == ("zeta", "alpha")
+    assert list(resolved.total.nsfw_flag_counts or {}) == expected
+    assert list((resolved.total.terms or {})["desi"].nsfw_flag_counts or {}) == expected
+    assert resolved.total.to_dict() == scan_total([path], profile, BIRHANE)
+    unresolved = dataset_report(store, "labels")  # profile unknown here: labels sorted
+    assert unresolved.labels == ("alpha", "zeta")
+    assert unresolved.total.to_dict() == resolved.total.to_dict()  # dicts ignore order
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def test_cli_report_json_equals_scan_json(database_url: str, tmp_path: Path) -> None:
+    paths = [str(p) for p in mixed_shards(tmp_path / "shards")]
+    ingested = shardwatch(
+        "ingest", *paths, "--dataset", "cli", database_url=database_url, cwd=tmp_path
+    )
+    assert ingested.returncode == 0, ingested.stderr
+    scanned = shardwatch("scan", *paths, "--json", database_url=database_url, cwd=tmp_path)
+    assert scanned.returncode == 0, scanned.stderr
+    reported = shardwatch(
+        "report", "--dataset", "cli", "--json", database_url=database_url, cwd=tmp_path
+    )
+    assert reported.returncode == 0, reported.stderr
+    doc = json.loads(reported.stdout)
+    assert_same_total(doc["total"], json.loads(scanned.stdout)["total"])
+    assert doc["dataset"] == "cli" and doc["failed"] == 0
+    assert [s["uri"] for s in doc["shards"]] == sorted(str(Path(p).resolve()) for p in paths)
+    assert {s["status"] for s in doc["shards"]} == {"done"}
+
+    text = shardwatch("report", "--dataset", "cli", database_url=database_url, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "9 shards" in text.stdout and "Table 1" in text.stdout
+    assert "below 0.3" in text.stdout and "median" in text.stdout
+    # counts only: no caption from the shards is ever printed
+    captions = pq.read_table(paths[0], columns=["TEXT"]).column(0).to_pylist()
+    long_captions = [c for c in captions if c and len(c) > 25]
+    assert long_captions and not any(c in text.stdout for c in long_captions)
+
+
+PIPE_CONFIG = """
+lexicon = "pipes"
+
+[lexicons.pipes]
+extends = "birhane2021"
+terms = ["x|y", { term = "*star*", mode = "substring" }, "[link](u)"]
+"""
+
+
+def _markdown_cells(line: str) -> list[str]:
+    """Split a Markdown table row on unescaped pipes and undo the backslash escapes."""
+    inner = line.strip()[1:-1]
+    return [re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "pipes.toml"
+    config.write_text(PIPE_CONFIG)
+    texts = ["a x|y b", "x|y", "hot x|y", "*star* power", "[link](u) here", "desi nun", None]
+    table = adversarial_table(600, 21, shuffle=False)
+    table = table.set_column(
+        table.schema.get_field_index("TEXT"),
+        "TEXT",
+        pa.array(
+            [
+                texts[i % len(texts)] if i % 3 else t
+                for i, t in enumerate(table.column("TEXT").to_pylist())
+            ]
+        ),
+    )
+    paths = [
+        str(write_shard(table, tmp_path, "pipes.parquet")),
+        str(write_shard(adversarial_table(400, 22), tmp_path, "plain.parquet")),
+    ]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = shardwatch(*args, "--config", str(config), database_url=database_url, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run("ingest", *paths, "--dataset", "md")
+    terms = json.loads(run("scan", *paths, "--json").stdout)["total"]["terms"]
+    assert terms["x|y"]["matches"] > 0 and terms["*star*"]["matches"] > 0
+    labels = ["UNLIKELY", "UNSURE", "NSFW", "other", "null"]
+
+    markdown = run("report", "--dataset", "md", "--format", "markdown").stdout
+    rows = [_markdown_cells(line) for line in markdown.splitlines() if line.startswith("|")]
+    header, body = rows[0], rows[2:]
+    assert header == [
+        "term",
+        "mode",
+        "matches",
+        "keyword-NSFW",
+        "keyword-NSFW %",
+        *labels,
+        "substring matches",
+    ]
+    assert all(len(row) == len(header) for row in body)  # every '|' in a term was escaped
+    assert "x\\|y" in markdown and "\\[link\\]\\(u\\)" in markdown and "\\*star\\*" in markdown
+    by_term = {row[0]: row for row in body}
+    assert list(by_term) == list(terms)
+    for term, stats in terms.items():
+        row = dict(zip(header, by_term[term], strict=True))
+        assert row["mode"] == stats["mode"]
+        assert int(row["matches"].replace(",", "")) == stats["matches"]
+        assert int(row["keyword-NSFW"].replace(",", "")) == stats["keyword_nsfw"]
+        assert int(row["substring matches"].replace(",", "")) == stats["substring_matches"]
+        for label in labels:
+            assert int(row[label].replace(",", "")) == stats["nsfw_flag_counts"][label]
+    overall = next(line for line in markdown.splitlines() if line.startswith("**Overall:**"))
+    assert "keyword-NSFW rows" in overall and "similarity below 0.3" in overall
+
+    text = run("report", "--dataset", "md", "--format", "csv").stdout
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == [
+        "term",
+        "mode",
+        "matches",
+        "keyword_nsfw",
+        "keyword_nsfw_pct",
+        *labels,
+        "substring_matches",
+    ]
+    assert [row[0] for row in parsed[1:]] == list(terms)
+    for row in parsed[1:]:
+        record, stats = dict(zip(parsed[0], row, strict=True)), terms[row[0]]
+        assert int(record["matches"]) == stats["matches"]
+        assert int(record["keyword_nsfw"]) == stats["keyword_nsfw"]
+        assert int(record["substring_matches"]) == stats["substring_matches"]
+        assert {k: int(record[k]) for k in labels} == stats["nsfw_flag_counts"]
+        if stats["matches"]:
+            pct = 100 * stats["keyword_nsfw"] / stats["matches"]
+            assert math.isclose(float(record["keyword_nsfw_pct"]), pct, abs_tol=1e-4)
+        else:
+            assert record["keyword_nsfw_pct"] == ""
+
+
+def test_cli_report_errors(database_url: str, tmp_path: Path) -> None:
+    path = write_shard(adversarial_table(100, 3), tmp_path, "one.parquet")
+    assert shardwatch("ingest", str(path), database_url=database_url, cwd=tmp_path).returncode == 0
+
+    unknown = shardwatch("report", "--dataset", "nope", database_url=database_url, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no dataset 'nope'" in unknown.stderr and "'default'" in unknown.stderr
+
+    both = shardwatch(
+        "report", "--json", "--format", "csv", database_url=database_url, cwd=tmp_path
+    )
+    assert both.returncode == 2
+
+
+def test_cli_report_without_a_store(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "store.sqlite"
+    proc = shardwatch("report", database_url=f"sqlite:///{missing}", cwd=tmp_path)
+    assert proc.returncode == 2 and "run `shardwatch ingest`" in proc.stderr
+    assert not missing.exists()  # a report never creates a store
+
+    unreachable = "postgresql://postgres:s3cret-pw@127.0.0.1:1/shardwatch"
+    proc = shardwatch("report", "--json", database_url=unreachable, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == ""
+    assert "s3cret-pw" not in proc.stderr and "***" in proc.stderr
+
+
+def test_content_that_comes_back_becomes_current_again(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    """A -> B -> A under one path: the report counts A again, not the stale B."""
+    path = tmp_path / "part-0.parquet"
+    first, second = adversarial_table(500, 20), adversarial_table(900, 21)
+    pq.write_table(first, path)
+    assert ingest(store, [path], "flipflop") == ["done"]
+    pq.write_table(second, path)
+    assert ingest(store, [path], "flipflop") == ["done"]
+    assert dataset_report(store, "flipflop").total.rows == 900
+    pq.write_table(first, path)
+    assert ingest(store, [path], "flipflop") == ["skipped"]  # same content as version 1
+    report = dataset_report(store, "flipflop")
+    assert report.total.rows == 500
+    assert_same_total(report.total.to_dict(), scan_total([path], LAION400M, BIRHANE))
+    assert [(s.version, s.status) for s in report.shards] == [(1, "done")]

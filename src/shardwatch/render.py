@@ -50,42 +50,17 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
 
 
 def summary(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Group:
-    """Rows, tag counts, keyword-NSFW rows, similarity, duplicates, Table 1, and gaps."""
+    """The overall facts, duplicates, nulls and notes, then Table 1."""
     lines = Text()
-    rows = metrics.rows
     lines.append(f"{title}\n", style="bold")
-    lines.append(f"rows: {rows:,}\n")
-    if metrics.nsfw_flag_counts is not None:
-        tags = ", ".join(
-            f"{k} {v:,} ({_pct(v, rows)})" for k, v in metrics.nsfw_flag_counts.items()
-        )
-        lines.append(f"NSFW tag: {tags}\n")
-    if metrics.keyword_nsfw_rows is not None:
-        kw = metrics.keyword_nsfw_rows
-        lines.append(f"keyword-NSFW rows: {kw:,} ({_pct(kw, rows)})\n")
-    sim = metrics.similarity
-    if sim is not None:
-        q = sim.histogram
-        lines.append(
-            f"similarity: {sim.count:,} values, {sim.null:,} null, "
-            f"{sim.below_threshold:,} below {sim.threshold} "
-            f"({_pct(sim.below_threshold, sim.count)})"
-            f"; min {_fmt(sim.min)}, mean {_fmt(sim.mean)}, max {_fmt(sim.max)}; "
-            f"p05 {_fmt(q.quantile(0.05))}, median {_fmt(q.quantile(0.5))}, "
-            f"p95 {_fmt(q.quantile(0.95))}\n"
-        )
+    for fact in overall_facts(metrics):
+        lines.append(f"{fact}\n")
     if metrics.duplicates:
         dups = ", ".join(f"{k} {v:,}" for k, v in metrics.duplicates.items())
         lines.append(f"duplicates within shards: {dups}\n")
     nulls = ", ".join(f"{k} {v:,}" for k, v in metrics.nulls.items() if v)
     if nulls:
         lines.append(f"nulls: {nulls}\n")
-    if metrics.unavailable:
-        lines.append(
-            f"unavailable (columns missing): {', '.join(metrics.unavailable)}\n", style="yellow"
-        )
-    for metric, n in metrics.partially_available.items():
-        lines.append(f"{metric}: missing in {n} of {metrics.shards} shards\n", style="yellow")
     for note in metrics.notes:
         lines.append(f"note: {note}\n", style="yellow")
     parts: list[Text | Table] = [lines]
@@ -156,6 +131,7 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
         facts.append(
             f"similarity below {sim.threshold}: {sim.below_threshold:,} of {sim.count:,} values "
             f"({_pct(sim.below_threshold, sim.count)}), {sim.null:,} null; "
+            f"min {_fmt(sim.min)}, mean {_fmt(sim.mean)}, max {_fmt(sim.max)}; "
             f"p05 {_fmt(q.quantile(0.05))}, median {_fmt(q.quantile(0.5))}, "
             f"p95 {_fmt(q.quantile(0.95))} (from the merged histogram)"
         )

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from shardwatch import metrics as m
 from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
+from shardwatch.features import build_features, feature_schema
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
 from shardwatch.profiles import DatasetProfile, LogicalField
@@ -27,6 +28,7 @@ from shardwatch.reader import (
 )
 
 ProgressCallback = Callable[[int], None]
+FeatureSink = Callable[[pa.RecordBatch], None]
 
 _SUBSTRING, _WORD = 1, 2  # keyword kinds per needle; 0: not a keyword
 _MODE_CODE = {"substring": _SUBSTRING, "word": _WORD}
@@ -64,6 +66,15 @@ class RowMatches:
     match_rows: npt.NDArray[np.int64]
     match_terms: npt.NDArray[np.int64]
     substring_terms: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One batch's partial metrics, its dedup keys and (if asked for) its feature rows."""
+
+    metrics: m.ShardMetrics
+    keys: dict[str, KeyArray]
+    features: pa.RecordBatch | None
 
 
 def _keyword_hits(
@@ -202,26 +213,48 @@ class _BatchScanner:
     """Computes one batch's partial metrics; safe to call from several threads."""
 
     def __init__(
-        self, columns: ResolvedColumns, profile: DatasetProfile, compiled: CompiledLexicon
+        self,
+        columns: ResolvedColumns,
+        profile: DatasetProfile,
+        compiled: CompiledLexicon,
+        features: pa.Schema | None = None,
     ) -> None:
         self.columns = columns
         self.profile = profile
         self.compiled = compiled
+        self.features = features
 
     def column(self, batch: pa.RecordBatch, logical: LogicalField) -> pa.Array | None:
         name = self.columns.present.get(logical)
         return None if name is None else batch.column(name)
 
-    def __call__(self, batch: pa.RecordBatch) -> tuple[m.ShardMetrics, dict[str, KeyArray]]:
+    def __call__(self, batch: pa.RecordBatch) -> BatchResult:
         keys: dict[str, KeyArray] = {}
         dedup_fields: tuple[LogicalField, ...] = ("id", "url")
         for logical in dedup_fields:
             arr = self.column(batch, logical)
             if arr is not None:
                 keys[logical] = keys_of(arr)
-        return self.metrics(batch), keys
+        metrics, rm = self.metrics(batch)
+        features = None
+        if self.features is not None:
+            tag = self.column(batch, "nsfw_tag")
+            has_text = self.columns.has("text")
+            features = build_features(
+                self.features,
+                batch.num_rows,
+                ids=self.column(batch, "id"),
+                tags=as_text(tag) if tag is not None else None,
+                similarity=self.column(batch, "similarity"),
+                width=self.column(batch, "width"),
+                height=self.column(batch, "height"),
+                keyword=rm.keyword if rm is not None else None,
+                match_rows=rm.match_rows if rm is not None and has_text else None,
+                match_terms=rm.match_terms if rm is not None and has_text else None,
+            )
+        return BatchResult(metrics, keys, features)
 
-    def metrics(self, batch: pa.RecordBatch) -> m.ShardMetrics:
+    def metrics(self, batch: pa.RecordBatch) -> tuple[m.ShardMetrics, RowMatches | None]:
         labels = self.profile.nsfw_labels
         n = batch.num_rows
         nulls: dict[str, int] = {}
@@ -240,12 +273,13 @@ class _BatchScanner:
 
         keyword_rows: int | None = None
         terms: dict[str, m.TermStats] | None = None
+        rm: RowMatches | None = None
         if text is not None or url is not None:
             rm = match_rows(self.compiled, text, url, n)
             keyword_rows = int(np.count_nonzero(rm.keyword))
             if text is not None:
                 terms = self._term_stats(rm, codes, labels)
-        return m.ShardMetrics(
+        partial = m.ShardMetrics(
             rows=n,
             shards=0,
             nulls=nulls,
@@ -258,6 +292,7 @@ class _BatchScanner:
             ),
             terms=terms,
         )
+        return partial, rm
 
     def _term_stats(
         self,
@@ -331,7 +366,7 @@ def _empty_partial(
     """The metrics of a zero-row batch, so an empty shard still reports every available key."""
     arrays = [pa.array([], type=field.type) for field in schema]
     empty = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return _BatchScanner(columns, profile, compiled).metrics(empty)
+    return _BatchScanner(columns, profile, compiled).metrics(empty)[0]
 
 
 def scan_batches(
@@ -342,11 +377,21 @@ def scan_batches(
     *,
     workers: int = 1,
     progress: ProgressCallback | None = None,
+    on_features: FeatureSink | None = None,
 ) -> m.ShardMetrics:
-    """The metrics of one shard given as a stream of record batches sharing `schema`."""
+    """The metrics of one shard given as a stream of record batches sharing `schema`.
+
+    With `on_features`, each batch's per-row feature table (features.py) is handed to it, in
+    row order, from the calling thread: validation reads it in the same streaming pass.
+    """
     compiled = lexicon if isinstance(lexicon, CompiledLexicon) else CompiledLexicon(lexicon)
     columns = resolve_columns(schema.names, profile)
-    scanner = _BatchScanner(columns, profile, compiled)
+    features = None
+    if on_features is not None:
+        id_name = columns.present.get("id")
+        id_source = schema.field(id_name).type if id_name is not None else None
+        features = feature_schema(compiled.lexicon, id_source)
+    scanner = _BatchScanner(columns, profile, compiled, features)
     dedup = {}
     if columns.has("id"):
         dedup["id"] = DistinctCounter()
@@ -354,14 +399,15 @@ def scan_batches(
         dedup["url"] = DistinctCounter()
     total = _empty_partial(columns, profile, compiled, schema)
 
-    def absorb(result: tuple[m.ShardMetrics, dict[str, KeyArray]]) -> None:
+    def absorb(result: BatchResult) -> None:
         nonlocal total
-        partial, keys = result
-        total = total.merge(partial)
-        for name, batch_keys in keys.items():
+        total = total.merge(result.metrics)
+        for name, batch_keys in result.keys.items():
             dedup[name].add(batch_keys)
+        if on_features is not None and result.features is not None:
+            on_features(result.features)
         if progress is not None:
-            progress(partial.rows)
+            progress(result.metrics.rows)
 
     try:
         if workers <= 1:
@@ -369,7 +415,7 @@ def scan_batches(
                 absorb(scanner(batch))
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shardwatch") as pool:
-                pending: deque[Future[tuple[m.ShardMetrics, dict[str, KeyArray]]]] = deque()
+                pending: deque[Future[BatchResult]] = deque()
                 for batch in batches:
                     pending.append(pool.submit(scanner, batch))
                     if len(pending) > workers:
@@ -390,6 +436,7 @@ def scan_shard(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 2,
     progress: ProgressCallback | None = None,
+    on_features: FeatureSink | None = None,
 ) -> m.ShardMetrics:
     """Stream one parquet shard from disk and compute its metrics (raises ShardReadError)."""
     with ShardReader(path, profile) as reader:
@@ -400,6 +447,7 @@ def scan_shard(
             lexicon,
             workers=workers,
             progress=progress,
+            on_features=on_features,
         )
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.profiles import DatasetProfile
-from shardwatch.reader import ShardReadError
+from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
 from shardwatch.store.repository import BeforeCommit, ResultStore
 
 Outcome = Literal["done", "skipped", "busy", "failed", "lost"]
@@ -137,8 +137,14 @@ def _ingest_one(
     if not store.claim(sv.id, owner, lease_seconds, force=force):
         return IngestResult(uri, "busy", sv.id, sv.version)
     try:
-        kwargs = {} if batch_size is None else {"batch_size": batch_size}
-        metrics = scan_shard(path, profile, lexicon, workers=workers, progress=progress, **kwargs)
+        metrics = scan_shard(
+            path,
+            profile,
+            lexicon,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE,
+            workers=workers,
+            progress=progress,
+        )
     except ShardReadError as exc:
         store.fail(sv.id, owner, exc.reason)
         return IngestResult(uri, "failed", sv.id, sv.version, exc.reason)

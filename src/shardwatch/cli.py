@@ -9,36 +9,28 @@ from collections.abc import Callable
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from shardwatch import __version__
 from shardwatch.config import ConfigError, Settings, load_settings
 from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode
-from shardwatch.ingest import IngestResult, ingest_shards
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
 from shardwatch.render import print_summary, report_markdown, summary, table1_csv
-from shardwatch.store.database import (
-    StoreError,
-    current,
-    heads,
-    make_engine,
-    masked,
-    parse_url,
-    upgrade,
-)
-from shardwatch.store.report import DatasetReport, ReportError, dataset_report
-from shardwatch.store.repository import ResultStore
+
+if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
+    from sqlalchemy import Engine
+
+    from shardwatch.ingest import IngestResult
+    from shardwatch.store.report import DatasetReport
 
 app = typer.Typer(
     help="shardwatch: exact, streaming data-quality audits of image-text dataset shards.\n\n"
@@ -234,6 +226,8 @@ def demo(
 
 
 def _store_engine(settings: Settings) -> Engine:
+    from shardwatch.store.database import StoreError, make_engine
+
     try:
         return make_engine(settings.database_url.get_secret_value())
     except StoreError as exc:
@@ -241,6 +235,8 @@ def _store_engine(settings: Settings) -> Engine:
 
 
 def _db_error(exc: Exception, settings: Settings) -> typer.Exit:
+    from shardwatch.store.database import masked
+
     url = masked(settings.database_url.get_secret_value())
     return _fail(ExitCode.INPUT, f"database {url}: {type(exc).__name__}: {_first_line(exc)}")
 
@@ -253,6 +249,10 @@ def _first_line(exc: Exception) -> str:
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Apply all migrations to the configured database ($SHARDWATCH_DATABASE_URL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.store.database import current, masked, upgrade
+
     settings = _settings(config)
     engine = _store_engine(settings)
     try:
@@ -265,6 +265,10 @@ def db_upgrade(config: ConfigOpt = None) -> None:
 @db_app.command("current")
 def db_current(config: ConfigOpt = None) -> None:
     """Print the configured database's migration revision (and the code's head)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.store.database import current, heads, masked
+
     settings = _settings(config)
     engine = _store_engine(settings)
     try:
@@ -296,6 +300,12 @@ def ingest(
     Identical content already stored is skipped; changed content under the same path becomes
     a new version. Several ingest processes may run at once on PostgreSQL (SQLite: one).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.ingest import ingest_shards
+    from shardwatch.store.database import upgrade
+    from shardwatch.store.repository import ResultStore
+
     settings = _settings(config, profile=profile, lexicon=lexicon, dataset=dataset)
     engine = _store_engine(settings)
     try:
@@ -350,6 +360,8 @@ class ReportFormat(StrEnum):
 
 def _no_store(settings: Settings) -> bool:
     """True for a SQLite URL whose file does not exist (a report must not create it)."""
+    from shardwatch.store.database import StoreError, parse_url
+
     try:
         url = parse_url(settings.database_url.get_secret_value())
     except StoreError:
@@ -392,6 +404,11 @@ def report(
     `shardwatch scan --json`'s total over the same files. Failed or quarantined shards are
     counted and listed, not summed.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.store.database import current, masked
+    from shardwatch.store.report import ReportError, dataset_report
+
     if as_json and fmt not in (None, ReportFormat.json):
         raise _fail(ExitCode.USAGE, "--json and --format are alternatives: give one of them")
     fmt = ReportFormat.json if as_json else (fmt or ReportFormat.text)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "db"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrators ("SHWD").
@@ -85,6 +85,8 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def _alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise StoreError(f"migrations not found under {MIGRATIONS_DIR}")
     cfg = Config()
@@ -110,6 +112,8 @@ def _lock_migrations(conn: Connection) -> None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent, safe to run concurrently)."""
+    from alembic import command
+
     cfg = _alembic_config(engine)
     with engine.begin() as conn:
         _lock_migrations(conn)
@@ -118,6 +122,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     cfg = _alembic_config(engine)
     with engine.begin() as conn:
         _lock_migrations(conn)
@@ -127,11 +133,15 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def heads() -> list[str]:
     """The migration heads (there must be exactly one)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
     return list(script.get_heads())
 
 
 def current(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -117,6 +117,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_shardwatch(
+    *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shardwatch ARGS` in a child process with `subprocess_env(**env)`."""
+    return subprocess.run(
+        [sys.executable, "-m", "shardwatch", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=subprocess_env(**env),
+        timeout=300,
+        check=False,
+    )
+
+
 def start_worker(url: str, paths: Iterable[Path], *options: str) -> subprocess.Popen[str]:
     """Run tests/ingest_worker.py on `paths` in a new process (see its docstring)."""
     return subprocess.Popen(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +12,7 @@ import pytest
 from builders import REAL_FIXTURES, edge_case_table, real_fixture
 from compare import assert_same_metrics
 from reference import reference_metrics
+from store_checks import run_shardwatch
 
 from shardwatch.lexicon import BIRHANE2021
 from shardwatch.profiles import LAION400M
@@ -25,16 +24,7 @@ REAL = REAL_FIXTURES / "laion400m_url_text_10000.parquet"
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "shardwatch", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_shardwatch(*args, cwd=cwd)
 
 
 @pytest.fixture(autouse=True)

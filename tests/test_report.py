@@ -6,10 +6,8 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,8 @@ from builders import (
     tricky_lexicon,
     write_shard,
 )
+from store_checks import run_shardwatch
 
-import shardwatch as shardwatch_package
 from shardwatch import synth
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.ingest import ingest_shards
@@ -79,20 +77,7 @@ def ingest(
 
 
 def shardwatch(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDWATCH_")}
-    env["SHARDWATCH_DATABASE_URL"] = database_url
-    # the package under test, importable whatever `cwd` is (a relative PYTHONPATH is not)
-    package_root = str(Path(shardwatch_package.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "shardwatch", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_shardwatch(*args, cwd=cwd, SHARDWATCH_DATABASE_URL=database_url)
 
 
 def mixed_shards(directory: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
 from shardwatch.features import build_features, feature_schema
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
-from shardwatch.profiles import DatasetProfile, LogicalField
+from shardwatch.profiles import DatasetProfile, LogicalField, tag_keys
 from shardwatch.reader import (
     DEFAULT_BATCH_SIZE,
     ResolvedColumns,
@@ -206,7 +206,7 @@ def _similarity(values: npt.NDArray[np.float64], threshold: float) -> m.Similari
 
 def _counts_by_label(codes: npt.NDArray[np.int64], labels: tuple[str, ...]) -> dict[str, int]:
     counts = np.bincount(codes, minlength=len(labels) + 2).tolist()
-    return dict(zip((*labels, "other", "null"), counts, strict=True))
+    return dict(zip(tag_keys(labels), counts, strict=True))
 
 
 class _BatchScanner:
@@ -311,7 +311,7 @@ class _BatchScanner:
             flat = np.bincount(
                 rm.match_terms * width + codes[rm.match_rows], minlength=n_terms * width
             ).reshape(n_terms, width)
-            keys = (*labels, "other", "null")
+            keys = tag_keys(labels)
             per_tag = [dict(zip(keys, row, strict=True)) for row in flat.tolist()]
         return {
             names[t]: m.TermStats(

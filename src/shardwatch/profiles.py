@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 LogicalField = Literal["id", "url", "text", "nsfw_tag", "similarity", "width", "height", "license"]
 LOGICAL_FIELDS: Final[tuple[LogicalField, ...]] = get_args(LogicalField)
+# Tag counts carry these keys after the profile's labels: any other value, and null.
+EXTRA_TAG_KEYS: Final = ("other", "null")
+
+
+def tag_keys(labels: Sequence[str]) -> tuple[str, ...]:
+    """The keys of a tag-count map, in order: the labels, then `other` and `null`."""
+    return (*labels, *EXTRA_TAG_KEYS)
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class DatasetProfile:
             )
         if len(set(self.nsfw_labels)) != len(self.nsfw_labels):
             raise ValueError(f"profile {self.name!r}: duplicate NSFW labels {self.nsfw_labels}")
-        reserved = {"other", "null"} & set(self.nsfw_labels)
+        reserved = set(EXTRA_TAG_KEYS) & set(self.nsfw_labels)
         if reserved:
             raise ValueError(f"profile {self.name!r}: label(s) {sorted(reserved)} are reserved")
 

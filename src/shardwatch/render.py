@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shardwatch.metrics import ShardMetrics
+from shardwatch.profiles import tag_keys
 
 
 def _pct(part: int, whole: int) -> str:
@@ -31,7 +32,7 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     table.add_column("matches", justify="right")
     table.add_column("keyword-NSFW (%)", justify="right")
     if has_tags:
-        for label in (*labels, "other", "null"):
+        for label in tag_keys(labels):
             table.add_column(Text(label), justify="right")  # labels come from config
     table.add_column("substring matches", justify="right")
     for term, stats in (metrics.terms or {}).items():
@@ -43,7 +44,7 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
         ]
         if has_tags:
             counts = stats.nsfw_flag_counts or {}
-            row += [f"{counts.get(k, 0):,}" for k in (*labels, "other", "null")]
+            row += [f"{counts.get(k, 0):,}" for k in tag_keys(labels)]
         row.append(f"{stats.substring_matches:,}")
         table.add_row(*row)
     return table
@@ -109,7 +110,7 @@ def markdown_escape(text: str) -> str:
 
 
 def _tag_keys(metrics: ShardMetrics, labels: Sequence[str]) -> tuple[str, ...]:
-    return (*labels, "other", "null") if metrics.nsfw_flag_counts is not None else ()
+    return tag_keys(labels) if metrics.nsfw_flag_counts is not None else ()
 
 
 def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> list[str]:

@@ -18,13 +18,12 @@ from shardwatch.metrics import (
     SimilarityStats,
     TermStats,
 )
-from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile
+from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
 from shardwatch.store.repository import ResultStore
 
 ProfileResolver = Callable[[str], DatasetProfile | None]
-_TAIL_LABELS = ("other", "null")
 
 
 class ReportError(Exception):
@@ -183,14 +182,14 @@ def _label_order(
         profile = resolve(name)
         if profile is not None:
             order += [label for label in profile.nsfw_labels if label not in order]
-    present = [label for label in dict.fromkeys(labels) if label not in _TAIL_LABELS]
+    present = [label for label in dict.fromkeys(labels) if label not in EXTRA_TAG_KEYS]
     known = [label for label in order if label in present]
     extra = sorted(label for label in present if label not in order)
     return known + extra
 
 
 def _ordered(counts: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
-    keys = [*order, *_TAIL_LABELS]
+    keys = list(tag_keys(order))
     out = {k: counts[k] for k in keys if k in counts}
     out.update({k: v for k, v in counts.items() if k not in out})
     return out

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := .shardwatch/demo
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The Data Docs browser test drives the system Chromium through chromedriver: install both
+# (Debian/Ubuntu, as root or through passwordless sudo) when they are missing. A failed
+# install only warns: the test then skips, or fails when CI is set.
+BROWSER_PKGS := chromium chromium-driver
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	$(BROWSER_PKGS) >/dev/null
+
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "warning: no apt-get; install Chromium and chromedriver for the browser test"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then as_root=""; else as_root="sudo -n"; fi; \
+	  echo "installing $(BROWSER_PKGS) for the Data Docs browser test"; \
+	  $$as_root sh -c '$(APT_INSTALL) || { apt-get update -q >/dev/null && $(APT_INSTALL); }' \
+	    || echo "warning: cannot install $(BROWSER_PKGS); the browser test fails in CI"; \
+	fi
+
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit

@@ -26,6 +26,7 @@ from shardwatch.store.repository import ResultStore
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 WORKER = TESTS / "ingest_worker.py"
+SUITES = TESTS.parent / "expectations"
 
 DATASET = "laion-test"
 LEXICON = CompiledLexicon(BIRHANE2021)
@@ -94,7 +95,7 @@ def shard_state(engine: Engine, shard_id: int) -> dict[str, Any]:
 
 def shards(engine: Engine) -> list[dict[str, Any]]:
     """The bookkeeping columns of every shard version, in id order."""
-    columns = ("id", "uri", "version", "status", "reason", "attempts", "lease_owner")
+    columns = ("id", "uri", "version", "status", "reason", "attempts", "lease_owner", "docs_page")
     table = Shard.__table__
     query = select(*(table.c[name] for name in columns), table.c.lease_expires_at)
     with engine.connect() as conn:
@@ -108,11 +109,13 @@ def as_utc(value: datetime) -> datetime:
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: shardwatch importable, no SHARDWATCH_* leaking in."""
+    """A child process's environment: shardwatch importable, the repo's suites, no other
+    SHARDWATCH_* leaking in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARDWATCH_")}
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")) if p
     )
+    env["SHARDWATCH_VALIDATION__SUITES_DIR"] = str(SUITES)  # children run in tmp folders
     env.update(extra)
     return env
 

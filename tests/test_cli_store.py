@@ -74,7 +74,8 @@ def test_passwords_never_appear_in_cli_output(
         "ingest, unreachable": (["ingest", str(shard)], unreachable, 3),
         "upgrade, unreachable": (["db", "upgrade"], unreachable, 3),
         "current, no host": (["db", "current"], no_host, 2),
-        "ingest, reachable": (["ingest", str(shard), "--dataset", "d"], reachable, 0),
+        # validated too (exit 1: the adversarial shard fails checks), so GX files are written
+        "ingest, reachable": (["ingest", str(shard), "--dataset", "d"], reachable, 1),
         "upgrade, reachable": (["db", "upgrade"], reachable, 0),
         "config show": (["config", "show"], reachable, 0),
     }
@@ -93,4 +94,8 @@ def test_passwords_never_appear_in_cli_output(
     assert "1 done" in results["ingest, reachable"][1]
     assert "postgres:***@" in results["upgrade, reachable"][1]
     assert '"database_url": "**********"' in results["config show"][1]
-    assert not (tmp_path / ".shardwatch").exists()  # nothing fell back to the SQLite default
+    assert not (tmp_path / ".shardwatch" / "shardwatch.sqlite").exists()  # no SQLite fallback
+    written = [p for p in (tmp_path / ".shardwatch").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".html" for p in written)  # the validation's Data Docs page
+    for path in written:
+        assert SECRET.encode() not in path.read_bytes(), path

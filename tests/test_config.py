@@ -90,6 +90,12 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("[profiles.p]\ncolumns = {caption = 'c'}\n", "caption"),
         ("profile = 'p'\n[profiles.p]\ncolumns = {text = 'c'}\n", "similarity_threshold"),
         ("this is not toml", "not valid TOML"),
+        (
+            "[profiles.p]\nextends = 'laion400m'\nnsfw_labels = ['<script>x</script>']\n",
+            "must be 1-64 letters",
+        ),
+        ("[validation]\nkeep_results = 0\n", "keep_results"),
+        ("[validation]\npartial_unexpected = 1000\n", "partial_unexpected"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> None:
@@ -102,3 +108,15 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, needle: s
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_validation_settings_default_to_the_profile_suite_and_read_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert settings.suite_name() == "laion400m" and settings.validation.enabled
+    assert str(settings.validation.docs_dir) == ".shardwatch/docs"
+    monkeypatch.setenv("SHARDWATCH_VALIDATION__SUITE", "strict")
+    monkeypatch.setenv("SHARDWATCH_VALIDATION__KEEP_RESULTS", "7")
+    settings = load_settings()
+    assert settings.suite_name() == "strict" and settings.validation.keep_results == 7

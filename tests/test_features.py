@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from builders import adversarial_table, edge_case_table, table_with_columns, wri
 from reference import lower, pattern_matches, resolve_column
 
 from shardwatch.engine import scan_shard
-from shardwatch.features import KEYWORD, TAG, term_column, terms_of
-from shardwatch.lexicon import BIRHANE2021, Lexicon
+from shardwatch.features import KEYWORD, TAG, URL_SCHEME, term_columns, terms_of
+from shardwatch.lexicon import BIRHANE2021, Lexicon, Pattern
 from shardwatch.profiles import LAION400M
 
 pytestmark = pytest.mark.unit
@@ -48,15 +49,19 @@ def test_features_equal_row_by_row_reference(tmp_path: Path, seed: int, batch_si
     assert features.num_rows == table.num_rows
     keyword, terms = expected_flags(pq.read_table(path), BIRHANE2021)
     assert features.column(KEYWORD).to_pylist() == keyword
-    for i, term in enumerate(BIRHANE2021.terms):
-        got = features.column(term_column(i)).to_pylist()
+    columns = term_columns(BIRHANE2021)
+    for i, (term, column) in enumerate(zip(BIRHANE2021.terms, columns, strict=True)):
+        got = features.column(column).to_pylist()
         assert got == [row[i] for row in terms], term.term
         assert sum(got) == metrics["terms"][term.term]["matches"]
     assert sum(keyword) == metrics["keyword_nsfw_rows"]
-    assert features.column(TAG).to_pylist() == pq.read_table(path).column("NSFW").to_pylist()
-    assert terms_of(features.schema) == {
-        term_column(i): p.term for i, p in enumerate(BIRHANE2021.terms)
-    }
+    labels = LAION400M.nsfw_labels
+    tags = pq.read_table(path).column("NSFW").to_pylist()
+    expected_tags = ["null" if t is None else t if t in labels else "other" for t in tags]
+    assert features.column(TAG).to_pylist() == expected_tags
+    assert terms_of(features.schema) == dict(
+        zip(term_columns(BIRHANE2021), (p.term for p in BIRHANE2021.terms), strict=True)
+    )
 
 
 def test_features_never_hold_captions_or_urls(tmp_path: Path) -> None:
@@ -70,10 +75,41 @@ def test_features_never_hold_captions_or_urls(tmp_path: Path) -> None:
             assert not texts & set(column.to_pylist())
 
 
-def test_missing_columns_give_null_flags_not_false(tmp_path: Path) -> None:
+def test_missing_source_columns_leave_their_features_out(tmp_path: Path) -> None:
     path = write_shard(table_with_columns(["URL", "SAMPLE_ID"]), tmp_path)
     features, metrics = features_of(path, BIRHANE2021)
-    assert features.column(term_column(0)).null_count == features.num_rows  # no TEXT
+    assert features.schema.names == ["id", URL_SCHEME, KEYWORD]  # no TEXT: no term flags
     assert features.column(KEYWORD).null_count == 0  # URL alone still flags keywords
     assert sum(features.column(KEYWORD).to_pylist()) == metrics["keyword_nsfw_rows"]
-    assert features.column(TAG).null_count == features.num_rows
+    assert terms_of(features.schema) == {}
+
+
+def test_url_scheme_says_http_or_other_and_keeps_nulls(tmp_path: Path) -> None:
+    urls = ["http://a.example/x", "HTTPS://B.example", "ftp://c.example", "https://", None,
+            "javascript:alert(1)", " http://d.example", "https://e.example/<script>"]
+    path = write_shard(pa.table({"URL": urls}), tmp_path)
+    features, _ = features_of(path, BIRHANE2021)
+    assert features.column(URL_SCHEME).to_pylist() == [
+        "http(s)", "http(s)", "other", "other", None, "other", "other", "http(s)"
+    ]
+
+
+def test_term_columns_are_safe_unique_slugs() -> None:
+    lexicon = Lexicon(
+        "x",
+        terms=tuple(Pattern(t, "word") for t in ["Black Woman", "black-woman", "<b>", "école"]),
+        keywords=(),
+    )
+    names = term_columns(lexicon)
+    assert names == ["term_black_woman", "term_black_woman_001", "term_b", "term_cole"]
+    assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names)
+
+
+def test_non_finite_numbers_are_null_as_the_engine_counts_them(tmp_path: Path) -> None:
+    values = [0.5, float("nan"), float("inf"), -float("inf"), None, 1.0]
+    source = pa.table({"similarity": values, "WIDTH": values, "HEIGHT": values})
+    path = write_shard(source, tmp_path)
+    features, metrics = features_of(path, BIRHANE2021)
+    for column in ("similarity", "width", "height"):
+        assert features.column(column).to_pylist() == [0.5, None, None, None, None, 1.0]
+    assert features.column("similarity").null_count == metrics["similarity"]["null"]

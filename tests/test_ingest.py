@@ -304,3 +304,97 @@ def test_a_worker_killed_mid_transaction_leaves_no_partial_rows(
     print(f"kill [{backend}]: after the lease expired and a new worker ran {final}")
     assert final == inside  # the same rows, written once
     assert table_counts(engine)["shards"] == 1
+
+
+# -- validation in the shard's transaction ----------------------------------------------------
+
+
+def _validator(tmp_path: Path) -> Any:
+    from shardwatch.gx_adapter import GxPaths, GxValidator
+
+    suites = Path(__file__).resolve().parents[1] / "expectations"
+    return GxValidator(GxPaths(tmp_path / "gx", tmp_path / "docs"), suites, "laion400m")
+
+
+def _validation_rows(engine: Engine, shard_id: int) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from shardwatch.store.models import ValidationResult
+
+    query = select(ValidationResult).where(ValidationResult.shard_id == shard_id)
+    with Session(engine) as s:
+        rows = s.scalars(query.order_by(ValidationResult.position)).all()
+        return [{c.name: getattr(r, c.key) for c in r.__mapper__.columns} for r in rows]
+
+
+def test_validation_checks_are_stored_with_the_shard(store: ResultStore, tmp_path: Path) -> None:
+    source = adversarial_table(600, 21, int_ids=True).drop_columns(["similarity"])
+    path = write_shard(source, tmp_path)
+    validator = _validator(tmp_path)
+    (result,) = ingest([path], store, validator=validator)
+    assert result.outcome == "done" and result.validation is not None
+    v = result.validation
+    rows = _validation_rows(store.engine, result.shard_id or 0)
+    assert len(rows) == len(v.checks) > 20
+    by_status = Counter(
+        "errored" if r["errored"] else ("passed" if r["success"] else "failed") for r in rows
+    )
+    assert by_status == Counter(c.status for c in v.checks)
+    assert by_status["errored"] == 1 and by_status["failed"] >= 1
+    (errored,) = [r for r in rows if r["errored"]]
+    assert errored["column"] == "similarity" and errored["success"] is None
+    assert "similarity" in errored["error_message"]
+    failed = next(r for r in rows if r["success"] is False and r["column"] == "nsfw_tag")
+    assert failed["observed_value"]["unexpected_count"] > 0
+    assert failed["threshold"]["value_set"]
+    term = next(r for r in rows if r["condition"] == "term_desi == True")
+    assert term["threshold"] == {"mostly": 0.75, "value_set": [True]}
+    state = shard_state(store.engine, result.shard_id or 0)
+    assert state["docs_page"] == v.docs_page and Path(v.docs_page or "").is_file()
+
+
+def test_a_crash_before_commit_stores_no_checks_and_publishes_no_page(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    (path,) = write_shards(tmp_path, 1)
+    validator = _validator(tmp_path)
+
+    def crash(session: Session) -> None:
+        raise Crash("dies after the validation rows were added")
+
+    with pytest.raises(Crash):
+        ingest([path], store, validator=validator, before_commit=crash, lease_seconds=0.2)
+    (row,) = shards(store.engine)
+    assert shard_result_counts(store.engine, row["id"]) == NO_ROWS
+    assert shard_state(store.engine, row["id"])["docs_page"] is None
+    index = validator.build_docs(clean=True)
+    assert not list((index.parent / "validations").rglob("*.html"))
+    time.sleep(0.25)
+    (retry,) = ingest([path], store, validator=validator)
+    assert retry.outcome == "done"
+    assert len(_validation_rows(store.engine, row["id"])) == len(retry.validation.checks)
+    assert len(list((index.parent / "validations").rglob("*.html"))) == 1
+
+
+def test_a_validator_crash_is_one_errored_check_and_the_run_goes_on(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    paths = write_shards(tmp_path, 2)
+
+    class Broken:
+        suite = "laion400m"
+
+        def validate(self, *args: Any) -> Any:
+            raise RuntimeError("GX exploded")
+
+        def publish(self, validation: Any) -> None:
+            pass
+
+        def discard(self, validation: Any) -> None:
+            pass
+
+    results = ingest(paths, store, validator=Broken())
+    assert outcomes(results) == ["done", "done"]
+    for r in results:
+        (row,) = _validation_rows(store.engine, r.shard_id or 0)
+        assert row["errored"] and row["error_message"] == "RuntimeError: GX exploded"

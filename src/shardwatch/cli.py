@@ -29,6 +29,7 @@ from shardwatch.render import print_summary, report_markdown, summary, table1_cs
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
 
+    from shardwatch.gx_adapter import GxValidator
     from shardwatch.ingest import IngestResult
     from shardwatch.store.report import DatasetReport
 
@@ -44,6 +45,10 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 db_app = typer.Typer(help="Manage the results database (migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+suites_app = typer.Typer(
+    help="Great Expectations suites (expectations/*.json).", no_args_is_help=True
+)
+app.add_typer(suites_app, name="suites")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -216,13 +221,31 @@ def demo(
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows per full shard.")] = 200_000,
     config: ConfigOpt = None,
 ) -> None:
-    """Generate a small synthetic LAION-like dataset and audit it (no images, no real data).
+    """Generate a small synthetic LAION-like dataset, audit it, then ingest and validate it.
 
-    One extra shard has only URL and TEXT, to show how unavailable metrics are reported.
+    One extra shard has only URL and TEXT, to show how unavailable metrics and errored checks
+    are reported. The shards are stored as dataset `demo` in the configured store (default:
+    the embedded SQLite file) and validated with the GX suite; the Data Docs path is printed.
+    Failing checks are the point of the demo: they do not make it exit non-zero.
     """
     _stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
     scan(paths, config=config, as_json=False, progress=None)
+    typer.echo("\ningesting and validating the demo shards (dataset 'demo'):")
+    try:
+        ingest(
+            paths,
+            dataset="demo",
+            config=config,
+            profile=None,
+            lexicon=None,
+            force=False,
+            validate=None,
+            as_json=False,
+        )
+    except typer.Exit as exc:
+        if exc.exit_code != ExitCode.DATA_FAILED:
+            raise
 
 
 def _store_engine(settings: Settings) -> Engine:
@@ -293,12 +316,23 @@ def ingest(
     force: Annotated[
         bool, typer.Option("--force", help="Reprocess shards whose content is already done.")
     ] = False,
+    validate: Annotated[
+        bool | None,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Validate each shard with its GX suite (default: validation.enabled).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcomes as JSON.")] = False,
 ) -> None:
-    """Scan SHARDS and store their metrics, each new or changed shard exactly once.
+    """Scan SHARDS, validate them and store the results, each new or changed shard once.
 
     Identical content already stored is skipped; changed content under the same path becomes
     a new version. Several ingest processes may run at once on PostgreSQL (SQLite: one).
+    Each shard's feature table is validated against the GX suite (expectations/<suite>.json)
+    in the same pass; the checks are stored with the shard's metrics in one transaction and
+    its Data Docs page is built under .shardwatch/docs (the path is printed).
+    Exit 1 if a check failed or errored, 3 if a shard could not be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -307,6 +341,7 @@ def ingest(
     from shardwatch.store.repository import ResultStore
 
     settings = _settings(config, profile=profile, lexicon=lexicon, dataset=dataset)
+    validator = _validator(settings) if _validation_on(settings, validate) else None
     engine = _store_engine(settings)
     try:
         upgrade(engine)
@@ -324,6 +359,7 @@ def ingest(
             batch_size=settings.batch_size,
             workers=settings.workers,
             on_result=None if as_json else _print_outcome,
+            validator=validator,
         )
         counts = Counter(r.outcome for r in results)
         store.finish_run(
@@ -335,20 +371,86 @@ def ingest(
         )
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
+    docs = _finish_docs(validator) if validator is not None else None
+    checks_bad = any(r.validation is not None and not r.validation.success for r in results)
     if as_json:
-        payload = {"run": run_id, "results": [asdict(r) for r in results]}
+        payload = {
+            "run": run_id,
+            "results": [_result_json(r) for r in results],
+            "data_docs": str(docs) if docs else None,
+        }
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         typer.echo(f"run {run_id}: {summary or 'nothing to do'}")
+        if docs is not None:
+            typer.echo(f"Data Docs: {docs}")
     if counts["failed"]:
         raise typer.Exit(int(ExitCode.INPUT))
+    if checks_bad:
+        raise typer.Exit(int(ExitCode.DATA_FAILED))
+
+
+def _validation_on(settings: Settings, flag: bool | None) -> bool:
+    return settings.validation.enabled if flag is None else flag
+
+
+def _validator(settings: Settings) -> GxValidator:
+    """The GX adapter for the configured suite; a bad suite is a usage error (exit 2)."""
+    _stderr.print("loading Great Expectations ...", markup=False)
+    from shardwatch.gx_adapter import GxPaths, GxValidator, SuiteError, load_suite, suite_path
+
+    v = settings.validation
+    suite = settings.suite_name()
+    try:
+        load_suite(suite_path(v.suites_dir, suite))
+    except SuiteError as exc:
+        raise _fail(ExitCode.USAGE, f"suite {suite!r}: {exc}") from None
+    return GxValidator(
+        GxPaths(v.gx_dir, v.docs_dir),
+        v.suites_dir,
+        suite,
+        keep_results=v.keep_results,
+        partial_unexpected=v.partial_unexpected,
+    )
+
+
+def _finish_docs(validator: GxValidator) -> Path:
+    """Prune old results beyond the configured limit; rebuild the site if any went."""
+    if validator.prune():
+        return validator.build_docs(clean=True)
+    return validator.paths.index
+
+
+def _result_json(result: IngestResult) -> dict[str, Any]:
+    out = asdict(result)
+    v = result.validation
+    out["validation"] = None
+    if v is not None:
+        out["validation"] = {
+            "suite": v.suite,
+            "success": v.success,
+            "passed": v.count("passed"),
+            "failed": v.count("failed"),
+            "errored": v.count("errored"),
+            "docs_page": v.docs_page,
+            "checks": [asdict(c) for c in v.checks],
+        }
+    return out
 
 
 def _print_outcome(result: IngestResult) -> None:
     detail = f" ({result.reason})" if result.reason else ""
     version = f" v{result.version}" if result.version else ""
     typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=result.outcome == "failed")
+    v = result.validation
+    if v is not None:
+        typer.echo(f"         validation ({v.suite}): {v.summary()}")
+        for check in v.checks:
+            if check.status != "passed":
+                typer.echo(f"           {check.status.upper():7} {check.describe()}")
+        if v.docs_page:
+            typer.echo(f"         page: {v.docs_page}")
 
 
 class ReportFormat(StrEnum):
@@ -451,6 +553,69 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
             reason = f" ({entry.reason})" if entry.reason else ""
             console.print(f"{entry.status}: {entry.uri} v{entry.version}{reason}", markup=False)
     console.print(summary(total, labels, f"total of dataset {result.dataset}"))
+
+
+@app.command()
+def docs(
+    config: ConfigOpt = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the site on localhost until Ctrl-C.")
+    ] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port for --serve.")] = 8765,
+) -> None:
+    """Rebuild the Data Docs site from the stored validation results and print its path.
+
+    Results beyond validation.keep_results (newest kept) are pruned first. With --serve the
+    site is served on 127.0.0.1 only.
+    """
+    settings = _settings(config)
+    validator = _validator(settings)
+    pruned = validator.prune()
+    index = validator.build_docs(clean=True)
+    if pruned:
+        typer.echo(f"pruned {pruned} old validation result(s)")
+    typer.echo(f"Data Docs: {index}")
+    if serve:
+        _serve(validator.paths.docs, port)
+
+
+def _serve(folder: Path, port: int) -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        bound = server.server_address[1]
+        typer.echo(f"serving http://127.0.0.1:{bound}/index.html (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
+@suites_app.command("check")
+def suites_check(
+    suites_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of suite files (default: validation.suites_dir)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check every suite file strictly: valid JSON, known expectation types, valid kwargs.
+
+    GX itself silently drops an expectation it cannot parse; this command names the file,
+    the expectation and the problem instead, and exits 2 on any bad suite.
+    """
+    from shardwatch.gx_adapter import check_suites
+
+    folder = suites_dir or _settings(config).validation.suites_dir
+    files, problems = check_suites(folder)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    bad = len(problems)
+    typer.echo(f"checked {len(files)} suite file(s) in {folder}: {bad or 'no'} problem(s)")
+    if problems:
+        raise typer.Exit(int(ExitCode.USAGE))
 
 
 @config_app.command("show")

@@ -80,6 +80,33 @@ class Thresholds(_Strict):
     )
 
 
+class ValidationSettings(_Strict):
+    """Great Expectations validation of each shard's feature table, and its Data Docs."""
+
+    enabled: bool = Field(default=True, description="Validate every ingested shard.")
+    suite: str | None = Field(
+        default=None, description="Suite name: `<suites_dir>/<suite>.json` (default: profile)."
+    )
+    suites_dir: Path = Field(
+        default=Path("expectations"), description="Folder of GX suite JSON files."
+    )
+    gx_dir: Path = Field(
+        default=Path(".shardwatch/gx"), description="Private GX project (stores, checkpoints)."
+    )
+    docs_dir: Path = Field(
+        default=Path(".shardwatch/docs"), description="Where the Data Docs site is built."
+    )
+    keep_results: int = Field(
+        default=500, ge=1, description="Newest validation results kept in Data Docs; older pruned."
+    )
+    partial_unexpected: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="Unexpected values sampled per check (ids, codes and numbers only).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable. Precedence: explicit overrides > environment > TOML > default."""
 
@@ -107,6 +134,7 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -126,6 +154,10 @@ class Settings(BaseSettings):
     def active_lexicon(self, name: str | None = None) -> Lexicon:
         """The named (default: selected) lexicon, built-in or from the config."""
         return _resolve_lexicon(name or self.lexicon, self.lexicons, ())
+
+    def suite_name(self) -> str:
+        """The GX suite validating this dataset: configured, else the profile's name."""
+        return self.validation.suite or self.profile
 
     def available_profiles(self) -> list[str]:
         return sorted(set(BUILTIN_PROFILES) | set(self.profiles))

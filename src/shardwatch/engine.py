@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from shardwatch import metrics as m
 from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
-from shardwatch.features import build_features, feature_schema
+from shardwatch.features import FeatureSpec
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
 from shardwatch.profiles import DatasetProfile, LogicalField, tag_keys
@@ -217,7 +217,7 @@ class _BatchScanner:
         columns: ResolvedColumns,
         profile: DatasetProfile,
         compiled: CompiledLexicon,
-        features: pa.Schema | None = None,
+        features: FeatureSpec | None = None,
     ) -> None:
         self.columns = columns
         self.profile = profile
@@ -235,26 +235,28 @@ class _BatchScanner:
             arr = self.column(batch, logical)
             if arr is not None:
                 keys[logical] = keys_of(arr)
-        metrics, rm = self.metrics(batch)
+        metrics, rm, codes = self.metrics(batch)
         features = None
         if self.features is not None:
-            tag = self.column(batch, "nsfw_tag")
-            has_text = self.columns.has("text")
-            features = build_features(
-                self.features,
+            url = self.column(batch, "url")
+            features = self.features.batch(
                 batch.num_rows,
                 ids=self.column(batch, "id"),
-                tags=as_text(tag) if tag is not None else None,
+                tag_codes=codes,
                 similarity=self.column(batch, "similarity"),
                 width=self.column(batch, "width"),
                 height=self.column(batch, "height"),
+                url=as_text(url) if url is not None else None,
                 keyword=rm.keyword if rm is not None else None,
-                match_rows=rm.match_rows if rm is not None and has_text else None,
-                match_terms=rm.match_terms if rm is not None and has_text else None,
+                match_rows=rm.match_rows if rm is not None else None,
+                match_terms=rm.match_terms if rm is not None else None,
             )
         return BatchResult(metrics, keys, features)
 
-    def metrics(self, batch: pa.RecordBatch) -> tuple[m.ShardMetrics, RowMatches | None]:
+    def metrics(
+        self, batch: pa.RecordBatch
+    ) -> tuple[m.ShardMetrics, RowMatches | None, npt.NDArray[np.int64] | None]:
+        """The batch's partial metrics, its row matches and its tag codes (see _tag_codes)."""
         labels = self.profile.nsfw_labels
         n = batch.num_rows
         nulls: dict[str, int] = {}
@@ -292,7 +294,7 @@ class _BatchScanner:
             ),
             terms=terms,
         )
-        return partial, rm
+        return partial, rm, codes
 
     def _term_stats(
         self,
@@ -390,7 +392,7 @@ def scan_batches(
     if on_features is not None:
         id_name = columns.present.get("id")
         id_source = schema.field(id_name).type if id_name is not None else None
-        features = feature_schema(compiled.lexicon, id_source)
+        features = FeatureSpec.for_shard(profile, compiled.lexicon, columns, id_source)
     scanner = _BatchScanner(columns, profile, compiled, features)
     dedup = {}
     if columns.has("id"):
@@ -399,8 +401,11 @@ def scan_batches(
         dedup["url"] = DistinctCounter()
     total = _empty_partial(columns, profile, compiled, schema)
 
+    emitted = False
+
     def absorb(result: BatchResult) -> None:
-        nonlocal total
+        nonlocal total, emitted
+        emitted = True
         total = total.merge(result.metrics)
         for name, batch_keys in result.keys.items():
             dedup[name].add(batch_keys)
@@ -422,10 +427,16 @@ def scan_batches(
                         absorb(pending.popleft().result())
                 while pending:
                     absorb(pending.popleft().result())
+        if on_features is not None and features is not None and not emitted:
+            on_features(_no_rows(features.schema))  # the sink always learns the schema
         return _finish(total, columns, dedup)
     finally:
         for counter in dedup.values():
             counter.close()
+
+
+def _no_rows(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
 
 
 def scan_shard(

@@ -1,35 +1,68 @@
-"""Features: the compact per-row table validation sees; ids, tags, numbers and flags, no text.
+"""Features: the compact per-row table validation sees; ids, codes, numbers and flags, no text.
 
-Raw captions and URLs never enter it, so nothing downstream (GX, Data Docs) can show them.
-Term flags are named `term_000`, `term_001`, ... in lexicon order; the schema metadata maps
-each name back to its term.
+Raw captions and URLs never enter it, and no column holds an untrusted string: the NSFW tag
+is a category over the profile's labels plus `other` and `null`, the URL is reduced to
+`http(s)`/`other`, and term flags are named after the lexicon's terms. So nothing downstream
+(GX, Data Docs) can show a caption, and nothing it renders can carry a payload. Text ids are
+the one exception: the validation adapter replaces them with integer codes before GX sees them.
+
+A feature column exists only when the shard has the source column it comes from, so a GX
+expectation on a missing column errors ("check errored") instead of failing on nulls.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shardwatch.lexicon import Lexicon
-from shardwatch.reader import as_text
+from shardwatch.profiles import DatasetProfile, LogicalField, tag_keys
+from shardwatch.reader import ResolvedColumns, as_text
 
-ID, TAG, SIMILARITY, WIDTH, HEIGHT, KEYWORD = (
+ID, TAG, SIMILARITY, WIDTH, HEIGHT, URL_SCHEME, KEYWORD = (
     "id",
     "nsfw_tag",
     "similarity",
     "width",
     "height",
+    "url_scheme",
     "keyword_nsfw",
 )
-TERMS_METADATA_KEY = b"shardwatch.terms"
+TERMS_METADATA_KEY: Final = b"shardwatch.terms"
+URL_CATEGORIES: Final = ("http(s)", "other")
+# A URL "looks like http(s)" when it starts with the scheme, `://` and a non-empty host.
+HTTP_URL: Final = r"^https?://[^\s/?#]+"
+_SLUG = re.compile(r"[^0-9a-z]+")
+_TAG_CODE = pa.int8()
+_CATEGORY = pa.dictionary(_TAG_CODE, pa.large_string())
+_NUMBERS: Final[tuple[tuple[str, LogicalField], ...]] = (
+    (SIMILARITY, "similarity"),
+    (WIDTH, "width"),
+    (HEIGHT, "height"),
+)
 
 
-def term_column(index: int) -> str:
-    """The feature column holding the match flag of the lexicon's `index`-th term."""
-    return f"term_{index:03d}"
+def term_columns(lexicon: Lexicon) -> list[str]:
+    """The flag column of each of the lexicon's terms, in order: `term_<ascii slug>`.
+
+    Names are unique and use only [a-z0-9_], so they are safe in Data Docs and readable in
+    hand-written suites (`term_desi`, `term_black_woman`).
+    """
+    names: list[str] = []
+    for i, pattern in enumerate(lexicon.terms):
+        slug = _SLUG.sub("_", pattern.term.casefold()).strip("_")
+        name = f"term_{slug}" if slug else f"term_{i:03d}"
+        if name in names:
+            name = f"{name}_{i:03d}"
+        names.append(name)
+    return names
 
 
 def id_type(source: pa.DataType | None) -> pa.DataType:
@@ -43,21 +76,6 @@ def id_type(source: pa.DataType | None) -> pa.DataType:
     return pa.large_string()
 
 
-def feature_schema(lexicon: Lexicon, source_id_type: pa.DataType | None = None) -> pa.Schema:
-    """The schema of every feature batch for `lexicon` and a shard's id column type."""
-    fields = [
-        pa.field(ID, id_type(source_id_type)),
-        pa.field(TAG, pa.large_string()),
-        pa.field(SIMILARITY, pa.float64()),
-        pa.field(WIDTH, pa.float64()),
-        pa.field(HEIGHT, pa.float64()),
-        pa.field(KEYWORD, pa.bool_()),
-        *(pa.field(term_column(i), pa.bool_()) for i in range(len(lexicon.terms))),
-    ]
-    terms = {term_column(i): p.term for i, p in enumerate(lexicon.terms)}
-    return pa.schema(fields, metadata={TERMS_METADATA_KEY: json.dumps(terms).encode()})
-
-
 def terms_of(schema: pa.Schema) -> dict[str, str]:
     """Feature column name -> term, from a feature schema's metadata."""
     raw = (schema.metadata or {}).get(TERMS_METADATA_KEY, b"{}")
@@ -65,47 +83,108 @@ def terms_of(schema: pa.Schema) -> dict[str, str]:
     return terms
 
 
-def _cast(arr: pa.Array | None, n: int, to: pa.DataType) -> pa.Array:
-    if arr is None:
-        return pa.nulls(n, to)
+def _category_array(codes: npt.NDArray[np.int64], values: tuple[str, ...]) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int8), _TAG_CODE), pa.array(values, pa.large_string())
+    )
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which feature columns one shard gets, given its resolved columns; builds the batches."""
+
+    schema: pa.Schema
+    tag_values: tuple[str, ...]
+
+    @classmethod
+    def for_shard(
+        cls,
+        profile: DatasetProfile,
+        lexicon: Lexicon,
+        columns: ResolvedColumns,
+        source_id_type: pa.DataType | None = None,
+    ) -> FeatureSpec:
+        tag_values = tag_keys(profile.nsfw_labels)
+        fields: list[pa.Field] = []
+        if columns.has("id"):
+            fields.append(pa.field(ID, id_type(source_id_type)))
+        if columns.has("nsfw_tag"):
+            fields.append(pa.field(TAG, _CATEGORY, nullable=False))
+        for name, logical in _NUMBERS:
+            if columns.has(logical):
+                fields.append(pa.field(name, pa.float64()))
+        if columns.has("url"):
+            fields.append(pa.field(URL_SCHEME, _CATEGORY))
+        if columns.has("text") or columns.has("url"):
+            fields.append(pa.field(KEYWORD, pa.bool_(), nullable=False))
+        terms: dict[str, str] = {}
+        if columns.has("text"):
+            for name, pattern in zip(term_columns(lexicon), lexicon.terms, strict=True):
+                fields.append(pa.field(name, pa.bool_(), nullable=False))
+                terms[name] = pattern.term
+        metadata = {TERMS_METADATA_KEY: json.dumps(terms).encode()}
+        return cls(pa.schema(fields, metadata=metadata), tag_values)
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(terms_of(self.schema))
+
+    def batch(
+        self,
+        num_rows: int,
+        *,
+        ids: pa.Array | None,
+        tag_codes: npt.NDArray[np.int64] | None,
+        similarity: pa.Array | None,
+        width: pa.Array | None,
+        height: pa.Array | None,
+        url: pa.Array | None,
+        keyword: npt.NDArray[np.bool_] | None,
+        match_rows: npt.NDArray[np.int64] | None,
+        match_terms: npt.NDArray[np.int64] | None,
+    ) -> pa.RecordBatch:
+        """One batch of features; every source the schema has must be given (decoded text)."""
+        values: dict[str, pa.Array] = {}
+        if ids is not None and ID in self.schema.names:
+            values[ID] = _cast(ids, self.schema.field(ID).type)
+        if tag_codes is not None:
+            values[TAG] = _category_array(tag_codes, self.tag_values)
+        for name, arr in ((SIMILARITY, similarity), (WIDTH, width), (HEIGHT, height)):
+            if arr is not None:
+                values[name] = finite_or_null(_cast(arr, pa.float64()))
+        if url is not None:
+            values[URL_SCHEME] = url_schemes(url)
+        if keyword is not None:
+            values[KEYWORD] = pa.array(keyword)
+        terms = self.term_names
+        if terms:
+            matrix = np.zeros((len(terms), num_rows), dtype=bool)
+            if match_rows is not None and match_terms is not None:
+                matrix[match_terms, match_rows] = True
+            values.update({name: pa.array(row) for name, row in zip(terms, matrix, strict=True)})
+        missing = [name for name in self.schema.names if name not in values]
+        if missing:
+            raise ValueError(f"feature batch lacks {missing}")
+        return pa.RecordBatch.from_arrays(
+            [values[name] for name in self.schema.names], schema=self.schema
+        )
+
+
+def url_schemes(url: pa.Array) -> pa.Array:
+    """`http(s)` where a URL looks like an http(s) link, `other` elsewhere, null where null."""
+    looks_http = pc.match_substring_regex(as_text(url), HTTP_URL, ignore_case=True)
+    codes = pc.if_else(looks_http, 0, 1).cast(_TAG_CODE)
+    return pa.DictionaryArray.from_arrays(codes, pa.array(URL_CATEGORIES, pa.large_string()))
+
+
+def finite_or_null(arr: pa.Array) -> pa.Array:
+    """NaN and +-inf become null, as the engine counts them (docs/metrics.md)."""
+    return pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, arr.type))
+
+
+def _cast(arr: pa.Array, to: pa.DataType) -> pa.Array:
     if pa.types.is_large_string(to):
         return as_text(arr)  # decodes invalid UTF-8 with replacement, as the engine does
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     return arr.cast(to)
-
-
-def build_features(
-    schema: pa.Schema,
-    num_rows: int,
-    *,
-    ids: pa.Array | None,
-    tags: pa.Array | None,
-    similarity: pa.Array | None,
-    width: pa.Array | None,
-    height: pa.Array | None,
-    keyword: npt.NDArray[np.bool_] | None,
-    match_rows: npt.NDArray[np.int64] | None,
-    match_terms: npt.NDArray[np.int64] | None,
-) -> pa.RecordBatch:
-    """One batch of features. A flag whose column is missing (no TEXT: terms; neither TEXT
-    nor URL: keyword) is null, not False."""
-    n_terms = len(schema) - 6
-    flags: list[pa.Array] = []
-    if match_rows is None or match_terms is None:
-        flags = [pa.nulls(num_rows, pa.bool_()) for _ in range(n_terms)]
-    else:
-        matrix = np.zeros((n_terms, num_rows), dtype=bool)
-        matrix[match_terms, match_rows] = True
-        flags = [pa.array(row) for row in matrix]
-    f64 = pa.float64()
-    columns = [
-        _cast(ids, num_rows, schema.field(ID).type),
-        tags if tags is not None else pa.nulls(num_rows, pa.large_string()),
-        _cast(similarity, num_rows, f64),
-        _cast(width, num_rows, f64),
-        _cast(height, num_rows, f64),
-        pa.array(keyword) if keyword is not None else pa.nulls(num_rows, pa.bool_()),
-        *flags,
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)

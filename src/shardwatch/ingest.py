@@ -18,6 +18,7 @@ from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
 from shardwatch.store.repository import BeforeCommit, ResultStore
+from shardwatch.validation import ShardValidation, ShardValidator, could_not_run
 
 Outcome = Literal["done", "skipped", "busy", "failed", "lost"]
 _CHUNK = 1 << 20
@@ -41,6 +42,7 @@ class IngestResult:
     shard_id: int | None = None
     version: int | None = None
     reason: str | None = None
+    validation: ShardValidation | None = None
 
 
 def fingerprint(path: Path) -> Fingerprint:
@@ -81,11 +83,15 @@ def ingest_shards(
     progress: ProgressCallback | None = None,
     before_commit: BeforeCommit | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
+    validator: ShardValidator | None = None,
 ) -> list[IngestResult]:
     """Process each new or changed shard exactly once across concurrent processes.
 
     Identical content already done is skipped (unless `force`); a shard another process holds
     is reported `busy`; an unreadable shard is marked failed with its reason and the rest go on.
+    With a `validator`, each shard's feature table (from the same streaming pass) is validated
+    and the checks are written in the shard's single results transaction; its Data Docs page
+    is rendered only after that commit.
     """
     owner = owner or worker_id()
     results = []
@@ -104,6 +110,7 @@ def ingest_shards(
             workers,
             progress,
             before_commit,
+            validator,
         )
         results.append(result)
         if on_result is not None:
@@ -125,6 +132,7 @@ def _ingest_one(
     workers: int,
     progress: ProgressCallback | None,
     before_commit: BeforeCommit | None,
+    validator: ShardValidator | None,
 ) -> IngestResult:
     uri = str(path.resolve())
     try:
@@ -136,6 +144,7 @@ def _ingest_one(
         return IngestResult(uri, "skipped", sv.id, sv.version)
     if not store.claim(sv.id, owner, lease_seconds, force=force):
         return IngestResult(uri, "busy", sv.id, sv.version)
+    feature_batches: list[pa.RecordBatch] = []
     try:
         metrics = scan_shard(
             path,
@@ -144,6 +153,7 @@ def _ingest_one(
             batch_size=batch_size or DEFAULT_BATCH_SIZE,
             workers=workers,
             progress=progress,
+            on_features=feature_batches.append if validator is not None else None,
         )
     except ShardReadError as exc:
         store.fail(sv.id, owner, exc.reason)
@@ -152,13 +162,43 @@ def _ingest_one(
         reason = f"unreadable data ({type(exc).__name__}: {exc})"
         store.fail(sv.id, owner, reason)
         return IngestResult(uri, "failed", sv.id, sv.version, reason)
-    stored = store.complete(
-        sv.id,
-        owner,
-        metrics,
-        profile=profile.name,
-        lexicon=lexicon.lexicon.name,
-        run_id=run_id,
-        before_commit=before_commit,
-    )
-    return IngestResult(uri, "done" if stored else "lost", sv.id, sv.version)
+    validation = None
+    if validator is not None:
+        validation = _validate(validator, feature_batches, dataset, sv.id, sv.version)
+    try:
+        stored = store.complete(
+            sv.id,
+            owner,
+            metrics,
+            profile=profile.name,
+            lexicon=lexicon.lexicon.name,
+            run_id=run_id,
+            validation=validation,
+            before_commit=before_commit,
+        )
+    except BaseException:
+        if validator is not None and validation is not None:
+            validator.discard(validation)  # no page for results that were never committed
+        raise
+    if validator is not None and validation is not None:
+        if stored:
+            validator.publish(validation)
+        else:
+            validator.discard(validation)
+    return IngestResult(uri, "done" if stored else "lost", sv.id, sv.version, None, validation)
+
+
+def _validate(
+    validator: ShardValidator,
+    batches: list[pa.RecordBatch],
+    dataset: str,
+    shard_id: int,
+    version: int,
+) -> ShardValidation:
+    """Validate the collected features; a validator crash becomes one errored check."""
+    table = pa.Table.from_batches(batches)
+    batches.clear()  # the table holds the only references: conversion can free them
+    try:
+        return validator.validate(table, dataset, shard_id, version)
+    except Exception as exc:  # GX failing on one shard must not stop the run
+        return could_not_run(validator.suite, f"shard-{shard_id}.v{version}", exc)

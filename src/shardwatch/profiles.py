@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
@@ -10,6 +11,7 @@ LogicalField = Literal["id", "url", "text", "nsfw_tag", "similarity", "width", "
 LOGICAL_FIELDS: Final[tuple[LogicalField, ...]] = get_args(LogicalField)
 # Tag counts carry these keys after the profile's labels: any other value, and null.
 EXTRA_TAG_KEYS: Final = ("other", "null")
+SAFE_LABEL: Final = re.compile(r"[A-Za-z0-9_. -]{1,64}")
 
 
 def tag_keys(labels: Sequence[str]) -> tuple[str, ...]:
@@ -39,6 +41,12 @@ class DatasetProfile:
         reserved = set(EXTRA_TAG_KEYS) & set(self.nsfw_labels)
         if reserved:
             raise ValueError(f"profile {self.name!r}: label(s) {sorted(reserved)} are reserved")
+        unsafe = [label for label in self.nsfw_labels if not SAFE_LABEL.fullmatch(label)]
+        if unsafe:  # labels reach Data Docs, which GX renders without escaping
+            raise ValueError(
+                f"profile {self.name!r}: NSFW label(s) {unsafe} must be 1-64 letters, digits, "
+                "spaces or ._- characters"
+            )
 
     def column(self, logical: LogicalField) -> str | None:
         """The dataset's column name for a logical field, or None if the profile has none."""

@@ -96,6 +96,8 @@ class Shard(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The shard's Data Docs page (a path under the docs site), once it has been validated.
+    docs_page: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("dataset_id", "uri", "content_sha256", name="natural_key"),
@@ -199,8 +201,10 @@ class ValidationResult(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
     suite: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # order in the suite
     expectation: Mapped[str] = mapped_column(String(200))
     column: Mapped[str | None] = mapped_column(String(200))
+    condition: Mapped[str | None] = mapped_column(String(200))  # e.g. "term_desi == True"
     success: Mapped[bool | None] = mapped_column(Boolean)
     errored: Mapped[bool] = mapped_column(Boolean, default=False)
     error_message: Mapped[str | None] = mapped_column(Text)

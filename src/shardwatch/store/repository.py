@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from shardwatch.metrics import ShardMetrics
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
+from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
 
@@ -160,9 +161,11 @@ class ResultStore:
         profile: str,
         lexicon: str,
         run_id: int | None = None,
+        validation: ShardValidation | None = None,
         before_commit: BeforeCommit | None = None,
     ) -> bool:
-        """Write a shard's metrics, term metrics and status in ONE transaction.
+        """Write a shard's metrics, term metrics, validation checks and status in ONE
+        transaction.
 
         Returns False (writing nothing) if the lease was lost to another worker.
         `before_commit` runs inside the transaction (later stages add validation and
@@ -177,9 +180,12 @@ class ResultStore:
                 t.SimilarityBin,
                 t.ShardTagCount,
                 t.ShardMetricsRow,
+                t.ValidationResult,
             ):
                 s.query(table).filter_by(shard_id=shard_id).delete()  # forced reprocessing
             s.add_all(_metric_rows(shard_id, metrics, profile, lexicon))
+            if validation is not None:
+                s.add_all(_validation_rows(shard_id, validation))
             if before_commit is not None:
                 s.flush()
                 before_commit(s)
@@ -193,6 +199,7 @@ class ResultStore:
                     lease_expires_at=None,
                     finished_at=t.utcnow(),
                     run_id=run_id,
+                    docs_page=validation.docs_page if validation is not None else None,
                 )
             )
         return True
@@ -242,6 +249,25 @@ class ResultStore:
                 raise KeyError(shard_id)
             name = s.scalar(select(t.Dataset.name).where(t.Dataset.id == row.dataset_id))
             return _version(row, name or "")
+
+
+def _validation_rows(shard_id: int, v: ShardValidation) -> list[t.ValidationResult]:
+    return [
+        t.ValidationResult(
+            shard_id=shard_id,
+            suite=v.suite,
+            position=c.position,
+            expectation=c.expectation,
+            column=c.column,
+            condition=c.condition,
+            success=None if c.status == "errored" else c.status == "passed",
+            errored=c.status == "errored",
+            error_message=c.reason,
+            observed_value=c.observed,
+            threshold=c.threshold,
+        )
+        for c in v.checks
+    ]
 
 
 def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> list[t.Base]:

@@ -1,0 +1,474 @@
+"""GX adapter: run a suite's checkpoint on a shard's feature table and keep Data Docs.
+
+Everything Great Expectations stays in this module: callers pass Arrow feature tables and
+suite names and get `validation.ShardValidation` back.
+
+* Suites are read from `expectations/<name>.json` (GX's own format, edited by hand) and
+  checked strictly, because GX silently drops an expectation it cannot parse. They are then
+  pushed into a private GX store under `.shardwatch/gx`, so GX never rewrites the repo's files.
+* Every GX object is got-or-added (or add_or_update'd), so reruns never fail.
+* Nothing untrusted reaches a rendered page: the feature table holds no caption, URL or raw
+  tag (see features.py), text ids become integer codes here, run names are built from
+  numbers and a slug, and the result format keeps at most a few (safe) unexpected values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardwatch.features import ID
+from shardwatch.validation import Check, ShardValidation, Status
+
+with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
+    warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ValidationResultIdentifier,
+    )
+    from great_expectations.expectations.registry import get_expectation_impl
+
+DATASOURCE, ASSET, BATCH_DEFINITION = "shardwatch", "features", "whole_table"
+# At most this many unexpected values per check reach a page (they are codes, numbers, ids).
+DEFAULT_PARTIAL_UNEXPECTED = 10
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNSAFE = re.compile(r"<[A-Za-z/!?]")  # what could open an HTML tag
+_RESULT_KEYS = (
+    "observed_value",
+    "element_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "missing_count",
+)
+_THRESHOLD_KEYS = (
+    "min_value",
+    "max_value",
+    "strict_min",
+    "strict_max",
+    "mostly",
+    "value_set",
+    "column_set",
+    "exact_match",
+)
+
+
+class SuiteError(Exception):
+    """A suite file is unusable; the message names the file and the problem."""
+
+
+# ------------------------------------------------------------------------------- suites
+def suite_path(suites_dir: Path, name: str) -> Path:
+    return suites_dir / f"{name}.json"
+
+
+def load_suite(path: Path) -> dict[str, Any]:
+    """Read and strictly check one suite file (raises SuiteError naming file and problem)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{path}: a suite is a JSON object with 'name' and 'expectations'")
+    if raw.get("name") != path.stem:
+        raise SuiteError(
+            f"{path}: 'name' must be {path.stem!r} (the file name), not {raw.get('name')!r}"
+        )
+    expectations = raw.get("expectations")
+    if not isinstance(expectations, list) or not expectations:
+        raise SuiteError(f"{path}: 'expectations' must be a non-empty list")
+    unsafe = _unsafe_text(raw)
+    if unsafe:
+        raise SuiteError(
+            f"{path}: {unsafe} looks like HTML markup ('<' before a letter, /, ! or ?); "
+            "Data Docs would render it unescaped"
+        )
+    for i, e in enumerate(expectations, start=1):
+        where = f"{path}: expectation {i}"
+        if not isinstance(e, dict) or not isinstance(e.get("type"), str):
+            raise SuiteError(f"{where}: needs a 'type' string and a 'kwargs' object")
+        kwargs = e.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise SuiteError(f"{where} ({e['type']}): 'kwargs' must be an object")
+        try:
+            impl = get_expectation_impl(e["type"])
+        except Exception:
+            raise SuiteError(f"{where}: unknown expectation type {e['type']!r}") from None
+        try:
+            with _quiet_gx():
+                impl(**kwargs, meta=e.get("meta"))
+        except Exception as exc:
+            raise SuiteError(f"{where} ({e['type']}): invalid kwargs: {_one_line(exc)}") from None
+    try:
+        with _quiet_gx():
+            suite = ExpectationSuite(**raw)
+    except Exception as exc:
+        raise SuiteError(f"{path}: not a GX suite: {_one_line(exc)}") from None
+    if len(suite.expectations) != len(expectations):  # GX drops what it cannot parse
+        raise SuiteError(
+            f"{path}: GX accepted {len(suite.expectations)} of {len(expectations)} expectations"
+        )
+    return raw
+
+
+def check_suites(suites_dir: Path) -> tuple[list[Path], list[str]]:
+    """Check every `*.json` suite in `suites_dir`: (files checked, problems found)."""
+    if not suites_dir.is_dir():
+        return [], [f"{suites_dir}: no such suites directory"]
+    files = sorted(suites_dir.glob("*.json"))
+    problems = []
+    for path in files:
+        try:
+            load_suite(path)
+        except SuiteError as exc:
+            problems.append(str(exc))
+    if not files:
+        problems.append(f"{suites_dir}: holds no *.json suite files")
+    return files, problems
+
+
+def _unsafe_text(value: Any, where: str = "a value") -> str | None:
+    if isinstance(value, str):
+        return where if _UNSAFE.search(value) else None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _unsafe_text(str(k), f"key {k!r}") or _unsafe_text(v, f"{k!r}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for v in value:
+            found = _unsafe_text(v, where)
+            if found:
+                return found
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+@contextmanager
+def _quiet_gx() -> Iterator[None]:
+    """GX logs parse errors at ERROR level before raising; we report them ourselves."""
+    logger = logging.getLogger("great_expectations")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# ------------------------------------------------------------------------------ features
+def feature_frame(features: pa.Table) -> Any:
+    """The pandas frame GX validates: categories stay categorical, text ids become codes.
+
+    Arrow buffers are released column by column while converting, to keep the peak low.
+    """
+    if ID in features.schema.names and pa.types.is_large_string(features.schema.field(ID).type):
+        codes = pc.dictionary_encode(features.column(ID).combine_chunks()).indices
+        codes = pc.if_else(features.column(ID).combine_chunks().is_null(), None, codes)
+        features = features.set_column(
+            features.schema.get_field_index(ID), ID, codes.cast(pa.int64())
+        )
+    return features.to_pandas(self_destruct=True, split_blocks=True)
+
+
+# --------------------------------------------------------------------------------- GX
+@dataclass(frozen=True)
+class GxPaths:
+    """Where the private GX project and the Data Docs site live."""
+
+    root: Path  # .shardwatch/gx
+    docs: Path  # .shardwatch/docs
+
+    @property
+    def index(self) -> Path:
+        return self.docs / "index.html"
+
+
+def _store(base: Path | str, **extra: Any) -> dict[str, Any]:
+    return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(base), **extra}
+
+
+def _project_config(paths: GxPaths, keep_results: int) -> Any:
+    return DataContextConfig(
+        config_version=4,
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        stores={
+            "expectations_store": {
+                "class_name": "ExpectationsStore",
+                "store_backend": _store("expectations/", suppress_store_backend_id=True),
+            },
+            "validation_results_store": {
+                "class_name": "ValidationResultsStore",
+                "store_backend": _store("uncommitted/validations/"),
+            },
+            "checkpoint_store": {
+                "class_name": "CheckpointStore",
+                "store_backend": _store("checkpoints/", suppress_store_backend_id=True),
+            },
+            "validation_definition_store": {
+                "class_name": "ValidationDefinitionStore",
+                "store_backend": _store("validation_definitions/"),
+            },
+        },
+        expectations_store_name="expectations_store",
+        validation_results_store_name="validation_results_store",
+        checkpoint_store_name="checkpoint_store",
+        data_docs_sites={
+            "local_site": {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": _store(paths.docs.resolve()),
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": keep_results,
+                },
+            }
+        },
+    )
+
+
+def run_name(dataset: str, shard_id: int, version: int) -> str:
+    """A run name made only of safe characters: it appears in Data Docs paths and pages."""
+    slug = _SLUG.sub("_", dataset).strip("_")[:60] or "dataset"
+    return f"{slug}.shard-{shard_id}.v{version}"
+
+
+class GxValidator:
+    """One GX file context with a private store; validates feature tables, keeps the docs."""
+
+    def __init__(
+        self,
+        paths: GxPaths,
+        suites_dir: Path,
+        suite: str,
+        *,
+        keep_results: int = 500,
+        partial_unexpected: int = DEFAULT_PARTIAL_UNEXPECTED,
+    ) -> None:
+        self.suites_dir = suites_dir
+        self.suite = suite
+        self.keep_results = keep_results
+        self.result_format = {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": partial_unexpected,
+        }
+        paths = GxPaths(paths.root.resolve(), paths.docs.resolve())
+        self.paths = paths
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.docs.mkdir(parents=True, exist_ok=True)
+        with _quiet_gx(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.context: Any = gx.get_context(
+                mode="file",
+                project_config=_project_config(paths, keep_results),
+                context_root_dir=str(paths.root),
+            )
+        self._checkpoints: dict[str, Any] = {}
+
+    # -- objects, got or added ---------------------------------------------------------------
+    def _batch_definition(self) -> Any:
+        source: Any
+        try:
+            source = self.context.data_sources.get(DATASOURCE)
+        except KeyError:
+            source = self.context.data_sources.add_pandas(DATASOURCE)
+        try:
+            asset = source.get_asset(ASSET)
+        except LookupError:
+            asset = source.add_dataframe_asset(ASSET)
+        try:
+            return asset.get_batch_definition(BATCH_DEFINITION)
+        except KeyError:
+            return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
+
+    def checkpoint(self, suite_name: str) -> Any:
+        """The suite's checkpoint, with the suite file's current content (add_or_update)."""
+        if suite_name not in self._checkpoints:
+            raw = load_suite(suite_path(self.suites_dir, suite_name))
+            suite = self.context.suites.add_or_update(ExpectationSuite(**raw))
+            definition = self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=suite_name, data=self._batch_definition(), suite=suite)
+            )
+            self._checkpoints[suite_name] = self.context.checkpoints.add_or_update(
+                gx.Checkpoint(
+                    name=f"shardwatch-{suite_name}",
+                    validation_definitions=[definition],
+                    actions=[],  # Data Docs are built after the shard's results commit
+                    result_format=self.result_format,
+                )
+            )
+        return self._checkpoints[suite_name]
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(
+        self, features: pa.Table, dataset: str, shard_id: int, version: int
+    ) -> ShardValidation:
+        """Run the suite's checkpoint on one shard's features; the result is stored in GX.
+
+        The table's buffers are released while it is converted: do not use it afterwards.
+        """
+        suite_name, name = self.suite, run_name(dataset, shard_id, version)
+        checkpoint = self.checkpoint(suite_name)
+        frame = feature_frame(features)
+        del features
+        with _quiet_gx():
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=name)
+            )
+        [(identifier, suite_result)] = result.run_results.items()
+        checks = tuple(_check(i, r) for i, r in enumerate(suite_result.results))
+        return ShardValidation(
+            suite=suite_name,
+            run_name=name,
+            checks=checks,
+            docs_page=str(self._page(identifier)),
+            result_key=tuple(identifier.to_tuple()),
+        )
+
+    def _page(self, identifier: Any) -> Path:
+        suite = identifier.expectation_suite_identifier.name
+        run = identifier.run_id
+        page: Path = (
+            self.paths.docs
+            / "validations"
+            / suite
+            / (run.run_name or "__none__")
+            / run.run_time.strftime("%Y%m%dT%H%M%S.%fZ")
+            / f"{identifier.batch_identifier}.html"
+        )
+        return page
+
+    def publish(self, validation: ShardValidation) -> None:
+        """Render the shard's page and the index (after the shard's results committed)."""
+        if validation.result_key:
+            identifier = _identifier(validation.result_key)
+            with _quiet_gx():
+                self.context.build_data_docs(resource_identifiers=[identifier])
+
+    def discard(self, validation: ShardValidation) -> None:
+        """Forget a result whose shard was not stored (its lease was lost)."""
+        if validation.result_key:
+            identifier = _identifier(validation.result_key)
+            self.context.validation_results_store.remove_key(identifier)
+
+    def prune(self) -> int:
+        """Keep the newest `keep_results` results (and pages); returns how many were removed."""
+        store: Any = self.context.validation_results_store
+        keys: list[Any] = sorted(store.list_keys(), key=lambda k: k.run_id.run_time, reverse=True)
+        old = keys[self.keep_results :]
+        for key in old:
+            store.remove_key(key)
+            page = self._page(key)
+            page.unlink(missing_ok=True)
+            _remove_empty_parents(page.parent, self.paths.docs / "validations")
+        return len(old)
+
+    def build_docs(self, *, clean: bool = False) -> Path:
+        """(Re)build the whole site from the stored results; returns index.html's path."""
+        if clean:
+            shutil.rmtree(self.paths.docs / "validations", ignore_errors=True)
+        with _quiet_gx():
+            self.context.build_data_docs()
+        return self.paths.index
+
+
+def _identifier(key: tuple[str, ...]) -> Any:
+    from_tuple: Any = ValidationResultIdentifier.from_tuple
+    return from_tuple(key)
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+# ------------------------------------------------------------------------------ results
+def _errored(result: Any) -> str | None:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "unknown error")
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "unknown error")
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to None, containers recursively."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _condition(kwargs: Mapping[str, Any]) -> str | None:
+    cond = kwargs.get("row_condition")
+    if cond is None:
+        return None
+    data = cond.to_dict() if hasattr(cond, "to_dict") else cond
+    if isinstance(data, Mapping) and data.get("type") == "comparison":
+        column = data.get("column", {})
+        name = column.get("name") if isinstance(column, Mapping) else column
+        return f"{name} {data.get('operator')} {data.get('parameter')}"
+    return str(data)[:200]
+
+
+def _check(position: int, result: Any) -> Check:
+    config = result.expectation_config
+    kwargs = dict(config.kwargs)
+    reason = _errored(result)
+    status: Status = "errored" if reason else ("passed" if result.success else "failed")
+    observed = {k: _plain(result.result[k]) for k in _RESULT_KEYS if k in (result.result or {})}
+    threshold = {k: _plain(kwargs[k]) for k in _THRESHOLD_KEYS if kwargs.get(k) is not None}
+    return Check(
+        position=position,
+        expectation=config.type,
+        column=kwargs.get("column"),
+        condition=_condition(kwargs),
+        status=status,
+        observed=observed or None,
+        threshold=threshold or None,
+        reason=_one_line_text(reason) if reason else None,
+    )
+
+
+def _one_line_text(text: str) -> str:
+    return " ".join(text.split())[:1000]
+
+
+def default_paths(base: Path) -> GxPaths:
+    return GxPaths(root=base / "gx", docs=base / "docs")

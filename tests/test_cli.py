@@ -121,7 +121,10 @@ def test_untrusted_names_are_printed_literally(tmp_path: Path) -> None:
     assert "[bold red]x[blink].parquet" in proc.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["scan"], ["config"], ["config", "show"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["scan"], ["config"], ["config", "show"], ["ingest"], ["docs"], ["suites", "check"]],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     proc = run(*command, "--help")
     assert proc.returncode == 0
@@ -131,7 +134,8 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_readme_documents_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = ("shardwatch scan", "shardwatch config", "shardwatch ingest", "shardwatch db",
-                "shardwatch report", "make demo", "make test")
+                "shardwatch report", "shardwatch docs", "shardwatch suites check", "make demo",
+                "make test")
     for command in commands:
         assert command in readme
     for code in ("| 0 |", "| 2 |", "| 3 |"):

@@ -246,7 +246,8 @@ def test_tag_labels_keep_the_profiles_order(store: ResultStore, tmp_path: Path) 
 def test_cli_report_json_equals_scan_json(database_url: str, tmp_path: Path) -> None:
     paths = [str(p) for p in mixed_shards(tmp_path / "shards")]
     ingested = shardwatch(
-        "ingest", *paths, "--dataset", "cli", database_url=database_url, cwd=tmp_path
+        "ingest", *paths, "--dataset", "cli", "--no-validate", database_url=database_url,
+        cwd=tmp_path,
     )
     assert ingested.returncode == 0, ingested.stderr
     scanned = shardwatch("scan", *paths, "--json", database_url=database_url, cwd=tmp_path)
@@ -311,7 +312,7 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
         assert proc.returncode == 0, proc.stderr
         return proc
 
-    run("ingest", *paths, "--dataset", "md")
+    run("ingest", *paths, "--dataset", "md", "--no-validate")
     terms = json.loads(run("scan", *paths, "--json").stdout)["total"]["terms"]
     assert terms["x|y"]["matches"] > 0 and terms["*star*"]["matches"] > 0
     labels = ["UNLIKELY", "UNSURE", "NSFW", "other", "null"]
@@ -370,7 +371,10 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
 
 def test_cli_report_errors(database_url: str, tmp_path: Path) -> None:
     path = write_shard(adversarial_table(100, 3), tmp_path, "one.parquet")
-    assert shardwatch("ingest", str(path), database_url=database_url, cwd=tmp_path).returncode == 0
+    ingested = shardwatch(
+        "ingest", str(path), "--no-validate", database_url=database_url, cwd=tmp_path
+    )
+    assert ingested.returncode == 0, ingested.stderr
 
     unknown = shardwatch("report", "--dataset", "nope", database_url=database_url, cwd=tmp_path)
     assert unknown.returncode == 2

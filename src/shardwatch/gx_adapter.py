@@ -185,11 +185,10 @@ def feature_frame(features: pa.Table) -> Any:
     Arrow buffers are released column by column while converting, to keep the peak low.
     """
     if ID in features.schema.names and pa.types.is_large_string(features.schema.field(ID).type):
-        codes = pc.dictionary_encode(features.column(ID).combine_chunks()).indices
-        codes = pc.if_else(features.column(ID).combine_chunks().is_null(), None, codes)
-        features = features.set_column(
-            features.schema.get_field_index(ID), ID, codes.cast(pa.int64())
-        )
+        ids = features.column(ID).combine_chunks()
+        codes = pc.dictionary_encode(ids).indices.cast(pa.int64())  # equal ids, equal codes
+        codes = pc.if_else(ids.is_null(), pa.scalar(None, pa.int64()), codes)
+        features = features.set_column(features.schema.get_field_index(ID), ID, codes)
     return features.to_pandas(self_destruct=True, split_blocks=True)
 
 

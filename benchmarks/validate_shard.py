@@ -77,6 +77,7 @@ def phase_validate(args: argparse.Namespace) -> dict[str, Any]:
         s = steps[step]
         log(f"validate phase, {step}: {s['s']:.2f}s, RSS now {s['rss_mib']:,.0f} MiB, "
             f"peak so far {s['peak_rss_mib']:,.0f} MiB")
+
     import pyarrow as pa
 
     from shardwatch.engine import scan_shard

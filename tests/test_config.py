@@ -95,6 +95,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             "must be 1-64 letters",
         ),
         ("[validation]\nkeep_results = 0\n", "keep_results"),
+        ("[validation]\nsuite = '../../etc/x'\n", "suite"),
         ("[validation]\npartial_unexpected = 1000\n", "partial_unexpected"),
     ],
 )

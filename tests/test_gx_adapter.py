@@ -24,6 +24,7 @@ from shardwatch.gx_adapter import (
     check_suites,
     load_suite,
     run_name,
+    suite_path,
 )
 from shardwatch.lexicon import BIRHANE2021
 from shardwatch.metrics import ShardMetrics
@@ -240,6 +241,9 @@ def test_a_missing_column_is_an_errored_check_not_a_data_failure(
     assert similarity.describe().endswith(f"check errored: {similarity.reason}")
     schema = find(v, "expect_table_columns_to_match_set", None)
     assert schema.status == "failed"  # the schema check itself is a data verdict
+    assert schema.observed is not None
+    seen = schema.observed["observed_value"]
+    assert "similarity" not in seen and {"id", "width", "keyword_nsfw", "term_desi"} <= set(seen)
     assert [c.status for c in v.checks].count("errored") == 1
 
 
@@ -392,3 +396,54 @@ def test_the_shipped_suites_are_valid() -> None:
     notes = "<= 1%"  # a '<' that cannot open a tag is fine in notes
     assert any(notes in (e.get("meta") or {}).get("notes", "")
                for e in load_suite(SUITES / f"{SUITE}.json")["expectations"])
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "<b>", ""])
+def test_a_suite_name_must_be_a_plain_slug(name: str) -> None:
+    with pytest.raises(SuiteError, match="use only letters, digits"):
+        suite_path(SUITES, name)
+
+
+# --- large shards: validated in parts, merged exactly -------------------------------------
+
+
+@pytest.mark.parametrize("seed", [3, 6])
+def test_parts_merge_to_exactly_the_single_run_checks(tmp_path: Path, seed: int) -> None:
+    source = adversarial_table(3000, seed, int_ids=True)
+    for i in range(0, 3000, 97):  # duplicated ids spread over the shard
+        source = source.set_column(
+            source.schema.get_field_index("SAMPLE_ID"), "SAMPLE_ID",
+            pa.array([i // 2 if j == i else v
+                      for j, v in enumerate(source.column("SAMPLE_ID").to_pylist())],
+                     pa.int64()),
+        ) if i < 300 else source
+    paths = GxPaths(tmp_path / "gx", tmp_path / "docs")
+    whole = GxValidator(paths, SUITES, SUITE).validate(
+        features_and_metrics(source, tmp_path)[0], "d", 1, 1)
+    parted = GxValidator(paths, SUITES, SUITE, max_rows=700).validate(
+        features_and_metrics(source, tmp_path)[0], "d", 1, 2)
+    assert len(parted.pages) == 5 and len(whole.pages) == 1
+    assert [c.status for c in parted.checks] == [c.status for c in whole.checks]
+    for a, b in zip(whole.checks, parted.checks, strict=True):
+        assert (a.expectation, a.column, a.condition) == (b.expectation, b.column, b.condition)
+        assert a.observed is not None and b.observed is not None
+        if "unexpected_count" in a.observed:
+            for key in ("element_count", "unexpected_count", "missing_count"):
+                assert a.observed.get(key) == b.observed.get(key), (a.describe(), key)
+        else:
+            assert a.observed["observed_value"] == b.observed["observed_value"], a.describe()
+    unique = find(parted, "expect_column_values_to_be_unique", "id")
+    assert unique.observed is not None and unique.observed["unexpected_count"] > 0
+
+
+def test_parts_without_an_id_column_split_by_position(tmp_path: Path) -> None:
+    source = table(clean_rows(900)).drop_columns(["SAMPLE_ID"])
+    v = GxValidator(GxPaths(tmp_path / "gx", tmp_path / "docs"), SUITES, SUITE, max_rows=400)
+    result = v.validate(features_and_metrics(source, tmp_path)[0], "d", 1, 1)
+    assert len(result.pages) == 3
+    assert [c.column for c in result.checks if c.status == "errored"] == ["id", "id"]
+    keyword = find(result, "expect_column_mean_to_be_between", "keyword_nsfw")
+    rows = clean_rows(900)
+    assert keyword.observed == {"observed_value": sum("adult" in r["TEXT"] for r in rows) / 900}
+    v.publish(result)
+    assert all(Path(p).is_file() for p in result.pages)

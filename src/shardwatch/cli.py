@@ -412,6 +412,7 @@ def _validator(settings: Settings) -> GxValidator:
         suite,
         keep_results=v.keep_results,
         partial_unexpected=v.partial_unexpected,
+        max_rows=v.max_rows,
     )
 
 
@@ -434,6 +435,7 @@ def _result_json(result: IngestResult) -> dict[str, Any]:
             "failed": v.count("failed"),
             "errored": v.count("errored"),
             "docs_page": v.docs_page,
+            "pages": list(v.pages),
             "checks": [asdict(c) for c in v.checks],
         }
     return out
@@ -449,8 +451,8 @@ def _print_outcome(result: IngestResult) -> None:
         for check in v.checks:
             if check.status != "passed":
                 typer.echo(f"           {check.status.upper():7} {check.describe()}")
-        if v.docs_page:
-            typer.echo(f"         page: {v.docs_page}")
+        for page in v.pages:
+            typer.echo(f"         page: {page}")
 
 
 class ReportFormat(StrEnum):

@@ -85,7 +85,9 @@ class ValidationSettings(_Strict):
 
     enabled: bool = Field(default=True, description="Validate every ingested shard.")
     suite: str | None = Field(
-        default=None, description="Suite name: `<suites_dir>/<suite>.json` (default: profile)."
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Suite name: `<suites_dir>/<suite>.json` (default: profile).",
     )
     suites_dir: Path = Field(
         default=Path("expectations"), description="Folder of GX suite JSON files."
@@ -98,6 +100,12 @@ class ValidationSettings(_Strict):
     )
     keep_results: int = Field(
         default=500, ge=1, description="Newest validation results kept in Data Docs; older pruned."
+    )
+    max_rows: int = Field(
+        default=4_000_000,
+        ge=1,
+        description="Rows per GX run: larger shards are validated in parts (split by id) and "
+        "the checks merged exactly, to bound memory.",
     )
     partial_unexpected: int = Field(
         default=10,

@@ -44,10 +44,16 @@ with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     )
     from great_expectations.expectations.registry import get_expectation_impl
 
+if pa.default_memory_pool().backend_name == "jemalloc":
+    pa.jemalloc_set_decay_ms(0)
 DATASOURCE, ASSET, BATCH_DEFINITION = "shardwatch", "features", "whole_table"
 # At most this many unexpected values per check reach a page (they are codes, numbers, ids).
 DEFAULT_PARTIAL_UNEXPECTED = 10
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+_SUITE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# GX's pandas engine needs about 4x the frame at its peak; larger shards are validated in
+# parts of at most this many rows (partitioned by id, so uniqueness still merges exactly).
+DEFAULT_MAX_ROWS = 4_000_000
 _UNSAFE = re.compile(r"<[A-Za-z/!?]")  # what could open an HTML tag
 _RESULT_KEYS = (
     "observed_value",
@@ -74,6 +80,10 @@ class SuiteError(Exception):
 
 # ------------------------------------------------------------------------------- suites
 def suite_path(suites_dir: Path, name: str) -> Path:
+    """`<suites_dir>/<name>.json`; the name must be a plain slug (it names GX objects and
+    Data Docs paths, and GX writes it into index.html unescaped)."""
+    if not _SUITE_NAME.fullmatch(name):
+        raise SuiteError(f"suite name {name!r}: use only letters, digits and ._- (1-100)")
     return suites_dir / f"{name}.json"
 
 
@@ -189,7 +199,12 @@ def feature_frame(features: pa.Table) -> Any:
         codes = pc.dictionary_encode(ids).indices.cast(pa.int64())  # equal ids, equal codes
         codes = pc.if_else(ids.is_null(), pa.scalar(None, pa.int64()), codes)
         features = features.set_column(features.schema.get_field_index(ID), ID, codes)
-    return features.to_pandas(self_destruct=True, split_blocks=True)
+    pool = pa.default_memory_pool()
+    pool.release_unused()
+    frame = features.to_pandas(self_destruct=True, split_blocks=True)
+    del features
+    pool.release_unused()  # the table's buffers, freed column by column while converting
+    return frame
 
 
 # --------------------------------------------------------------------------------- GX
@@ -266,12 +281,14 @@ class GxValidator:
         *,
         keep_results: int = 500,
         partial_unexpected: int = DEFAULT_PARTIAL_UNEXPECTED,
+        max_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
+        self.max_rows = max_rows
         self.suites_dir = suites_dir
         self.suite = suite
         self.keep_results = keep_results
-        self.result_format = {
-            "result_format": "SUMMARY",
+        self.result_format = {  # BASIC: counts and a few sample values, no index lists
+            "result_format": "BASIC",
             "partial_unexpected_count": partial_unexpected,
         }
         paths = GxPaths(paths.root.resolve(), paths.docs.resolve())
@@ -325,26 +342,82 @@ class GxValidator:
     def validate(
         self, features: pa.Table, dataset: str, shard_id: int, version: int
     ) -> ShardValidation:
-        """Run the suite's checkpoint on one shard's features; the result is stored in GX.
+        """Run the suite's checkpoint on one shard's features; results are stored in GX.
 
-        The table's buffers are released while it is converted: do not use it afterwards.
+        A shard above `max_rows` is validated in parts, split by a hash of the id (equal ids
+        share a part), and the parts' checks are merged exactly (see `merge_checks`); each
+        part has its own Data Docs page. The table must not be used afterwards.
         """
-        suite_name, name = self.suite, run_name(dataset, shard_id, version)
-        checkpoint = self.checkpoint(suite_name)
+        name = run_name(dataset, shard_id, version)
+        parts = -(-features.num_rows // self.max_rows)
+        if parts <= 1:
+            key, checks = self._run(features, name, weigh=False)
+            return self._validation(name, checks, [key])
+        labels = _partition(features, parts)
+        keys, per_part = [], []
+        for part in range(parts):
+            subset = features.filter(pc.equal(labels, part))
+            key, checks = self._run(subset, f"{name}.part-{part + 1}-of-{parts}", weigh=True)
+            del subset
+            keys.append(key)
+            per_part.append(checks)
+        return self._validation(name, merge_checks(per_part), keys)
+
+    def _run(self, features: pa.Table, name: str, *, weigh: bool) -> tuple[Any, tuple[Check, ...]]:
+        """One checkpoint run. With `weigh`, mean checks also carry the part's non-null
+        count of their column (and whether it is boolean), so that parts can be merged."""
+        checkpoint = self.checkpoint(self.suite)
+        weights = {
+            field.name: (
+                features.num_rows - features.column(field.name).null_count,
+                pa.types.is_boolean(field.type),
+            )
+            for field in features.schema
+        }
         frame = feature_frame(features)
         del features
         with _quiet_gx():
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=name)
             )
+        del frame
+        self._forget_batch()
         [(identifier, suite_result)] = result.run_results.items()
         checks = tuple(_check(i, r) for i, r in enumerate(suite_result.results))
+        if weigh:
+            checks = tuple(_weighed(c, weights) for c in checks)
+        return identifier, checks
+
+    def _forget_batch(self) -> None:
+        """Drop the frame and the per-row metric results GX caches after a run.
+
+        GX keeps both reachable from the data source's execution engine until the next run
+        (about twice the frame), which would stack on the next part's or shard's peak. The
+        attributes are private to GX 1.x, so they are cleared only if present.
+        """
+        for definition in self.checkpoint(self.suite).validation_definitions:
+            source = definition.data.data_asset.datasource
+            engine = getattr(source, "_execution_engine", None)
+            cache = getattr(engine, "_metric_cache", None)
+            if cache is not None and hasattr(cache, "clear"):
+                cache.clear()
+            manager = getattr(engine, "batch_manager", None)
+            if manager is not None and hasattr(manager, "reset_batch_cache"):
+                manager.reset_batch_cache()  # the Batch objects
+                data = getattr(manager, "_batch_data_cache", None)
+                if isinstance(data, dict):
+                    data.clear()  # the frames themselves
+                    manager._active_batch_data_id = None
+
+    def _validation(self, name: str, checks: tuple[Check, ...], keys: list[Any]) -> ShardValidation:
+        pages = tuple(str(self._page(k)) for k in keys)
         return ShardValidation(
-            suite=suite_name,
+            suite=self.suite,
             run_name=name,
             checks=checks,
-            docs_page=str(self._page(identifier)),
-            result_key=tuple(identifier.to_tuple()),
+            docs_page=pages[0],
+            result_keys=tuple(tuple(k.to_tuple()) for k in keys),
+            pages=pages,
         )
 
     def _page(self, identifier: Any) -> Path:
@@ -361,17 +434,16 @@ class GxValidator:
         return page
 
     def publish(self, validation: ShardValidation) -> None:
-        """Render the shard's page and the index (after the shard's results committed)."""
-        if validation.result_key:
-            identifier = _identifier(validation.result_key)
+        """Render the shard's page(s) and the index (after the shard's results committed)."""
+        if validation.result_keys:
+            identifiers = [_identifier(k) for k in validation.result_keys]
             with _quiet_gx():
-                self.context.build_data_docs(resource_identifiers=[identifier])
+                self.context.build_data_docs(resource_identifiers=identifiers)
 
     def discard(self, validation: ShardValidation) -> None:
-        """Forget a result whose shard was not stored (its lease was lost)."""
-        if validation.result_key:
-            identifier = _identifier(validation.result_key)
-            self.context.validation_results_store.remove_key(identifier)
+        """Forget results whose shard was not stored (its lease was lost)."""
+        for key in validation.result_keys:
+            self.context.validation_results_store.remove_key(_identifier(key))
 
     def prune(self) -> int:
         """Keep the newest `keep_results` results (and pages); returns how many were removed."""
@@ -392,6 +464,118 @@ class GxValidator:
         with _quiet_gx():
             self.context.build_data_docs()
         return self.paths.index
+
+
+def _partition(features: pa.Table, parts: int) -> pa.Array:
+    """A part number per row: by a hash of the id when there is one (duplicates of an id
+    land in the same part), else by row position."""
+    if ID in features.schema.names:
+        import polars as pl
+
+        ids: Any = pl.from_arrow(features.column(ID))
+        hashes = ids.hash(seed=0x5A1D)
+        return (hashes % parts).cast(pl.Int64).to_arrow()
+    return pa.array(np.arange(features.num_rows, dtype=np.int64) * parts // features.num_rows)
+
+
+_COUNTS = ("element_count", "unexpected_count", "missing_count")
+
+
+def merge_checks(parts: list[tuple[Check, ...]]) -> tuple[Check, ...]:
+    """One shard's checks from the checks of its parts (the same suite, partitioned rows).
+
+    Exact for every check the default suites use: counts of map checks add up (uniqueness
+    too, because parts split by id); a mean is re-weighted by each part's non-null count
+    (`element_count - missing_count` is not reported for means, so mean checks are merged
+    from `observed_value x rows` only for boolean-like means, and otherwise pass only if
+    every part passed); table-level checks see the same columns in every part.
+    """
+    merged = []
+    for same in zip(*parts, strict=True):
+        first = same[0]
+        errored = next((c for c in same if c.status == "errored"), None)
+        if errored is not None:
+            merged.append(errored)
+            continue
+        merged.append(_merge_one(first, same))
+    return tuple(merged)
+
+
+def _merge_one(first: Check, same: tuple[Check, ...]) -> Check:
+    threshold = first.threshold or {}
+    observed = [c.observed or {} for c in same]
+    if all("unexpected_count" in o and "element_count" in o for o in observed):
+        totals = {k: sum(int(o.get(k) or 0) for o in observed) for k in _COUNTS}
+        nonmissing = totals["element_count"] - totals["missing_count"]
+        bad = totals["unexpected_count"]
+        mostly = float(threshold.get("mostly", 1.0))
+        success = nonmissing == 0 or (nonmissing - bad) / nonmissing >= mostly
+        result: dict[str, Any] = {
+            "element_count": totals["element_count"],
+            "unexpected_count": bad,
+            "unexpected_percent": 100 * bad / nonmissing if nonmissing else None,
+        }
+        if any("missing_count" in o for o in observed):
+            result["missing_count"] = totals["missing_count"]
+        return _with(first, "passed" if success else "failed", result)
+    if first.expectation == "expect_column_mean_to_be_between" and all(
+        "weight" in o for o in observed
+    ):
+        return _merge_mean(first, observed, threshold)
+    if all(o == observed[0] for o in observed):  # e.g. the table's columns: same in each part
+        return _with(
+            first,
+            "passed" if all(c.status == "passed" for c in same) else "failed",
+            observed[0] or None,
+        )
+    status: Status = "passed" if all(c.status == "passed" for c in same) else "failed"
+    return _with(first, status, {"parts": [o or None for o in observed]})
+
+
+def _merge_mean(
+    first: Check, observed: list[dict[str, Any]], threshold: Mapping[str, Any]
+) -> Check:
+    """A mean over parts: exact for a boolean column (the count of True is recovered from
+    each part's mean), weighted by non-null counts otherwise."""
+    weight = sum(int(o["weight"]) for o in observed)
+    parts = [
+        (float(o["observed_value"]), int(o["weight"]))
+        for o in observed
+        if o.get("observed_value") is not None
+    ]
+    if all(o.get("boolean") for o in observed):
+        mean = sum(round(m * w) for m, w in parts) / weight if weight else None
+    else:
+        mean = sum(m * w for m, w in parts) / weight if weight else None
+    low, high = threshold.get("min_value"), threshold.get("max_value")
+    ok = mean is not None
+    if mean is not None and low is not None:
+        ok = mean > low if threshold.get("strict_min") else mean >= low
+    if ok and mean is not None and high is not None:
+        ok = mean < high if threshold.get("strict_max") else mean <= high
+    return _with(first, "passed" if ok else "failed", {"observed_value": mean})
+
+
+def _weighed(check: Check, weights: Mapping[str, tuple[int, bool]]) -> Check:
+    if check.expectation != "expect_column_mean_to_be_between" or check.condition:
+        return check
+    if check.column is None or check.column not in weights or check.observed is None:
+        return check
+    weight, boolean = weights[check.column]
+    return _with(check, check.status, {**check.observed, "weight": weight, "boolean": boolean})
+
+
+def _with(check: Check, status: Status, observed: dict[str, Any] | None) -> Check:
+    return Check(
+        check.position,
+        check.expectation,
+        check.column,
+        check.condition,
+        status,
+        observed,
+        check.threshold,
+        check.reason,
+    )
 
 
 def _identifier(key: tuple[str, ...]) -> Any:

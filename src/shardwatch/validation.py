@@ -67,8 +67,9 @@ class ShardValidation:
     suite: str
     run_name: str
     checks: tuple[Check, ...]
-    docs_page: str | None = None
-    result_key: tuple[str, ...] = field(default=(), compare=False)  # adapter's handle
+    docs_page: str | None = None  # the first (usually only) page
+    result_keys: tuple[tuple[str, ...], ...] = field(default=(), compare=False)  # adapter's
+    pages: tuple[str, ...] = ()  # one per part when a large shard was validated in parts
 
     def count(self, status: Status) -> int:
         return sum(1 for c in self.checks if c.status == status)

@@ -64,7 +64,7 @@ class ProfileSpec(_Strict):
 
 
 class Thresholds(_Strict):
-    """Limits that validation and alerting compare metrics against."""
+    """Metric limits for alert rules (validation thresholds live in the GX suite files)."""
 
     nsfw_tag_rate: float = Field(
         default=0.01, ge=0, le=1, description="Max share of rows tagged NSFW (curators: < 1%)."

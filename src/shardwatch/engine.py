@@ -366,9 +366,7 @@ def _empty_partial(
     schema: pa.Schema,
 ) -> m.ShardMetrics:
     """The metrics of a zero-row batch, so an empty shard still reports every available key."""
-    arrays = [pa.array([], type=field.type) for field in schema]
-    empty = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return _BatchScanner(columns, profile, compiled).metrics(empty)[0]
+    return _BatchScanner(columns, profile, compiled).metrics(_no_rows(schema))[0]
 
 
 def scan_batches(
@@ -436,6 +434,7 @@ def scan_batches(
 
 
 def _no_rows(schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of `schema` with no rows."""
     return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
 
 

@@ -417,9 +417,9 @@ def _validator(settings: Settings) -> GxValidator:
 
 
 def _finish_docs(validator: GxValidator) -> Path:
-    """Prune old results beyond the configured limit; rebuild the site if any went."""
+    """Prune results beyond the configured limit (and their pages); re-render the index."""
     if validator.prune():
-        return validator.build_docs(clean=True)
+        return validator.rebuild_index()
     return validator.paths.index
 
 

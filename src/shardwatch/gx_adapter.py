@@ -457,6 +457,14 @@ class GxValidator:
             _remove_empty_parents(page.parent, self.paths.docs / "validations")
         return len(old)
 
+    def rebuild_index(self) -> Path:
+        """Re-render index.html only (e.g. after pruning), not every stored page."""
+        store: Any = self.context.validation_results_store
+        keys: list[Any] = sorted(store.list_keys(), key=lambda k: k.run_id.run_time)
+        with _quiet_gx():
+            self.context.build_data_docs(resource_identifiers=keys[-1:] or None)
+        return self.paths.index
+
     def build_docs(self, *, clean: bool = False) -> Path:
         """(Re)build the whole site from the stored results; returns index.html's path."""
         if clean:

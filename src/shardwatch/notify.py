@@ -1,0 +1,367 @@
+"""Notify: deliver one grouped alert message to a channel (Slack, email, console, file).
+
+Every channel either returns (delivered) or raises `DeliveryError`, which says whether the
+failure is permanent (dead-letter it) or transient (retry later) and carries a reason that
+never contains a secret: Slack webhook URLs and SMTP passwords are `SecretStr`, read only at
+the moment of sending, and exception texts (requests embeds the URL in them) are replaced by
+their type and a fixed description. Untrusted text (dataset and shard names) is escaped for
+each medium: Slack's `&`, `<`, `>`; HTML in email. Raw captions never reach a message: alert
+items carry rule names, numbers, names and links only.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import SecretStr
+
+Severity = Literal["warning", "critical"]
+Kind = Literal["breach", "recovery", "test"]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class AlertItem:
+    """One breach (or recovery) inside a message: what, where, observed vs threshold."""
+
+    rule: str
+    severity: Severity
+    dataset: str
+    scope: str  # a shard's URI, or "dataset"
+    observed: float | int | str | None
+    threshold: float | int | str | None
+    kind: Kind = "breach"
+    run_id: int | None = None
+    link: str | None = None  # the shard's Data Docs page (path or URL)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one channel receives for one relay pass: many items, one message."""
+
+    title: str
+    items: tuple[AlertItem, ...] = field(default=())
+
+    def text(self) -> str:
+        """Plain text (email's text part, console, file)."""
+        return "\n".join([self.title, *(f"- {_line(i)}" for i in self.items)])
+
+
+def _line(item: AlertItem) -> str:
+    head = "RECOVERED" if item.kind == "recovery" else item.severity.upper()
+    where = f"{item.dataset} / {item.scope}"
+    run = f" (run {item.run_id})" if item.run_id is not None else ""
+    link = f" {item.link}" if item.link else ""
+    return (
+        f"[{head}] {item.rule} on {where}: observed {_value(item.observed)}, "
+        f"threshold {_value(item.threshold)}{run}{link}"
+    )
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "n/a" if v is None else str(v)
+
+
+class DeliveryError(Exception):
+    """A message was not delivered. `permanent`: do not retry (dead-letter it)."""
+
+    def __init__(self, reason: str, *, permanent: bool, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Channel(Protocol):
+    """A destination for messages."""
+
+    name: str
+
+    def send(self, message: Message) -> None:
+        """Deliver, or raise DeliveryError."""
+        ...
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Bounded retries with exponential backoff (seconds), capped."""
+
+    attempts: int = 4
+    base: float = 1.0
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+# ------------------------------------------------------------------------------------ Slack
+class _DropSecrets(logging.Filter):
+    """Drops log records that would print a registered secret (urllib3 logs every request
+    line, webhook path included, at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(secret in text for secret in self.secrets)
+
+
+_DROP_SECRETS = _DropSecrets()
+logging.getLogger("urllib3.connectionpool").addFilter(_DROP_SECRETS)
+
+
+def _guard(url: str) -> None:
+    """Register the secret parts of a webhook URL (its path and query) with the filter."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query, url):
+        if len(secret) > 1:
+            _DROP_SECRETS.secrets.add(secret)
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn control characters: `<!channel>` and `<http://x|y>` arrive as text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    """Block Kit: a header, then one section per item (at most 45), all text escaped."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}}
+    ]
+    shown = message.items[:45]
+    for item in shown:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(_line(item))}}
+        )
+    if len(message.items) > len(shown):
+        more = len(message.items) - len(shown)
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"... and {more} more"}]}
+        )
+    return {"text": slack_escape(message.title), "blocks": blocks}
+
+
+class SlackChannel:
+    """An incoming webhook. Connect and read timeouts are always set; retries are bounded,
+    honour `429 Retry-After` (capped) and back off on 5xx, timeouts and resets; other 4xx
+    replies are permanent."""
+
+    def __init__(
+        self,
+        webhook_url: SecretStr,
+        *,
+        name: str = "slack",
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        retry: Retry | None = None,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self.name = name
+        self._url = webhook_url
+        _guard(webhook_url.get_secret_value())
+        self.timeout = (connect_timeout, read_timeout)
+        self.retry = retry or Retry()
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the URL
+        return f"SlackChannel(name={self.name!r}, webhook_url=SecretStr('**********'))"
+
+    def send(self, message: Message) -> None:
+        import requests
+
+        body = json.dumps(slack_payload(message))
+        last = DeliveryError("not attempted", permanent=False)
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = requests.post(
+                    self._url.get_secret_value(),
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                last = DeliveryError(f"slack: timed out after {self.timeout} s", permanent=False)
+            except requests.ConnectionError:
+                last = DeliveryError("slack: connection failed or was reset", permanent=False)
+            except requests.RequestException as exc:  # the text would carry the URL
+                last = DeliveryError(f"slack: {type(exc).__name__}", permanent=True)
+                break
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return
+                if status == 429:
+                    wait = _retry_after(response.headers.get("Retry-After"), self.retry.cap)
+                    last = DeliveryError(
+                        "slack: 429 rate limited", permanent=False, retry_after=wait
+                    )
+                    if attempt < self.retry.attempts:
+                        self._sleep(wait)
+                    continue
+                if status >= 500:
+                    last = DeliveryError(f"slack: HTTP {status}", permanent=False)
+                else:
+                    reason = response.text[:200].strip() or "no body"
+                    raise DeliveryError(f"slack: HTTP {status} ({reason})", permanent=True)
+            if attempt < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt))
+        raise last
+
+
+def _retry_after(value: str | None, cap: float) -> float:
+    """Seconds from a Retry-After header (delta-seconds form), capped; 1 s if unusable."""
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return float(min(cap, max(0.0, seconds)))
+
+
+# ------------------------------------------------------------------------------------ email
+Security = Literal["none", "starttls", "ssl"]
+
+
+class EmailChannel:
+    """SMTP with a timeout, optional STARTTLS or SSL and optional auth. A 4xx reply or a
+    dropped connection is transient (retried, bounded); a 5xx reply is permanent."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        recipients: Sequence[str],
+        username: str | None = None,
+        password: SecretStr | None = None,
+        security: Security = "none",
+        timeout: float = 10.0,
+        name: str = "email",
+        retry: Retry | None = None,
+        sleep: Sleep = time.sleep,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not recipients:
+            raise ValueError("email channel needs at least one recipient")
+        self.name = name
+        self.host, self.port, self.sender = host, port, sender
+        self.recipients = list(recipients)
+        self.username = username
+        self._password = password
+        self.security = security
+        self.timeout = timeout
+        self.retry = retry or Retry(attempts=3)
+        self._sleep = sleep
+        self._ssl = ssl_context
+
+    def __repr__(self) -> str:
+        return f"EmailChannel(name={self.name!r}, host={self.host!r}, port={self.port})"
+
+    def build(self, message: Message) -> EmailMessage:
+        """A text part and an escaped HTML part."""
+        mail = EmailMessage()
+        mail["Subject"] = message.title.replace("\r", " ").replace("\n", " ")[:200]
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(self.recipients)
+        mail.set_content(message.text())
+        rows = "".join(f"<li>{html.escape(_line(i))}</li>" for i in message.items)
+        mail.add_alternative(
+            f"<html><body><h3>{html.escape(message.title)}</h3><ul>{rows}</ul></body></html>",
+            subtype="html",
+        )
+        return mail
+
+    def send(self, message: Message) -> None:
+        mail = self.build(message)
+        last = DeliveryError("not attempted", permanent=False)
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                self._send_once(mail)
+                return
+            except smtplib.SMTPResponseException as exc:
+                code = int(exc.smtp_code)
+                text = _smtp_text(exc.smtp_error)
+                if 500 <= code < 600:
+                    raise DeliveryError(f"smtp: {code} {text}", permanent=True) from None
+                last = DeliveryError(f"smtp: {code} {text}", permanent=False)
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = sorted({int(c) for c, _ in exc.recipients.values()})
+                permanent = all(500 <= c < 600 for c in codes)
+                last = DeliveryError(f"smtp: recipients refused {codes}", permanent=permanent)
+                if permanent:
+                    raise last from None
+            except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
+                last = DeliveryError(
+                    f"smtp: {type(exc).__name__} (connection lost or refused)", permanent=False
+                )
+            if attempt < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt))
+        raise last
+
+    def _send_once(self, mail: EmailMessage) -> None:
+        context = self._ssl or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.username is not None and self._password is not None:
+                smtp.login(self.username, self._password.get_secret_value())
+            smtp.send_message(mail)
+
+
+def _smtp_text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return " ".join(text.split())[:200]
+
+
+# ---------------------------------------------------------------------- console and file
+class ConsoleChannel:
+    """Plain text on a stream (stdout by default); for the demo."""
+
+    def __init__(self, write: Callable[[str], Any] | None = None, name: str = "console"):
+        self.name = name
+        self._write = write
+
+    def send(self, message: Message) -> None:
+        if self._write is not None:
+            self._write(message.text() + "\n")
+        else:
+            print(message.text(), flush=True)
+
+
+class FileChannel:
+    """One JSON line per item, appended to a file (for people without Slack)."""
+
+    def __init__(self, path: Path, name: str = "file") -> None:
+        self.name = name
+        self.path = path
+
+    def send(self, message: Message) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"title": message.title, **asdict(i)}) for i in message.items]
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write("".join(line + "\n" for line in lines))
+        except OSError as exc:
+            raise DeliveryError(f"file: cannot append ({exc.strerror})", permanent=False) from None

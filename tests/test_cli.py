@@ -123,7 +123,8 @@ def test_untrusted_names_are_printed_literally(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["scan"], ["config"], ["config", "show"], ["ingest"], ["docs"], ["suites", "check"]],
+    [[], ["scan"], ["config"], ["config", "show"], ["ingest"], ["docs"], ["suites", "check"],
+     ["alerts", "test"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     proc = run(*command, "--help")
@@ -134,11 +135,11 @@ def test_every_command_has_help(command: list[str]) -> None:
 def test_readme_documents_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = ("shardwatch scan", "shardwatch config", "shardwatch ingest", "shardwatch db",
-                "shardwatch report", "shardwatch docs", "shardwatch suites check", "make demo",
-                "make test")
+                "shardwatch report", "shardwatch docs", "shardwatch suites check",
+                "shardwatch alerts test", "make demo", "make test")
     for command in commands:
         assert command in readme
-    for code in ("| 0 |", "| 2 |", "| 3 |"):
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |"):
         assert code in readme
 
 

@@ -121,3 +121,22 @@ def test_validation_settings_default_to_the_profile_suite_and_read_the_environme
     monkeypatch.setenv("SHARDWATCH_VALIDATION__KEEP_RESULTS", "7")
     settings = load_settings()
     assert settings.suite_name() == "strict" and settings.validation.keep_results == 7
+
+
+def test_alert_channel_secrets_come_from_file_or_environment_and_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text('[alerts.channels.team]\ntype = "slack"\nwebhook_url = "https://h/file-secret"\n')
+    settings = load_settings(cfg)
+    assert settings.alerts.channels["team"].type == "slack"
+    assert "file-secret" not in settings.model_dump_json() + repr(settings)
+    assert list(load_settings().alerts.channels) == ["console"]  # the default
+    monkeypatch.setenv("SHARDWATCH_ALERTS__CHANNELS__TEAM__WEBHOOK_URL", "https://h/env-secret")
+    spec = load_settings(cfg).alerts.channels["team"]
+    assert spec.type == "slack" and spec.webhook_url.get_secret_value() == "https://h/env-secret"
+    with pytest.raises(ConfigError, match="alerts.channels.team"):  # a secret needs a channel
+        load_settings()
+    cfg.write_text('[alerts.channels.x]\ntype = "pager"\n')
+    with pytest.raises(ConfigError, match="pager"):
+        load_settings(cfg)

@@ -45,6 +45,8 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 db_app = typer.Typer(help="Manage the results database (migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+alerts_app = typer.Typer(help="Alert channels and messages.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 suites_app = typer.Typer(
     help="Great Expectations suites (expectations/*.json).", no_args_is_help=True
 )
@@ -618,6 +620,33 @@ def suites_check(
     typer.echo(f"checked {len(files)} suite file(s) in {folder}: {bad or 'no'} problem(s)")
     if problems:
         raise typer.Exit(int(ExitCode.USAGE))
+
+
+@alerts_app.command("test")
+def alerts_test(
+    channel: Annotated[str, typer.Option("--channel", help="A channel named in [alerts].")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send a test message through one configured channel; exit 4 if it is not delivered.
+
+    Channels are `[alerts.channels.<name>]` tables in shardwatch.toml (type slack, email,
+    console or file). Secrets (webhook URL, SMTP password) are never printed.
+    """
+    from shardwatch.notify import DeliveryError, build_channel, probe_message
+
+    settings = _settings(config)
+    channels = settings.alerts.channels
+    if channel not in channels:
+        known = ", ".join(sorted(channels)) or "none"
+        raise _fail(ExitCode.USAGE, f"no alert channel {channel!r} (configured: {known})")
+    spec = channels[channel]
+    try:
+        build_channel(channel, spec).send(probe_message(settings.dataset))
+    except DeliveryError as exc:
+        kind = "permanent" if exc.permanent else "transient"
+        message = f"channel {channel!r}: not delivered ({kind}): {exc}"
+        raise _fail(ExitCode.DELIVERY, message) from None
+    typer.echo(f"sent a test message to channel {channel!r} ({spec.type})")
 
 
 @config_app.command("show")

@@ -6,7 +6,7 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -115,6 +115,55 @@ class ValidationSettings(_Strict):
     )
 
 
+class SlackChannelSpec(_Strict):
+    type: Literal["slack"]
+    webhook_url: SecretStr = Field(description="Incoming-webhook URL (a secret: never shown).")
+    connect_timeout: float = Field(default=3.05, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    attempts: int = Field(default=4, ge=1, le=10, description="Tries per message, bounded.")
+
+
+class EmailChannelSpec(_Strict):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    username: str | None = None
+    password: SecretStr | None = Field(default=None, description="A secret: never shown.")
+    timeout: float = Field(default=10.0, gt=0)
+    attempts: int = Field(default=3, ge=1, le=10)
+
+
+class ConsoleChannelSpec(_Strict):
+    type: Literal["console"]
+
+
+class FileChannelSpec(_Strict):
+    type: Literal["file"]
+    path: Path = Field(default=Path(".shardwatch/alerts.jsonl"), description="JSON lines.")
+
+
+ChannelSpec = Annotated[
+    SlackChannelSpec | EmailChannelSpec | ConsoleChannelSpec | FileChannelSpec,
+    Field(discriminator="type"),
+]
+
+
+def _console_only() -> dict[str, ChannelSpec]:
+    return {"console": ConsoleChannelSpec(type="console")}
+
+
+class AlertSettings(_Strict):
+    """Where alerts go. Channels are named: `[alerts.channels.<name>]` with a `type`."""
+
+    channels: dict[str, ChannelSpec] = Field(
+        default_factory=_console_only,
+        description="Named channels: slack, email, console or file.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable. Precedence: explicit overrides > environment > TOML > default."""
 
@@ -143,6 +192,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

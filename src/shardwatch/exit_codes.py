@@ -14,3 +14,5 @@ class ExitCode(IntEnum):
     """Bad command line or configuration; nothing was scanned."""
     INPUT = 3
     """At least one input could not be read; the others were still processed."""
+    DELIVERY = 4
+    """An alert message could not be delivered (the reason is printed)."""

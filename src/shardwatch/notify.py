@@ -365,3 +365,48 @@ class FileChannel:
                 fh.write("".join(line + "\n" for line in lines))
         except OSError as exc:
             raise DeliveryError(f"file: cannot append ({exc.strerror})", permanent=False) from None
+
+
+def build_channel(name: str, spec: Any) -> Channel:
+    """A channel from its settings (`config.ChannelSpec`)."""
+    kind = spec.type
+    if kind == "slack":
+        return SlackChannel(
+            spec.webhook_url,
+            name=name,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.read_timeout,
+            retry=Retry(attempts=spec.attempts),
+        )
+    if kind == "email":
+        return EmailChannel(
+            host=spec.host,
+            port=spec.port,
+            sender=spec.sender,
+            recipients=spec.recipients,
+            username=spec.username,
+            password=spec.password,
+            security=spec.security,
+            timeout=spec.timeout,
+            name=name,
+            retry=Retry(attempts=spec.attempts),
+        )
+    if kind == "console":
+        return ConsoleChannel(name=name)
+    if kind == "file":
+        return FileChannel(spec.path, name=name)
+    raise ValueError(f"unknown channel type {kind!r}")
+
+
+def probe_message(dataset: str) -> Message:
+    """What `shardwatch alerts test` sends: no data, just proof that the channel works."""
+    item = AlertItem(
+        rule="test",
+        severity="warning",
+        dataset=dataset,
+        scope="test",
+        observed=None,
+        threshold=None,
+        kind="test",
+    )
+    return Message(title="shardwatch test message: this channel works", items=(item,))

@@ -235,10 +235,9 @@ class _BatchScanner:
             arr = self.column(batch, logical)
             if arr is not None:
                 keys[logical] = keys_of(arr)
-        metrics, rm, codes = self.metrics(batch)
+        metrics, rm, codes, url = self.metrics(batch)
         features = None
         if self.features is not None:
-            url = self.column(batch, "url")
             features = self.features.batch(
                 batch.num_rows,
                 ids=self.column(batch, "id"),
@@ -246,7 +245,7 @@ class _BatchScanner:
                 similarity=self.column(batch, "similarity"),
                 width=self.column(batch, "width"),
                 height=self.column(batch, "height"),
-                url=as_text(url) if url is not None else None,
+                url=url,
                 keyword=rm.keyword if rm is not None else None,
                 match_rows=rm.match_rows if rm is not None else None,
                 match_terms=rm.match_terms if rm is not None else None,
@@ -255,8 +254,9 @@ class _BatchScanner:
 
     def metrics(
         self, batch: pa.RecordBatch
-    ) -> tuple[m.ShardMetrics, RowMatches | None, npt.NDArray[np.int64] | None]:
-        """The batch's partial metrics, its row matches and its tag codes (see _tag_codes)."""
+    ) -> tuple[m.ShardMetrics, RowMatches | None, npt.NDArray[np.int64] | None, pa.Array | None]:
+        """The batch's partial metrics, its row matches, its tag codes (see _tag_codes) and
+        its decoded URL column (the feature table reuses the last three)."""
         labels = self.profile.nsfw_labels
         n = batch.num_rows
         nulls: dict[str, int] = {}
@@ -294,7 +294,7 @@ class _BatchScanner:
             ),
             terms=terms,
         )
-        return partial, rm, codes
+        return partial, rm, codes, url
 
     def _term_stats(
         self,

@@ -315,16 +315,23 @@ class EmailChannel:
                 self._sleep(self.retry.delay(attempt))
         raise last
 
+    def _tls_context(self) -> ssl.SSLContext:
+        """The given context, else the system default (made only when TLS is used)."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
     def _send_once(self, mail: EmailMessage) -> None:
-        context = self._ssl or ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.security == "ssl":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._tls_context()
+            )
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         with smtp:
             if self.security == "starttls":
-                smtp.starttls(context=context)
+                smtp.starttls(context=self._tls_context())
             if self.username is not None and self._password is not None:
                 smtp.login(self.username, self._password.get_secret_value())
             smtp.send_message(mail)

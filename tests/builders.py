@@ -487,3 +487,26 @@ def real_fixture(name: str) -> Path:
     if not path.is_file():
         pytest.fail(f"real fixture {path} is missing: the checkout needs ../shared beside it")
     return path
+
+
+def tagged_table(rows: int, nsfw: int, *, seed: int = 0, keyword: int = 0) -> pa.Table:
+    """LAION-400M rows with exactly `nsfw` tagged NSFW (the rest UNLIKELY) and `keyword`
+    captions holding a keyword; no watched terms; every similarity 0.35 (above the cut-off).
+
+    Captions and URLs avoid every keyword substring ("photo" would match "hot")."""
+    if not 0 <= nsfw <= rows or not 0 <= keyword <= rows:
+        raise ValueError("nsfw and keyword must be between 0 and rows")
+    data = [
+        {
+            "SAMPLE_ID": float(seed * 1_000_000 + i),
+            "URL": f"https://img.example.org/{seed}/{i}.jpg",
+            "TEXT": "xxx poster" if i < keyword else f"a picture of a tree {i}",
+            "HEIGHT": 256.0,
+            "WIDTH": 256.0,
+            "LICENSE": "?",
+            "NSFW": "NSFW" if i < nsfw else "UNLIKELY",
+            "similarity": 0.35,
+        }
+        for i in range(rows)
+    ]
+    return rows_to_table(data, laion_schema())

@@ -5,6 +5,9 @@ database, both EMPTY (the code under test applies the migrations); `store` is a 
 `ResultStore` on it. PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth;
 `SHARDWATCH_TEST_PG_HOST` / `SHARDWATCH_TEST_PG_PORT` override). When it is unreachable the
 PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
+
+`slack("200", "429:1", ...)` and `smtp("451", "550", ...)` start real servers on loopback
+whose replies follow the script (tests/loopback.py).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
+from aiosmtpd.controller import Controller
+from loopback import SlackReceiver, SmtpHandler, authenticator, free_port
 from psycopg2 import sql
 
 from shardwatch.store.database import make_engine, upgrade
@@ -146,3 +152,39 @@ def store(database_url: str) -> Iterator[ResultStore]:
         yield ResultStore(engine)
     finally:
         engine.dispose()
+
+
+# --- loopback Slack-like receiver and SMTP server with scripted faults (tests/loopback.py)
+
+
+@pytest.fixture
+def slack() -> Iterator[Any]:
+    receivers: list[SlackReceiver] = []
+
+    def make(*script: str) -> SlackReceiver:
+        receivers.append(SlackReceiver(list(script)))
+        return receivers[-1]
+
+    yield make
+    for r in receivers:
+        r.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    controllers: list[Controller] = []
+
+    def make(*script: str, auth: bool = False) -> tuple[SmtpHandler, int]:
+        handler = SmtpHandler(list(script))
+        options: dict[str, Any] = {}
+        if auth:
+            options = {"authenticator": authenticator, "auth_require_tls": False}
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+        controller.start()
+        controllers.append(controller)
+        return handler, port
+
+    yield make
+    for c in controllers:
+        c.stop()

@@ -1,5 +1,6 @@
-"""`shardwatch alerts test --channel X` as a real subprocess against the loopback Slack-like
-receiver and aiosmtpd; secrets from shardwatch.toml never appear in its output."""
+"""`shardwatch alerts test|list|relay|retry` and `ingest`'s relay, as real subprocesses
+against the loopback Slack-like receiver and aiosmtpd; secrets from shardwatch.toml never
+appear in their output, the database or any file under ./.shardwatch."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from builders import tagged_table, write_shard
+from loopback import CANARY, SlackReceiver, SmtpHandler, free_port
 from store_checks import run_shardwatch
-from test_notify import CANARY, SlackReceiver, SmtpHandler, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +115,122 @@ type = "console"
     unknown = run_shardwatch("alerts", "test", "--channel", "nope", "--config", str(cfg))
     assert unknown.returncode == 2
     assert "no alert channel 'nope' (configured: log, screen)" in unknown.stderr
+
+
+def alerting_config(tmp_path: Path, slack_url: str, smtp_port: int) -> Path:
+    """Slack, email (with a password) and file channels; NSFW-tag rule judged from 10 rows."""
+    return config(tmp_path, f"""
+[alerts.channels.team]
+type = "slack"
+webhook_url = "{slack_url}"
+attempts = 1
+[alerts.channels.mail]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+sender = "sw@example.org"
+recipients = ["curators@example.org"]
+username = "sw"
+password = "{CANARY}"
+attempts = 1
+[alerts.channels.log]
+type = "file"
+path = ".shardwatch/alerts.jsonl"
+[alerts.rules.nsfw-tag-rate]
+min_support = 10
+""")
+
+
+def test_ingest_relays_and_a_dead_letter_is_listed_then_retried(
+    tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    receiver = slack()
+    mailbox, port = smtp("550", auth=True)
+    cfg = alerting_config(tmp_path, receiver.url.get_secret_value(), port)
+    path = write_shard(tagged_table(100, 20), tmp_path, "a.parquet")
+    outputs = []
+
+    def sw(*args: str) -> Any:
+        done = run_shardwatch(*args, "--config", str(cfg), cwd=tmp_path)
+        outputs.extend([done.stdout, done.stderr])
+        return done
+
+    done = sw("ingest", str(path), "--dataset", "d", "--no-validate")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "alerts: 2 to log; 2 NOT delivered to mail (dead-lettered: smtp: 550 5.1.1 no such "
+        "mailbox); 2 to team"
+    ) in done.stderr
+    assert len(receiver.bodies) == 1 and mailbox.attempts == 1 and mailbox.messages == []
+
+    listed = sw("alerts", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("BREACHING critical nsfw-tag-rate on d /") == 2
+    assert "observed 0.2 (20 of 100), threshold <= 0.01" in listed.stdout
+    assert listed.stdout.count("-> mail: DEAD, 1 attempt(s): smtp: 550 5.1.1 no such mailbox") == 2
+    assert listed.stdout.count("-> team: SENT") == 2
+    assert "notices: 2 dead, 4 sent" in listed.stdout
+    as_json = json.loads(sw("alerts", "list", "--json").stdout)
+    assert as_json["notices"] == {"dead": 2, "sent": 4}
+
+    retried = sw("alerts", "retry")
+    assert retried.returncode == 0, retried.stderr
+    assert "re-queued 2 dead notice(s)" in retried.stdout and "alerts: 2 to mail" in retried.stderr
+    assert len(mailbox.messages) == 1 and len(receiver.bodies) == 1  # slack not resent
+    assert "notices: 6 sent" in sw("alerts", "list").stdout
+
+    for out in outputs:
+        assert CANARY not in out
+    files = [p for p in (tmp_path / ".shardwatch").rglob("*") if p.is_file()]
+    assert any(p.name == "shardwatch.sqlite" for p in files)
+    assert any(p.name == "alerts.jsonl" for p in files)
+    assert not [p for p in files if CANARY.encode() in p.read_bytes()]
+
+
+def test_alerts_relay_exits_4_while_a_channel_fails_and_json_stdout_stays_clean(
+    tmp_path: Path, slack: Any
+) -> None:
+    receiver = slack("500", "500")
+    cfg = config(tmp_path, f"""
+[alerts.channels.team]
+type = "slack"
+webhook_url = "{receiver.url.get_secret_value()}"
+attempts = 1
+[alerts.channels.screen]
+type = "console"
+[alerts.rules.nsfw-tag-rate]
+min_support = 10
+[alerts]
+retry_seconds = 0.01
+""")
+    path = write_shard(tagged_table(100, 20), tmp_path, "a.parquet")
+    done = run_shardwatch(
+        "ingest", str(path), "--no-validate", "--json", "--config", str(cfg), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)  # the console channel wrote to stderr, not stdout
+    assert payload["alerts"]["sent"] == 2 and payload["alerts"]["failed"] == 2
+    assert "[CRITICAL] nsfw-tag-rate" in done.stderr
+    failing = run_shardwatch("alerts", "relay", "--config", str(cfg), cwd=tmp_path)
+    assert failing.returncode == 4, failing.stderr
+    assert "2 NOT delivered to team (will retry: slack: HTTP 500)" in failing.stderr
+    ok = run_shardwatch("alerts", "relay", "--config", str(cfg), cwd=tmp_path)
+    assert ok.returncode == 0 and "alerts: 2 to team" in ok.stderr
+    assert len(receiver.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("[alerts.rules.mine]\nmax = 0.1\n", "alert rule 'mine' needs a metric"),
+        ('[alerts.rules.mine]\nmetric = "caption_length"\nmax = 1\n', "alerts.rules.mine.metric"),
+        ('[alerts.rules.mine]\nmetric = "keyword_nsfw_rate"\n', "alert rule 'mine': set max"),
+        ('[alerts.rules."Bad Name"]\nmetric = "keyword_nsfw_rate"\nmax = 1\n', "must match"),
+    ],
+)
+def test_bad_rules_are_config_errors(tmp_path: Path, rules: str, message: str) -> None:
+    cfg = config(tmp_path, rules)
+    done = run_shardwatch("alerts", "list", "--config", str(cfg), cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr

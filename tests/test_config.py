@@ -67,13 +67,15 @@ keywords = ["nsfw"]
 
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "shardwatch.toml").write_text('workers = 3\n[thresholds]\nnsfw_tag_rate = 0.2\n')
+    (tmp_path / "shardwatch.toml").write_text(
+        'workers = 3\n[alerts.rules.nsfw-tag-rate]\nmax = 0.2\n'
+    )
     monkeypatch.setenv("SHARDWATCH_WORKERS", "5")
-    monkeypatch.setenv("SHARDWATCH_THRESHOLDS__MIN_SUPPORT", "7")
+    monkeypatch.setenv("SHARDWATCH_ALERTS__RULES__NSFW-TAG-RATE__MIN_SUPPORT", "7")
     settings = load_settings()  # ./shardwatch.toml is picked up
     assert settings.workers == 5
-    assert settings.thresholds.nsfw_tag_rate == 0.2
-    assert settings.thresholds.min_support == 7
+    rule = {r.name: r for r in settings.alerts.active_rules()}["nsfw-tag-rate"]
+    assert (rule.max, rule.min_support) == (0.2, 7)
     assert load_settings(workers=1).workers == 1  # explicit override beats the environment
 
 

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from loopback import CANARY, free_port
 from pydantic import SecretStr
 
 from shardwatch.notify import (
@@ -34,7 +29,6 @@ from shardwatch.notify import (
 
 pytestmark = pytest.mark.integration
 
-CANARY = "CANARY-7f3a9c"  # stands for a secret: it must never show up in errors or logs
 HOSTILE = "<!channel> <http://evil.example|click> & <script>alert(1)</script>"
 
 
@@ -49,74 +43,6 @@ def message(n: int = 2) -> Message:
 
 
 # --- a Slack-like receiver with scripted faults --------------------------------------------
-
-class SlackReceiver:
-    """Each request takes the next scripted behaviour: "200", "429:<seconds>", "500", "400",
-    "hang:<seconds>" or "reset"; after the script, 200."""
-
-    def __init__(self, script: list[str]) -> None:
-        self.script = list(script)
-        self.bodies: list[dict[str, Any]] = []
-        self.times: list[float] = []
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                receiver.times.append(time.monotonic())
-                receiver.paths.append(self.path)
-                step = receiver.script.pop(0) if receiver.script else "200"
-                kind, _, arg = step.partition(":")
-                if kind == "reset":
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
-                    self.connection.close()
-                    return
-                if kind == "hang":
-                    time.sleep(float(arg))
-                    return
-                if kind == "200":
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(int(kind))
-                if kind == "429":
-                    self.send_header("Retry-After", arg)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> SecretStr:
-        port = self.server.server_address[1]
-        return SecretStr(f"http://127.0.0.1:{port}/services/T000/B000/{CANARY}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def slack() -> Iterator[Any]:
-    receivers: list[SlackReceiver] = []
-
-    def make(*script: str) -> SlackReceiver:
-        receivers.append(SlackReceiver(list(script)))
-        return receivers[-1]
-
-    yield make
-    for r in receivers:
-        r.close()
-
 
 def fast(attempts: int = 4) -> Retry:
     return Retry(attempts=attempts, base=0.05, cap=2.0)
@@ -200,60 +126,6 @@ def test_slack_errors_and_logs_never_carry_the_webhook(
 
 
 # --- aiosmtpd with scripted faults ---------------------------------------------------------
-
-class SmtpHandler:
-    """DATA replies from a script: "250", "421", "451", "550" or "drop"; then 250."""
-
-    def __init__(self, script: list[str]) -> None:
-        self.script = list(script)
-        self.messages: list[bytes] = []
-        self.attempts = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.attempts += 1
-        step = self.script.pop(0) if self.script else "250"
-        if step == "drop":
-            server.transport.close()
-            return "421 dropped"
-        if step == "250":
-            self.messages.append(envelope.content)
-            return "250 OK"
-        return {"421": "421 4.3.2 try later", "451": "451 4.7.1 greylisted",
-                "550": "550 5.1.1 no such mailbox"}[step]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                  auth_data: Any) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and auth_data.password == CANARY.encode()
-    return AuthResult(success=ok)
-
-
-@pytest.fixture
-def smtp() -> Iterator[Any]:
-    controllers: list[Controller] = []
-
-    def make(*script: str, auth: bool = False) -> tuple[SmtpHandler, int]:
-        handler = SmtpHandler(list(script))
-        options: dict[str, Any] = {}
-        if auth:
-            options = {"authenticator": authenticator, "auth_require_tls": False}
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
-        controller.start()
-        controllers.append(controller)
-        return handler, port
-
-    yield make
-    for c in controllers:
-        c.stop()
-
 
 def email(port: int, **kwargs: Any) -> EmailChannel:
     options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "sender": "sw@example.org",

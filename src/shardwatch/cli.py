@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -29,8 +30,11 @@ from shardwatch.render import print_summary, report_markdown, summary, table1_cs
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
 
+    from shardwatch.alerts import AlertPlan
     from shardwatch.gx_adapter import GxValidator
     from shardwatch.ingest import IngestResult
+    from shardwatch.relay import RelayResult
+    from shardwatch.store.outbox import Outbox
     from shardwatch.store.report import DatasetReport
 
 app = typer.Typer(
@@ -68,6 +72,9 @@ LexiconOpt = Annotated[
 ]
 
 _stderr = Console(stderr=True, highlight=False)
+# Library warnings (e.g. an undelivered alert) reach the user through the commands' own
+# output; without this, Python's last-resort handler would print them a second time.
+logging.getLogger("shardwatch").addHandler(logging.NullHandler())
 
 
 def _fail(code: ExitCode, message: str) -> typer.Exit:
@@ -326,6 +333,13 @@ def ingest(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcomes as JSON.")] = False,
+    alerts: Annotated[
+        bool | None,
+        typer.Option(
+            "--alerts/--no-alerts",
+            help="Judge the alert rules and relay the notices (default: alerts.enabled).",
+        ),
+    ] = None,
 ) -> None:
     """Scan SHARDS, validate them and store the results, each new or changed shard once.
 
@@ -334,6 +348,8 @@ def ingest(
     Each shard's feature table is validated against the GX suite (expectations/<suite>.json)
     in the same pass; the checks are stored with the shard's metrics in one transaction and
     its Data Docs page is built under .shardwatch/docs (the path is printed).
+    Alert rules are judged in that same transaction; at the end one message per channel
+    carries the run's new breaches and recoveries (see `shardwatch alerts list`).
     Exit 1 if a check failed or errored, 3 if a shard could not be read.
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -344,6 +360,9 @@ def ingest(
 
     settings = _settings(config, profile=profile, lexicon=lexicon, dataset=dataset)
     validator = _validator(settings) if _validation_on(settings, validate) else None
+    alerts_on = settings.alerts.enabled if alerts is None else alerts
+    docs_index = str(validator.paths.index) if validator is not None else None
+    plan = _alert_plan(settings, docs_index) if alerts_on else None
     engine = _store_engine(settings)
     try:
         upgrade(engine)
@@ -362,6 +381,7 @@ def ingest(
             workers=settings.workers,
             on_result=None if as_json else _print_outcome,
             validator=validator,
+            alerts=plan,
         )
         counts = Counter(r.outcome for r in results)
         store.finish_run(
@@ -374,12 +394,14 @@ def ingest(
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
     docs = _finish_docs(validator) if validator is not None else None
+    relayed = _relay(settings, engine, as_json) if plan is not None else None
     checks_bad = any(r.validation is not None and not r.validation.success for r in results)
     if as_json:
         payload = {
             "run": run_id,
             "results": [_result_json(r) for r in results],
             "data_docs": str(docs) if docs else None,
+            "alerts": _relay_json(relayed) if relayed is not None else None,
         }
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
@@ -620,6 +642,140 @@ def suites_check(
     typer.echo(f"checked {len(files)} suite file(s) in {folder}: {bad or 'no'} problem(s)")
     if problems:
         raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _alert_plan(settings: Settings, docs_index: str | None) -> AlertPlan:
+    from shardwatch.alerts import AlertPlan
+
+    a = settings.alerts
+    return AlertPlan(a.active_rules(), tuple(sorted(a.channels)), docs_index)
+
+
+def _relay(settings: Settings, engine: Engine, quiet_stdout: bool) -> RelayResult:
+    """One relay pass over every configured channel; the outcome is printed on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.ingest import worker_id
+    from shardwatch.notify import build_channel
+    from shardwatch.relay import RelayPolicy, relay
+    from shardwatch.store.outbox import Outbox
+
+    a = settings.alerts
+    console = sys.stderr.write if quiet_stdout else None
+    channels = {n: build_channel(n, spec, console=console) for n, spec in a.channels.items()}
+    policy = RelayPolicy(a.lease_seconds, a.max_attempts, a.retry_seconds, a.renotify_hours)
+    try:
+        result = relay(Outbox(engine), channels, owner=worker_id(), policy=policy)
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    typer.echo(result.summary(), err=True)
+    return result
+
+
+def _relay_json(result: RelayResult) -> dict[str, Any]:
+    return {
+        "sent": result.sent,
+        "failed": result.failed,
+        "dead": result.dead,
+        "reminded": result.reminded,
+        "channels": [asdict(c) for c in result.channels],
+    }
+
+
+def _outbox(settings: Settings) -> tuple[Engine, Outbox]:
+    """The store's outbox (migrated); a missing SQLite file is a usage error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.store.database import masked, upgrade
+    from shardwatch.store.outbox import Outbox
+
+    if _no_store(settings):
+        url = masked(settings.database_url.get_secret_value())
+        raise _fail(ExitCode.USAGE, f"no results store at {url}: run `shardwatch ingest` first")
+    engine = _store_engine(settings)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    return engine, Outbox(engine)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Only this dataset (default: all).")
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Include resolved alerts (default: open or dead).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List alerts: breaching ones, and any whose notice was dead-lettered (with the reason),
+    each with its notices per channel (pending, sending, sent, dead or cancelled)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = _settings(config)
+    _, outbox = _outbox(settings)
+    try:
+        views = outbox.alerts(dataset, include_resolved=show_all)
+        counts = outbox.counts()
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    if as_json:
+        payload = {"alerts": [asdict(v) for v in views], "notices": counts}
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        return
+    for v in views:
+        state = "BREACHING" if v.breaching else "resolved"
+        observed = "n/a" if v.observed is None else f"{v.observed:.6g}"
+        detail = f" ({v.detail})" if v.detail else ""
+        typer.echo(
+            f"#{v.id} {state} {v.severity} {v.rule} on {v.dataset} / {v.scope}: "
+            f"observed {observed}{detail}, threshold {v.threshold}; "
+            f"since {v.opened_at:%Y-%m-%d %H:%M}"
+        )
+        for d in v.deliveries:
+            error = f": {d.last_error}" if d.last_error and d.state != "sent" else ""
+            tries = f", {d.attempts} attempt(s)" if d.attempts else ""
+            status = d.state.upper()
+            typer.echo(f"    notice {d.id} {d.kind} -> {d.channel}: {status}{tries}{error}")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
+    typer.echo(f"{len(views)} alert(s) shown; notices: {summary}")
+
+
+@alerts_app.command("relay")
+def alerts_relay(config: ConfigOpt = None) -> None:
+    """Send every due notice now (one message per channel); exit 4 if any was not delivered."""
+    settings = _settings(config)
+    engine, _ = _outbox(settings)
+    result = _relay(settings, engine, False)
+    if result.failed:
+        raise typer.Exit(int(ExitCode.DELIVERY))
+
+
+@alerts_app.command("retry")
+def alerts_retry(
+    notice: Annotated[
+        list[int] | None,
+        typer.Option("--id", help="A dead notice's id (from `alerts list`); repeatable."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-queue dead-lettered notices (all, or those given) and relay them now; exit 4 if
+    any is still not delivered."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = _settings(config)
+    engine, outbox = _outbox(settings)
+    try:
+        count = outbox.retry(notice or None)
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    typer.echo(f"re-queued {count} dead notice(s)")
+    result = _relay(settings, engine, False)
+    if result.failed:
+        raise typer.Exit(int(ExitCode.DELIVERY))
 
 
 @alerts_app.command("test")

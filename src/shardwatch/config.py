@@ -8,13 +8,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from shardwatch.alerts import DEFAULT_RULES, Level, Metric, Rule
 from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
 from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
 
@@ -61,23 +62,6 @@ class ProfileSpec(_Strict):
         default=None, description="The dataset's CLIP-similarity cut-off."
     )
     nsfw_labels: list[str] | None = Field(default=None, description="The NSFW tag's label set.")
-
-
-class Thresholds(_Strict):
-    """Metric limits for alert rules (validation thresholds live in the GX suite files)."""
-
-    nsfw_tag_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Max share of rows tagged NSFW (curators: < 1%)."
-    )
-    keyword_nsfw_rate: float = Field(
-        default=0.05, ge=0, le=1, description="Max share of keyword-NSFW rows."
-    )
-    term_keyword_nsfw_rate: float = Field(
-        default=0.10, ge=0, le=1, description="Max keyword-NSFW share among a term's matches."
-    )
-    min_support: int = Field(
-        default=50, ge=1, description="Fewest matches before a term's rate is judged."
-    )
 
 
 class ValidationSettings(_Strict):
@@ -151,17 +135,100 @@ ChannelSpec = Annotated[
 ]
 
 
+RULE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class RuleSpec(_Strict):
+    """One alert rule. A rule named like a built-in one overrides only the fields it sets."""
+
+    enabled: bool = True
+    metric: Metric | None = Field(
+        default=None, description="What is judged (see the README's table of metrics)."
+    )
+    severity: Literal["warning", "critical"] | None = None
+    level: Level | None = Field(
+        default=None, description="`shard`, `dataset` (over the latest versions) or `both`."
+    )
+    max: float | None = Field(default=None, description="Breach above this value.")
+    min: float | None = Field(default=None, description="Breach below this value.")
+    min_support: int | None = Field(
+        default=None, ge=1, description="Fewest rows (or term matches) before a rate is judged."
+    )
+    label: str | None = Field(
+        default=None, description="The NSFW tag label counted by tag rates (default NSFW)."
+    )
+
+
 def _console_only() -> dict[str, ChannelSpec]:
     return {"console": ConsoleChannelSpec(type="console")}
 
 
 class AlertSettings(_Strict):
-    """Where alerts go. Channels are named: `[alerts.channels.<name>]` with a `type`."""
+    """Alert rules and channels. Channels: `[alerts.channels.<name>]` with a `type`; rules:
+    `[alerts.rules.<name>]`, added to (or overriding) the built-in rules."""
 
+    enabled: bool = Field(default=True, description="Judge alert rules and relay alerts.")
     channels: dict[str, ChannelSpec] = Field(
         default_factory=_console_only,
         description="Named channels: slack, email, console or file.",
     )
+    rules: dict[str, RuleSpec] = Field(
+        default_factory=dict, description="Alert rules, by name (built-ins: see the README)."
+    )
+    renotify_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Remind about a breach that persists this long after its last notice "
+        "(0: never).",
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Relay passes per message before it is dead."
+    )
+    retry_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="First wait before a failed message is retried "
+        "(doubles per attempt, at most 1 hour).",
+    )
+    lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A relay's hold on the messages it sends; a crashed relay's messages "
+        "are sent again after it (at most one duplicate).",
+    )
+
+    @model_validator(mode="after")
+    def _rule_names(self) -> AlertSettings:
+        import re
+
+        for name in [*self.rules, *self.channels]:
+            if not re.fullmatch(RULE_NAME, name):
+                raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
+        return self
+
+    def active_rules(self) -> tuple[Rule, ...]:
+        """The built-in rules overridden by, and extended with, the configured ones."""
+        out: dict[str, Rule] = {r.name: r for r in DEFAULT_RULES}
+        for name, spec in self.rules.items():
+            base = out.get(name)
+            fields = {k: getattr(spec, k) for k in spec.model_fields_set if k != "enabled"}
+            if base is None:
+                if spec.metric is None:
+                    raise ConfigError(f"alert rule {name!r} needs a metric")
+                fields.setdefault("severity", "warning")
+                fields.setdefault("level", "both")
+                try:
+                    out[name] = Rule(name=name, **fields)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"alert rule {name!r}: {exc}") from None
+            else:
+                try:
+                    out[name] = base.replace(**fields)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"alert rule {name!r}: {exc}") from None
+            if not spec.enabled:
+                del out[name]
+        return tuple(out.values())
 
 
 class Settings(BaseSettings):
@@ -179,7 +246,6 @@ class Settings(BaseSettings):
     lexicons: dict[str, LexiconSpec] = Field(
         default_factory=dict, description="User-defined lexicons."
     )
-    thresholds: Thresholds = Field(default_factory=Thresholds)
     database_url: SecretStr = Field(
         default=SecretStr("sqlite:///.shardwatch/shardwatch.sqlite"),
         description="SQLAlchemy URL of the results store (PostgreSQL, or the embedded SQLite "
@@ -326,6 +392,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         # with a clear message rather than half-way through a run.
         settings.dataset_profile()
         settings.active_lexicon()
+        settings.alerts.active_rules()
         for name in settings.profiles:
             settings.dataset_profile(name)
         for name in settings.lexicons:

@@ -14,6 +14,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from shardwatch.alerts import AlertPlan
 from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
@@ -84,6 +85,7 @@ def ingest_shards(
     before_commit: BeforeCommit | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
     validator: ShardValidator | None = None,
+    alerts: AlertPlan | None = None,
 ) -> list[IngestResult]:
     """Process each new or changed shard exactly once across concurrent processes.
 
@@ -91,7 +93,8 @@ def ingest_shards(
     is reported `busy`; an unreadable shard is marked failed with its reason and the rest go on.
     With a `validator`, each shard's feature table (from the same streaming pass) is validated
     and the checks are written in the shard's single results transaction; its Data Docs page
-    is rendered only after that commit.
+    is rendered only after that commit. With `alerts`, alert rules are judged and outbox
+    notices written in that same transaction (a relay sends them later).
     """
     owner = owner or worker_id()
     results = []
@@ -111,6 +114,7 @@ def ingest_shards(
             progress,
             before_commit,
             validator,
+            alerts,
         )
         results.append(result)
         if on_result is not None:
@@ -133,6 +137,7 @@ def _ingest_one(
     progress: ProgressCallback | None,
     before_commit: BeforeCommit | None,
     validator: ShardValidator | None,
+    alerts: AlertPlan | None,
 ) -> IngestResult:
     uri = str(path.resolve())
     try:
@@ -174,6 +179,7 @@ def _ingest_one(
             lexicon=lexicon.lexicon.name,
             run_id=run_id,
             validation=validation,
+            alerts=alerts,
             before_commit=before_commit,
         )
     except BaseException:

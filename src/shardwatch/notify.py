@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from pydantic import SecretStr
 
 Severity = Literal["warning", "critical"]
-Kind = Literal["breach", "recovery", "test"]
+Kind = Literal["breach", "reminder", "recovery", "test"]
 Sleep = Callable[[float], None]
 
 
@@ -43,6 +43,7 @@ class AlertItem:
     kind: Kind = "breach"
     run_id: int | None = None
     link: str | None = None  # the shard's Data Docs page (path or URL)
+    detail: str | None = None  # e.g. "12 of 351" or the failing checks' names
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,15 @@ class Message:
 
 
 def _line(item: AlertItem) -> str:
-    head = "RECOVERED" if item.kind == "recovery" else item.severity.upper()
+    head = {"recovery": "RECOVERED", "reminder": f"{item.severity.upper()}, STILL"}.get(
+        item.kind, item.severity.upper()
+    )
     where = f"{item.dataset} / {item.scope}"
+    detail = f" ({item.detail})" if item.detail else ""
     run = f" (run {item.run_id})" if item.run_id is not None else ""
     link = f" {item.link}" if item.link else ""
     return (
-        f"[{head}] {item.rule} on {where}: observed {_value(item.observed)}, "
+        f"[{head}] {item.rule} on {where}: observed {_value(item.observed)}{detail}, "
         f"threshold {_value(item.threshold)}{run}{link}"
     )
 
@@ -374,8 +378,9 @@ class FileChannel:
             raise DeliveryError(f"file: cannot append ({exc.strerror})", permanent=False) from None
 
 
-def build_channel(name: str, spec: Any) -> Channel:
-    """A channel from its settings (`config.ChannelSpec`)."""
+def build_channel(name: str, spec: Any, *, console: Callable[[str], Any] | None = None) -> Channel:
+    """A channel from its settings (`config.ChannelSpec`); `console` replaces stdout for
+    console channels (e.g. stderr when stdout carries JSON)."""
     kind = spec.type
     if kind == "slack":
         return SlackChannel(
@@ -399,7 +404,7 @@ def build_channel(name: str, spec: Any) -> Channel:
             retry=Retry(attempts=spec.attempts),
         )
     if kind == "console":
-        return ConsoleChannel(name=name)
+        return ConsoleChannel(console, name=name)
     if kind == "file":
         return FileChannel(spec.path, name=name)
     raise ValueError(f"unknown channel type {kind!r}")

@@ -24,7 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SHARD_STATUSES = ("discovered", "processing", "done", "failed", "quarantined")
 RUN_STATUSES = ("running", "completed", "failed")
-ALERT_STATES = ("pending", "sending", "sent", "dead", "resolved")
+OUTBOX_STATES = ("pending", "sending", "sent", "dead", "cancelled")
+NOTICE_KINDS = ("breach", "reminder", "recovery")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -213,26 +214,59 @@ class ValidationResult(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class Alert(Base):
+    """The state of one alert key, dataset x rule x scope: breaching or not, and since when.
+
+    `scope` is `dataset` or `shard:<uri>`, with `|term:<term>` for term rules.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(1000))
+    severity: Mapped[str] = mapped_column(String(16))
+    breaching: Mapped[bool] = mapped_column(Boolean)
+    observed: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)  # the shard's Data Docs page
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    opened_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_notified_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (UniqueConstraint("dataset_id", "rule", "scope", name="alert_key"),)
+
+
 class AlertOutbox(Base):
-    """A transactional outbox row: one alert key per dataset x rule x scope."""
+    """The transactional outbox: one notice (breach, reminder or recovery) for one channel.
+
+    Written in the same transaction as the results that caused it; a relay claims pending
+    rows (a lease in `next_attempt_at` while `sending`), sends them and marks them.
+    """
 
     __tablename__ = "alert_outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    rule: Mapped[str] = mapped_column(String(200))
-    scope: Mapped[str] = mapped_column(String(500))
-    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="pending")
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
-        UniqueConstraint("dataset_id", "rule", "scope", name="alert_key"),
-        CheckConstraint(f"state IN {ALERT_STATES}", name="state"),
+        CheckConstraint(f"state IN {OUTBOX_STATES}", name="state"),
+        CheckConstraint(f"kind IN {NOTICE_KINDS}", name="kind"),
+        Index("ix_alert_outbox_due", "state", "next_attempt_at"),
+        Index("ix_alert_outbox_alert", "alert_id", "channel"),
     )

@@ -152,7 +152,7 @@ def _newest(dataset_id: int, *conditions: Any) -> Subquery:
     )
 
 
-def _latest_done(dataset_id: int) -> CTE:
+def latest_done(dataset_id: int) -> CTE:
     """(id, uri, version) of the current (most recently seen) done version of each URI."""
     ranked = _newest(dataset_id, t.Shard.status == "done")
     return (
@@ -216,8 +216,15 @@ def dataset_report(
         if dataset_id is None:
             known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
             raise UnknownDataset(dataset, known)
-        latest = _latest_done(dataset_id)
+        latest = latest_done(dataset_id)
         return _build(conn, dataset, dataset_id, latest, resolve)
+
+
+def dataset_total(conn: Connection, dataset_id: int) -> ShardMetrics | None:
+    """The exact total over the latest done versions, on `conn` (e.g. inside the
+    transaction that just stored a shard, which then counts); None if nothing is done."""
+    total = _build(conn, "", dataset_id, latest_done(dataset_id), BUILTIN_PROFILES.get).total
+    return total if total.shards else None
 
 
 def _build(
@@ -415,4 +422,6 @@ __all__ = [
     "ShardEntry",
     "UnknownDataset",
     "dataset_report",
+    "dataset_total",
+    "latest_done",
 ]

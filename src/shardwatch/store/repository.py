@@ -10,9 +10,11 @@ from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shardwatch.alerts import AlertPlan
 from shardwatch.metrics import ShardMetrics
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
+from shardwatch.store.outbox import record_alerts
 from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
@@ -162,14 +164,16 @@ class ResultStore:
         lexicon: str,
         run_id: int | None = None,
         validation: ShardValidation | None = None,
+        alerts: AlertPlan | None = None,
         before_commit: BeforeCommit | None = None,
     ) -> bool:
         """Write a shard's metrics, term metrics, validation checks and status in ONE
         transaction.
 
+        With `alerts`, the plan's rules are judged on the shard and on its dataset's latest
+        versions, and alert state and outbox notices are written in the same transaction.
         Returns False (writing nothing) if the lease was lost to another worker.
-        `before_commit` runs inside the transaction (later stages add validation and
-        outbox rows there; tests use it to die mid-transaction).
+        `before_commit` runs last inside the transaction (tests use it to die there).
         """
         with transaction(self.sessions) as s:
             if not self._holds_lease(s, shard_id, owner):
@@ -186,9 +190,6 @@ class ResultStore:
             s.add_all(_metric_rows(shard_id, metrics, profile, lexicon))
             if validation is not None:
                 s.add_all(_validation_rows(shard_id, validation))
-            if before_commit is not None:
-                s.flush()
-                before_commit(s)
             s.execute(
                 update(t.Shard)
                 .where(t.Shard.id == shard_id)
@@ -202,6 +203,12 @@ class ResultStore:
                     docs_page=validation.docs_page if validation is not None else None,
                 )
             )
+            if alerts is not None and alerts.rules:
+                s.flush()
+                record_alerts(s, shard_id, metrics, validation, alerts, run_id)
+            if before_commit is not None:
+                s.flush()
+                before_commit(s)
         return True
 
     def fail(self, shard_id: int, owner: str, reason: str, *, quarantine: bool = False) -> None:

@@ -1,0 +1,204 @@
+"""Alerts: judge a shard's (or a dataset's) metrics against the alert rules.
+
+A rule names a metric, a bound (`max` and/or `min`), a severity and a minimum support: a rate
+is judged only when its denominator (rows, non-null similarities, or a term's matches) reaches
+`min_support`, so no alert fires on a term rate computed from 3 matches. A metric the shard
+cannot provide (a missing column) and a rate below its support are not judged at all: the
+alert's state is left as it was. Observations carry numbers, rule names, terms and check
+names only, never captions or URLs from the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from shardwatch.metrics import ShardMetrics
+from shardwatch.validation import ShardValidation
+
+Severity = Literal["warning", "critical"]
+Level = Literal["shard", "dataset", "both"]
+Metric = Literal[
+    "nsfw_tag_rate",
+    "keyword_nsfw_rate",
+    "similarity_below_rate",
+    "term_keyword_nsfw_rate",
+    "term_tag_nsfw_rate",
+    "validation_failures",
+]
+METRICS: tuple[str, ...] = get_args(Metric)
+LEVELS: tuple[str, ...] = get_args(Level)
+RATE_METRICS = frozenset(METRICS) - {"validation_failures"}
+TERM_METRICS = frozenset({"term_keyword_nsfw_rate", "term_tag_nsfw_rate"})
+
+# What each metric counts, for messages and the README.
+METRIC_HELP: dict[str, str] = {
+    "nsfw_tag_rate": "rows whose NSFW tag is `label`, per row",
+    "keyword_nsfw_rate": "keyword-NSFW rows (caption or URL), per row",
+    "similarity_below_rate": "similarities below the profile's cut-off, per non-null value",
+    "term_keyword_nsfw_rate": "keyword-NSFW rows among each term's matches (one alert per term)",
+    "term_tag_nsfw_rate": "rows tagged `label` among each term's matches (one alert per term)",
+    "validation_failures": "failed or errored GX checks of a shard; for the dataset, the "
+    "latest shard versions with any",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert rule: breach when the metric is above `max` or below `min`."""
+
+    name: str
+    metric: Metric
+    severity: Severity = "warning"
+    level: Level = "both"
+    max: float | None = None
+    min: float | None = None
+    min_support: int = 1
+    label: str = "NSFW"
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        if self.max is None and self.min is None:
+            raise ValueError("set max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.min_support < 1:
+            raise ValueError("min_support must be at least 1")
+
+    def replace(self, **changes: object) -> Rule:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def applies_to(self, level: Literal["shard", "dataset"]) -> bool:
+        return self.level in (level, "both")
+
+    def threshold(self) -> str:
+        """The bound as text, e.g. `<= 0.01`."""
+        if self.min is None:
+            return f"<= {self.max:g}"
+        if self.max is None:
+            return f">= {self.min:g}"
+        return f"{self.min:g}..{self.max:g}"
+
+    def breached_by(self, value: float) -> bool:
+        return (self.max is not None and value > self.max) or (
+            self.min is not None and value < self.min
+        )
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    # The curators' claim: under 1% of rows tagged NSFW (the audit found far more).
+    Rule("nsfw-tag-rate", "nsfw_tag_rate", "critical", "both", max=0.01, min_support=1000),
+    # 16.0% of the 10,000 real LAION-400M rows match a keyword: alert above 20%.
+    Rule("keyword-nsfw-rate", "keyword_nsfw_rate", "warning", "both", max=0.20, min_support=1000),
+    # The audit's Table 1: desi 34.1%, latina 28.2% keyword-NSFW among their matches.
+    Rule(
+        "term-keyword-nsfw-rate",
+        "term_keyword_nsfw_rate",
+        "warning",
+        "both",
+        max=0.25,
+        min_support=50,
+    ),
+    # LAION-400M claims every pair is at or above the 0.3 cut-off.
+    Rule(
+        "similarity-below-cutoff",
+        "similarity_below_rate",
+        "warning",
+        "both",
+        max=0.01,
+        min_support=1000,
+    ),
+    Rule("validation", "validation_failures", "warning", "shard", max=0),
+)
+
+
+@dataclass(frozen=True)
+class AlertPlan:
+    """What `ResultStore.complete` judges and where notices go: the rules, the channel
+    names, and the Data Docs index (the link of dataset-level alerts)."""
+
+    rules: tuple[Rule, ...]
+    channels: tuple[str, ...]
+    docs_index: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A rule judged on one shard or dataset (and one term, for term rules)."""
+
+    rule: Rule
+    observed: float
+    breaching: bool
+    term: str | None = None
+    count: int | None = None  # the rate's numerator
+    support: int | None = None  # the rate's denominator
+    detail: str | None = None  # e.g. the failing checks' names (never data values)
+
+    def describe(self) -> str:
+        """`12 of 351` for rates; the detail for other metrics."""
+        if self.count is not None and self.support is not None:
+            return f"{self.count} of {self.support}"
+        return self.detail or ""
+
+
+def judge(
+    rules: Sequence[Rule],
+    metrics: ShardMetrics,
+    level: Literal["shard", "dataset"],
+    *,
+    validation_failures: int | None = None,
+    failure_detail: str | None = None,
+) -> list[Observation]:
+    """Every rule of `level` that can be judged on `metrics` (and the validation count)."""
+    out: list[Observation] = []
+    for rule in rules:
+        if not rule.applies_to(level):
+            continue
+        if rule.metric == "validation_failures":
+            if validation_failures is not None:
+                value = float(validation_failures)
+                out.append(Observation(rule, value, rule.breached_by(value), detail=failure_detail))
+            continue
+        for term, count, support in _rates(rule, metrics):
+            if support < rule.min_support or support == 0:
+                continue  # too little evidence: not judged
+            value = count / support
+            out.append(Observation(rule, value, rule.breached_by(value), term, count, support))
+    return out
+
+
+def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]:
+    """(term, numerator, denominator) of the rule's rate(s); nothing if unavailable."""
+    if rule.metric == "nsfw_tag_rate" and m.nsfw_flag_counts is not None:
+        yield None, m.nsfw_flag_counts.get(rule.label, 0), m.rows
+    elif rule.metric == "keyword_nsfw_rate" and m.keyword_nsfw_rows is not None:
+        yield None, m.keyword_nsfw_rows, m.rows
+    elif rule.metric == "similarity_below_rate" and m.similarity is not None:
+        yield None, m.similarity.below_threshold, m.similarity.count
+    elif rule.metric == "term_keyword_nsfw_rate" and m.terms is not None:
+        for term, stats in m.terms.items():
+            yield term, stats.keyword_nsfw, stats.matches
+    elif rule.metric == "term_tag_nsfw_rate" and m.terms is not None:
+        for term, stats in m.terms.items():
+            if stats.nsfw_flag_counts is not None:
+                yield term, stats.nsfw_flag_counts.get(rule.label, 0), stats.matches
+
+
+def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
+    """How many checks failed or errored, and their names (expectation on column)."""
+    if validation is None:
+        return None, None
+    bad = [c for c in validation.checks if c.status != "passed"]
+    names = [
+        f"{c.expectation}"
+        + (f" on {c.column}" if c.column else "")
+        + (f" if {c.condition}" if c.condition else "")
+        for c in bad[:5]
+    ]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return len(bad), ("; ".join(names) + more) if bad else None

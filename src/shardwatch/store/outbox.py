@@ -1,0 +1,505 @@
+"""Outbox: alert state per key and the notices to send, written with the shard's results.
+
+`record_alerts` runs inside `ResultStore.complete`'s transaction, so a shard's results and
+the notices they cause commit together or not at all. Per alert key (dataset x rule x scope):
+- a new breach enqueues one `breach` notice per channel;
+- a breach that persists enqueues nothing (the relay adds a `reminder` after the re-notify
+  interval);
+- a breach that clears enqueues one `recovery` notice per channel that was told about it
+  (a notice still pending is cancelled instead: the channel never heard of the breach).
+
+`Outbox` is the relay's side: claim due notices (FOR UPDATE SKIP LOCKED on PostgreSQL) with a
+lease, then mark them sent, retry them later, or dead-letter them with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shardwatch.alerts import AlertPlan, Observation, failing_checks, judge
+from shardwatch.metrics import ShardMetrics
+from shardwatch.notify import AlertItem
+from shardwatch.store import models as t
+from shardwatch.store.database import is_sqlite, session_factory, transaction
+from shardwatch.validation import ShardValidation
+
+NoticeKind = Literal["breach", "reminder", "recovery"]
+_SCOPE_MAX = 1000
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One claimed outbox row: an alert item for one channel."""
+
+    id: int
+    alert_id: int
+    channel: str
+    kind: NoticeKind
+    attempts: int
+    item: AlertItem
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """One notice's delivery state, for `shardwatch alerts list`."""
+
+    id: int
+    channel: str
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """One alert key and its notices."""
+
+    id: int
+    dataset: str
+    rule: str
+    scope: str
+    severity: str
+    breaching: bool
+    observed: float | None
+    threshold: str | None
+    detail: str | None
+    link: str | None
+    opened_at: datetime
+    resolved_at: datetime | None
+    last_notified_at: datetime | None
+    deliveries: tuple[DeliveryView, ...]
+
+
+def scope_key(level: Literal["shard", "dataset"], uri: str | None, term: str | None) -> str:
+    """The key's scope: `dataset` or `shard:<uri>`, plus `|term:<term>`; very long URIs are
+    replaced by their SHA-256 so the key fits its column."""
+    key = "dataset" if level == "dataset" else f"shard:{uri}"
+    if term is not None:
+        key += f"|term:{term}"
+    if len(key) > _SCOPE_MAX:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
+def _display(level: Literal["shard", "dataset"], uri: str | None, term: str | None) -> str:
+    where = "dataset (latest shard versions)" if level == "dataset" else f"shard {uri}"
+    return where + (f", term {term!r}" if term is not None else "")
+
+
+# --------------------------------------------------------------- inside complete()
+def record_alerts(
+    s: Session,
+    shard_id: int,
+    metrics: ShardMetrics,
+    validation: ShardValidation | None,
+    plan: AlertPlan,
+    run_id: int | None,
+) -> None:
+    """Judge the plan's rules on the shard and on its dataset's latest versions, and update
+    the alert keys and the outbox, in the caller's transaction (after the shard is `done`)."""
+    shard = s.get(t.Shard, shard_id)
+    if shard is None:  # pragma: no cover - the caller holds the shard's lease
+        raise KeyError(shard_id)
+    dataset_id = shard.dataset_id
+    lock = select(t.Dataset.name).where(t.Dataset.id == dataset_id)
+    if s.get_bind().dialect.name != "sqlite":
+        # One evaluator per dataset at a time: it then sees every committed shard
+        # (READ COMMITTED takes a fresh snapshot per statement after the lock is granted).
+        lock = lock.with_for_update()
+    dataset = s.scalar(lock) or ""
+    now = t.utcnow()
+    writer = _Writer(s, dataset_id, dataset, plan, run_id, now)
+
+    failures, detail = failing_checks(validation)
+    shard_obs = judge(
+        plan.rules, metrics, "shard", validation_failures=failures, failure_detail=detail
+    )
+    link = validation.docs_page if validation is not None else None
+    for ob in shard_obs:
+        writer.apply(ob, "shard", shard.uri, link)
+
+    if any(r.applies_to("dataset") for r in plan.rules):
+        s.flush()
+        total = _dataset_total(s, dataset_id)
+        if total is not None:
+            bad_shards = _failing_latest_shards(s, dataset_id)
+            for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
+                writer.apply(ob, "dataset", None, plan.docs_index)
+
+
+def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
+    from shardwatch.store.report import ReportError, dataset_total
+
+    try:
+        return dataset_total(s.connection(), dataset_id)
+    except ReportError:
+        return None  # mixed lexicons or thresholds: the report says so; nothing to judge
+
+
+def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
+    """Latest done shard versions with a failed or errored check (None: none validated)."""
+    from shardwatch.store.report import latest_done
+
+    latest = latest_done(dataset_id)
+    vr = t.ValidationResult
+    checked = select(vr.shard_id).join(latest, latest.c.id == vr.shard_id).distinct()
+    if not s.scalar(select(func.count()).select_from(checked.subquery())):
+        return None
+    bad = checked.where(or_(vr.errored.is_(True), vr.success.is_(False)))
+    return int(s.scalar(select(func.count()).select_from(bad.subquery())) or 0)
+
+
+class _Writer:
+    """Applies observations to alert keys and enqueues notices (one transaction)."""
+
+    def __init__(
+        self,
+        s: Session,
+        dataset_id: int,
+        dataset: str,
+        plan: AlertPlan,
+        run_id: int | None,
+        now: datetime,
+    ) -> None:
+        self.s, self.dataset_id, self.dataset = s, dataset_id, dataset
+        self.plan, self.run_id, self.now = plan, run_id, now
+
+    def apply(
+        self,
+        ob: Observation,
+        level: Literal["shard", "dataset"],
+        uri: str | None,
+        link: str | None,
+    ) -> None:
+        key = scope_key(level, uri, ob.term)
+        row = self.s.scalar(
+            select(t.Alert).where(
+                t.Alert.dataset_id == self.dataset_id,
+                t.Alert.rule == ob.rule.name,
+                t.Alert.scope == key,
+            )
+        )
+        if not ob.breaching:
+            if row is not None and row.breaching:
+                self._update(row, ob, link)
+                row.breaching = False
+                row.resolved_at = self.now
+                self._recover(row, _display(level, uri, ob.term))
+            elif row is not None:
+                self._update(row, ob, link)
+            return
+        if row is None:
+            row = t.Alert(
+                dataset_id=self.dataset_id,
+                rule=ob.rule.name,
+                scope=key,
+                breaching=False,
+                opened_at=self.now,
+            )
+            self.s.add(row)
+        self._update(row, ob, link)
+        if row.breaching:
+            return  # persisting: the relay reminds after the re-notify interval
+        row.breaching = True
+        row.opened_at = self.now
+        row.resolved_at = None
+        row.last_notified_at = self.now
+        self.s.flush()
+        item = self._item(row, _display(level, uri, ob.term), "breach")
+        for channel in self.plan.channels:
+            if self._cancel(row.id, channel, ("recovery",)):
+                continue  # its recovery never went out: for that channel it never cleared
+            self._enqueue(row.id, channel, "breach", item)
+
+    def _update(self, row: t.Alert, ob: Observation, link: str | None) -> None:
+        row.severity = ob.rule.severity
+        row.observed = ob.observed
+        row.threshold = ob.rule.threshold()
+        row.detail = ob.describe() or None
+        row.link = link
+        row.run_id = self.run_id
+
+    def _item(self, row: t.Alert, scope: str, kind: NoticeKind) -> AlertItem:
+        return AlertItem(
+            rule=row.rule,
+            severity="critical" if row.severity == "critical" else "warning",
+            dataset=self.dataset,
+            scope=scope,
+            observed=row.observed,
+            threshold=row.threshold,
+            kind=kind,
+            run_id=self.run_id,
+            link=row.link,
+            detail=row.detail,
+        )
+
+    def _recover(self, row: t.Alert, scope: str) -> None:
+        item = self._item(row, scope, "recovery")
+        for channel in self.plan.channels:
+            self._cancel(row.id, channel, ("breach", "reminder"))
+            told = self.s.scalar(
+                select(
+                    exists().where(
+                        t.AlertOutbox.alert_id == row.id,
+                        t.AlertOutbox.channel == channel,
+                        t.AlertOutbox.kind.in_(("breach", "reminder")),
+                        t.AlertOutbox.state.in_(("sent", "sending", "dead")),
+                        t.AlertOutbox.created_at >= row.opened_at,
+                    )
+                )
+            )
+            if told:
+                self._enqueue(row.id, channel, "recovery", item)
+
+    def _cancel(self, alert_id: int, channel: str, kinds: tuple[str, ...]) -> int:
+        """Cancel notices of `kinds` not yet attempted or waiting to be retried."""
+        result = self.s.execute(
+            update(t.AlertOutbox)
+            .where(
+                t.AlertOutbox.alert_id == alert_id,
+                t.AlertOutbox.channel == channel,
+                t.AlertOutbox.kind.in_(kinds),
+                t.AlertOutbox.state == "pending",
+            )
+            .values(state="cancelled", last_error="superseded before it was delivered")
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def _enqueue(self, alert_id: int, channel: str, kind: NoticeKind, item: AlertItem) -> None:
+        self.s.add(
+            t.AlertOutbox(
+                alert_id=alert_id,
+                channel=channel,
+                kind=kind,
+                state="pending",
+                payload=asdict(item),
+                attempts=0,
+                created_at=self.now,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- the relay
+class Outbox:
+    """The relay's operations on the outbox, each in its own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+
+    def _due(self, now: datetime) -> Any:
+        o = t.AlertOutbox
+        return or_(
+            and_(o.state == "pending", or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)),
+            and_(o.state == "sending", o.next_attempt_at < now),  # a crashed relay's lease
+        )
+
+    def remind(self, after: timedelta, channels: Sequence[str], now: datetime) -> int:
+        """Enqueue a `reminder` for breaches last notified longer than `after` ago (and with
+        no notice waiting); returns how many alert keys were reminded."""
+        a, o = t.Alert, t.AlertOutbox
+        waiting = exists().where(o.alert_id == a.id, o.state.in_(("pending", "sending")))
+        query = select(a).where(a.breaching.is_(True), a.last_notified_at < now - after, ~waiting)
+        if not is_sqlite(self.engine):
+            query = query.with_for_update(skip_locked=True, of=a)
+        with transaction(self.sessions) as s:
+            rows = s.scalars(query).all()
+            for row in rows:
+                dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == row.dataset_id))
+                writer = _Writer(s, row.dataset_id, dataset or "", _NO_PLAN, row.run_id, now)
+                item = writer._item(row, _scope_text(row.scope), "reminder")
+                for channel in channels:
+                    writer._enqueue(row.id, channel, "reminder", item)
+                row.last_notified_at = now
+            return len(rows)
+
+    def claim(self, owner: str, lease: timedelta, now: datetime, limit: int = 500) -> list[Notice]:
+        """Take due notices for `lease` (others skip them); oldest first."""
+        o = t.AlertOutbox
+        due = self._due(now)
+        query = select(o.id).where(due).order_by(o.id).limit(limit)
+        if not is_sqlite(self.engine):
+            query = query.with_for_update(skip_locked=True)
+        with transaction(self.sessions) as s:
+            ids = list(s.scalars(query))
+            taken = []
+            for notice_id in ids:
+                result = s.execute(
+                    update(o)
+                    .where(o.id == notice_id, due)
+                    .values(
+                        state="sending",
+                        lease_owner=owner,
+                        next_attempt_at=now + lease,
+                        attempts=o.attempts + 1,
+                    )
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    taken.append(notice_id)
+            if not taken:
+                return []
+            rows = s.execute(
+                select(o, t.Alert)
+                .join(t.Alert, t.Alert.id == o.alert_id)
+                .where(o.id.in_(taken))
+                .order_by(o.id)
+            ).all()
+            return [
+                Notice(n.id, n.alert_id, n.channel, n.kind, n.attempts, _current(n, alert))  # type: ignore[arg-type]
+                for n, alert in rows
+            ]
+
+    def sent(self, ids: Sequence[int], owner: str, now: datetime) -> int:
+        """Mark notices delivered (only while this relay still holds them)."""
+        o = t.AlertOutbox
+        with transaction(self.sessions) as s:
+            result = s.execute(
+                update(o)
+                .where(o.id.in_(ids), o.state == "sending", o.lease_owner == owner)
+                .values(state="sent", sent_at=now, lease_owner=None, last_error=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def failed(
+        self,
+        ids: Sequence[int],
+        owner: str,
+        reason: str,
+        *,
+        permanent: bool,
+        retry_at: datetime,
+        max_attempts: int,
+    ) -> None:
+        """Record a failed delivery: dead if permanent or out of attempts, else pending
+        until `retry_at`."""
+        o = t.AlertOutbox
+        state: Any = (
+            "dead" if permanent else case((o.attempts >= max_attempts, "dead"), else_="pending")
+        )
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(o)
+                .where(o.id.in_(ids), o.state == "sending", o.lease_owner == owner)
+                .values(
+                    state=state,
+                    last_error=reason[:1000],
+                    lease_owner=None,
+                    next_attempt_at=retry_at,
+                )
+            )
+
+    def retry(self, ids: Sequence[int] | None = None) -> int:
+        """Put dead notices (all, or those in `ids`) back in the queue with fresh attempts."""
+        o = t.AlertOutbox
+        where = [o.state == "dead"]
+        if ids is not None:
+            where.append(o.id.in_(ids))
+        with transaction(self.sessions) as s:
+            result = s.execute(
+                update(o).where(*where).values(state="pending", attempts=0, next_attempt_at=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def alerts(
+        self, dataset: str | None = None, *, include_resolved: bool = True
+    ) -> list[AlertView]:
+        """Alert keys (breaching first, newest first) with their notices."""
+        a, o = t.Alert, t.AlertOutbox
+        query = select(a, t.Dataset.name).join(t.Dataset, t.Dataset.id == a.dataset_id)
+        if dataset is not None:
+            query = query.where(t.Dataset.name == dataset)
+        if not include_resolved:
+            query = query.where(
+                or_(a.breaching.is_(True), exists().where(o.alert_id == a.id, o.state == "dead"))
+            )
+        query = query.order_by(a.breaching.desc(), a.updated_at.desc(), a.id)
+        with self.sessions() as s:
+            rows = s.execute(query).all()
+            ids = [r[0].id for r in rows]
+            notices: dict[int, list[DeliveryView]] = {}
+            if ids:
+                for n in s.scalars(select(o).where(o.alert_id.in_(ids)).order_by(o.id)):
+                    notices.setdefault(n.alert_id, []).append(
+                        DeliveryView(
+                            n.id,
+                            n.channel,
+                            n.kind,
+                            n.state,
+                            n.attempts,
+                            n.last_error,
+                            n.created_at,
+                            n.sent_at,
+                        )
+                    )
+            return [
+                AlertView(
+                    id=row.id,
+                    dataset=name,
+                    rule=row.rule,
+                    scope=_scope_text(row.scope),
+                    severity=row.severity,
+                    breaching=row.breaching,
+                    observed=row.observed,
+                    threshold=row.threshold,
+                    detail=row.detail,
+                    link=row.link,
+                    opened_at=row.opened_at,
+                    resolved_at=row.resolved_at,
+                    last_notified_at=row.last_notified_at,
+                    deliveries=tuple(notices.get(row.id, [])),
+                )
+                for row, name in rows
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """Notices per state."""
+        o = t.AlertOutbox
+        with self.sessions() as s:
+            rows = s.execute(select(o.state, func.count()).group_by(o.state))
+            return {state: int(n) for state, n in rows}
+
+
+def _scope_text(key: str) -> str:
+    """A stored scope key, as people read it."""
+    level, _, term = key.partition("|term:")
+    where = (
+        "dataset (latest shard versions)"
+        if level == "dataset"
+        else level.replace("shard:", "shard ", 1)
+    )
+    return where + (f", term {term!r}" if term else "")
+
+
+def _current(notice: t.AlertOutbox, alert: t.Alert) -> AlertItem:
+    """The notice's item with the alert's latest values, while the alert is still in the
+    state the notice reports (a dataset rate keeps moving as shards arrive)."""
+    item = _item(notice.payload)
+    if alert.breaching != (notice.kind != "recovery"):
+        return item
+    return replace(
+        item,
+        severity="critical" if alert.severity == "critical" else "warning",
+        observed=alert.observed,
+        threshold=alert.threshold,
+        detail=alert.detail,
+        link=alert.link,
+        run_id=alert.run_id,
+    )
+
+
+def _item(payload: dict[str, Any]) -> AlertItem:
+    fields = set(AlertItem.__dataclass_fields__)
+    return AlertItem(**{k: v for k, v in payload.items() if k in fields})
+
+
+_NO_PLAN = AlertPlan(rules=(), channels=())

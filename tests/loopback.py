@@ -1,0 +1,106 @@
+"""Real servers on loopback for the alert tests: a Slack-like HTTP receiver and aiosmtpd,
+both with scripted faults (429 + Retry-After, 5xx, a hang, a reset; 421, 451, 550, a drop
+during DATA). The `slack` and `smtp` fixtures (conftest.py) make them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from pydantic import SecretStr
+
+CANARY = "CANARY-7f3a9c"  # stands for a secret: it must never show up in errors or logs
+
+
+class SlackReceiver:
+    """Each request takes the next scripted behaviour: "200", "429:<seconds>", "500", "400",
+    "hang:<seconds>" or "reset"; after the script, 200."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = list(script)
+        self.bodies: list[dict[str, Any]] = []
+        self.times: list[float] = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                receiver.times.append(time.monotonic())
+                receiver.paths.append(self.path)
+                step = receiver.script.pop(0) if receiver.script else "200"
+                kind, _, arg = step.partition(":")
+                if kind == "reset":
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.connection.close()
+                    return
+                if kind == "hang":
+                    time.sleep(float(arg))
+                    return
+                if kind == "200":
+                    receiver.bodies.append(json.loads(body))
+                self.send_response(int(kind))
+                if kind == "429":
+                    self.send_header("Retry-After", arg)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> SecretStr:
+        port = self.server.server_address[1]
+        return SecretStr(f"http://127.0.0.1:{port}/services/T000/B000/{CANARY}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpHandler:
+    """DATA replies from a script: "250", "421", "451", "550" or "drop"; then 250."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = list(script)
+        self.messages: list[bytes] = []
+        self.attempts = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.attempts += 1
+        step = self.script.pop(0) if self.script else "250"
+        if step == "drop":
+            server.transport.close()
+            return "421 dropped"
+        if step == "250":
+            self.messages.append(envelope.content)
+            return "250 OK"
+        return {"421": "421 4.3.2 try later", "451": "451 4.7.1 greylisted",
+                "550": "550 5.1.1 no such mailbox"}[step]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                  auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and auth_data.password == CANARY.encode()
+    return AuthResult(success=ok)

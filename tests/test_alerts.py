@@ -1,0 +1,176 @@
+"""Alert rules: every judged rate equals the reference count over the same rows, the bounds
+and the minimum support decide exactly which keys breach, and unjudgeable metrics stay out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from builders import adversarial_table, real_fixture, table_with_columns
+from reference import reference_metrics
+
+from shardwatch.alerts import DEFAULT_RULES, Rule, failing_checks, judge
+from shardwatch.engine import CompiledLexicon, scan_batches
+from shardwatch.lexicon import BIRHANE2021
+from shardwatch.metrics import ShardMetrics
+from shardwatch.profiles import LAION400M
+from shardwatch.validation import Check, ShardValidation
+
+ALL_METRIC_RULES = (
+    Rule("tag", "nsfw_tag_rate", max=0.02),
+    Rule("kw", "keyword_nsfw_rate", max=0.1),
+    Rule("sim", "similarity_below_rate", max=0.05),
+    Rule("term-kw", "term_keyword_nsfw_rate", max=0.2, min_support=5),
+    Rule("term-tag", "term_tag_nsfw_rate", max=0.05, min_support=5, label="NSFW"),
+)
+
+
+def scanned(table: Any) -> ShardMetrics:
+    return scan_batches(
+        table.to_batches(max_chunksize=300), table.schema, LAION400M, CompiledLexicon(BIRHANE2021)
+    )
+
+
+def expected(rule: Rule, ref: dict[str, Any]) -> dict[str | None, tuple[int, int]]:
+    """(numerator, denominator) per term (None: not a term rule), from the reference."""
+    if rule.metric == "nsfw_tag_rate":
+        return {None: (ref["nsfw_flag_counts"].get(rule.label, 0), ref["rows"])}
+    if rule.metric == "keyword_nsfw_rate":
+        return {None: (ref["keyword_nsfw_rows"], ref["rows"])}
+    if rule.metric == "similarity_below_rate":
+        sim = ref["similarity"]
+        return {None: (sim["below_threshold"], sim["count"])}
+    out = {}
+    for term, stats in ref["terms"].items():
+        numerator = (
+            stats["keyword_nsfw"]
+            if rule.metric == "term_keyword_nsfw_rate"
+            else stats["nsfw_flag_counts"].get(rule.label, 0)
+        )
+        out[term] = (numerator, stats["matches"])
+    return out
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_every_judged_rate_equals_the_reference_count(seed: int) -> None:
+    table = adversarial_table(2000, seed)
+    ref = reference_metrics(table, LAION400M, BIRHANE2021)
+    observations = judge(ALL_METRIC_RULES, scanned(table), "shard")
+    judged_terms = 0
+    for rule in ALL_METRIC_RULES:
+        got = {o.term: o for o in observations if o.rule is rule}
+        want = {
+            term: (k, n)
+            for term, (k, n) in expected(rule, ref).items()
+            if n >= rule.min_support and n > 0
+        }
+        assert set(got) == set(want), rule.name  # judged exactly where support suffices
+        for term, (k, n) in want.items():
+            o = got[term]
+            assert (o.count, o.support) == (k, n)
+            assert o.observed == k / n
+            assert o.breaching is (k / n > (rule.max or 0))
+            judged_terms += term is not None
+    assert judged_terms >= 5  # the term rules really were exercised
+    assert any(o.breaching for o in observations)
+    relaxed = [r.replace(max=1.0) for r in ALL_METRIC_RULES]
+    assert not any(o.breaching for o in judge(relaxed, scanned(table), "shard"))
+
+
+def test_min_support_is_the_fewest_matches_judged() -> None:
+    table = adversarial_table(2000, 5)
+    metrics = scanned(table)
+    assert metrics.terms is not None
+    matches = sorted({s.matches for s in metrics.terms.values() if s.matches})
+    cut = matches[len(matches) // 2]
+    rule = Rule("t", "term_keyword_nsfw_rate", max=0.0, min_support=cut)
+    judged = {o.term for o in judge([rule], metrics, "shard")}
+    assert judged == {t for t, s in metrics.terms.items() if s.matches >= cut}
+    assert 0 < len(judged) < len(metrics.terms)
+
+
+def test_min_and_max_bounds() -> None:
+    table = adversarial_table(1000, 4)
+    metrics = scanned(table)
+    (o,) = judge([Rule("kw", "keyword_nsfw_rate", max=1.0)], metrics, "shard")
+    rate = o.observed
+    assert not o.breaching
+
+    def breaches(**bound: float) -> bool:
+        return judge([Rule("kw", "keyword_nsfw_rate", **bound)], metrics, "shard")[0].breaching
+
+    assert not breaches(min=rate) and not breaches(max=rate)  # the bounds are inclusive
+    assert breaches(min=rate + 1e-9) and breaches(max=rate - 1e-9)
+
+
+def test_a_metric_the_shard_lacks_is_not_judged() -> None:
+    metrics = scanned(table_with_columns(["URL", "TEXT"]))  # no tag, no similarity
+    observations = judge(ALL_METRIC_RULES, metrics, "shard")
+    assert {o.rule.name for o in observations} <= {"kw", "term-kw"}
+    assert all(o.rule.name != "tag" and o.rule.name != "sim" for o in observations)
+
+
+def test_levels_select_the_rules() -> None:
+    metrics = scanned(adversarial_table(500, 1))
+    rules = [
+        Rule("s", "keyword_nsfw_rate", level="shard", max=0.5),
+        Rule("d", "keyword_nsfw_rate", level="dataset", max=0.5),
+        Rule("b", "keyword_nsfw_rate", level="both", max=0.5),
+    ]
+    assert [o.rule.name for o in judge(rules, metrics, "shard")] == ["s", "b"]
+    assert [o.rule.name for o in judge(rules, metrics, "dataset")] == ["d", "b"]
+
+
+def test_validation_failures_count_failed_and_errored_checks_by_name() -> None:
+    def check(i: int, status: str, column: str | None = "id") -> Check:
+        return Check(i, f"expect_{i}", column, None, status, None, None)  # type: ignore[arg-type]
+
+    v = ShardValidation(
+        "s", "r", (check(0, "passed"), check(1, "failed"), check(2, "errored", None))
+    )
+    count, detail = failing_checks(v)
+    assert count == 2 and detail == "expect_1 on id; expect_2"
+    rule = Rule("validation", "validation_failures", level="shard", max=0)
+    (o,) = judge([rule], ShardMetrics(), "shard", validation_failures=count, failure_detail=detail)
+    assert o.breaching and o.observed == 2 and o.describe() == detail
+    (ok,) = judge([rule], ShardMetrics(), "shard", validation_failures=0)
+    assert not ok.breaching
+    assert judge([rule], ShardMetrics(), "shard") == []  # not validated: not judged
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "set max, min or both"),
+        ({"min": 0.5, "max": 0.1}, "above max"),
+        ({"max": 1, "min_support": 0}, "at least 1"),
+        ({"max": 1, "level": "cluster"}, "level must be"),
+    ],
+)
+def test_bad_rules_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Rule("r", "keyword_nsfw_rate", **kwargs)
+    with pytest.raises(ValueError, match="unknown metric"):
+        Rule("r", "caption_length", max=1)  # type: ignore[arg-type]
+
+
+def test_default_rules_on_the_real_rows() -> None:
+    """The built-in rules on 10,000 real LAION-400M rows (URL and TEXT only): the keyword
+    and term rates are judged from exactly the reference counts; the tag is not judged."""
+    table = pq.read_table(real_fixture("laion400m_url_text_10000.parquet"))
+    ref = reference_metrics(table, LAION400M, BIRHANE2021)
+    observations = judge(DEFAULT_RULES, scanned(table), "dataset")
+    by_key = {(o.rule.name, o.term): o for o in observations}
+    assert ("nsfw-tag-rate", None) not in by_key  # no NSFW column in these rows
+    kw = by_key[("keyword-nsfw-rate", None)]
+    assert (kw.count, kw.support) == (ref["keyword_nsfw_rows"], ref["rows"])
+    assert kw.breaching is (kw.observed > 0.20)
+    terms = {term for name, term in by_key if name == "term-keyword-nsfw-rate"}
+    assert terms == {t for t, s in ref["terms"].items() if s["matches"] >= 50}
+    for term in terms:
+        o = by_key[("term-keyword-nsfw-rate", term)]
+        assert (o.count, o.support) == (
+            ref["terms"][term]["keyword_nsfw"],
+            ref["terms"][term]["matches"],
+        )

@@ -1,0 +1,349 @@
+"""The relay end to end, on SQLite and PostgreSQL, against real servers on loopback (a
+Slack-like receiver and aiosmtpd with scripted faults): exactly one notice per alert key
+across runs, one recovery, one message per channel per pass, Retry-After and timeouts,
+dead letters, at most one duplicate after a kill, escaping, and no secret anywhere."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import tagged_table, write_shard
+from loopback import CANARY, SlackReceiver
+from pydantic import SecretStr
+from sqlalchemy import select, text
+from store_checks import TESTS, ingest, subprocess_env
+
+from shardwatch.alerts import AlertPlan, Rule
+from shardwatch.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
+from shardwatch.relay import RelayPolicy, RelayResult, relay
+from shardwatch.store import models as t
+from shardwatch.store.outbox import Outbox
+from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
+
+TAG = Rule("tag", "nsfw_tag_rate", "critical", "both", max=0.05, min_support=10)
+HOSTILE = "<!channel> <http://evil.example|x> & <b>"
+ITEM = re.compile(r"^\[(?P<head>[^\]]+)\] (?P<rule>\S+) on (?P<where>.+?): observed")
+FAST = RelayPolicy(lease_seconds=30, max_attempts=3, retry_seconds=0.05, renotify_hours=0)
+
+
+def shard(directory: Path, name: str, nsfw: int, seed: int = 0, rows: int = 100) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_shard(tagged_table(rows, nsfw, seed=seed), directory, name)
+
+
+def slack_channel(receiver: SlackReceiver, **kwargs: Any) -> SlackChannel:
+    options: dict[str, Any] = {"name": "team", "retry": Retry(attempts=1, base=0.05, cap=5)}
+    options.update(kwargs)
+    return SlackChannel(receiver.url, **options)
+
+
+def email_channel(port: int, **kwargs: Any) -> EmailChannel:
+    options: dict[str, Any] = {
+        "host": "127.0.0.1", "port": port, "sender": "sw@example.org",
+        "recipients": ["curators@example.org"], "timeout": 5.0, "name": "mail",
+        "retry": Retry(attempts=1, base=0.05, cap=1),
+    }
+    options.update(kwargs)
+    return EmailChannel(**options)
+
+
+def plan(*channels: str) -> AlertPlan:
+    return AlertPlan((TAG,), tuple(sorted(channels)))
+
+
+def run(store: ResultStore, channels: dict[str, Channel], policy: RelayPolicy = FAST,
+        **kwargs: Any) -> RelayResult:
+    return relay(Outbox(store.engine), channels, owner="relay", policy=policy, **kwargs)
+
+
+def slack_items(bodies: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(head, where) of every item in every Slack message received."""
+    out = []
+    for body in bodies:
+        for block in body["blocks"][1:]:
+            match = ITEM.match(block["text"]["text"])
+            assert match, block
+            out.append((match["head"], match["where"]))
+    return out
+
+
+def notice_states(store: ResultStore) -> Counter[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT kind, state FROM alert_outbox")).all()
+    return Counter((r[0], r[1]) for r in rows)
+
+
+def test_exactly_one_notice_per_key_across_runs_and_one_recovery(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    receiver = slack()
+    mailbox, port = smtp()
+    log = tmp_path / "alerts.jsonl"
+    channels: dict[str, Channel] = {
+        "team": slack_channel(receiver),
+        "mail": email_channel(port),
+        "log": FileChannel(log, name="log"),
+    }
+    p = plan(*channels)
+    a, b = shard(tmp_path, "a.parquet", 20, seed=1), shard(tmp_path, "b.parquet", 0, seed=2)
+    per_run = []
+    ingest([a], store, alerts=p)  # run 1: a breaches, and so does the dataset
+    per_run.append(run(store, channels).sent)
+    for _ in range(2):  # runs 2-3: the breach persists
+        ingest([a], store, alerts=p, force=True)
+        per_run.append(run(store, channels).sent)
+    shard(tmp_path, "b.parquet", 30, seed=2)
+    ingest([b], store, alerts=p)  # run 4: b breaches too; the dataset still does
+    per_run.append(run(store, channels).sent)
+    shard(tmp_path, "a.parquet", 0, seed=3)
+    shard(tmp_path, "b.parquet", 1, seed=4)
+    ingest([a, b], store, alerts=p)  # run 5: everything clears
+    per_run.append(run(store, channels).sent)
+    ingest([a, b], store, alerts=p, force=True)  # run 6: still clear
+    per_run.append(run(store, channels).sent)
+
+    assert per_run == [2 * 3, 0, 0, 1 * 3, 3 * 3, 0]  # notices x 3 channels
+    items = slack_items(receiver.bodies)
+    a_where, b_where = (f"laion-test / shard {p.resolve()}" for p in (a, b))
+    dataset = "laion-test / dataset (latest shard versions)"
+    expected = Counter(
+        {("CRITICAL", w): 1 for w in (a_where, b_where, dataset)}
+        | {("RECOVERED", w): 1 for w in (a_where, b_where, dataset)}
+    )
+    assert Counter(items) == expected  # exactly once each: 0 duplicates
+    assert len(receiver.bodies) == 3  # one message per pass that had notices
+    assert len(mailbox.messages) == 3
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6
+    assert notice_states(store) == {("breach", "sent"): 9, ("recovery", "sent"): 9}
+
+
+def test_many_breaches_in_one_run_are_one_message_per_channel(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    receiver = slack()
+    mailbox, port = smtp()
+    channels: dict[str, Channel] = {"team": slack_channel(receiver), "mail": email_channel(port)}
+    paths = [shard(tmp_path, f"s{i}.parquet", 10 + i, seed=i) for i in range(5)]
+    run_id = store.start_run()
+    ingest(paths, store, alerts=plan(*channels), run_id=run_id)
+    result = run(store, channels)
+    assert [(c.channel, c.notices, c.delivered) for c in result.channels] == [
+        ("mail", 6, True), ("team", 6, True)
+    ]
+    (body,) = receiver.bodies
+    assert len(body["blocks"]) == 1 + 6  # header + 5 shards + the dataset
+    assert body["blocks"][0]["text"]["text"] == "shardwatch: 6 alert(s), 6 critical in laion-test"
+    (raw,) = mailbox.messages
+    text_part = message_from_bytes(raw).get_payload()[0].get_payload(decode=True).decode()
+    assert text_part.count("[CRITICAL] tag on laion-test") == 6
+    # every item carries observed vs threshold, the run and the shard's counts
+    assert f"observed 0.14 (14 of 100), threshold <= 0.05 (run {run_id})" in text_part
+
+
+def test_retry_after_is_honoured_between_relay_passes(
+    store: ResultStore, tmp_path: Path, slack: Any
+) -> None:
+    receiver = slack("429:1")
+    channels: dict[str, Channel] = {"team": slack_channel(receiver)}
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    first = run(store, channels)
+    assert first.failed == 2 and first.dead == 0 and "429" in (first.channels[0].error or "")
+    assert run(store, channels).channels == ()  # not due: Retry-After is 1 s, backoff 0.05 s
+    time.sleep(1.05)
+    assert run(store, channels).sent == 2
+    assert len(receiver.times) == 2 and receiver.times[1] - receiver.times[0] >= 1.0
+    assert len(receiver.bodies) == 1
+
+
+def test_within_one_pass_retry_after_is_waited_out(
+    store: ResultStore, tmp_path: Path, slack: Any
+) -> None:
+    receiver = slack("429:1", "reset")
+    channel = slack_channel(receiver, retry=Retry(attempts=3, base=0.05, cap=5))
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    assert run(store, {"team": channel}).sent == 2
+    assert len(receiver.times) == 3 and receiver.times[1] - receiver.times[0] >= 1.0
+    assert len(receiver.bodies) == 1  # the 429 and the reset delivered nothing
+
+
+def test_a_hang_is_cut_off_and_retried_later(
+    store: ResultStore, tmp_path: Path, slack: Any
+) -> None:
+    receiver = slack("hang:5")
+    channels: dict[str, Channel] = {"team": slack_channel(receiver, read_timeout=0.5)}
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    started = time.monotonic()
+    first = run(store, channels)
+    assert time.monotonic() - started < 3
+    assert first.failed == 2 and "timed out" in (first.channels[0].error or "")
+    assert notice_states(store) == {("breach", "pending"): 2}
+    time.sleep(0.1)
+    assert run(store, channels).sent == 2
+    assert len(receiver.bodies) == 1
+
+
+def test_a_permanent_smtp_error_is_dead_lettered_with_its_reason(
+    store: ResultStore, tmp_path: Path, smtp: Any
+) -> None:
+    mailbox, port = smtp("550")
+    channels: dict[str, Channel] = {"mail": email_channel(port)}
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("mail"))
+    result = run(store, channels)
+    assert result.dead == 2 and result.channels[0].permanent
+    assert mailbox.attempts == 1 and mailbox.messages == []
+    views = Outbox(store.engine).alerts(include_resolved=False)
+    dead = [d for v in views for d in v.deliveries]
+    assert [(d.state, d.last_error) for d in dead] == [
+        ("dead", "smtp: 550 5.1.1 no such mailbox")
+    ] * 2
+    assert run(store, channels).channels == ()  # dead: never retried by itself
+    assert Outbox(store.engine).retry() == 2
+    assert run(store, channels).sent == 2  # the script is spent: the server now accepts
+    assert len(mailbox.messages) == 1
+
+
+def test_transient_smtp_errors_retry_then_dead_letter(
+    store: ResultStore, tmp_path: Path, smtp: Any
+) -> None:
+    mailbox, port = smtp("451", "drop", "250", "421", "421", "421")
+    channel = email_channel(port, retry=Retry(attempts=3, base=0.05, cap=1))
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("mail"))
+    assert run(store, {"mail": channel}).sent == 2  # 451, drop during DATA, then 250
+    assert len(mailbox.messages) == 1
+    ingest([shard(tmp_path, "b.parquet", 20, seed=2)], store, alerts=plan("mail"))
+    once = email_channel(port)  # one try per pass: 421, 421, 421 over three passes
+    for attempt in range(1, 4):
+        result = run(store, {"mail": once})
+        assert result.failed == 1 and result.dead == (1 if attempt == 3 else 0)
+        time.sleep(0.25)
+    assert notice_states(store) == {("breach", "sent"): 2, ("breach", "dead"): 1}
+    assert len(mailbox.messages) == 1
+
+
+def test_a_relay_killed_after_the_200_sends_at_most_one_duplicate(
+    store: ResultStore, tmp_path: Path, slack: Any, database_url: str
+) -> None:
+    receiver = slack()
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    doomed = subprocess.run(
+        [sys.executable, str(TESTS / "relay_worker.py"), "--url", database_url, "--lease", "1"],
+        env=subprocess_env(SHARDWATCH_TEST_WEBHOOK=receiver.url.get_secret_value()),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert doomed.returncode == 17, doomed.stderr
+    assert len(receiver.bodies) == 1  # delivered, never marked
+    assert notice_states(store) == {("breach", "sending"): 2}
+    channels: dict[str, Channel] = {"team": slack_channel(receiver)}
+    assert run(store, channels).channels == ()  # the dead relay's lease still holds
+    time.sleep(1.1)
+    assert run(store, channels).sent == 2
+    assert run(store, channels).channels == ()
+    assert len(receiver.bodies) == 2
+    first, second = (slack_items([b]) for b in receiver.bodies)
+    assert first == second  # the one duplicate: the same two items, once more
+    assert notice_states(store) == {("breach", "sent"): 2}
+
+
+def test_hostile_names_arrive_escaped(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    receiver = slack()
+    mailbox, port = smtp()
+    channels: dict[str, Channel] = {"team": slack_channel(receiver), "mail": email_channel(port)}
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan(*channels), dataset=HOSTILE)
+    assert run(store, channels).sent == 4
+    (body,) = receiver.bodies
+    texts = [b["text"]["text"] for b in body["blocks"][1:]] + [body["text"]]
+    for shown in texts:
+        assert "<!channel>" not in shown and "<http://evil.example|x>" not in shown
+    assert any("&lt;!channel&gt; &lt;http://evil.example|x&gt; &amp; &lt;b&gt;" in s
+               for s in texts)
+    html = message_from_bytes(mailbox.messages[0]).get_payload()[1].get_payload(decode=True)
+    assert b"<!channel>" not in html and b"&lt;!channel&gt;" in html and b"<b>" not in html
+
+
+def test_a_persisting_breach_is_reminded_once_per_interval(
+    store: ResultStore, tmp_path: Path, slack: Any
+) -> None:
+    receiver = slack()
+    channels: dict[str, Channel] = {"team": slack_channel(receiver)}
+    policy = RelayPolicy(renotify_hours=0.5 / 3600, retry_seconds=0.05)
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    assert run(store, channels, policy).sent == 2
+    assert run(store, channels, policy).sent == 0  # within the interval
+    time.sleep(0.6)
+    reminded = run(store, channels, policy)
+    assert reminded.reminded == 2 and reminded.sent == 2
+    assert run(store, channels, policy).sent == 0
+    heads = [head for head, _ in slack_items(receiver.bodies)]
+    assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 2
+
+
+def test_canary_secrets_appear_in_no_log_row_or_file(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any, caplog: pytest.LogCaptureFixture,
+    database_url: str,
+) -> None:
+    from store_checks import SUITES
+
+    from shardwatch.gx_adapter import GxPaths, GxValidator
+
+    receiver = slack("500", "reset", "hang:2", "200")
+    mailbox, port = smtp("550", auth=True)
+    work = tmp_path / ".shardwatch"
+    channels: dict[str, Channel] = {
+        "team": slack_channel(receiver, read_timeout=0.5),
+        "mail": email_channel(port, username="sw", password=SecretStr(CANARY)),
+        "log": FileChannel(work / "alerts.jsonl", name="log"),
+    }
+    validator = GxValidator(GxPaths(work / "gx", work / "docs"), SUITES, "laion400m")
+    caplog.set_level(logging.DEBUG)
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan(*channels),
+           validator=validator)
+    for _ in range(5):
+        run(store, channels, RelayPolicy(retry_seconds=0.05, max_attempts=5))
+        time.sleep(0.1)
+    assert len(receiver.bodies) == 1 and mailbox.attempts == 1  # the faults really happened
+    assert "slack: HTTP 500" in caplog.text and "550" in caplog.text
+    assert CANARY not in caplog.text
+    dumped = []
+    with store.engine.connect() as conn:
+        for table in t.Base.metadata.sorted_tables:
+            dumped += [repr(tuple(row)) for row in conn.execute(select(table))]
+    assert any("550 5.1.1" in row for row in dumped)  # the dead letter's reason is stored
+    assert not [row for row in dumped if CANARY in row]
+    files = [p for p in work.rglob("*") if p.is_file()]
+    assert len(files) > 5  # GX project, Data Docs pages, alerts.jsonl
+    if database_url.startswith("sqlite:///"):
+        files += list(Path(database_url.removeprefix("sqlite:///")).parent.glob("store.sqlite*"))
+    assert not [p for p in files if CANARY.encode() in p.read_bytes()]
+
+
+def test_a_notice_for_a_channel_no_longer_configured_is_dead_with_the_reason(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("gone"))
+    result = run(store, {})
+    assert result.dead == 2 and "no longer configured" in (result.channels[0].error or "")
+    assert notice_states(store) == {("breach", "dead"): 2}
+
+
+def test_claims_after_the_lease_is_expired_only(store: ResultStore, tmp_path: Path) -> None:
+    """A slow relay is not raced by a second one while its lease holds."""
+    ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
+    outbox = Outbox(store.engine)
+    held = outbox.claim("slow", timedelta(seconds=60), t.utcnow())
+    assert len(held) == 2
+    assert run(store, {}).channels == ()

@@ -1,14 +1,16 @@
 """A worker process for the store tests: `ingest_shards` over SHARD... with its own owner id.
 
     python tests/ingest_worker.py --url URL --owner NAME [--lease S] [--seed N]
-        [--ready FILE --go FILE] [--hang FILE] SHARD...
+        [--ready FILE --go FILE] [--hang FILE] [--alerts] [--delay S] SHARD...
 
 Prints one JSON line per shard outcome as it happens (`{"uri", "outcome", "shard_id", ...}`).
 `--seed` shuffles the shard order. `--ready`/`--go`: after the imports, create the ready file
 and wait for the go file, so that several workers start together. `--hang`: inside each
 shard's transaction, once its rows are flushed, write the row counts that transaction sees to
 the hang file and sleep (the test SIGKILLs the process there). Hooks live here, never in the
-production code.
+production code. `--alerts`: judge `ALERTS` (any NSFW-tagged row breaches, per shard and
+for the dataset) with one channel, `team`. `--delay`: sleep S seconds at the end of each
+shard's transaction, just before it commits (widens any race between workers).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
+from shardwatch.alerts import AlertPlan, Rule
 from shardwatch.ingest import IngestResult, ingest_shards
 from shardwatch.profiles import LAION400M
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
+
+ALERTS = AlertPlan((Rule("tag", "nsfw_tag_rate", max=0.0),), ("team",))
 
 
 def _hang_hook(signal_file: Path):  # type: ignore[no-untyped-def]
@@ -44,6 +49,14 @@ def _hang_hook(signal_file: Path):  # type: ignore[no-untyped-def]
         time.sleep(600)
 
     return hook
+
+
+def _before_commit(hang: Path | None, delay: float | None):  # type: ignore[no-untyped-def]
+    if hang is not None:
+        return _hang_hook(hang)
+    if delay is not None:
+        return lambda _session: time.sleep(delay)
+    return None
 
 
 def _wait_for(path: Path, timeout: float) -> None:
@@ -68,6 +81,8 @@ def main() -> None:
     parser.add_argument("--ready", type=Path)
     parser.add_argument("--go", type=Path)
     parser.add_argument("--hang", type=Path)
+    parser.add_argument("--alerts", action="store_true")
+    parser.add_argument("--delay", type=float)
     parser.add_argument("shards", nargs="+", type=Path)
     args = parser.parse_args()
 
@@ -89,8 +104,9 @@ def main() -> None:
             lease_seconds=args.lease,
             owner=args.owner,
             workers=1,
-            before_commit=_hang_hook(args.hang) if args.hang is not None else None,
+            before_commit=_before_commit(args.hang, args.delay),
             on_result=_emit,
+            alerts=ALERTS if args.alerts else None,
         )
     finally:
         engine.dispose()

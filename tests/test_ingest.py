@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from builders import adversarial_table, write_shard
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from store_checks import (
     SHARD_RESULT_TABLES,
@@ -199,7 +200,11 @@ def _reap(procs: list[subprocess.Popen[str]]) -> None:
 def test_three_processes_race_over_50_shards_exactly_once(
     fresh_postgres_url: str, tmp_path: Path
 ) -> None:
-    """PostgreSQL only: SQLite serialises writers and is documented as one process."""
+    """PostgreSQL only: SQLite serialises writers and is documented as one process.
+
+    The workers also judge alert rules: the dataset's alert, written by whichever worker
+    committed last, holds the exact total over all 50 shards, and every alert key has
+    exactly one notice."""
     url = fresh_postgres_url
     engine = make_engine(url)
     try:
@@ -212,6 +217,7 @@ def test_three_processes_race_over_50_shards_exactly_once(
                 url,
                 paths,
                 *("--owner", owner, "--seed", str(i), "--lease", "30"),
+                *("--alerts", "--delay", "0.02"),
                 *("--ready", str(tmp_path / f"{owner}.ready"), "--go", str(go)),
             )
             for i, owner in enumerate(owners)
@@ -249,6 +255,19 @@ def test_three_processes_race_over_50_shards_exactly_once(
         assert per_shard == {1: 50}, note
         assert {r["id"] for r in rows} == set(everything)
         assert counts["datasets"] == 1
+
+        tagged = [pq.read_table(p, columns=["NSFW"]).column(0).to_pylist() for p in paths]
+        nsfw = [tags.count("NSFW") for tags in tagged]
+        with engine.connect() as conn:
+            alert_rows = conn.execute(text("SELECT scope, detail, breaching FROM alerts")).all()
+            per_key = conn.execute(
+                text("SELECT alert_id, count(*) FROM alert_outbox GROUP BY alert_id")
+            ).all()
+        details = {scope: (detail, breaching) for scope, detail, breaching in alert_rows}
+        total_rows = sum(len(tags) for tags in tagged)
+        assert details["dataset"] == (f"{sum(nsfw)} of {total_rows}", sum(nsfw) > 0)
+        assert len(details) == 1 + sum(1 for n in nsfw if n)  # the dataset + breaching shards
+        assert len(per_key) == len(details) and {n for _, n in per_key} == {1}, per_key
     finally:
         engine.dispose()
 

@@ -123,6 +123,10 @@ def test_exactly_one_notice_per_key_across_runs_and_one_recovery(
         | {("RECOVERED", w): 1 for w in (a_where, b_where, dataset)}
     )
     assert Counter(items) == expected  # exactly once each: 0 duplicates
+    print(
+        f"\nexactly-once: {len(items)} Slack items in {len(receiver.bodies)} messages, "
+        f"{len(mailbox.messages)} emails, duplicates {len(items) - len(set(items))}"
+    )
     assert len(receiver.bodies) == 3  # one message per pass that had notices
     assert len(mailbox.messages) == 3
     lines = log.read_text().splitlines()
@@ -213,6 +217,8 @@ def test_a_permanent_smtp_error_is_dead_lettered_with_its_reason(
     assert Outbox(store.engine).retry() == 2
     assert run(store, channels).sent == 2  # the script is spent: the server now accepts
     assert len(mailbox.messages) == 1
+    print(f"\nsmtp 550: 2 notices dead after {mailbox.attempts - 1} attempt, retried: "
+          f"{dict(notice_states(store))}")
 
 
 def test_transient_smtp_errors_retry_then_dead_letter(
@@ -231,6 +237,8 @@ def test_transient_smtp_errors_retry_then_dead_letter(
         time.sleep(0.25)
     assert notice_states(store) == {("breach", "sent"): 2, ("breach", "dead"): 1}
     assert len(mailbox.messages) == 1
+    print(f"\nsmtp 451/drop/250 then 421x3: {dict(notice_states(store))}, "
+          f"DATA attempts {mailbox.attempts}, delivered {len(mailbox.messages)}")
 
 
 def test_a_relay_killed_after_the_200_sends_at_most_one_duplicate(
@@ -254,6 +262,8 @@ def test_a_relay_killed_after_the_200_sends_at_most_one_duplicate(
     assert len(receiver.bodies) == 2
     first, second = (slack_items([b]) for b in receiver.bodies)
     assert first == second  # the one duplicate: the same two items, once more
+    print(f"\nkill after 200: {len(receiver.bodies)} messages for 1 message's notices "
+          f"(1 duplicate of {len(first)} items)")
     assert notice_states(store) == {("breach", "sent"): 2}
 
 

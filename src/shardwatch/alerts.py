@@ -30,19 +30,6 @@ Metric = Literal[
 ]
 METRICS: tuple[str, ...] = get_args(Metric)
 LEVELS: tuple[str, ...] = get_args(Level)
-RATE_METRICS = frozenset(METRICS) - {"validation_failures"}
-TERM_METRICS = frozenset({"term_keyword_nsfw_rate", "term_tag_nsfw_rate"})
-
-# What each metric counts, for messages and the README.
-METRIC_HELP: dict[str, str] = {
-    "nsfw_tag_rate": "rows whose NSFW tag is `label`, per row",
-    "keyword_nsfw_rate": "keyword-NSFW rows (caption or URL), per row",
-    "similarity_below_rate": "similarities below the profile's cut-off, per non-null value",
-    "term_keyword_nsfw_rate": "keyword-NSFW rows among each term's matches (one alert per term)",
-    "term_tag_nsfw_rate": "rows tagged `label` among each term's matches (one alert per term)",
-    "validation_failures": "failed or errored GX checks of a shard; for the dataset, the "
-    "latest shard versions with any",
-}
 
 
 @dataclass(frozen=True)
@@ -61,6 +48,8 @@ class Rule:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        if self.severity not in ("warning", "critical"):
+            raise ValueError(f"severity must be warning or critical, not {self.severity!r}")
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
         if self.max is None and self.min is None:

@@ -235,7 +235,9 @@ def demo(
     One extra shard has only URL and TEXT, to show how unavailable metrics and errored checks
     are reported. The shards are stored as dataset `demo` in the configured store (default:
     the embedded SQLite file) and validated with the GX suite; the Data Docs path is printed.
-    Failing checks are the point of the demo: they do not make it exit non-zero.
+    New breaches of the alert rules go to the configured channels (default: this console),
+    as one message. Failing checks are the point of the demo: they do not make it exit
+    non-zero.
     """
     _stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
@@ -251,6 +253,7 @@ def demo(
             force=False,
             validate=None,
             as_json=False,
+            alerts=None,
         )
     except typer.Exit as exc:
         if exc.exit_code != ExitCode.DATA_FAILED:

@@ -210,24 +210,17 @@ class AlertSettings(_Strict):
         """The built-in rules overridden by, and extended with, the configured ones."""
         out: dict[str, Rule] = {r.name: r for r in DEFAULT_RULES}
         for name, spec in self.rules.items():
+            if not spec.enabled:
+                out.pop(name, None)
+                continue
             base = out.get(name)
             fields = {k: getattr(spec, k) for k in spec.model_fields_set if k != "enabled"}
-            if base is None:
-                if spec.metric is None:
-                    raise ConfigError(f"alert rule {name!r} needs a metric")
-                fields.setdefault("severity", "warning")
-                fields.setdefault("level", "both")
-                try:
-                    out[name] = Rule(name=name, **fields)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"alert rule {name!r}: {exc}") from None
-            else:
-                try:
-                    out[name] = base.replace(**fields)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"alert rule {name!r}: {exc}") from None
-            if not spec.enabled:
-                del out[name]
+            if base is None and spec.metric is None:
+                raise ConfigError(f"alert rule {name!r} needs a metric")
+            try:
+                out[name] = Rule(name=name, **fields) if base is None else base.replace(**fields)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"alert rule {name!r}: {exc}") from None
         return tuple(out.values())
 
 

@@ -115,7 +115,8 @@ def record_alerts(
     if s.get_bind().dialect.name != "sqlite":
         # One evaluator per dataset at a time: it then sees every committed shard
         # (READ COMMITTED takes a fresh snapshot per statement after the lock is granted).
-        lock = lock.with_for_update()
+        # NO KEY UPDATE: rows that merely reference the dataset are not blocked by it.
+        lock = lock.with_for_update(key_share=True)
     dataset = s.scalar(lock) or ""
     now = t.utcnow()
     writer = _Writer(s, dataset_id, dataset, plan, run_id, now)

@@ -174,3 +174,24 @@ def test_default_rules_on_the_real_rows() -> None:
             ref["terms"][term]["keyword_nsfw"],
             ref["terms"][term]["matches"],
         )
+
+
+def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
+    """A dataset total merged from a tagged shard and a URL+TEXT-only one: the tag rates are
+    over the tagged rows only (the term's too); the keyword rate over every row."""
+    tagged = adversarial_table(600, 2)
+    bare = table_with_columns(["URL", "TEXT"], n_rows=900, seed=3)
+    ref = reference_metrics(tagged, LAION400M, BIRHANE2021)
+    total = ShardMetrics.merge_all([scanned(tagged), scanned(bare)])
+    assert total.rows == 1500
+    rules = [r.replace(min_support=1) for r in ALL_METRIC_RULES]
+    by_key = {(o.rule.name, o.term): o for o in judge(rules, total, "dataset")}
+    tag = by_key[("tag", None)]
+    assert (tag.count, tag.support) == (ref["nsfw_flag_counts"]["NSFW"], 600)
+    kw = by_key[("kw", None)]
+    assert kw.support == 1500 and kw.count == total.keyword_nsfw_rows
+    for term, stats in ref["terms"].items():
+        if stats["matches"]:
+            o = by_key[("term-tag", term)]
+            assert (o.count, o.support) == (stats["nsfw_flag_counts"]["NSFW"], stats["matches"])
+            assert total.terms is not None and total.terms[term].matches >= stats["matches"]

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.metrics import ShardMetrics
+from shardwatch.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.validation import ShardValidation
 
 Severity = Literal["warning", "critical"]
@@ -162,11 +162,17 @@ def judge(
 
 
 def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]:
-    """(term, numerator, denominator) of the rule's rate(s); nothing if unavailable."""
+    """(term, numerator, denominator) of the rule's rate(s); nothing if unavailable.
+
+    Denominators count only rows that could contribute to the numerator: a tag rate is over
+    the rows of shards that have the tag (the tag counts, `other` and `null` included), so a
+    merged URL+TEXT-only shard does not dilute it; a keyword rate is not judged on a total
+    where some shard had neither caption nor URL."""
     if rule.metric == "nsfw_tag_rate" and m.nsfw_flag_counts is not None:
-        yield None, m.nsfw_flag_counts.get(rule.label, 0), m.rows
+        yield None, m.nsfw_flag_counts.get(rule.label, 0), sum(m.nsfw_flag_counts.values())
     elif rule.metric == "keyword_nsfw_rate" and m.keyword_nsfw_rows is not None:
-        yield None, m.keyword_nsfw_rows, m.rows
+        if not m.missing_in.get(KEYWORD_NSFW_ROWS):
+            yield None, m.keyword_nsfw_rows, m.rows
     elif rule.metric == "similarity_below_rate" and m.similarity is not None:
         yield None, m.similarity.below_threshold, m.similarity.count
     elif rule.metric == "term_keyword_nsfw_rate" and m.terms is not None:
@@ -175,7 +181,8 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
     elif rule.metric == "term_tag_nsfw_rate" and m.terms is not None:
         for term, stats in m.terms.items():
             if stats.nsfw_flag_counts is not None:
-                yield term, stats.nsfw_flag_counts.get(rule.label, 0), stats.matches
+                tags = stats.nsfw_flag_counts
+                yield term, tags.get(rule.label, 0), sum(tags.values())
 
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:

@@ -154,6 +154,17 @@ def test_dataset_rates_are_exact_sums_over_the_latest_versions(
     assert kinds == ["breach", "breach"]  # the first breach was never told: no recovery
 
 
+def test_a_shard_without_the_tag_does_not_dilute_the_dataset_tag_rate(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    rule = Rule("tag", "nsfw_tag_rate", "warning", "dataset", max=0.05, min_support=10)
+    tagged = shard(tmp_path, "tagged.parquet", rows=100, nsfw=8)
+    bare = write_shard(tagged_table(300, 0, seed=5).select(["URL", "TEXT"]), tmp_path, "b.parquet")
+    ingest([tagged, bare], store, alerts=AlertPlan((rule,), ("slack",)))
+    row = alerts(store)[("tag", "dataset")]
+    assert row["breaching"] and row["detail"] == "8 of 100"  # not 8 of 400
+
+
 def test_claims_lease_notices_and_a_lost_relay_is_taken_over(
     store: ResultStore, tmp_path: Path
 ) -> None:

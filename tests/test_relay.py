@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,12 @@ def plan(*channels: str) -> AlertPlan:
 
 
 def run(store: ResultStore, channels: dict[str, Channel], policy: RelayPolicy = FAST,
-        **kwargs: Any) -> RelayResult:
-    return relay(Outbox(store.engine), channels, owner="relay", policy=policy, **kwargs)
+        at: float = 0.0, **kwargs: Any) -> RelayResult:
+    """One relay pass; `at` seconds in the future (explicit clocks instead of sleeping)."""
+    def now() -> datetime:
+        return t.utcnow() + timedelta(seconds=at)
+
+    return relay(Outbox(store.engine), channels, owner="relay", policy=policy, now=now, **kwargs)
 
 
 def slack_items(bodies: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -165,7 +169,7 @@ def test_retry_after_is_honoured_between_relay_passes(
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     first = run(store, channels)
     assert first.failed == 2 and first.dead == 0 and "429" in (first.channels[0].error or "")
-    assert run(store, channels).channels == ()  # not due: Retry-After is 1 s, backoff 0.05 s
+    assert run(store, channels, at=0.5).channels == ()  # not due: Retry-After 1 s > 0.05 s
     time.sleep(1.05)
     assert run(store, channels).sent == 2
     assert len(receiver.times) == 2 and receiver.times[1] - receiver.times[0] >= 1.0
@@ -247,7 +251,7 @@ def test_a_relay_killed_after_the_200_sends_at_most_one_duplicate(
     receiver = slack()
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     doomed = subprocess.run(
-        [sys.executable, str(TESTS / "relay_worker.py"), "--url", database_url, "--lease", "1"],
+        [sys.executable, str(TESTS / "relay_worker.py"), "--url", database_url, "--lease", "60"],
         env=subprocess_env(SHARDWATCH_TEST_WEBHOOK=receiver.url.get_secret_value()),
         capture_output=True, text=True, timeout=120, check=False,
     )
@@ -256,9 +260,8 @@ def test_a_relay_killed_after_the_200_sends_at_most_one_duplicate(
     assert notice_states(store) == {("breach", "sending"): 2}
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
     assert run(store, channels).channels == ()  # the dead relay's lease still holds
-    time.sleep(1.1)
-    assert run(store, channels).sent == 2
-    assert run(store, channels).channels == ()
+    assert run(store, channels, at=61).sent == 2  # once the lease has expired
+    assert run(store, channels, at=62).channels == ()
     assert len(receiver.bodies) == 2
     first, second = (slack_items([b]) for b in receiver.bodies)
     assert first == second  # the one duplicate: the same two items, once more
@@ -293,13 +296,14 @@ def test_a_persisting_breach_is_reminded_once_per_interval(
     policy = RelayPolicy(renotify_hours=0.5 / 3600, retry_seconds=0.05)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     assert run(store, channels, policy).sent == 2
-    assert run(store, channels, policy).sent == 0  # within the interval
-    time.sleep(0.6)
-    reminded = run(store, channels, policy)
+    assert run(store, channels, policy, at=0.4).sent == 0  # within the interval
+    reminded = run(store, channels, policy, at=0.6)
     assert reminded.reminded == 2 and reminded.sent == 2
-    assert run(store, channels, policy).sent == 0
+    assert run(store, channels, policy, at=0.7).sent == 0
+    assert run(store, channels, policy, at=1.0).sent == 0  # 0.4 s after the reminder
+    assert run(store, channels, policy, at=1.2).sent == 2  # the next interval
     heads = [head for head, _ in slack_items(receiver.bodies)]
-    assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 2
+    assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 4
 
 
 def test_canary_secrets_appear_in_no_log_row_or_file(

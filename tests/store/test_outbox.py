@@ -6,6 +6,7 @@ lease notices and skip the ones another relay holds."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,30 @@ def test_a_breach_cleared_before_delivery_is_cancelled_not_recovered(
     assert deliver_all(store) == []
 
 
+def test_on_clear_a_dead_breach_notice_is_cancelled_and_only_told_channels_recover(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    path = shard(tmp_path, "a.parquet", rows=100, nsfw=20)
+    ingest([path], store, alerts=PLAN)
+    outbox = Outbox(store.engine)
+    claimed = outbox.claim("r", timedelta(seconds=30), t.utcnow())
+    mail = [n.id for n in claimed if n.channel == "mail"]
+    outbox.failed(mail, "r", "smtp: 550 5.1.1 no such mailbox", permanent=True,
+                  retry_at=t.utcnow(), max_attempts=5)
+    outbox.sent([n.id for n in claimed if n.channel == "slack"], "r", t.utcnow())
+    shard(tmp_path, "a.parquet", rows=100, nsfw=0)
+    ingest([path], store, alerts=PLAN)
+    states = Counter((n["channel"], n["kind"], n["state"]) for n in notices(store))
+    assert states == {
+        ("mail", "breach", "cancelled"): 2,  # stale now: `alerts retry` will not send them
+        ("slack", "breach", "sent"): 2,
+        ("slack", "recovery", "pending"): 2,  # only slack heard of the breach
+    }
+    cancelled = notices(store, state="cancelled")
+    assert {n["last_error"] for n in cancelled} == {"smtp: 550 5.1.1 no such mailbox"}
+    assert outbox.retry() == 0
+
+
 def test_dataset_rates_are_exact_sums_over_the_latest_versions(
     store: ResultStore, tmp_path: Path
 ) -> None:
@@ -170,11 +195,16 @@ def test_claims_lease_notices_and_a_lost_relay_is_taken_over(
 ) -> None:
     ingest([shard(tmp_path, "a.parquet", rows=100, nsfw=20)], store, alerts=PLAN)
     outbox = Outbox(store.engine)
-    first = outbox.claim("relay-1", timedelta(seconds=0.3), t.utcnow())
+    start = t.utcnow()  # explicit clocks: no sleeping, no timing flakiness
+
+    def at(seconds: float) -> Any:
+        return start + timedelta(seconds=seconds)
+
+    first = outbox.claim("relay-1", timedelta(seconds=60), at(0))
     assert len(first) == 4 and all(n.attempts == 1 for n in first)
-    assert outbox.claim("relay-2", timedelta(seconds=30), t.utcnow()) == []  # leased
-    time.sleep(0.4)  # relay-1 died without marking: its lease expires
-    again = outbox.claim("relay-2", timedelta(seconds=30), t.utcnow())
+    assert outbox.claim("relay-2", timedelta(seconds=30), at(59)) == []  # leased
+    # relay-1 died without marking: at 61 s its lease has expired
+    again = outbox.claim("relay-2", timedelta(seconds=30), at(61))
     assert sorted(n.id for n in again) == sorted(n.id for n in first)
     assert all(n.attempts == 2 for n in again)
     assert outbox.sent([n.id for n in first], "relay-1", t.utcnow()) == 0  # not its own now
@@ -186,21 +216,23 @@ def test_transient_failures_back_off_then_dead_letter_and_retry_requeues(
 ) -> None:
     ingest([shard(tmp_path, "a.parquet", rows=100, nsfw=20)], store, alerts=PLAN)
     outbox = Outbox(store.engine)
+    start = t.utcnow()
     for attempt in (1, 2):
-        now = t.utcnow()
+        now = start + timedelta(seconds=100 * (attempt - 1))
         claimed = outbox.claim("r", timedelta(seconds=30), now)
         assert len(claimed) == 4
         outbox.failed(
             [n.id for n in claimed], "r", "slack: HTTP 500", permanent=False,
-            retry_at=now + timedelta(seconds=0.2), max_attempts=2,
+            retry_at=now + timedelta(seconds=60), max_attempts=2,
         )
         if attempt == 1:
             assert {n["state"] for n in notices(store)} == {"pending"}
-            assert outbox.claim("r", timedelta(seconds=30), t.utcnow()) == []  # backing off
-            time.sleep(0.25)
+            backing_off = now + timedelta(seconds=59)
+            assert outbox.claim("r", timedelta(seconds=30), backing_off) == []
     dead = notices(store, state="dead")
     assert len(dead) == 4 and {n["last_error"] for n in dead} == {"slack: HTTP 500"}
-    assert outbox.claim("r", timedelta(seconds=30), t.utcnow()) == []  # dead stays dead
+    later = start + timedelta(hours=1)
+    assert outbox.claim("r", timedelta(seconds=30), later) == []  # dead stays dead
     views = outbox.alerts(include_resolved=False)
     assert {d.state for v in views for d in v.deliveries} == {"dead"}
     assert outbox.retry([dead[0]["id"]]) == 1

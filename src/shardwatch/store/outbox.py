@@ -91,11 +91,6 @@ def scope_key(level: Literal["shard", "dataset"], uri: str | None, term: str | N
     return key
 
 
-def _display(level: Literal["shard", "dataset"], uri: str | None, term: str | None) -> str:
-    where = "dataset (latest shard versions)" if level == "dataset" else f"shard {uri}"
-    return where + (f", term {term!r}" if term is not None else "")
-
-
 # --------------------------------------------------------------- inside complete()
 def record_alerts(
     s: Session,
@@ -195,7 +190,7 @@ class _Writer:
                 self._update(row, ob, link)
                 row.breaching = False
                 row.resolved_at = self.now
-                self._recover(row, _display(level, uri, ob.term))
+                self._recover(row)
             elif row is not None:
                 self._update(row, ob, link)
             return
@@ -216,11 +211,11 @@ class _Writer:
         row.resolved_at = None
         row.last_notified_at = self.now
         self.s.flush()
-        item = self._item(row, _display(level, uri, ob.term), "breach")
+        item = _item_of(row, self.dataset, "breach")
         for channel in self.plan.channels:
             if self._cancel(row.id, channel, ("recovery",)):
                 continue  # its recovery never went out: for that channel it never cleared
-            self._enqueue(row.id, channel, "breach", item)
+            self.s.add(_notice(row.id, channel, "breach", item, self.now))
 
     def _update(self, row: t.Alert, ob: Observation, link: str | None) -> None:
         row.severity = ob.rule.severity
@@ -230,64 +225,75 @@ class _Writer:
         row.link = link
         row.run_id = self.run_id
 
-    def _item(self, row: t.Alert, scope: str, kind: NoticeKind) -> AlertItem:
-        return AlertItem(
-            rule=row.rule,
-            severity="critical" if row.severity == "critical" else "warning",
-            dataset=self.dataset,
-            scope=scope,
-            observed=row.observed,
-            threshold=row.threshold,
-            kind=kind,
-            run_id=self.run_id,
-            link=row.link,
-            detail=row.detail,
-        )
-
-    def _recover(self, row: t.Alert, scope: str) -> None:
-        item = self._item(row, scope, "recovery")
+    def _recover(self, row: t.Alert) -> None:
+        """One recovery per channel that was told of the breach; notices of it that never
+        reached a channel (waiting, or dead-lettered) are cancelled: they are stale now."""
+        item = _item_of(row, self.dataset, "recovery")
         for channel in self.plan.channels:
-            self._cancel(row.id, channel, ("breach", "reminder"))
+            self._cancel(row.id, channel, ("breach", "reminder"), ("pending", "dead"))
             told = self.s.scalar(
                 select(
                     exists().where(
                         t.AlertOutbox.alert_id == row.id,
                         t.AlertOutbox.channel == channel,
                         t.AlertOutbox.kind.in_(("breach", "reminder")),
-                        t.AlertOutbox.state.in_(("sent", "sending", "dead")),
+                        t.AlertOutbox.state.in_(("sent", "sending")),
                         t.AlertOutbox.created_at >= row.opened_at,
                     )
                 )
             )
             if told:
-                self._enqueue(row.id, channel, "recovery", item)
+                self.s.add(_notice(row.id, channel, "recovery", item, self.now))
 
-    def _cancel(self, alert_id: int, channel: str, kinds: tuple[str, ...]) -> int:
-        """Cancel notices of `kinds` not yet attempted or waiting to be retried."""
+    def _cancel(
+        self,
+        alert_id: int,
+        channel: str,
+        kinds: tuple[str, ...],
+        states: tuple[str, ...] = ("pending",),
+    ) -> int:
+        """Cancel undelivered notices of `kinds` (waiting, or as given, dead too)."""
         result = self.s.execute(
             update(t.AlertOutbox)
             .where(
                 t.AlertOutbox.alert_id == alert_id,
                 t.AlertOutbox.channel == channel,
                 t.AlertOutbox.kind.in_(kinds),
-                t.AlertOutbox.state == "pending",
+                t.AlertOutbox.state.in_(states),
             )
-            .values(state="cancelled", last_error="superseded before it was delivered")
+            .values(state="cancelled")
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def _enqueue(self, alert_id: int, channel: str, kind: NoticeKind, item: AlertItem) -> None:
-        self.s.add(
-            t.AlertOutbox(
-                alert_id=alert_id,
-                channel=channel,
-                kind=kind,
-                state="pending",
-                payload=asdict(item),
-                attempts=0,
-                created_at=self.now,
-            )
-        )
+
+def _item_of(row: t.Alert, dataset: str, kind: NoticeKind) -> AlertItem:
+    """The alert's current values as an item to send."""
+    return AlertItem(
+        rule=row.rule,
+        severity="critical" if row.severity == "critical" else "warning",
+        dataset=dataset,
+        scope=_scope_text(row.scope),
+        observed=row.observed,
+        threshold=row.threshold,
+        kind=kind,
+        run_id=row.run_id,
+        link=row.link,
+        detail=row.detail,
+    )
+
+
+def _notice(
+    alert_id: int, channel: str, kind: NoticeKind, item: AlertItem, now: datetime
+) -> t.AlertOutbox:
+    return t.AlertOutbox(
+        alert_id=alert_id,
+        channel=channel,
+        kind=kind,
+        state="pending",
+        payload=asdict(item),
+        attempts=0,
+        created_at=now,
+    )
 
 
 # --------------------------------------------------------------------------- the relay
@@ -317,10 +323,8 @@ class Outbox:
             rows = s.scalars(query).all()
             for row in rows:
                 dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == row.dataset_id))
-                writer = _Writer(s, row.dataset_id, dataset or "", _NO_PLAN, row.run_id, now)
-                item = writer._item(row, _scope_text(row.scope), "reminder")
-                for channel in channels:
-                    writer._enqueue(row.id, channel, "reminder", item)
+                item = _item_of(row, dataset or "", "reminder")
+                s.add_all(_notice(row.id, channel, "reminder", item, now) for channel in channels)
                 row.last_notified_at = now
             return len(rows)
 
@@ -501,6 +505,3 @@ def _current(notice: t.AlertOutbox, alert: t.Alert) -> AlertItem:
 def _item(payload: dict[str, Any]) -> AlertItem:
     fields = set(AlertItem.__dataclass_fields__)
     return AlertItem(**{k: v for k, v in payload.items() if k in fields})
-
-
-_NO_PLAN = AlertPlan(rules=(), channels=())

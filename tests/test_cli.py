@@ -124,7 +124,8 @@ def test_untrusted_names_are_printed_literally(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [[], ["scan"], ["config"], ["config", "show"], ["ingest"], ["docs"], ["suites", "check"],
-     ["alerts", "test"]],
+     ["alerts", "test"], ["alerts", "list"], ["alerts", "relay"], ["alerts", "retry"],
+     ["run"], ["serve"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     proc = run(*command, "--help")
@@ -136,7 +137,8 @@ def test_readme_documents_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = ("shardwatch scan", "shardwatch config", "shardwatch ingest", "shardwatch db",
                 "shardwatch report", "shardwatch docs", "shardwatch suites check",
-                "shardwatch alerts test", "make demo", "make test")
+                "shardwatch alerts test", "shardwatch alerts list", "shardwatch run",
+                "shardwatch serve", "make demo", "make test")
     for command in commands:
         assert command in readme
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |"):

@@ -128,18 +128,3 @@ def test_docs_serve_serves_the_site_on_localhost(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
-
-
-def test_demo_audits_ingests_validates_and_exits_0(tmp_path: Path) -> None:
-    done = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr  # failing checks are what the demo shows
-    out = done.stdout
-    assert "Table 1" in out or "desi" in out  # the scan summary came first
-    assert out.count("validation (laion400m): ") == 2
-    assert "ERRORED expect_column_values_to_be_between on similarity: check errored" in out
-    index = tmp_path / ".shardwatch" / "docs" / "index.html"
-    assert f"Data Docs: {index}" in out and index.is_file()
-    assert (tmp_path / ".shardwatch" / "shardwatch.sqlite").is_file()
-    again = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("skipped  ") == 2  # reruns are free

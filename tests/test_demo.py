@@ -1,11 +1,14 @@
-"""The demo dataset: deterministic, reused on rerun, and one shard lacks columns."""
+"""The demo: its dataset (deterministic, reused on rerun, one shard lacks columns, one is
+corrupt) and `shardwatch demo` end to end: the monitor flow over loopback HTTP."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from store_checks import run_shardwatch
 
 from shardwatch.demo import demo_shards
 from shardwatch.engine import scan_shard
@@ -41,3 +44,33 @@ def test_demo_data_is_deterministic(tmp_path: Path) -> None:
     a = demo_shards(tmp_path / "a", shards=1, rows=2000)[0]
     b = demo_shards(tmp_path / "b", shards=1, rows=2000)[0]
     assert pq.read_table(a).equals(pq.read_table(b))
+
+
+@pytest.mark.integration
+def test_demo_runs_the_monitor_flow_end_to_end_and_a_rerun_finds_nothing(
+    tmp_path: Path,
+) -> None:
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    done = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path, **env)
+    assert done.returncode == 0, done.stderr  # failing checks are what the demo shows
+    out = done.stdout
+    base = "http://127.0.0.1:"
+    assert out.count("done        " + base) == 2
+    assert "quarantined " + base in out and "part-corrupt.parquet (refused before decoding: " \
+        "not a parquet file" in out
+    assert "run 1: 2 done, 1 quarantined, 0 unchanged" in out
+    alerts = tmp_path / ".shardwatch" / "alerts.jsonl"
+    lines = alerts.read_text().splitlines()
+    assert f"alerts: {len(lines)} to console; {len(lines)} to file" in out and lines
+    assert {json.loads(line)["dataset"] for line in lines} == {"demo"}
+    index = tmp_path / ".shardwatch" / "docs" / "index.html"
+    assert f"Data Docs: {index}" in out and index.is_file()
+    report = tmp_path / ".shardwatch" / "reports" / "run-1.html"
+    assert f"Report: {report}" in out and "<svg" in report.read_text()
+    assert "Table 1: watched terms" in out and "desi" in out
+    assert "1 quarantined" in out  # the dataset report lists it, not sums it
+
+    again = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path, **env)
+    assert again.returncode == 0, again.stderr
+    assert "run 2: 3 unchanged" in again.stdout and "no alert notices due" in again.stdout
+    assert len(alerts.read_text().splitlines()) == len(lines)  # nothing re-sent

@@ -221,6 +221,95 @@ def scan(
         raise typer.Exit(int(ExitCode.INPUT))
 
 
+def _monitor_flow() -> Any:
+    from shardwatch.monitor import load_flow
+
+    try:
+        return load_flow()
+    except FileNotFoundError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+
+
+def _prefect_quiet() -> None:
+    """Prefect's own console logging stays for warnings; ours reports the outcome."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@app.command("run")
+def run_monitor(config: ConfigOpt = None) -> None:
+    """Run one monitor pass (the Prefect flow): discover new or changed shards in the
+    configured [sources], fetch and check them, scan, validate and store each, relay alerts,
+    and write a report with Table 1 and charts under .shardwatch/reports/.
+
+    Exit 0 when every shard was stored; 3 if a shard failed or was quarantined (the others
+    were still processed), or a source could not be listed; 2 without sources.
+    """
+    settings = _settings(config)
+    if not settings.sources:
+        raise _fail(ExitCode.USAGE, "no [sources] configured: add one to shardwatch.toml")
+    _prefect_quiet()
+    flow = _monitor_flow()
+    state = flow(str(config) if config else None, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise _fail(ExitCode.INPUT, f"the monitor flow failed: {summary}")
+    _print_pass(summary)
+    if summary.failed or summary.source_errors:
+        raise typer.Exit(int(ExitCode.INPUT))
+
+
+def _print_pass(summary: Any) -> None:
+    for o in summary.outcomes:
+        detail = f" ({o.reason})" if o.reason else ""
+        checks = f"; {o.checks_failed} check(s) failed" if o.checks_failed else ""
+        typer.echo(f"{o.outcome:11} {o.uri}{detail}{checks}")
+    for error in summary.source_errors:
+        typer.echo(f"error: {error}", err=True)
+    typer.echo(summary.line())
+    typer.echo(summary.alerts)
+    if summary.data_docs:
+        typer.echo(f"Data Docs: {summary.data_docs}")
+    from shardwatch.report_artifacts import REPORTS_DIR
+
+    report = REPORTS_DIR / f"run-{summary.run_id}.html"
+    if report.is_file():
+        typer.echo(f"Report: {report.resolve()}")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Override monitor.schedule (a cron string).")
+    ] = None,
+) -> None:
+    """Serve the monitor flow on its cron schedule (monitor.schedule) until interrupted.
+
+    Needs a Prefect API (PREFECT_API_URL, e.g. `prefect server start`); runs are visible in
+    the Prefect UI with their Table 1 artifact.
+    """
+    settings = _settings(config)
+    if not settings.sources:
+        raise _fail(ExitCode.USAGE, "no [sources] configured: add one to shardwatch.toml")
+    schedule = cron or settings.monitor.schedule
+    try:
+        from prefect.client.schemas.schedules import construct_schedule
+
+        construct_schedule(cron=schedule)
+    except (ValueError, TypeError) as exc:
+        raise _fail(ExitCode.USAGE, f"invalid cron schedule {schedule!r}: {exc}") from None
+    flow = _monitor_flow()
+    typer.echo(f"serving shardwatch-monitor on {schedule!r} (Ctrl-C stops)")
+    flow.serve(
+        name="shardwatch-monitor",
+        cron=schedule,
+        parameters={"config": str(config) if config else None},
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[
@@ -228,36 +317,42 @@ def demo(
     ] = DEFAULT_DEMO_DIR,
     shards: Annotated[int, typer.Option("--shards", min=1, help="Full demo shards.")] = 3,
     rows: Annotated[int, typer.Option("--rows", min=1, help="Rows per full shard.")] = 200_000,
-    config: ConfigOpt = None,
 ) -> None:
-    """Generate a small synthetic LAION-like dataset, audit it, then ingest and validate it.
+    """The main job, end to end on this machine: generate a LAION-400M-like dataset, serve it
+    over loopback HTTP, and run the monitor flow on it (Prefect, embedded SQLite store).
 
-    One extra shard has only URL and TEXT, to show how unavailable metrics and errored checks
-    are reported. The shards are stored as dataset `demo` in the configured store (default:
-    the embedded SQLite file) and validated with the GX suite; the Data Docs path is printed.
-    New breaches of the alert rules go to the configured channels (default: this console),
-    as one message. Failing checks are the point of the demo: they do not make it exit
-    non-zero.
+    The dataset: full shards, a URL+TEXT-only shard (unavailable metrics, errored checks) and
+    a corrupt shard (quarantined; the run goes on), with a manifest. Every shard is fetched,
+    checked, scanned, validated with the GX suite and stored; alert rules breach and go to
+    the console and to .shardwatch/alerts.jsonl; Data Docs and a report with charts are
+    built. Prints Table 1 and the paths to open. A second run finds nothing new.
+    Failing checks and the corrupt shard are the point: they do not make it exit non-zero.
     """
+    from shardwatch.demo import corrupt_shard, demo_config, serve_folder, write_manifest
+
     _stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
-    scan(paths, config=config, as_json=False, progress=None)
-    typer.echo("\ningesting and validating the demo shards (dataset 'demo'):")
-    try:
-        ingest(
-            paths,
-            dataset="demo",
-            config=config,
-            profile=None,
-            lexicon=None,
-            force=False,
-            validate=None,
-            as_json=False,
-            alerts=None,
-        )
-    except typer.Exit as exc:
-        if exc.exit_code != ExitCode.DATA_FAILED:
-            raise
+    paths.append(corrupt_shard(out, paths[0]))
+    write_manifest(out, paths)
+    _prefect_quiet()
+    flow = _monitor_flow()
+    alerts_file = Path(".shardwatch/alerts.jsonl")
+    with serve_folder(out) as base:
+        config = demo_config(Path(".shardwatch/demo.toml"), base + "manifest.json", alerts_file)
+        settings = _settings(config)
+        _stderr.print(f"serving {out} at {base}; running the monitor flow", markup=False)
+        state = flow(str(config), return_state=True)
+        summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise _fail(ExitCode.INPUT, f"the monitor flow failed: {summary}")
+    typer.echo("")
+    _print_pass(summary)
+    from shardwatch.store.report import dataset_report
+
+    typer.echo("")
+    _print_report(dataset_report(_store_engine(settings), settings.dataset), ReportFormat.text)
+    typer.echo(f"\nalerts (JSON lines): {alerts_file.resolve()}")
+    typer.echo(f"config used: {config.resolve()}")
 
 
 def _store_engine(settings: Settings) -> Engine:

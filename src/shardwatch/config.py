@@ -224,6 +224,86 @@ class AlertSettings(_Strict):
         return tuple(out.values())
 
 
+class LocalSourceSpec(_Strict):
+    type: Literal["local"]
+    path: str = Field(
+        description="A folder (its *.parquet files) or a glob, e.g. data/**/*.parquet."
+    )
+
+
+class HttpSourceSpec(_Strict):
+    type: Literal["http"]
+    manifest: str = Field(
+        description="URL of a manifest: JSON (URLs, or objects with url/size/sha256/etag) or "
+        "one URL per line. Listed URLs and every redirect must stay on the manifest's host "
+        "or `extra_hosts`."
+    )
+    extra_hosts: list[str] = Field(default_factory=list, description="More allowed hosts.")
+
+
+class HfSourceSpec(_Strict):
+    type: Literal["hf"]
+    repo: str = Field(description="A Hugging Face Hub dataset repository, `owner/name`.")
+    revision: str = "main"
+    path: str = Field(default="", description="A folder inside the repository.")
+    token: SecretStr | None = Field(default=None, description="A Hub token (a secret).")
+    endpoint: str = "https://huggingface.co"
+    extra_hosts: list[str] | None = Field(
+        default=None, description="Download hosts the Hub redirects to (default: its CDNs)."
+    )
+
+
+class ObjectStoreSourceSpec(_Strict):
+    type: Literal["object"]
+    uri: str = Field(description="s3://bucket/prefix, gs://bucket/prefix or file:///dir.")
+    region: str | None = None
+    endpoint_override: str | None = None
+    anonymous: bool = False
+
+
+SourceSpec = Annotated[
+    LocalSourceSpec | HttpSourceSpec | HfSourceSpec | ObjectStoreSourceSpec,
+    Field(discriminator="type"),
+]
+
+
+class DownloadSettings(_Strict):
+    """How shards are fetched into the cache and checked before they are decoded."""
+
+    cache_dir: Path = Field(default=Path(".shardwatch/cache"), description="Download cache.")
+    keep_cache: bool = Field(
+        default=False,
+        description="Keep downloaded shards after they are processed (default: delete them; "
+        "an interrupted download's partial file is always kept, to resume).",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    attempts: int = Field(default=4, ge=1, le=20, description="Tries per download, bounded.")
+    backoff: float = Field(default=1.0, gt=0, description="First retry wait; doubles.")
+    backoff_cap: float = Field(default=30.0, gt=0, description="Longest wait (Retry-After too).")
+    max_bytes: int = Field(default=8 * 1024**3, ge=1, description="Largest shard file.")
+    max_uncompressed_bytes: int = Field(
+        default=16 * 1024**3,
+        ge=1,
+        description="Refuse a shard whose footer declares more uncompressed data than this.",
+    )
+    max_rows: int = Field(default=2_000_000_000, ge=1, description="Largest declared row count.")
+    max_footer_bytes: int = Field(default=64 * 1024**2, ge=1, description="Largest footer.")
+
+
+class MonitorSettings(_Strict):
+    """The monitor flow: concurrency, task runner and schedule."""
+
+    concurrency: int = Field(default=2, ge=1, le=64, description="Shards processed at once.")
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread", description="`dask` fans shards out over a Dask cluster."
+    )
+    dask_address: str | None = Field(
+        default=None, description="Scheduler of an existing Dask cluster (default: a local one)."
+    )
+    schedule: str = Field(default="0 * * * *", description="Cron schedule of `shardwatch serve`.")
+
+
 class Settings(BaseSettings):
     """Everything configurable. Precedence: explicit overrides > environment > TOML > default."""
 
@@ -252,6 +332,12 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    sources: dict[str, SourceSpec] = Field(
+        default_factory=dict,
+        description="Where the monitor finds shards: `[sources.<name>]` with a `type`.",
+    )
+    download: DownloadSettings = Field(default_factory=DownloadSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

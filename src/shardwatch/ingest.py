@@ -21,7 +21,7 @@ from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
 from shardwatch.store.repository import BeforeCommit, ResultStore
 from shardwatch.validation import ShardValidation, ShardValidator, could_not_run
 
-Outcome = Literal["done", "skipped", "busy", "failed", "lost"]
+Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
 _CHUNK = 1 << 20
 
 
@@ -68,6 +68,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@dataclass(frozen=True)
+class IngestJob:
+    """What every shard of one ingest pass shares: where results go and how to scan."""
+
+    store: ResultStore
+    dataset: str
+    profile: DatasetProfile
+    lexicon: CompiledLexicon
+    lease_seconds: float
+    owner: str
+    force: bool = False
+    run_id: int | None = None
+    batch_size: int | None = None
+    workers: int = 2
+    progress: ProgressCallback | None = None
+    before_commit: BeforeCommit | None = None
+    validator: ShardValidator | None = None
+    alerts: AlertPlan | None = None
+
+
 def ingest_shards(
     paths: Iterable[Path],
     *,
@@ -96,91 +116,86 @@ def ingest_shards(
     is rendered only after that commit. With `alerts`, alert rules are judged and outbox
     notices written in that same transaction (a relay sends them later).
     """
-    owner = owner or worker_id()
+    job = IngestJob(
+        store,
+        dataset,
+        profile,
+        lexicon,
+        lease_seconds,
+        owner or worker_id(),
+        force,
+        run_id,
+        batch_size,
+        workers,
+        progress,
+        before_commit,
+        validator,
+        alerts,
+    )
     results = []
     for path in paths:
-        result = _ingest_one(
-            path,
-            store,
-            dataset,
-            profile,
-            lexicon,
-            lease_seconds,
-            owner,
-            force,
-            run_id,
-            batch_size,
-            workers,
-            progress,
-            before_commit,
-            validator,
-            alerts,
-        )
+        result = ingest_file(job, path)
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
 
 
-def _ingest_one(
+def ingest_file(
+    job: IngestJob,
     path: Path,
-    store: ResultStore,
-    dataset: str,
-    profile: DatasetProfile,
-    lexicon: CompiledLexicon,
-    lease_seconds: float,
-    owner: str,
-    force: bool,
-    run_id: int | None,
-    batch_size: int | None,
-    workers: int,
-    progress: ProgressCallback | None,
-    before_commit: BeforeCommit | None,
-    validator: ShardValidator | None,
-    alerts: AlertPlan | None,
+    *,
+    uri: str | None = None,
+    fp: Fingerprint | None = None,
+    etag: str | None = None,
 ) -> IngestResult:
-    uri = str(path.resolve())
-    try:
-        fp = fingerprint(path)
-    except ShardReadError as exc:
-        return IngestResult(uri, "failed", reason=exc.reason)
-    sv = store.register(dataset, uri, fp.sha256, fp.size, mtime=fp.mtime)
-    if sv.status == "done" and not force:
+    """Ingest one local file, stored under `uri` (default: its absolute path). A caller that
+    already hashed the file (a verified download) passes its fingerprint."""
+    uri = uri or str(path.resolve())
+    if fp is None:
+        try:
+            fp = fingerprint(path)
+        except ShardReadError as exc:
+            return IngestResult(uri, "failed", reason=exc.reason)
+    store = job.store
+    sv = store.register(job.dataset, uri, fp.sha256, fp.size, etag=etag, mtime=fp.mtime)
+    if sv.status == "done" and not job.force:
         return IngestResult(uri, "skipped", sv.id, sv.version)
-    if not store.claim(sv.id, owner, lease_seconds, force=force):
+    if not store.claim(sv.id, job.owner, job.lease_seconds, force=job.force):
         return IngestResult(uri, "busy", sv.id, sv.version)
+    validator = job.validator
     feature_batches: list[pa.RecordBatch] = []
     try:
         metrics = scan_shard(
             path,
-            profile,
-            lexicon,
-            batch_size=batch_size or DEFAULT_BATCH_SIZE,
-            workers=workers,
-            progress=progress,
+            job.profile,
+            job.lexicon,
+            batch_size=job.batch_size or DEFAULT_BATCH_SIZE,
+            workers=job.workers,
+            progress=job.progress,
             on_features=feature_batches.append if validator is not None else None,
         )
     except ShardReadError as exc:
-        store.fail(sv.id, owner, exc.reason)
+        store.fail(sv.id, job.owner, exc.reason)
         return IngestResult(uri, "failed", sv.id, sv.version, exc.reason)
     except (pa.ArrowException, ValueError) as exc:
         reason = f"unreadable data ({type(exc).__name__}: {exc})"
-        store.fail(sv.id, owner, reason)
+        store.fail(sv.id, job.owner, reason)
         return IngestResult(uri, "failed", sv.id, sv.version, reason)
     validation = None
     if validator is not None:
-        validation = _validate(validator, feature_batches, dataset, sv.id, sv.version)
+        validation = _validate(validator, feature_batches, job.dataset, sv.id, sv.version)
     try:
         stored = store.complete(
             sv.id,
-            owner,
+            job.owner,
             metrics,
-            profile=profile.name,
-            lexicon=lexicon.lexicon.name,
-            run_id=run_id,
+            profile=job.profile.name,
+            lexicon=job.lexicon.lexicon.name,
+            run_id=job.run_id,
             validation=validation,
-            alerts=alerts,
-            before_commit=before_commit,
+            alerts=job.alerts,
+            before_commit=job.before_commit,
         )
     except BaseException:
         if validator is not None and validation is not None:

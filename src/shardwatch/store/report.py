@@ -227,6 +227,42 @@ def dataset_total(conn: Connection, dataset_id: int) -> ShardMetrics | None:
     return total if total.shards else None
 
 
+@dataclass(frozen=True)
+class ShardRates:
+    """One current shard's counts behind its NSFW rates (for per-shard charts)."""
+
+    uri: str
+    rows: int
+    tag_nsfw: int | None  # rows whose tag is the label; None: the shard has no tag column
+    keyword_nsfw: int | None
+
+
+def shard_rates(engine: Engine, dataset: str, label: str = "NSFW") -> list[ShardRates]:
+    """Per current done shard of `dataset`: rows, rows tagged `label`, keyword-NSFW rows."""
+    with _snapshot(engine) as conn:
+        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if dataset_id is None:
+            return []
+        latest = latest_done(dataset_id)
+        sm, tc = t.ShardMetricsRow, t.ShardTagCount
+        tagged = select(tc.shard_id, tc.count.label("n")).where(tc.label == label).subquery()
+        rows = conn.execute(
+            select(latest.c.uri, sm.rows, sm.has_nsfw_tag, tagged.c.n, sm.keyword_nsfw_rows)
+            .join(sm, sm.shard_id == latest.c.id)
+            .outerjoin(tagged, tagged.c.shard_id == latest.c.id)
+            .order_by(latest.c.uri)
+        ).all()
+    return [
+        ShardRates(
+            r.uri,
+            int(r.rows),
+            (int(r.n or 0) if r.has_nsfw_tag else None),
+            _opt_int(r.keyword_nsfw_rows),
+        )
+        for r in rows
+    ]
+
+
 def _build(
     conn: Connection, dataset: str, dataset_id: int, latest: CTE, resolve: ProfileResolver
 ) -> DatasetReport:
@@ -420,8 +456,10 @@ __all__ = [
     "ProfileResolver",
     "ReportError",
     "ShardEntry",
+    "ShardRates",
     "UnknownDataset",
     "dataset_report",
     "dataset_total",
     "latest_done",
+    "shard_rates",
 ]

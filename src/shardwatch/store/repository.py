@@ -33,6 +33,37 @@ class ShardVersion:
     attempts: int
 
 
+@dataclass(frozen=True)
+class StoredShard:
+    """The current (most recently seen) version of a URI, as discovery compares it."""
+
+    uri: str
+    version: int
+    status: str
+    content_sha256: str
+    size_bytes: int | None
+    etag: str | None
+    mtime: datetime | None
+    reason: str | None
+
+    @property
+    def fetched(self) -> bool:
+        """False for a version recorded before its content could be fetched."""
+        return not self.content_sha256.startswith(UNFETCHED)
+
+
+# The content hash of a version whose bytes never arrived (a failed download): derived from
+# what the source listed, so the next attempt finds the same row; always 64 characters.
+UNFETCHED = "unfetched-"
+
+
+def unfetched_hash(uri: str, size: int | None, etag: str | None) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(f"{uri}|{size}|{etag}".encode()).hexdigest()
+    return UNFETCHED + digest[: 64 - len(UNFETCHED)]
+
+
 def _version(row: t.Shard, dataset: str) -> ShardVersion:
     return ShardVersion(
         row.id, dataset, row.uri, row.content_sha256, row.version, row.status, row.attempts
@@ -110,6 +141,73 @@ class ResultStore:
             except IntegrityError:
                 continue  # a concurrent register won the race: read its row
         raise RuntimeError(f"could not register {uri!r}")
+
+    def current(self, dataset: str) -> dict[str, StoredShard]:
+        """The current version of every URI of `dataset` (empty for an unknown dataset)."""
+        with self.sessions() as s:
+            ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+            if ds is None:
+                return {}
+            rows = s.scalars(
+                select(t.Shard)
+                .where(t.Shard.dataset_id == ds)
+                .order_by(t.Shard.uri, t.Shard.last_seen_at.desc(), t.Shard.version.desc())
+            ).all()
+        out: dict[str, StoredShard] = {}
+        for r in rows:
+            if r.uri not in out:
+                out[r.uri] = StoredShard(
+                    r.uri,
+                    r.version,
+                    r.status,
+                    r.content_sha256,
+                    r.size_bytes,
+                    r.etag,
+                    r.mtime,
+                    r.reason,
+                )
+        return out
+
+    def done_with_content(
+        self, dataset: str, content_sha256: str, *, other_than: str
+    ) -> str | None:
+        """The URI of a done shard of `dataset` holding exactly this content under another
+        URI (a shard re-listed under a new name), if any."""
+        with self.sessions() as s:
+            return s.scalar(
+                select(t.Shard.uri)
+                .join(t.Dataset, t.Dataset.id == t.Shard.dataset_id)
+                .where(
+                    t.Dataset.name == dataset,
+                    t.Shard.content_sha256 == content_sha256,
+                    t.Shard.status == "done",
+                    t.Shard.uri != other_than,
+                )
+                .order_by(t.Shard.id)
+                .limit(1)
+            )
+
+    def reject(
+        self,
+        dataset: str,
+        uri: str,
+        reason: str,
+        *,
+        owner: str,
+        content_sha256: str | None = None,
+        size_bytes: int | None = None,
+        etag: str | None = None,
+        mtime: datetime | None = None,
+        quarantine: bool,
+    ) -> ShardVersion:
+        """Record a shard that will not be scanned: `failed` (worth retrying: e.g. the
+        download failed) or `quarantined` (its content is refused: corrupt, a decompression
+        bomb, a duplicate). Without a content hash the version is keyed by the listing."""
+        sha = content_sha256 or unfetched_hash(uri, size_bytes, etag)
+        sv = self.register(dataset, uri, sha, size_bytes, etag, mtime)
+        if self.claim(sv.id, owner, 60.0, force=True):
+            self.fail(sv.id, owner, reason, quarantine=quarantine)
+        return self.shard(sv.id)
 
     # -- claims ----------------------------------------------------------------------------
     def claim(self, shard_id: int, owner: str, lease_seconds: float, force: bool = False) -> bool:

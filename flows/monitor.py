@@ -1,0 +1,122 @@
+"""The monitor flow: discover -> per new shard (fetch -> check -> scan, validate and store in
+one transaction) -> relay alerts -> roll up, with a Table 1 artifact and charts.
+
+It only composes `shardwatch.monitor` stages. Only I/O tasks (listing, fetching, relaying)
+have Prefect retries; scanning and storing do not (a store transaction is all or nothing, and
+the same bytes fail the same way twice). Shards fan out over a thread pool, or over Dask with
+`monitor.task_runner = "dask"` (`monitor.dask_address` for an existing cluster).
+
+    prefect deployment: flows/monitor.py:monitor   (see prefect.yaml)
+    one pass:           shardwatch run [--config F]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from shardwatch import monitor as stages
+from shardwatch.config import Settings, load_settings
+from shardwatch.report_artifacts import publish_artifacts
+from shardwatch.sources import RemoteShard
+
+
+@task(name="discover", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def discover(settings: Settings) -> stages.Discovery:
+    return stages.discover(settings)
+
+
+@task(name="fetch", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def fetch(settings: Settings, shard: RemoteShard) -> stages.Fetch:
+    return stages.fetch(settings, shard)
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest(settings: Settings, fetched: stages.Fetch, run_id: int) -> stages.ShardOutcome:
+    return stages.ingest_fetched(settings, fetched, run_id)
+
+
+@task(name="relay alerts", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def relay(settings: Settings) -> str:
+    return stages.relay_alerts(settings)
+
+
+def task_runner(settings: Settings) -> Any:
+    """Threads by default; Dask (a local cluster, or `monitor.dask_address`) on request."""
+    m = settings.monitor
+    if m.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if m.dask_address:
+            return DaskTaskRunner(address=m.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": m.concurrency, "threads_per_worker": 1}
+        )
+    return ThreadPoolTaskRunner(max_workers=m.concurrency)
+
+
+def _outcome(
+    settings: Settings, shard: RemoteShard, fetched: PrefectFuture[stages.Fetch], run_id: int
+) -> stages.ShardOutcome | PrefectFuture[stages.ShardOutcome]:
+    """The ingest task for a fetched shard; a fetch that failed after its retries is
+    recorded `failed` (the next pass tries again) and the run goes on."""
+    fetched.wait()
+    if fetched.state.is_failed():
+        error = fetched.state.result(raise_on_failure=False)
+        return stages.fetch_failed(settings, shard, str(error))
+    return ingest.submit(settings, fetched, run_id)
+
+
+def _process(
+    settings: Settings, shards: tuple[RemoteShard, ...], run_id: int
+) -> list[stages.ShardOutcome]:
+    """Fetch and ingest `shards`, `monitor.concurrency` at a time: at most that many
+    downloads sit in the cache at once, whatever the number of shards."""
+    window = settings.monitor.concurrency
+    outcomes: list[stages.ShardOutcome] = []
+    for start in range(0, len(shards), window):
+        batch = shards[start : start + window]
+        fetches = [fetch.submit(settings, shard) for shard in batch]
+        pending = [_outcome(settings, s, f, run_id) for s, f in zip(batch, fetches, strict=True)]
+        outcomes += [p if isinstance(p, stages.ShardOutcome) else p.result() for p in pending]
+    return outcomes
+
+
+@flow(name="shardwatch-monitor")
+def monitor(config: str | None = None) -> Any:
+    """One pass over the configured sources; its final state says how many shards failed."""
+    settings = load_settings(config)
+    summary = monitor_pass.with_options(task_runner=task_runner(settings))(settings)
+    failed = f"; {summary.failed} shard(s) failed" if summary.failed else ""
+    return Completed(message=summary.line() + failed, data=summary)
+
+
+@flow(name="shardwatch-monitor-pass")
+def monitor_pass(settings: Settings) -> stages.PassSummary:
+    """discover -> fetch (retried) -> ingest, per new shard -> relay -> roll up."""
+    log = get_run_logger()
+    run_id = stages.start(settings)
+    found = discover(settings)
+    for error in found.errors:
+        log.warning("%s", error)
+    log.info(
+        "run %s: %d new or changed shard(s), %d unchanged",
+        run_id,
+        len(found.new) + len(found.later),
+        found.unchanged,
+    )
+    outcomes = _process(settings, found.new, run_id)
+    outcomes += _process(settings, found.later, run_id)  # copies: after their originals
+    for o in outcomes:
+        if o.outcome in ("failed", "quarantined"):
+            log.warning("%s %s: %s", o.outcome, o.uri, o.reason)
+    relayed = relay(settings)
+    summary = stages.finish(settings, run_id, found, outcomes, relayed)
+    publish_artifacts(settings, summary)
+    log.info("%s; %s", summary.line(), relayed)
+    return summary

@@ -1,0 +1,2 @@
+-- Prefect's own database beside shardwatch's results (same server, separate databases).
+CREATE DATABASE prefect OWNER shardwatch;

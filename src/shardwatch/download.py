@@ -1,0 +1,563 @@
+"""Download: stream a remote shard into the cache, resumable, verified, never following a
+redirect off the allow-list.
+
+Every request hop (the first URL and each redirect target) must be http(s) with a host in
+`DownloadPolicy.allowed_hosts`, or it is never requested: this is the SSRF guard (a redirect
+to 169.254.169.254 or to a database on loopback is refused before any connection is made).
+Redirects are followed by hand, at most `max_redirects`, and `Authorization` (and `Cookie`,
+`Proxy-Authorization`) is dropped as soon as a hop leaves the first URL's origin. Connect and
+read timeouts are always set; retries are bounded (`attempts`) with capped exponential
+backoff, honouring a numeric `Retry-After` on 429 and 503; other 4xx are permanent at once.
+
+A download streams into `<dest>.part`, hashing as it goes, resumes a previous part with
+`Range`, verifies size and sha256, and only then renames it onto `dest` (`os.replace`), so
+`dest` is either absent or complete. Errors never carry a header value or a query string
+(signed URLs carry tokens), and urllib3's DEBUG request lines have their query redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from urllib3.util import parse_url
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], None]
+T = TypeVar("T")
+
+CHUNK = 1024 * 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Dropped from the headers as soon as a redirect leaves the first URL's origin.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """Where and how to download. `headers` may hold a secret (e.g. `Authorization`): it is
+    sent, never logged, never put in an error."""
+
+    allowed_hosts: frozenset[str]  # lower-case host names (no port); every hop must be in it
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 4  # total tries per download (bounded)
+    backoff: float = 1.0  # first wait; doubles per attempt
+    backoff_cap: float = 30.0  # also caps Retry-After
+    max_redirects: int = 5
+    max_bytes: int | None = None  # refuse a body larger than this (declared or actual)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never show header values
+        return (
+            f"DownloadPolicy(allowed_hosts={sorted(self.allowed_hosts)!r}, "
+            f"connect_timeout={self.connect_timeout}, read_timeout={self.read_timeout}, "
+            f"attempts={self.attempts}, backoff={self.backoff}, "
+            f"backoff_cap={self.backoff_cap}, max_redirects={self.max_redirects}, "
+            f"max_bytes={self.max_bytes}, headers={sorted(self.headers)!r})"
+        )
+
+    def delay(self, attempt: int) -> float:
+        """The wait after failed attempt `attempt` (1-based): backoff * 2**(attempt-1), capped."""
+        return float(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
+
+
+class DownloadError(Exception):
+    """A download failed. `permanent`: retrying will not help (refused, 4xx, mismatch).
+    `url` has no query string and no user info; nothing here carries a header value."""
+
+    def __init__(self, url: str, reason: str, *, permanent: bool) -> None:
+        self.url = safe_url(url)
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(f"{self.url}: {reason}")
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A complete, verified file at `path`."""
+
+    path: Path
+    size: int
+    sha256: str  # hex
+    etag: str | None  # the final response's ETag header, if any
+    resumed: bool  # True if a previous partial file was continued with Range
+
+
+def host_of(url: str) -> str:
+    """The lower-case host name of a URL, without port, brackets or a trailing dot ("" if
+    there is none)."""
+    return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def safe_url(url: str) -> str:
+    """The URL without its query string, fragment and user info, for messages."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "<unparseable url>"
+
+
+# ------------------------------------------------------------------------------ internals
+class _Retry(Exception):
+    """A transient failure: retry after `wait` seconds (None: the policy's backoff)."""
+
+    def __init__(self, error: DownloadError, wait: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+class _RedactQuery(logging.Filter):
+    """urllib3 logs each request line (path and query) at DEBUG; signed URLs carry tokens in
+    the query, so it is replaced by `?<redacted>`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(a, str) and "?" in a for a in record.args
+        ):
+            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact(text: str) -> str:
+    if "?" in text and (text.startswith("/") or "://" in text):
+        return text.split("?", 1)[0] + "?<redacted>"
+    return text
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactQuery())
+
+
+def _checked(
+    url: str, policy: DownloadPolicy, *, redirect: bool, origin: str | None = None
+) -> None:
+    """Refuse (permanently) a URL that may not be requested: not http(s), malformed or
+    ambiguous (urllib and urllib3 disagree on its host), or a host off the allow-list.
+    Errors name `origin` (the URL asked for) when given."""
+    what = "redirect to" if redirect else "URL with"
+    named = url if origin is None else origin
+    if any(c in url for c in "\\ ") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise DownloadError(named, f"{what} a malformed URL is not allowed", permanent=True)
+    try:
+        parts = urlsplit(url)
+        host = host_of(url)
+        parsed = (parse_url(url).host or "").strip("[]").rstrip(".").lower()
+        _ = parts.port  # raises on a bad port
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        reason = f"{what} a malformed URL is not allowed"
+        raise DownloadError(named, reason, permanent=True) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme.lower()[:16] or "none"
+        raise DownloadError(named, f"{what} scheme {scheme!r} is not allowed", permanent=True)
+    if not host or _ascii_host(host) != _ascii_host(parsed):
+        raise DownloadError(named, f"{what} an ambiguous host is not allowed", permanent=True)
+    if host not in policy.allowed_hosts:
+        raise DownloadError(named, f"{what} host {host} is not allowed", permanent=True)
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised host name in its ASCII (IDNA) form, as urllib3 connects to it."""
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, host_of(url), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _keeps_credentials(first: str, target: str) -> bool:
+    """Credentials follow a redirect only within the first URL's origin (an upgrade from
+    http to https on default ports included), as requests does."""
+    a, b = _origin(first), _origin(target)
+    if a == b:
+        return True
+    return a[1] == b[1] and (a[0], a[2], b[0], b[2]) == ("http", 80, "https", 443)
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    """Seconds from a numeric Retry-After header, capped; None when absent or not numeric."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds:  # NaN
+        return None
+    return float(min(cap, max(0.0, seconds)))
+
+
+def _open(
+    session: requests.Session,
+    url: str,
+    policy: DownloadPolicy,
+    extra: Mapping[str, str],
+) -> requests.Response:
+    """GET `url`, following redirects by hand with the allow-list checked before each hop.
+    Returns the first non-redirect response (streaming, not yet read). Credentials are
+    dropped for good once a hop leaves the first URL's origin."""
+    base = {"Accept-Encoding": "identity", **policy.headers}
+    current = url
+    redirects = 0
+    credentials = True
+    while True:
+        credentials = credentials and _keeps_credentials(url, current)
+        headers = dict(base)
+        if not credentials:
+            headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        headers.update(extra)
+        where = "" if current == url else f" (redirected to host {host_of(current)})"
+        try:
+            response = session.get(
+                current,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(policy.connect_timeout, policy.read_timeout),
+            )
+        except requests.Timeout:
+            raise _Retry(DownloadError(url, f"timed out{where}", permanent=False)) from None
+        except requests.ConnectionError:
+            reason = f"connection failed or was reset{where}"
+            raise _Retry(DownloadError(url, reason, permanent=False)) from None
+        except requests.RequestException as exc:  # its text would carry the URL or a header
+            raise DownloadError(url, f"{type(exc).__name__}{where}", permanent=True) from None
+        logger.debug("GET %s: HTTP %d", safe_url(current), response.status_code)
+        if response.status_code not in REDIRECTS:
+            return response
+        status = response.status_code
+        location = response.headers.get("Location")
+        response.close()
+        if not location:
+            raise DownloadError(url, f"HTTP {status} without a Location{where}", permanent=True)
+        redirects += 1
+        if redirects > policy.max_redirects:
+            reason = f"more than {policy.max_redirects} redirects"
+            raise DownloadError(url, reason, permanent=True)
+        target = urljoin(current, location.strip())
+        _checked(target, policy, redirect=True, origin=url)
+        current = target
+
+
+def _refuse_status(response: requests.Response, url: str, policy: DownloadPolicy) -> None:
+    """Raise for a status that is not a success: 429 and 5xx are transient (with a capped
+    Retry-After on 429 and 503), other statuses permanent."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    response.close()
+    if status == 429 or status >= 500:
+        wait = None
+        if status in (429, 503):
+            wait = _retry_after(response.headers.get("Retry-After"), policy.backoff_cap)
+        raise _Retry(DownloadError(url, f"HTTP {status}", permanent=False), wait)
+    raise DownloadError(url, f"HTTP {status}", permanent=True)
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def _chunks(response: requests.Response, url: str) -> Iterator[bytes]:
+    """The raw body (no content decoding) in chunks; network failures become `_Retry`."""
+    stream = response.raw.stream(CHUNK, decode_content=False)
+    while True:
+        try:
+            chunk = next(stream)
+        except StopIteration:
+            return
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            timeout = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+            reason = "timed out while reading" if timeout else "body truncated (connection lost)"
+            raise _Retry(DownloadError(url, reason, permanent=False)) from None
+        if chunk:
+            yield chunk
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _run(url: str, policy: DownloadPolicy, sleep: Sleep, attempt_once: Callable[[int], T]) -> T:
+    """Call `attempt_once(attempt)` up to `policy.attempts` times, sleeping between
+    transient failures; raise the last error."""
+    last = DownloadError(url, "not attempted", permanent=False)
+    attempts = max(1, policy.attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return attempt_once(attempt)
+        except _Retry as retry:
+            last = retry.error
+            wait = policy.delay(attempt) if retry.wait is None else retry.wait
+            logger.debug("%s (attempt %d of %d)", last, attempt, attempts)
+        if attempt < attempts and wait > 0:
+            sleep(wait)
+    raise last
+
+
+# -------------------------------------------------------------------------------- download
+def download(
+    url: str,
+    dest: Path,
+    *,
+    policy: DownloadPolicy,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    sleep: Sleep = time.sleep,
+) -> Downloaded:
+    """Download `url` to `dest` (resuming `<dest>.part`), verified; or raise DownloadError.
+    An existing `dest` that matches the expectations is returned without any request."""
+    _checked(url, policy, redirect=False)
+    want_sha = expected_sha256.lower() if expected_sha256 is not None else None
+    if dest.exists():
+        size, sha = _hash_file(dest)
+        if (want_sha is None or sha == want_sha) and (
+            expected_size is None or size == expected_size
+        ):
+            return Downloaded(dest, size, sha, None, False)
+        logger.debug("%s: cached file does not match, downloading again", dest)
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = f"cannot create the cache directory ({exc.strerror})"
+        raise DownloadError(url, reason, permanent=False) from None
+    job = _Download(url, dest, part, policy, expected_size, want_sha)
+    with requests.Session() as session:
+        return _run(url, policy, sleep, lambda attempt: job.attempt(session))
+
+
+class _Download:
+    """One download's state across attempts. Errors name the URL asked for."""
+
+    def __init__(
+        self,
+        url: str,
+        dest: Path,
+        part: Path,
+        policy: DownloadPolicy,
+        expected_size: int | None,
+        expected_sha256: str | None,
+    ) -> None:
+        self.url, self.dest, self.part, self.policy = url, dest, part, policy
+        self.expected_size = expected_size
+        self.expected_sha256 = expected_sha256
+        self.etag: str | None = None  # a strong ETag seen earlier, sent as If-Range
+
+    def error(self, reason: str, *, permanent: bool) -> DownloadError:
+        return DownloadError(self.url, reason, permanent=permanent)
+
+    def attempt(self, session: requests.Session) -> Downloaded:
+        have = self.part.stat().st_size if self.part.exists() else 0
+        if self.expected_size is not None and have > 0 and have >= self.expected_size:
+            if have == self.expected_size:  # a complete part left by an earlier run
+                digest = self.part_digest()
+                return self.finish(digest, have, None, resumed=False, from_part=True)
+            _unlink(self.part)
+            have = 0
+        extra: dict[str, str] = {}
+        if have:
+            extra["Range"] = f"bytes={have}-"
+            if self.etag and not self.etag.startswith("W/"):
+                extra["If-Range"] = self.etag
+        response = _open(session, self.url, self.policy, extra)
+        try:
+            return self.receive(response, have)
+        finally:
+            response.close()
+
+    def part_digest(self) -> hashlib._Hash:
+        digest = hashlib.sha256()
+        with self.part.open("rb") as fh:
+            while block := fh.read(CHUNK):
+                digest.update(block)
+        return digest
+
+    def receive(self, response: requests.Response, have: int) -> Downloaded:
+        status = response.status_code
+        if status == 416 and have:  # the part does not fit the object (any more)
+            _unlink(self.part)
+            reason = "HTTP 416 for the partial file; restarting from zero"
+            raise _Retry(self.error(reason, permanent=False), 0.0)
+        _refuse_status(response, self.url, self.policy)
+        etag = response.headers.get("ETag")
+        length = _declared_length(response)
+        resumed = status == 206
+        if resumed:
+            if not have:
+                raise self.error("HTTP 206 to a request without Range", permanent=True)
+            total = self.content_range(response, have, length)
+        elif status == 200:
+            have = 0  # the server ignored Range (or there was none): from zero
+            total = length
+        else:
+            raise self.error(f"unexpected HTTP {status}", permanent=True)
+        if total is not None:
+            self.check_declared(total)
+        self.etag = etag
+        digest = self.part_digest() if resumed else hashlib.sha256()
+        received = self.stream(response, have, digest, append=resumed)
+        size = have + received
+        if length is not None and received < length:
+            reason = f"body truncated at {size:,} of {have + length:,} bytes"
+            raise _Retry(self.error(reason, permanent=False))
+        if total is None and self.expected_size is not None and size < self.expected_size:
+            reason = f"body ended at {size:,} of {self.expected_size:,} bytes"
+            raise _Retry(self.error(reason, permanent=False))
+        if total is not None and size != total:
+            _unlink(self.part)
+            reason = f"got {size:,} bytes, the server declared {total:,}"
+            raise self.error(reason, permanent=True)
+        return self.finish(digest, size, etag, resumed=resumed, from_part=resumed)
+
+    def content_range(
+        self, response: requests.Response, have: int, length: int | None
+    ) -> int | None:
+        """The total size from a 206's Content-Range, which must start where the part ends."""
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != have:
+            _unlink(self.part)
+            reason = "HTTP 206 with a Content-Range that does not continue the partial file"
+            raise _Retry(self.error(reason, permanent=False), 0.0)
+        start, end, total = int(match.group(1)), int(match.group(2)), match.group(3)
+        if end < start or (length is not None and length != end - start + 1):
+            _unlink(self.part)
+            reason = "HTTP 206 whose Content-Length does not match its Content-Range"
+            raise _Retry(self.error(reason, permanent=False), 0.0)
+        return None if total == "*" else int(total)
+
+    def check_declared(self, total: int) -> None:
+        """Refuse a declared size above `max_bytes` or other than `expected_size`."""
+        cap = self.policy.max_bytes
+        if cap is not None and total > cap:
+            _unlink(self.part)
+            raise self.error(
+                f"declares {total:,} bytes, above the limit of {cap:,}", permanent=True
+            )
+        if self.expected_size is not None and total != self.expected_size:
+            _unlink(self.part)
+            reason = f"declares {total:,} bytes, expected {self.expected_size:,}"
+            raise self.error(reason, permanent=True)
+
+    def stream(
+        self, response: requests.Response, have: int, digest: hashlib._Hash, *, append: bool
+    ) -> int:
+        """Append the body to the part (or replace the part), hashing; the bytes received.
+        A network failure keeps what arrived (the next attempt resumes it)."""
+        cap = self.policy.max_bytes
+        received = 0
+        try:
+            with self.part.open("ab" if append else "wb") as fh:
+                try:
+                    for chunk in _chunks(response, self.url):
+                        received += len(chunk)
+                        if cap is not None and have + received > cap:
+                            reason = f"body exceeds the limit of {cap:,} bytes"
+                            raise self.error(reason, permanent=True)
+                        fh.write(chunk)
+                        digest.update(chunk)
+                finally:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except DownloadError:
+            _unlink(self.part)
+            raise
+        except OSError as exc:
+            reason = f"cannot write the partial file ({exc.strerror})"
+            raise self.error(reason, permanent=False) from None
+        return received
+
+    def finish(
+        self, digest: hashlib._Hash, size: int, etag: str | None, *, resumed: bool, from_part: bool
+    ) -> Downloaded:
+        """Verify the complete part, then rename it onto `dest`. A sha256 mismatch of a file
+        that continued an earlier part is retried from zero (the part may be stale)."""
+        if self.expected_size is not None and size != self.expected_size:
+            _unlink(self.part)
+            reason = f"got {size:,} bytes, expected {self.expected_size:,}"
+            raise self.error(reason, permanent=True)
+        sha = digest.hexdigest()
+        if self.expected_sha256 is not None and sha != self.expected_sha256:
+            _unlink(self.part)
+            reason = f"sha256 mismatch: got {sha}, expected {self.expected_sha256}"
+            if from_part:
+                raise _Retry(self.error(reason, permanent=True), 0.0)
+            raise self.error(reason, permanent=True)
+        try:
+            os.replace(self.part, self.dest)
+        except OSError as exc:
+            reason = f"cannot move the file into place ({exc.strerror})"
+            raise self.error(reason, permanent=False) from None
+        return Downloaded(self.dest, size, sha, etag, resumed)
+
+
+# ----------------------------------------------------------------------------- fetch_bytes
+def fetch_bytes(
+    url: str,
+    *,
+    policy: DownloadPolicy,
+    limit: int = 16 * 1024 * 1024,
+    sleep: Sleep = time.sleep,
+) -> tuple[bytes, str | None]:
+    """Small GET (e.g. a manifest or an API listing) with the same redirect checks, timeouts
+    and retries; returns (body, final content-type). Refuses bodies over `limit`."""
+    _checked(url, policy, redirect=False)
+    cap = limit if policy.max_bytes is None else min(limit, policy.max_bytes)
+
+    def once(session: requests.Session) -> tuple[bytes, str | None]:
+        response = _open(session, url, policy, {})
+        try:
+            _refuse_status(response, url, policy)
+            length = _declared_length(response)
+            if length is not None and length > cap:
+                reason = f"declares {length:,} bytes, above the limit of {cap:,}"
+                raise DownloadError(url, reason, permanent=True)
+            body = bytearray()
+            for chunk in _chunks(response, url):
+                body += chunk
+                if len(body) > cap:
+                    reason = f"body exceeds the limit of {cap:,} bytes"
+                    raise DownloadError(url, reason, permanent=True)
+            if length is not None and len(body) < length:
+                reason = f"body truncated at {len(body):,} of {length:,} bytes"
+                raise _Retry(DownloadError(url, reason, permanent=False))
+            return bytes(body), response.headers.get("Content-Type")
+        finally:
+            response.close()
+
+    with requests.Session() as session:
+        return _run(url, policy, sleep, lambda attempt: once(session))

@@ -1,0 +1,125 @@
+"""Report artifacts: a pass's Table 1, charts and Data Docs links, as an HTML page under
+`.shardwatch/reports/` and a Prefect markdown artifact. Counts and names only, no captions."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shardwatch.charts import rate_bars_svg, similarity_svg
+from shardwatch.config import Settings
+from shardwatch.render import markdown_escape, report_markdown
+
+if TYPE_CHECKING:
+    from shardwatch.monitor import PassSummary
+
+REPORTS_DIR = Path(".shardwatch/reports")
+
+
+def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Path | None]:
+    """(markdown, html, path of the written HTML page) for the pass's dataset."""
+    from shardwatch.monitor import _store
+    from shardwatch.store.report import UnknownDataset, dataset_report, shard_rates
+
+    store = _store(settings)
+    lines = [f"**Run {summary.run_id}:** {markdown_escape(summary.line())}"]
+    if summary.failed:
+        lines.append(f"**{summary.failed} shard(s) failed or were quarantined:**")
+        lines += [
+            f"- `{markdown_escape(o.uri)}` {o.outcome}: {markdown_escape(o.reason or '')}"
+            for o in summary.outcomes
+            if o.outcome in ("failed", "quarantined")
+        ]
+    if summary.data_docs:
+        lines.append(f"**Data Docs:** {markdown_escape(summary.data_docs)}")
+    lines.append(f"**Alerts:** {markdown_escape(summary.alerts)}")
+    try:
+        report = dataset_report(store, settings.dataset)
+    except UnknownDataset:
+        return "\n\n".join(lines), "", None
+    md = report_markdown(report.total, report.labels, settings.dataset, lines)
+    rates = shard_rates(store.engine, settings.dataset)
+    names = [Path(r.uri).name for r in rates]
+    charts = []
+    sim = report.total.similarity
+    if sim is not None:
+        charts.append(similarity_svg(sim.histogram, sim.threshold))
+    charts.append(
+        rate_bars_svg(
+            "NSFW tag rate per shard",
+            names,
+            [None if r.tag_nsfw is None or not r.rows else r.tag_nsfw / r.rows for r in rates],
+            _limit(settings, "nsfw-tag-rate"),
+        )
+    )
+    charts.append(
+        rate_bars_svg(
+            "keyword-NSFW rate per shard",
+            names,
+            [
+                None if r.keyword_nsfw is None or not r.rows else r.keyword_nsfw / r.rows
+                for r in rates
+            ],
+            _limit(settings, "keyword-nsfw-rate"),
+        )
+    )
+    page = _html(settings.dataset, summary, md, charts)
+    out = REPORTS_DIR / f"run-{summary.run_id}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    images = "\n".join(
+        f"![chart](data:image/svg+xml;base64,{base64.b64encode(c.encode()).decode()})"
+        for c in charts
+    )
+    md += f"\n**Charts:** {markdown_escape(str(out.resolve()))}\n\n{images}\n"
+    return md, page, out
+
+
+def _limit(settings: Settings, rule: str) -> float | None:
+    for r in settings.alerts.active_rules():
+        if r.name == rule:
+            return r.max
+    return None
+
+
+def _html(dataset: str, summary: PassSummary, md: str, charts: list[str]) -> str:
+    failed = "".join(
+        f"<li><code>{escape(o.uri)}</code> {escape(o.outcome)}: {escape(o.reason or '')}</li>"
+        for o in summary.outcomes
+        if o.outcome in ("failed", "quarantined")
+    )
+    docs = (
+        f'<p>Data Docs: <a href="{escape(Path(summary.data_docs).as_uri())}">'
+        f"{escape(summary.data_docs)}</a></p>"
+        if summary.data_docs
+        else ""
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'\">"
+        f"<title>shardwatch run {summary.run_id}</title></head><body>"
+        f"<h2>shardwatch: dataset {escape(dataset)}, run {summary.run_id}</h2>"
+        f"<p>{escape(summary.line())}</p><p>alerts: {escape(summary.alerts)}</p>{docs}"
+        + (f"<h3>Failed or quarantined</h3><ul>{failed}</ul>" if failed else "")
+        + "".join(f"<div>{c}</div>" for c in charts)
+        + f"<h3>Table 1</h3><pre>{escape(md)}</pre></body></html>"
+    )
+
+
+def publish_artifacts(settings: Settings, summary: PassSummary) -> Path | None:
+    """Write the HTML page and, inside a Prefect run, a markdown artifact."""
+    md, _, path = build_report(settings, summary)
+    try:
+        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is not None:
+            create_markdown_artifact(
+                markdown=md, key="shardwatch-report", description="Table 1 and charts"
+            )
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        pass
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,48 @@ def test_alert_channel_secrets_come_from_file_or_environment_and_are_masked(
     cfg.write_text('[alerts.channels.x]\ntype = "pager"\n')
     with pytest.raises(ConfigError, match="pager"):
         load_settings(cfg)
+
+
+def test_sources_of_every_type_and_their_secrets(tmp_path: Path) -> None:
+    from shardwatch.monitor import build_source
+    from shardwatch.sources import (
+        HttpListingSource,
+        HuggingFaceSource,
+        LocalSource,
+        ObjectStoreSource,
+    )
+
+    cfg = tmp_path / "sources.toml"
+    cfg.write_text(f"""
+[sources.files]
+type = "local"
+path = "{tmp_path}"
+[sources.mirror]
+type = "http"
+manifest = "https://Mirror.Example.org/m.json"
+extra_hosts = ["CDN.example.org"]
+[sources.hub]
+type = "hf"
+repo = "org/data"
+token = "hf_CANARYTOKEN"
+[sources.bucket]
+type = "object"
+uri = "s3://bucket/prefix/"
+region = "eu-west-1"
+[download]
+read_timeout = 7
+""")
+    settings = load_settings(cfg)
+    kinds = {name: type(build_source(settings, name)) for name in settings.sources}
+    assert kinds == {"files": LocalSource, "mirror": HttpListingSource,
+                     "hub": HuggingFaceSource, "bucket": ObjectStoreSource}
+    mirror = build_source(settings, "mirror")
+    assert isinstance(mirror, HttpListingSource)
+    assert mirror.hosts == frozenset({"mirror.example.org", "cdn.example.org"})
+    hub = build_source(settings, "hub")
+    assert "hf_CANARYTOKEN" not in repr(hub)
+    assert "hf_CANARYTOKEN" not in settings.model_dump_json()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sources.hub]\ntype = "hf"\nrepo = "../../etc"\n')
+    with pytest.raises(ConfigError, match=re.escape("sources.hub.hf.repo")):
+        load_settings(bad)

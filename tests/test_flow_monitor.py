@@ -216,7 +216,14 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
             ("validation", "b.parquet"),  # the suite's NSFW-tag check fails on b only
         ]
         report_page = tmp_path / ".shardwatch" / "reports" / f"run-{summary.run_id}.html"
-        assert "<svg" in report_page.read_text()
+        assert report_page.read_text().count("<svg") == 3  # similarity, tag and keyword rates
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            artifacts = [a for a in client.read_artifacts() if a.key == "shardwatch-report"]
+        (artifact,) = artifacts
+        assert "| desi |" in str(artifact.data) and "b.parquet" not in str(artifact.data)
+        assert "quarantined" in str(artifact.data) and "data:image/svg+xml" in str(artifact.data)
 
         before = len(server.requests)
         state2, second = run_flow(cfg)

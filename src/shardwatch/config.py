@@ -243,7 +243,10 @@ class HttpSourceSpec(_Strict):
 
 class HfSourceSpec(_Strict):
     type: Literal["hf"]
-    repo: str = Field(description="A Hugging Face Hub dataset repository, `owner/name`.")
+    repo: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="A Hugging Face Hub dataset repository, `owner/name`.",
+    )
     revision: str = "main"
     path: str = Field(default="", description="A folder inside the repository.")
     token: SecretStr | None = Field(default=None, description="A Hub token (a secret).")

@@ -64,6 +64,7 @@ def build_source(settings: Settings, name: str) -> Source:
         hosts = frozenset({host_of(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
         return HttpListingSource(name, spec.manifest, policy=download_policy(settings, hosts))
     if spec.type == "hf":
+        d = settings.download
         options: dict[str, Any] = {}
         if spec.extra_hosts is not None:
             options["extra_hosts"] = frozenset(h.lower() for h in spec.extra_hosts)
@@ -74,6 +75,12 @@ def build_source(settings: Settings, name: str) -> Source:
             path=spec.path,
             token=spec.token,
             endpoint=spec.endpoint,
+            connect_timeout=d.connect_timeout,
+            read_timeout=d.read_timeout,
+            attempts=d.attempts,
+            backoff=d.backoff,
+            backoff_cap=d.backoff_cap,
+            max_bytes=d.max_bytes,
             **options,
         )
     return ObjectStoreSource(
@@ -138,6 +145,9 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             listed = build_source(settings, name).list()
         except SourceError as exc:
             errors.append(str(exc))
+            continue
+        except ValueError as exc:  # a source the settings describe badly
+            errors.append(f"source {name!r}: {exc}")
             continue
         for shard in listed:
             if shard.uri in new:
@@ -300,7 +310,7 @@ def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None)
         owner=owner,
         run_id=run_id,
         batch_size=settings.batch_size,
-        workers=1,
+        workers=settings.workers,
         validator=validator,
         alerts=plan,
     )

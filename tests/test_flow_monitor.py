@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import tagged_table
+from loopback import CANARY
 from reference import merge_reference, reference_metrics
 from store_checks import SUITES, shards
 
@@ -170,10 +171,16 @@ def run_flow(cfg: Path) -> Any:
 
 
 def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
-    prefect: None, fresh_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect: None,
+    postgres_server: Any,
+    fresh_postgres_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     server, forbidden, tables = scenario(tmp_path)
+    # trust auth ignores the password: it is a canary that must not reach Prefect
+    fresh_postgres_url = postgres_server.url(fresh_postgres_database, password=CANARY)
     try:
         cfg = write_config(tmp_path, fresh_postgres_url, f"{server.base}/manifest.json")
         state, summary = run_flow(cfg)
@@ -221,9 +228,14 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
 
         with get_client(sync_client=True) as client:
             artifacts = [a for a in client.read_artifacts() if a.key == "shardwatch-report"]
+            runs = client.read_flow_runs()
+            logs = client.read_logs()
         (artifact,) = artifacts
         assert "| desi |" in str(artifact.data) and "b.parquet" not in str(artifact.data)
         assert "quarantined" in str(artifact.data) and "data:image/svg+xml" in str(artifact.data)
+        assert {r.name for r in runs} and logs  # what Prefect stored about the runs ...
+        stored = repr([r.parameters for r in runs]) + repr([log.message for log in logs])
+        assert CANARY not in stored + str(artifact.data)  # ... never holds the password
 
         before = len(server.requests)
         state2, second = run_flow(cfg)

@@ -246,6 +246,7 @@ def _release(settings: Settings, path: Path) -> None:
     cache = settings.download.cache_dir.resolve()
     if not settings.download.keep_cache and path.resolve().is_relative_to(cache):
         path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)  # object stores' sidecar
 
 
 def fetch_failed(settings: Settings, shard: RemoteShard, reason: str) -> ShardOutcome:

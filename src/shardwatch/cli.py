@@ -30,7 +30,6 @@ from shardwatch.render import print_summary, report_markdown, summary, table1_cs
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
 
-    from shardwatch.alerts import AlertPlan
     from shardwatch.gx_adapter import GxValidator
     from shardwatch.ingest import IngestResult
     from shardwatch.relay import RelayResult
@@ -460,7 +459,7 @@ def ingest(
     validator = _validator(settings) if _validation_on(settings, validate) else None
     alerts_on = settings.alerts.enabled if alerts is None else alerts
     docs_index = str(validator.paths.index) if validator is not None else None
-    plan = _alert_plan(settings, docs_index) if alerts_on else None
+    plan = settings.alerts.plan(docs_index) if alerts_on else None
     engine = _store_engine(settings)
     try:
         upgrade(engine)
@@ -742,28 +741,15 @@ def suites_check(
         raise typer.Exit(int(ExitCode.USAGE))
 
 
-def _alert_plan(settings: Settings, docs_index: str | None) -> AlertPlan:
-    from shardwatch.alerts import AlertPlan
-
-    a = settings.alerts
-    return AlertPlan(a.active_rules(), tuple(sorted(a.channels)), docs_index)
-
-
 def _relay(settings: Settings, engine: Engine, quiet_stdout: bool) -> RelayResult:
     """One relay pass over every configured channel; the outcome is printed on stderr."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from shardwatch.ingest import worker_id
-    from shardwatch.notify import build_channel
-    from shardwatch.relay import RelayPolicy, relay
-    from shardwatch.store.outbox import Outbox
+    from shardwatch.relay import relay_configured
 
-    a = settings.alerts
     console = sys.stderr.write if quiet_stdout else None
-    channels = {n: build_channel(n, spec, console=console) for n, spec in a.channels.items()}
-    policy = RelayPolicy(a.lease_seconds, a.max_attempts, a.retry_seconds, a.renotify_hours)
     try:
-        result = relay(Outbox(engine), channels, owner=worker_id(), policy=policy)
+        result = relay_configured(engine, settings.alerts, console=console)
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
     typer.echo(result.summary(), err=True)

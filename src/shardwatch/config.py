@@ -15,7 +15,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from shardwatch.alerts import DEFAULT_RULES, Level, Metric, Rule
+from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
 from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
 from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
 
@@ -205,6 +205,10 @@ class AlertSettings(_Strict):
             if not re.fullmatch(RULE_NAME, name):
                 raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
         return self
+
+    def plan(self, docs_index: str | None = None) -> AlertPlan:
+        """What the results transaction judges, and the channels notices are written for."""
+        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index)
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The built-in rules overridden by, and extended with, the configured ones."""

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shardwatch.alerts import AlertPlan
 from shardwatch.config import Settings
 from shardwatch.download import DownloadError, DownloadPolicy, host_of
 from shardwatch.engine import CompiledLexicon
@@ -298,10 +297,7 @@ def process(settings: Settings, shard: RemoteShard, run_id: int | None) -> Shard
 def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None) -> IngestJob:
     validator = _validator(settings)
     docs_index = str(validator.paths.index) if validator is not None else None
-    plan = None
-    if settings.alerts.enabled:
-        a = settings.alerts
-        plan = AlertPlan(a.active_rules(), tuple(sorted(a.channels)), docs_index)
+    plan = settings.alerts.plan(docs_index) if settings.alerts.enabled else None
     return IngestJob(
         store=store,
         dataset=settings.dataset,
@@ -447,15 +443,9 @@ def relay_alerts(settings: Settings) -> str:
     """One relay pass over the configured channels; its one-line summary."""
     if not settings.alerts.enabled:
         return "alerts disabled"
-    from shardwatch.notify import build_channel
-    from shardwatch.relay import RelayPolicy, relay
-    from shardwatch.store.outbox import Outbox
+    from shardwatch.relay import relay_configured
 
-    a = settings.alerts
-    channels = {n: build_channel(n, spec) for n, spec in a.channels.items()}
-    policy = RelayPolicy(a.lease_seconds, a.max_attempts, a.retry_seconds, a.renotify_hours)
-    store = _store(settings)
-    return relay(Outbox(store.engine), channels, owner=worker_id(), policy=policy).summary()
+    return relay_configured(_store(settings).engine, settings.alerts).summary()
 
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"

@@ -13,10 +13,15 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from shardwatch.config import AlertSettings
 from shardwatch.notify import AlertItem, Channel, DeliveryError, Message
 from shardwatch.store.models import utcnow
 from shardwatch.store.outbox import Notice, Outbox
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 _ORDER = {"critical": 0, "warning": 1}
@@ -160,3 +165,17 @@ def _failed(
     )
     log.warning("alerts for channel %s not delivered: %s", name, exc.reason)
     return ChannelResult(name, len(group), False, exc.reason, exc.permanent, dead)
+
+
+def relay_configured(
+    engine: Engine, alerts: AlertSettings, *, console: Callable[[str], Any] | None = None
+) -> RelayResult:
+    """One pass over the channels and policy of `[alerts]` (`console` replaces stdout for
+    console channels)."""
+    from shardwatch.ingest import worker_id
+    from shardwatch.notify import build_channel
+
+    a = alerts
+    channels = {n: build_channel(n, spec, console=console) for n, spec in a.channels.items()}
+    policy = RelayPolicy(a.lease_seconds, a.max_attempts, a.retry_seconds, a.renotify_hours)
+    return relay(Outbox(engine), channels, owner=worker_id(), policy=policy)

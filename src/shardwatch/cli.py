@@ -229,11 +229,12 @@ def _monitor_flow() -> Any:
         raise _fail(ExitCode.USAGE, str(exc)) from None
 
 
-def _prefect_quiet() -> None:
-    """Prefect's own console logging stays for warnings; ours reports the outcome."""
+def _prefect_quiet(logs: bool = False) -> None:
+    """No telemetry; Prefect's own console logging only for warnings unless `logs`."""
     import os
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not logs:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -300,6 +301,7 @@ def serve(
         construct_schedule(cron=schedule)
     except (ValueError, TypeError) as exc:
         raise _fail(ExitCode.USAGE, f"invalid cron schedule {schedule!r}: {exc}") from None
+    _prefect_quiet(logs=True)
     flow = _monitor_flow()
     typer.echo(f"serving shardwatch-monitor on {schedule!r} (Ctrl-C stops)")
     flow.serve(

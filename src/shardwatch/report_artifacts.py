@@ -28,7 +28,7 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
     if summary.failed:
         lines.append(f"**{summary.failed} shard(s) failed or were quarantined:**")
         lines += [
-            f"- `{markdown_escape(o.uri)}` {o.outcome}: {markdown_escape(o.reason or '')}"
+            f"- {markdown_escape(o.uri)} {o.outcome}: {markdown_escape(o.reason or '')}"
             for o in summary.outcomes
             if o.outcome in ("failed", "quarantined")
         ]

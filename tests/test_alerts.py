@@ -195,3 +195,26 @@ def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
             o = by_key[("term-tag", term)]
             assert (o.count, o.support) == (stats["nsfw_flag_counts"]["NSFW"], stats["matches"])
             assert total.terms is not None and total.terms[term].matches >= stats["matches"]
+
+
+def test_lift_rules_judge_the_lower_bound_of_the_interval() -> None:
+    """"Lift's lower bound above 1.5 with at least 20 matches", from the reference counts."""
+    from shardwatch.stats import wilson
+
+    table = adversarial_table(3000, 6)
+    ref = reference_metrics(table, LAION400M, BIRHANE2021)
+    rule = Rule("lift", "term_keyword_lift", "critical", "dataset", max=1.5, min_support=20)
+    observations = {o.term: o for o in judge([rule], scanned(table), "dataset")}
+    base = ref["keyword_nsfw_rows"] / ref["rows"]
+    want = {t for t, s in ref["terms"].items() if s["matches"] >= 20}
+    assert set(observations) == want and len(want) >= 3
+    for term in want:
+        stats = ref["terms"][term]
+        low, _ = wilson(stats["keyword_nsfw"], stats["matches"])
+        o = observations[term]
+        assert o.observed == low / base
+        assert o.breaching is (low / base > 1.5)
+        assert f"{stats['keyword_nsfw']} of {stats['matches']}" in (o.detail or "")
+    tag_rule = Rule("tag-lift", "term_tag_lift", max=1.0, min_support=20)
+    tagged = judge([tag_rule], scanned(table), "shard")
+    assert tagged and all(o.detail and o.detail.startswith("lift ") for o in tagged)

@@ -326,6 +326,7 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
         "matches",
         "keyword-NSFW",
         "keyword-NSFW %",
+        "lift [95% CI]",
         *labels,
         "substring matches",
     ]
@@ -416,3 +417,47 @@ def test_content_that_comes_back_becomes_current_again(
     assert report.total.rows == 500
     assert_same_total(report.total.to_dict(), scan_total([path], LAION400M, BIRHANE))
     assert [(s.version, s.status) for s in report.shards] == [(1, "done")]
+
+
+def test_paper_layout_and_lift_in_the_report(database_url: str, tmp_path: Path) -> None:
+    """`report --paper`: word and substring matches side by side and the keyword-NSFW lift
+    with its Wilson interval, all equal to the counts and lift in `report --json`."""
+    from shardwatch.stats import wilson
+
+    paths = [
+        str(write_shard(adversarial_table(1200, s), tmp_path, f"p{s}.parquet")) for s in (7, 8)
+    ]
+    ingested = shardwatch("ingest", *paths, "--dataset", "paper", "--no-validate",
+                          database_url=database_url, cwd=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr
+    report = json.loads(
+        shardwatch("report", "--dataset", "paper", "--json", database_url=database_url,
+                   cwd=tmp_path).stdout
+    )
+    total, lifts = report["total"], report["lift"]
+    base = total["keyword_nsfw_rows"] / total["rows"]
+    paper = shardwatch("report", "--dataset", "paper", "--paper", database_url=database_url,
+                       cwd=tmp_path)
+    assert paper.returncode == 0, paper.stderr
+    rows = {
+        cells[0]: cells
+        for line in paper.stdout.splitlines()
+        if line.startswith("│")
+        for cells in [[c.strip() for c in line.strip("│").split("│")]]
+    }
+    assert list(rows) == list(total["terms"])
+    for term, stats in total["terms"].items():
+        word, substring = rows[term][1], rows[term][2]
+        assert word == (f"{stats['matches']:,}" if stats["mode"] == "word" else "-")
+        assert substring == f"{stats['substring_matches']:,}"
+        kw = lifts[term]["keyword"]
+        if stats["matches"]:
+            low, high = wilson(stats["keyword_nsfw"], stats["matches"])
+            assert kw["lift"] == pytest.approx(stats["keyword_nsfw"] / stats["matches"] / base)
+            assert (kw["low"], kw["high"]) == pytest.approx((low / base, high / base))
+            assert rows[term][5] == f"{kw['lift']:.2f} [{kw['low']:.2f}, {kw['high']:.2f}]"
+        else:
+            assert kw is None and rows[term][5] == "-"
+    both = shardwatch("report", "--dataset", "paper", "--paper", "--json",
+                      database_url=database_url, cwd=tmp_path)
+    assert both.returncode == 2 and "alternatives" in both.stderr

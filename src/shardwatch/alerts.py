@@ -26,6 +26,8 @@ Metric = Literal[
     "similarity_below_rate",
     "term_keyword_nsfw_rate",
     "term_tag_nsfw_rate",
+    "term_keyword_lift",
+    "term_tag_lift",
     "validation_failures",
 ]
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -153,11 +155,36 @@ def judge(
                 value = float(validation_failures)
                 out.append(Observation(rule, value, rule.breached_by(value), detail=failure_detail))
             continue
+        if rule.metric in ("term_keyword_lift", "term_tag_lift"):
+            out += _lifts(rule, metrics)
+            continue
         for term, count, support in _rates(rule, metrics):
             if support < rule.min_support or support == 0:
                 continue  # too little evidence: not judged
             value = count / support
             out.append(Observation(rule, value, rule.breached_by(value), term, count, support))
+    return out
+
+
+def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:
+    """Lift rules judge the LOWER bound of the 95% interval ("lift is above 2 with 95%
+    confidence"), for terms with at least `min_support` matches."""
+    from shardwatch.stats import term_lifts
+
+    kind = "keyword" if rule.metric == "term_keyword_lift" else "tag"
+    out = []
+    for term, lifts in term_lifts(m, rule.label).items():
+        found = lifts[kind]
+        stats = (m.terms or {})[term]
+        tags = stats.nsfw_flag_counts or {}
+        if kind == "keyword":
+            count, support = stats.keyword_nsfw, stats.matches
+        else:
+            count, support = tags.get(rule.label, 0), sum(tags.values())
+        if found is None or support < rule.min_support:
+            continue
+        detail = f"lift {found.text()}, {count} of {support}"
+        out.append(Observation(rule, found.low, rule.breached_by(found.low), term, detail=detail))
     return out
 
 

@@ -25,7 +25,13 @@ from shardwatch.exit_codes import ExitCode
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
-from shardwatch.render import print_summary, report_markdown, summary, table1_csv
+from shardwatch.render import (
+    paper_table,
+    print_summary,
+    report_markdown,
+    summary,
+    table1_csv,
+)
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
@@ -583,6 +589,7 @@ class ReportFormat(StrEnum):
     json = "json"
     markdown = "markdown"
     csv = "csv"
+    paper = "paper"
 
 
 def _no_store(settings: Settings) -> bool:
@@ -621,11 +628,20 @@ def report(
     ] = False,
     fmt: Annotated[
         ReportFormat | None,
-        typer.Option("--format", help="text (default), json, markdown or csv (Table 1 only)."),
+        typer.Option(
+            "--format",
+            help="text (default), json, markdown, csv (Table 1 only) or paper (Table 1 in "
+            "the audit paper's layout).",
+        ),
     ] = None,
+    paper: Annotated[bool, typer.Option("--paper", help="Same as --format paper.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print a dataset's Table 1 and totals from the results store.
+
+    Table 1 shows each term's keyword-NSFW lift over the dataset's rate with a Wilson 95%
+    interval. `--paper` lays Table 1 out as in the audit paper, with word-mode and
+    substring-mode matches side by side, so the effect of the matching rule is plain.
 
     The totals are summed in SQL over the latest done version of every shard; they equal
     `shardwatch scan --json`'s total over the same files. Failed or quarantined shards are
@@ -636,9 +652,10 @@ def report(
     from shardwatch.store.database import current, masked
     from shardwatch.store.report import ReportError, dataset_report
 
-    if as_json and fmt not in (None, ReportFormat.json):
-        raise _fail(ExitCode.USAGE, "--json and --format are alternatives: give one of them")
-    fmt = ReportFormat.json if as_json else (fmt or ReportFormat.text)
+    if as_json + paper + (fmt is not None) > 1:
+        raise _fail(ExitCode.USAGE, "--json, --paper and --format are alternatives: give one")
+    fmt = ReportFormat.json if as_json else ReportFormat.paper if paper else fmt
+    fmt = fmt or ReportFormat.text
     settings = _settings(config, dataset=dataset)
     url = masked(settings.database_url.get_secret_value())
     if _no_store(settings):
@@ -672,6 +689,10 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
         return
     width = None if sys.stdout.isatty() else 160
     console = Console(highlight=False, soft_wrap=True, width=width)
+    if fmt is ReportFormat.paper:
+        console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
+        console.print(paper_table(total, f"Table 1 (paper layout), dataset {result.dataset}"))
+        return
     console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
     for entry in result.shards:
         if entry.status != "done":

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import tag_keys
+from shardwatch.stats import Lift, term_lifts
 
 
 def _pct(part: int, whole: int) -> str:
@@ -23,6 +24,10 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _lift(value: Lift | None) -> str:
+    return "-" if value is None else value.text()
+
+
 def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     """Per-term matches, keyword-NSFW share, tag counts and substring hits (Table 1)."""
     has_tags = metrics.nsfw_flag_counts is not None
@@ -31,21 +36,62 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     table.add_column("mode")
     table.add_column("matches", justify="right")
     table.add_column("keyword-NSFW (%)", justify="right")
+    table.add_column("lift [95% CI]", justify="right")
     if has_tags:
         for label in tag_keys(labels):
             table.add_column(Text(label), justify="right")  # labels come from config
     table.add_column("substring matches", justify="right")
+    lifts = term_lifts(metrics)
     for term, stats in (metrics.terms or {}).items():
         row = [
             Text(term),
             stats.mode,
             f"{stats.matches:,}",
             f"{stats.keyword_nsfw:,} ({_pct(stats.keyword_nsfw, stats.matches)})",
+            _lift(lifts[term]["keyword"]),
         ]
         if has_tags:
             counts = stats.nsfw_flag_counts or {}
             row += [f"{counts.get(k, 0):,}" for k in tag_keys(labels)]
         row.append(f"{stats.substring_matches:,}")
+        table.add_row(*row)
+    return table
+
+
+def paper_table(metrics: ShardMetrics, title: str, label: str = "NSFW") -> Table | Text:
+    """Table 1 as the audit paper lays it out: per term, whole-word and substring matches
+    side by side (how much the matching rule changes the count), the keyword-NSFW share of
+    the term's matches with its lift over the dataset, and the `label`-tagged share."""
+    if metrics.terms is None:
+        return Text("Table 1 is unavailable: no shard has a TEXT column.")
+    has_tags = metrics.nsfw_flag_counts is not None
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "term",
+        "word matches",
+        "substring matches",
+        "substring / word",
+        "keyword-NSFW",
+        "lift [95% CI]",
+    ):
+        table.add_column(name, justify="left" if name == "term" else "right")
+    if has_tags:
+        table.add_column(Text(f"tagged {label}"), justify="right")
+    lifts = term_lifts(metrics, label)
+    for term, stats in metrics.terms.items():
+        word = stats.matches if stats.mode == "word" else None
+        ratio = f"{stats.substring_matches / word:.1f}x" if word else "-"
+        row: list[Text | str] = [
+            Text(term),
+            "-" if word is None else f"{word:,}",
+            f"{stats.substring_matches:,}",
+            ratio,
+            f"{stats.keyword_nsfw:,} ({_pct(stats.keyword_nsfw, stats.matches)})",
+            _lift(lifts[term]["keyword"]),
+        ]
+        if has_tags:
+            tags = stats.nsfw_flag_counts or {}
+            row.append(f"{tags.get(label, 0):,} ({_pct(tags.get(label, 0), sum(tags.values()))})")
         table.add_row(*row)
     return table
 
@@ -149,12 +195,13 @@ def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
     if metrics.terms is None:
         return "Table 1 is unavailable: no shard has a TEXT column.\n"
     tag_keys = _tag_keys(metrics, labels)
-    header = ["term", "mode", "matches", "keyword-NSFW", "keyword-NSFW %"]
+    header = ["term", "mode", "matches", "keyword-NSFW", "keyword-NSFW %", "lift [95% CI]"]
     header += [markdown_escape(k) for k in tag_keys] + ["substring matches"]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join([" --- ", " --- "] + [" ---: "] * (len(header) - 2)) + "|",
     ]
+    lifts = term_lifts(metrics)
     for term, stats in metrics.terms.items():
         counts = stats.nsfw_flag_counts or {}
         cells = [
@@ -163,6 +210,7 @@ def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
             f"{stats.matches:,}",
             f"{stats.keyword_nsfw:,}",
             _pct(stats.keyword_nsfw, stats.matches),
+            markdown_escape(_lift(lifts[term]["keyword"])),
             *(f"{counts.get(k, 0):,}" for k in tag_keys),
             f"{stats.substring_matches:,}",
         ]

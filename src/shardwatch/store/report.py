@@ -19,6 +19,7 @@ from shardwatch.metrics import (
     TermStats,
 )
 from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
+from shardwatch.stats import term_lifts
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
 from shardwatch.store.repository import ResultStore
@@ -89,6 +90,10 @@ class DatasetReport:
             "lexicons": list(self.lexicons),
             "shards": [s.to_dict() for s in self.shards],
             "total": self.total.to_dict(),
+            "lift": {
+                term: {kind: (v.to_dict() if v else None) for kind, v in kinds.items()}
+                for term, kinds in term_lifts(self.total).items()
+            },
             "failed": self.failed,
             "quarantined": self.quarantined,
             "pending": self.pending,

@@ -1,0 +1,70 @@
+"""Wilson intervals and lift against hand-computed values, and lift from merged counts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from builders import adversarial_table, write_shard
+from reference import merge_reference, reference_metrics
+
+from shardwatch.engine import scan_shard
+from shardwatch.lexicon import BIRHANE2021
+from shardwatch.metrics import ShardMetrics
+from shardwatch.profiles import LAION400M
+from shardwatch.stats import lift, term_lifts, wilson
+
+
+def test_wilson_matches_hand_computed_values() -> None:
+    # 10 of 50, z = 1.96: centre (0.2 + 3.8415/100) / 1.07683 = 0.221405,
+    # half 1.96 * sqrt(0.0032 + 0.000384) / 1.07683 = 0.108967
+    low, high = wilson(10, 50)
+    assert low == pytest.approx(0.112438, abs=2e-6)
+    assert high == pytest.approx(0.330372, abs=2e-6)
+    # 0 of 20: [0, z^2/n / (1 + z^2/n)] = [0, 0.192073 / 1.192073]
+    low, high = wilson(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.161127, abs=2e-6)
+    low, high = wilson(20, 20)  # the mirror image
+    assert high == 1.0 and low == pytest.approx(1 - 0.161127, abs=2e-6)
+    for bad in ((1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError):
+            wilson(*bad)
+
+
+def test_lift_is_the_rate_ratio_with_the_interval_scaled_by_the_base() -> None:
+    found = lift(10, 50, 100, 1000)  # 0.2 against a base of 0.1
+    assert found is not None
+    assert (found.rate, found.base, found.value) == (0.2, 0.1, 2.0)
+    assert found.low == pytest.approx(1.12438, abs=2e-5)
+    assert found.high == pytest.approx(3.30372, abs=2e-5)
+    assert found.text() == "2.00 [1.12, 3.30]"
+    assert lift(3, 10, 0, 1000) is None and lift(0, 0, 5, 10) is None
+
+
+def test_term_lift_from_merged_shards_equals_lift_from_the_reference_counts(
+    tmp_path: Path,
+) -> None:
+    tables = [adversarial_table(1500, seed) for seed in (41, 42, 43)]
+    paths = [write_shard(t, tmp_path, f"p{i}.parquet") for i, t in enumerate(tables)]
+    total = ShardMetrics.merge_all(scan_shard(p, LAION400M, BIRHANE2021) for p in paths)
+    ref = merge_reference([reference_metrics(t, LAION400M, BIRHANE2021) for t in tables])
+    lifts = term_lifts(total)
+    checked = 0
+    for term, stats in ref["terms"].items():
+        got = lifts[term]["keyword"]
+        if stats["matches"] == 0:
+            assert got is None
+            continue
+        rate = stats["keyword_nsfw"] / stats["matches"]
+        base = ref["keyword_nsfw_rows"] / ref["rows"]
+        assert got is not None and math.isclose(got.value, rate / base)
+        low, high = wilson(stats["keyword_nsfw"], stats["matches"])
+        assert (got.low, got.high) == (low / base, high / base)
+        tag = lifts[term]["tag"]
+        tags = stats["nsfw_flag_counts"]
+        base_tag = ref["nsfw_flag_counts"]["NSFW"] / sum(ref["nsfw_flag_counts"].values())
+        want = tags["NSFW"] / sum(tags.values()) / base_tag
+        assert tag is not None and math.isclose(tag.value, want)
+        checked += 1
+    assert checked >= 5

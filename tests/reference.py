@@ -164,6 +164,7 @@ def reference_metrics(
             terms[p.term]["nsfw_flag_counts"] = empty_flags()
     ids: list[Any] = []
     urls: list[str] = []
+    keyword_by_tag = empty_flags()
 
     for row in rows:
         text = lower(value(row, "text"))
@@ -181,6 +182,8 @@ def reference_metrics(
         is_keyword_row = any(pattern_matches(k, h) for k in lexicon.keywords for h in haystacks)
         if is_keyword_row:
             keyword_rows += 1
+            if bucket is not None:
+                keyword_by_tag[bucket] += 1
 
         if has_text:
             for p in lexicon.terms:
@@ -214,6 +217,8 @@ def reference_metrics(
         out["nsfw_flag_counts"] = flags
     if has_text or has_url:
         out["keyword_nsfw_rows"] = keyword_rows
+    if has_tag and (has_text or has_url):
+        out["keyword_nsfw_by_tag"] = keyword_by_tag
     if has_sim:
         out["similarity"] = similarity_metrics(sim_values, sim_nulls, profile.similarity_threshold)
     if has_text:
@@ -295,7 +300,7 @@ def merge_reference(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         raise ValueError("nothing to merge")
     out: dict[str, Any] = {"rows": sum(p["rows"] for p in parts)}
     out["nulls"] = _sum_dicts([p["nulls"] for p in parts])
-    for key in ("nsfw_flag_counts", "keyword_nsfw_rows"):
+    for key in ("nsfw_flag_counts", "keyword_nsfw_rows", "keyword_nsfw_by_tag"):
         present = [p[key] for p in parts if key in p]
         if present:
             out[key] = _sum_dicts(present) if isinstance(present[0], dict) else sum(present)

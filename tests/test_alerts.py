@@ -218,3 +218,24 @@ def test_lift_rules_judge_the_lower_bound_of_the_interval() -> None:
     tag_rule = Rule("tag-lift", "term_tag_lift", max=1.0, min_support=20)
     tagged = judge([tag_rule], scanned(table), "shard")
     assert tagged and all(o.detail and o.detail.startswith("lift ") for o in tagged)
+
+
+def test_keyword_rows_the_tag_calls_unlikely_by_hand() -> None:
+    """100 rows, 20 with a keyword caption, the first 5 of them tagged NSFW: the tag calls
+    15 of the 20 keyword-NSFW rows UNLIKELY (0.75); a shard whose 20 keyword rows are all
+    tagged NSFW has 0 of 20; together 15 of 40. Merged totals judge the sum."""
+    from builders import tagged_table
+
+    rule = Rule("dis", "keyword_tag_disagreement", level="both", max=0.5, min_support=10,
+                label="UNLIKELY")
+    loose = scanned(tagged_table(100, 5, keyword=20))
+    strict = scanned(tagged_table(100, 20, seed=1, keyword=20))
+    assert loose.keyword_nsfw_by_tag == {"UNLIKELY": 15, "UNSURE": 0, "NSFW": 5, "other": 0,
+                                         "null": 0}
+    (a,) = judge([rule], loose, "shard")
+    assert (a.count, a.support, a.observed, a.breaching) == (15, 20, 0.75, True)
+    (b,) = judge([rule], strict, "shard")
+    assert (b.count, b.support, b.breaching) == (0, 20, False)
+    (total,) = judge([rule], ShardMetrics.merge_all([loose, strict]), "dataset")
+    assert (total.count, total.support, total.observed, total.breaching) == (15, 40, 0.375, False)
+    assert any(r.metric == "keyword_tag_disagreement" for r in DEFAULT_RULES)

@@ -28,6 +28,7 @@ Metric = Literal[
     "term_tag_nsfw_rate",
     "term_keyword_lift",
     "term_tag_lift",
+    "keyword_tag_disagreement",
     "validation_failures",
 ]
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -103,6 +104,16 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "both",
         max=0.01,
         min_support=1000,
+    ),
+    # The audit's central finding: the tag called most keyword-NSFW rows UNLIKELY.
+    Rule(
+        "keyword-nsfw-tagged-unlikely",
+        "keyword_tag_disagreement",
+        "warning",
+        "dataset",
+        max=0.5,
+        min_support=100,
+        label="UNLIKELY",
     ),
     Rule("validation", "validation_failures", "warning", "shard", max=0),
 )
@@ -200,6 +211,9 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
     elif rule.metric == "keyword_nsfw_rate" and m.keyword_nsfw_rows is not None:
         if not m.missing_in.get(KEYWORD_NSFW_ROWS):
             yield None, m.keyword_nsfw_rows, m.rows
+    elif rule.metric == "keyword_tag_disagreement" and m.keyword_nsfw_by_tag is not None:
+        by_tag = m.keyword_nsfw_by_tag  # keyword-NSFW rows the tag calls `label`
+        yield None, by_tag.get(rule.label, 0), sum(by_tag.values())
     elif rule.metric == "similarity_below_rate" and m.similarity is not None:
         yield None, m.similarity.below_threshold, m.similarity.count
     elif rule.metric == "term_keyword_nsfw_rate" and m.terms is not None:

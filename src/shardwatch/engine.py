@@ -287,6 +287,11 @@ class _BatchScanner:
             nulls=nulls,
             nsfw_flag_counts=_counts_by_label(codes, labels) if codes is not None else None,
             keyword_nsfw_rows=keyword_rows,
+            keyword_nsfw_by_tag=(
+                _counts_by_label(codes[rm.keyword], labels)
+                if codes is not None and rm is not None
+                else None
+            ),
             similarity=(
                 _similarity(_as_float(sim), self.profile.similarity_threshold)
                 if sim is not None

@@ -214,6 +214,8 @@ class ShardMetrics:
     nulls: Mapping[str, int] = field(default_factory=dict)
     nsfw_flag_counts: Mapping[str, int] | None = None
     keyword_nsfw_rows: int | None = None
+    # The tag x keyword cross-tab: keyword-NSFW rows per tag bucket (None without both).
+    keyword_nsfw_by_tag: Mapping[str, int] | None = None
     similarity: SimilarityStats | None = None
     terms: Mapping[str, TermStats] | None = None
     duplicates: Mapping[str, int] = field(default_factory=dict)
@@ -232,6 +234,9 @@ class ShardMetrics:
             nulls=_add_counts(self.nulls, other.nulls),
             nsfw_flag_counts=_merge_optional_counts(self.nsfw_flag_counts, other.nsfw_flag_counts),
             keyword_nsfw_rows=kw,
+            keyword_nsfw_by_tag=_merge_optional_counts(
+                self.keyword_nsfw_by_tag, other.keyword_nsfw_by_tag
+            ),
             similarity=_merge_optional(self.similarity, other.similarity),
             terms=_merge_terms(self.terms, other.terms),
             duplicates=_add_counts(self.duplicates, other.duplicates),
@@ -264,6 +269,8 @@ class ShardMetrics:
             out["nsfw_flag_counts"] = dict(self.nsfw_flag_counts)
         if self.keyword_nsfw_rows is not None:
             out["keyword_nsfw_rows"] = self.keyword_nsfw_rows
+        if self.keyword_nsfw_by_tag is not None:
+            out["keyword_nsfw_by_tag"] = dict(self.keyword_nsfw_by_tag)
         if self.similarity is not None:
             out["similarity"] = self.similarity.to_dict()
         if self.terms is not None:

@@ -172,6 +172,11 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
     if metrics.keyword_nsfw_rows is not None:
         kw = metrics.keyword_nsfw_rows
         facts.append(f"keyword-NSFW rows {kw:,} ({_pct(kw, rows)})")
+    by_tag = metrics.keyword_nsfw_by_tag
+    if by_tag is not None:
+        tagged = sum(by_tag.values())
+        split = ", ".join(f"{name(k)} {v:,} ({_pct(v, tagged)})" for k, v in by_tag.items())
+        facts.append(f"the tag on the {tagged:,} keyword-NSFW rows: {split}")
     sim = metrics.similarity
     if sim is not None:
         q = sim.histogram

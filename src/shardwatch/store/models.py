@@ -149,6 +149,8 @@ class ShardTagCount(Base):
     )
     label: Mapped[str] = mapped_column(String(100), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+    # Of those rows, the keyword-NSFW ones (the tag x keyword cross-tab); NULL: no keywords.
+    keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SimilarityBin(Base):

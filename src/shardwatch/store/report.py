@@ -324,7 +324,12 @@ def _build(
     lexicon_names = tuple(dict.fromkeys(sorted(r.lexicon for r in per_shard)))
 
     tag_rows = conn.execute(
-        select(t.ShardTagCount.label, func.sum(t.ShardTagCount.count))
+        select(
+            t.ShardTagCount.label,
+            func.sum(t.ShardTagCount.count),
+            func.sum(t.ShardTagCount.keyword_nsfw),
+            func.count(t.ShardTagCount.keyword_nsfw),
+        )
         .join(latest, latest.c.id == t.ShardTagCount.shard_id)
         .group_by(t.ShardTagCount.label)
     ).all()
@@ -339,6 +344,8 @@ def _build(
 
     n_shards = _int(scalars.shards)
     tags = _ordered({r[0]: _int(r[1]) for r in tag_rows}, labels) if scalars.with_tag else None
+    with_crosstab = any(r[3] for r in tag_rows)
+    by_tag = _ordered({r[0]: _int(r[2]) for r in tag_rows}, labels) if with_crosstab else None
     term_tags: dict[str, dict[str, int]] = {}
     for term, label, count in term_tag_rows:
         term_tags.setdefault(term, {})[label] = _int(count)
@@ -349,6 +356,7 @@ def _build(
         nulls=nulls,
         nsfw_flag_counts=tags,
         keyword_nsfw_rows=_opt_int(scalars.keyword_nsfw_rows),
+        keyword_nsfw_by_tag=by_tag,
         similarity=_similarity(conn, latest, scalars),
         terms=terms,
         duplicates={

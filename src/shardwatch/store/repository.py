@@ -402,8 +402,12 @@ def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> 
             notes=list(m.notes),
         )
     ]
+    by_tag = m.keyword_nsfw_by_tag
     for label, count in (m.nsfw_flag_counts or {}).items():
-        rows.append(t.ShardTagCount(shard_id=shard_id, label=label, count=count))
+        keyword = None if by_tag is None else by_tag.get(label, 0)
+        rows.append(
+            t.ShardTagCount(shard_id=shard_id, label=label, count=count, keyword_nsfw=keyword)
+        )
     if sim is not None:
         rows += [
             t.SimilarityBin(shard_id=shard_id, bin=i, count=c)

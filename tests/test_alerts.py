@@ -239,3 +239,30 @@ def test_keyword_rows_the_tag_calls_unlikely_by_hand() -> None:
     (total,) = judge([rule], ShardMetrics.merge_all([loose, strict]), "dataset")
     assert (total.count, total.support, total.observed, total.breaching) == (15, 40, 0.375, False)
     assert any(r.metric == "keyword_tag_disagreement" for r in DEFAULT_RULES)
+
+
+def test_drift_rules_judge_a_shard_against_its_dataset() -> None:
+    """A shard with 40% NSFW tags in a dataset of 1%-tagged shards drifts (|z| large); a
+    like shard does not; drift needs the dataset (baseline) and is never judged at the
+    dataset level."""
+    from builders import tagged_table
+
+    from shardwatch.stats import two_proportion_test
+
+    rules = [
+        Rule("tag-drift", "tag_rate_drift", level="both", max=3.0, min_support=50),
+        Rule("psi", "similarity_psi", level="shard", max=0.25, min_support=50),
+    ]
+    usual = [scanned(tagged_table(200, 2, seed=s)) for s in range(3)]
+    odd = scanned(tagged_table(200, 80, seed=9))
+    total = ShardMetrics.merge_all([*usual, odd])
+    by_rule = {o.rule.name: o for o in judge(rules, odd, "shard", baseline=total)}
+    want = two_proportion_test(80, 200, 6, 600)
+    assert want is not None and by_rule["tag-drift"].observed == abs(want.z)
+    assert by_rule["tag-drift"].breaching and "z " in (by_rule["tag-drift"].detail or "")
+    assert by_rule["psi"].observed == 0.0 and not by_rule["psi"].breaching  # same 0.35s
+    calm_total = ShardMetrics.merge_all(usual)  # 2, 2 and 2 of 200: no drift
+    calm = {o.rule.name: o for o in judge(rules, usual[0], "shard", baseline=calm_total)}
+    assert calm["tag-drift"].observed == 0.0 and not calm["tag-drift"].breaching
+    assert judge(rules, odd, "shard") == []  # no baseline: not judged
+    assert judge(rules, total, "dataset", baseline=total) == []

@@ -461,3 +461,43 @@ def test_paper_layout_and_lift_in_the_report(database_url: str, tmp_path: Path) 
     both = shardwatch("report", "--dataset", "paper", "--paper", "--json",
                       database_url=database_url, cwd=tmp_path)
     assert both.returncode == 2 and "alternatives" in both.stderr
+
+
+def test_drift_report_equals_drift_from_the_scanned_shards(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`report --drift --json` from the store equals stats.drift computed on the shards'
+    own scans (each against the merged total), and a shard built to differ stands out."""
+    from dataclasses import asdict
+
+    from builders import tagged_table
+
+    from shardwatch.stats import drift
+
+    tables = [adversarial_table(900, s) for s in (61, 62)] + [tagged_table(900, 400, seed=5)]
+    paths = [write_shard(t, tmp_path, f"s{i}.parquet") for i, t in enumerate(tables)]
+    done = shardwatch("ingest", *map(str, paths), "--dataset", "drift", "--no-validate",
+                      database_url=database_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = shardwatch("report", "--dataset", "drift", "--drift", "--json",
+                     database_url=database_url, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    got = {Path(d["uri"]).name: d for d in json.loads(out.stdout)["drift"]}
+    scans = [scan_shard(p, LAION400M, BIRHANE2021) for p in paths]
+    total = ShardMetrics.merge_all(scans)
+    for path, metrics in zip(paths, scans, strict=True):
+        want = json.loads(json.dumps(asdict(drift(metrics, total))))
+        assert got[path.name].pop("uri").endswith(path.name)
+        assert _close(got[path.name], want), (path.name, got[path.name], want)
+    assert abs(got["s2.parquet"]["tag"]["z"]) > 10  # 44% tagged NSFW among the others' few
+    text = shardwatch("report", "--dataset", "drift", "--drift", database_url=database_url,
+                      cwd=tmp_path)
+    assert "similarity PSI" in text.stdout and "s2.parquet" in text.stdout
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)

@@ -68,3 +68,40 @@ def test_term_lift_from_merged_shards_equals_lift_from_the_reference_counts(
         assert tag is not None and math.isclose(tag.value, want)
         checked += 1
     assert checked >= 5
+
+
+def test_psi_and_the_two_proportion_test_by_hand() -> None:
+    from shardwatch.stats import psi, two_proportion_test
+
+    # shares (0.5, 0.5) -> (0.8, 0.2): 0.3 ln 1.6 + 0.3 ln 2.5
+    assert psi([50, 50], [80, 20]) == pytest.approx(0.3 * math.log(1.6) + 0.3 * math.log(2.5))
+    assert psi([50, 50], [80, 20]) == pytest.approx(0.415888, abs=1e-6)
+    assert psi([10, 0], [10, 0]) == 0.0 and psi([0, 0], [1, 1]) is None
+    # 30/100 vs 20/100: pooled 0.25, se sqrt(0.25 * 0.75 * 0.02) = 0.0612372
+    test = two_proportion_test(30, 100, 20, 100)
+    assert test is not None
+    assert test.z == pytest.approx(1.632993, abs=1e-6)
+    assert test.p_value == pytest.approx(0.102470, abs=1e-5)
+    assert two_proportion_test(0, 10, 0, 10) is None  # no variance, no test
+
+
+def test_drift_of_a_shard_is_against_the_rest_of_the_dataset(tmp_path: Path) -> None:
+    from shardwatch.stats import coarse_bins, drift, psi, two_proportion_test
+
+    tables = [adversarial_table(1000, seed) for seed in (51, 52, 53)]
+    paths = [write_shard(t, tmp_path, f"d{i}.parquet") for i, t in enumerate(tables)]
+    shards = [scan_shard(p, LAION400M, BIRHANE2021) for p in paths]
+    total = ShardMetrics.merge_all(shards)
+    rest = ShardMetrics.merge_all(shards[1:])  # what "the rest" must equal
+    found = drift(shards[0], total)
+    assert shards[0].similarity is not None and rest.similarity is not None
+    want = psi(coarse_bins(rest.similarity.histogram), coarse_bins(shards[0].similarity.histogram))
+    assert found.similarity_psi == want and want is not None and want > 0
+    ref = [reference_metrics(t, LAION400M, BIRHANE2021) for t in tables]
+    k1, n1 = ref[0]["keyword_nsfw_rows"], ref[0]["rows"]
+    k2 = sum(r["keyword_nsfw_rows"] for r in ref[1:])
+    assert found.keyword == two_proportion_test(k1, n1, k2, sum(r["rows"] for r in ref[1:]))
+    t1 = ref[0]["nsfw_flag_counts"]
+    t2 = merge_reference(ref[1:])["nsfw_flag_counts"]
+    assert found.tag == two_proportion_test(t1["NSFW"], sum(t1.values()), t2["NSFW"],
+                                            sum(t2.values()))

@@ -29,8 +29,12 @@ Metric = Literal[
     "term_keyword_lift",
     "term_tag_lift",
     "keyword_tag_disagreement",
+    "similarity_psi",
+    "tag_rate_drift",
+    "keyword_rate_drift",
     "validation_failures",
 ]
+DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
 METRICS: tuple[str, ...] = get_args(Metric)
 LEVELS: tuple[str, ...] = get_args(Level)
 
@@ -155,11 +159,17 @@ def judge(
     *,
     validation_failures: int | None = None,
     failure_detail: str | None = None,
+    baseline: ShardMetrics | None = None,
 ) -> list[Observation]:
-    """Every rule of `level` that can be judged on `metrics` (and the validation count)."""
+    """Every rule of `level` that can be judged on `metrics` (and the validation count).
+    Drift rules judge a shard against `baseline`, its dataset's total (shard level only)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
+            continue
+        if rule.metric in DRIFT_METRICS:
+            if level == "shard" and baseline is not None:
+                out += _drift(rule, metrics, baseline)
             continue
         if rule.metric == "validation_failures":
             if validation_failures is not None:
@@ -175,6 +185,31 @@ def judge(
             value = count / support
             out.append(Observation(rule, value, rule.breached_by(value), term, count, support))
     return out
+
+
+def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observation]:
+    """PSI of the similarity histogram (support: the shard's values), or |z| of a
+    two-proportion test of the tag or keyword rate (support: the shard's rows), against
+    the rest of the dataset."""
+    from shardwatch.stats import drift
+
+    found = drift(shard, total, rule.label)
+    if rule.metric == "similarity_psi":
+        sim = shard.similarity
+        if found.similarity_psi is None or sim is None or sim.count < rule.min_support:
+            return []
+        value = found.similarity_psi
+        detail = f"PSI {value:.3f} over {sim.count} values"
+    else:
+        test = found.tag if rule.metric == "tag_rate_drift" else found.keyword
+        if test is None or shard.rows < rule.min_support:
+            return []
+        value = abs(test.z)
+        detail = (
+            f"rate {test.rate1:.4f} vs {test.rate2:.4f} in the rest, z {test.z:.2f}, "
+            f"p {test.p_value:.2g}"
+        )
+    return [Observation(rule, value, rule.breached_by(value), detail=detail)]
 
 
 def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:

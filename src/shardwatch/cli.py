@@ -635,6 +635,14 @@ def report(
         ),
     ] = None,
     paper: Annotated[bool, typer.Option("--paper", help="Same as --format paper.")] = False,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="Instead: each shard against the rest of the dataset: similarity PSI and "
+            "two-proportion tests of the NSFW tag and keyword rates (text, or --json).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print a dataset's Table 1 and totals from the results store.
@@ -652,6 +660,8 @@ def report(
     from shardwatch.store.database import current, masked
     from shardwatch.store.report import ReportError, dataset_report
 
+    if drift and (paper or fmt not in (None, ReportFormat.text)):
+        raise _fail(ExitCode.USAGE, "--drift prints its own table: give it alone or with --json")
     if as_json + paper + (fmt is not None) > 1:
         raise _fail(ExitCode.USAGE, "--json, --paper and --format are alternatives: give one")
     fmt = ReportFormat.json if as_json else ReportFormat.paper if paper else fmt
@@ -665,11 +675,41 @@ def report(
         if current(engine) is None:
             raise _fail(ExitCode.USAGE, f"{url} has no results yet: run `shardwatch ingest`")
         result = dataset_report(engine, settings.dataset, profiles=_profile_resolver(settings))
+        if drift:
+            from shardwatch.store.report import shard_drift
+
+            _print_drift(result.dataset, shard_drift(engine, settings.dataset), as_json)
+            return
     except ReportError as exc:
         raise _fail(ExitCode.USAGE, str(exc)) from None
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
     _print_report(result, fmt)
+
+
+def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> None:
+    if as_json:
+        payload = [{"uri": uri, **asdict(d)} for uri, d in rows]
+        sys.stdout.write(json.dumps({"dataset": dataset, "drift": payload}) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    def test(t: Any) -> str:
+        return "-" if t is None else f"{t.rate1:.2%} vs {t.rate2:.2%}, z {t.z:+.2f}"
+
+    table = Table(title=f"drift: each shard vs the rest of dataset {dataset}", title_justify="left")
+    for name in ("shard", "similarity PSI", "NSFW tag rate", "keyword-NSFW rate"):
+        table.add_column(name, justify="left" if name == "shard" else "right")
+    for uri, d in rows:
+        psi = "-" if d.similarity_psi is None else f"{d.similarity_psi:.3f}"
+        table.add_row(Text(uri), psi, test(d.tag), test(d.keyword))
+    width = None if sys.stdout.isatty() else 160
+    Console(highlight=False, soft_wrap=True, width=width).print(table)
+    typer.echo(
+        "PSI < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major; |z| > 3: a rate that "
+        "differs beyond chance"
+    )
 
 
 def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:

@@ -1,11 +1,12 @@
-"""Stats: confidence intervals and lift for the audit's rates, from exact counts."""
+"""Stats: confidence intervals, lift and drift for the audit's rates, from exact counts."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shardwatch.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
+from shardwatch.metrics import KEYWORD_NSFW_ROWS, Histogram, ShardMetrics
 
 Z95 = 1.959963984540054  # the two-sided 95% normal quantile
 
@@ -85,3 +86,83 @@ def term_lifts(metrics: ShardMetrics, label: str = "NSFW") -> dict[str, dict[str
             )
         out[term] = {"keyword": keyword, "tag": tag}
     return out
+
+
+# --------------------------------------------------------------------------------- drift
+PSI_BIN_WIDTH = 10  # fine 0.005-wide bins per PSI bin: PSI is computed over 0.05-wide bins
+PSI_EPSILON = 1e-4  # the share given to an empty bin, so a log is always defined
+
+
+def coarse_bins(hist: Histogram) -> list[int]:
+    """The histogram in 0.05-wide bins, with underflow and overflow as bins of their own."""
+    counts = hist.counts
+    coarse = [sum(counts[i : i + PSI_BIN_WIDTH]) for i in range(0, len(counts), PSI_BIN_WIDTH)]
+    return [hist.underflow, *coarse, hist.overflow]
+
+
+def psi(expected: Sequence[int], actual: Sequence[int]) -> float | None:
+    """The population stability index sum((a - e) * ln(a / e)) over bin shares; shares of
+    empty bins are taken as PSI_EPSILON. None if either side has no values. Rule of thumb:
+    < 0.1 stable, 0.1-0.25 a moderate shift, > 0.25 a major one."""
+    n_e, n_a = sum(expected), sum(actual)
+    if n_e == 0 or n_a == 0 or len(expected) != len(actual):
+        return None
+    total = 0.0
+    for e_count, a_count in zip(expected, actual, strict=True):
+        e = max(e_count / n_e, PSI_EPSILON)
+        a = max(a_count / n_a, PSI_EPSILON)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+@dataclass(frozen=True)
+class TwoProportions:
+    """A two-proportion z-test (pooled): is rate 1 different from rate 2?"""
+
+    rate1: float
+    rate2: float
+    z: float
+    p_value: float  # two-sided
+
+
+def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> TwoProportions | None:
+    """None when a side is empty or the pooled rate is 0 or 1 (no variance: no test)."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    pooled = (k1 + k2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if variance <= 0:
+        return None
+    p1, p2 = k1 / n1, k2 / n2
+    z = (p1 - p2) / math.sqrt(variance)
+    return TwoProportions(p1, p2, z, math.erfc(abs(z) / math.sqrt(2)))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One shard against the rest of its dataset (the total minus the shard)."""
+
+    similarity_psi: float | None
+    tag: TwoProportions | None
+    keyword: TwoProportions | None
+
+
+def drift(shard: ShardMetrics, total: ShardMetrics, label: str = "NSFW") -> Drift:
+    """Drift of `shard` from the rest of `total` (which includes it): PSI of the similarity
+    histograms, and two-proportion tests of the tag rate and the keyword-NSFW rate."""
+    sim_psi = None
+    if shard.similarity is not None and total.similarity is not None:
+        mine = coarse_bins(shard.similarity.histogram)
+        rest = [t - s for t, s in zip(coarse_bins(total.similarity.histogram), mine, strict=True)]
+        sim_psi = psi(rest, mine)
+    tag = None
+    if shard.nsfw_flag_counts is not None and total.nsfw_flag_counts is not None:
+        k1, n1 = shard.nsfw_flag_counts.get(label, 0), sum(shard.nsfw_flag_counts.values())
+        k, n = total.nsfw_flag_counts.get(label, 0), sum(total.nsfw_flag_counts.values())
+        tag = two_proportion_test(k1, n1, k - k1, n - n1)
+    keyword = None
+    exact = not total.missing_in.get(KEYWORD_NSFW_ROWS)  # else the rest's rows are unknown
+    if shard.keyword_nsfw_rows is not None and total.keyword_nsfw_rows is not None and exact:
+        k1, n1 = shard.keyword_nsfw_rows, shard.rows
+        keyword = two_proportion_test(k1, n1, total.keyword_nsfw_rows - k1, total.rows - n1)
+    return Drift(sim_psi, tag, keyword)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shardwatch.alerts import AlertPlan, Observation, failing_checks, judge
+from shardwatch.alerts import DRIFT_METRICS, AlertPlan, Observation, failing_checks, judge
 from shardwatch.metrics import ShardMetrics
 from shardwatch.notify import AlertItem
 from shardwatch.store import models as t
@@ -117,20 +117,27 @@ def record_alerts(
     writer = _Writer(s, dataset_id, dataset, plan, run_id, now)
 
     failures, detail = failing_checks(validation)
+    judge_dataset = any(r.applies_to("dataset") for r in plan.rules)
+    total = None
+    if judge_dataset or any(r.metric in DRIFT_METRICS for r in plan.rules):
+        s.flush()
+        total = _dataset_total(s, dataset_id)  # includes this shard (same transaction)
     shard_obs = judge(
-        plan.rules, metrics, "shard", validation_failures=failures, failure_detail=detail
+        plan.rules,
+        metrics,
+        "shard",
+        validation_failures=failures,
+        failure_detail=detail,
+        baseline=total,
     )
     link = validation.docs_page if validation is not None else None
     for ob in shard_obs:
         writer.apply(ob, "shard", shard.uri, link)
 
-    if any(r.applies_to("dataset") for r in plan.rules):
-        s.flush()
-        total = _dataset_total(s, dataset_id)
-        if total is not None:
-            bad_shards = _failing_latest_shards(s, dataset_id)
-            for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
-                writer.apply(ob, "dataset", None, plan.docs_index)
+    if judge_dataset and total is not None:
+        bad_shards = _failing_latest_shards(s, dataset_id)
+        for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
+            writer.apply(ob, "dataset", None, plan.docs_index)
 
 
 def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:

@@ -19,7 +19,7 @@ from shardwatch.metrics import (
     TermStats,
 )
 from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
-from shardwatch.stats import term_lifts
+from shardwatch.stats import Drift, drift, term_lifts
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
 from shardwatch.store.repository import ResultStore
@@ -268,6 +268,56 @@ def shard_rates(engine: Engine, dataset: str, label: str = "NSFW") -> list[Shard
     ]
 
 
+def shard_drift(engine: Engine, dataset: str, label: str = "NSFW") -> list[tuple[str, Drift]]:
+    """Every current shard of `dataset` against the rest of the dataset (see stats.drift),
+    from the stored counts and histograms."""
+    with _snapshot(engine) as conn:
+        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if dataset_id is None:
+            return []
+        latest = latest_done(dataset_id)
+        total = _build(conn, dataset, dataset_id, latest, BUILTIN_PROFILES.get).total
+        sm = t.ShardMetricsRow
+        shards = conn.execute(
+            select(latest.c.id, latest.c.uri, sm.rows, sm.keyword_nsfw_rows, sm.has_nsfw_tag)
+            .add_columns(sm.similarity_threshold, sm.hist_underflow, sm.hist_overflow)
+            .join(sm, sm.shard_id == latest.c.id)
+            .order_by(latest.c.uri)
+        ).all()
+        bins: dict[int, list[int]] = {}
+        for shard_id, index, count in conn.execute(
+            select(t.SimilarityBin.shard_id, t.SimilarityBin.bin, t.SimilarityBin.count).join(
+                latest, latest.c.id == t.SimilarityBin.shard_id
+            )
+        ):
+            bins.setdefault(shard_id, [0] * HIST_BINS)[index] = int(count)
+        tags: dict[int, dict[str, int]] = {}
+        for shard_id, tag, count in conn.execute(
+            select(t.ShardTagCount.shard_id, t.ShardTagCount.label, t.ShardTagCount.count).join(
+                latest, latest.c.id == t.ShardTagCount.shard_id
+            )
+        ):
+            tags.setdefault(shard_id, {})[tag] = int(count)
+    out = []
+    for r in shards:
+        sim = None
+        if r.similarity_threshold is not None:
+            hist = Histogram(
+                tuple(bins.get(r.id, [0] * HIST_BINS)),
+                _int(r.hist_underflow),
+                _int(r.hist_overflow),
+            )
+            sim = SimilarityStats(threshold=float(r.similarity_threshold), histogram=hist)
+        metrics = ShardMetrics(
+            rows=int(r.rows),
+            nsfw_flag_counts=tags.get(r.id, {}) if r.has_nsfw_tag else None,
+            keyword_nsfw_rows=_opt_int(r.keyword_nsfw_rows),
+            similarity=sim,
+        )
+        out.append((r.uri, drift(metrics, total, label)))
+    return out
+
+
 def _build(
     conn: Connection, dataset: str, dataset_id: int, latest: CTE, resolve: ProfileResolver
 ) -> DatasetReport:
@@ -474,5 +524,6 @@ __all__ = [
     "dataset_report",
     "dataset_total",
     "latest_done",
+    "shard_drift",
     "shard_rates",
 ]

@@ -18,13 +18,26 @@ DOC_KEYS = (
     "nulls",
     "nsfw_flag_counts",
     "keyword_nsfw_rows",
+    "keyword_nsfw_by_tag",
+    "unsafe_rows",
+    "keyword_unsafe_rows",
+    "unsafe_by_tag",
     "similarity",
     "terms",
     "duplicates",
     "unavailable",
 )
-SIMILARITY_KEYS = ("count", "null", "below_threshold", "threshold", "min", "max", "sum", "mean",
-                   "histogram")
+SIMILARITY_KEYS = (
+    "count",
+    "null",
+    "below_threshold",
+    "threshold",
+    "min",
+    "max",
+    "sum",
+    "mean",
+    "histogram",
+)
 HISTOGRAM_KEYS = ("lo", "hi", "bins_per_unit", "counts", "underflow", "overflow")
 TERM_KEYS = ("matches", "keyword_nsfw", "substring_matches", "mode")
 CLOSE_KEYS = ("sum", "mean")
@@ -41,7 +54,13 @@ def diff_metrics(
         _present(out, key, engine, ref)
         if key not in engine or key not in ref:
             continue
-        if key in ("nulls", "nsfw_flag_counts", "duplicates"):
+        if key in (
+            "nulls",
+            "nsfw_flag_counts",
+            "duplicates",
+            "keyword_nsfw_by_tag",
+            "unsafe_by_tag",
+        ):
             _counts(out, key, engine[key], ref[key])
         elif key == "similarity":
             _similarity(out, engine[key], ref[key])
@@ -157,7 +176,10 @@ def _terms(out: list[str], got: Mapping[str, Any], want: Mapping[str, Any]) -> N
 
 
 def assert_same_metrics(
-    engine: Mapping[str, Any], ref: Mapping[str, Any], *, skip: tuple[str, ...] = (),
+    engine: Mapping[str, Any],
+    ref: Mapping[str, Any],
+    *,
+    skip: tuple[str, ...] = (),
     context: str = "",
 ) -> None:
     problems = diff_metrics(engine, ref, skip=skip)

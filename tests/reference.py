@@ -8,6 +8,12 @@ Two readings of the docs that the page leaves open are fixed here and flagged in
 - `similarity.sum` is `None` when `count == 0` (the docs list sum with min/max/mean as null).
 - a value `v < hi` whose `floor((v - lo) * bins_per_unit)` rounds to `len(counts)` (only
   `v = 1 - 2**-53`) is put in the last bin, like `v == hi`.
+
+A profile with a score NSFW signal (`nsfw_signal="score"`, e.g. COYO-700M's OpenNSFW2 score)
+buckets each row's score: `NSFW` when it is above `nsfw_threshold`, `UNLIKELY` when it is a
+finite number at or below it, `null` when null, NaN, infinite or not a number. Numbers given
+as text (rows read from a CSV file) are parsed with Python's `float`; a similarity given as
+text is parsed the same way and counts as null when it is not a finite number.
 """
 
 from __future__ import annotations
@@ -87,6 +93,30 @@ def tag_string(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def parse_number(value: Any) -> float | None:
+    """A finite float from a number or its text form; None when null, non-finite or text that
+    is not a number."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return number if math.isfinite(number) else None
+
+
+def score_bucket(value: Any, threshold: float) -> str:
+    """A score signal as a tag: `NSFW` above the threshold, `UNLIKELY` at or below it,
+    `null` when it is not a finite number."""
+    number = parse_number(value)
+    if number is None:
+        return "null"
+    return "NSFW" if number > threshold else "UNLIKELY"
+
+
 def flag_bucket(tag: str | None, labels: Sequence[str]) -> str:
     if tag is None:
         return "null"
@@ -140,6 +170,7 @@ def reference_metrics(
     has_text = col["text"] is not None
     has_url = col["url"] is not None
     has_id = col["id"] is not None
+    has_unsafe = col["unsafe_score"] is not None
 
     out: dict[str, Any] = {"rows": len(rows)}
 
@@ -165,12 +196,19 @@ def reference_metrics(
     ids: list[Any] = []
     urls: list[str] = []
     keyword_by_tag = empty_flags()
+    unsafe_rows = keyword_unsafe = 0
+    unsafe_by_tag = empty_flags()
 
     for row in rows:
         text = lower(value(row, "text"))
         url = lower(value(row, "url"))
 
-        bucket = flag_bucket(tag_string(value(row, "nsfw_tag")), labels) if has_tag else None
+        bucket = None
+        if has_tag and profile.nsfw_signal == "score":
+            assert profile.nsfw_threshold is not None
+            bucket = score_bucket(value(row, "nsfw_tag"), profile.nsfw_threshold)
+        elif has_tag:
+            bucket = flag_bucket(tag_string(value(row, "nsfw_tag")), labels)
         if bucket is not None:
             flags[bucket] += 1
 
@@ -184,6 +222,14 @@ def reference_metrics(
             keyword_rows += 1
             if bucket is not None:
                 keyword_by_tag[bucket] += 1
+
+        if has_unsafe:
+            score = parse_number(value(row, "unsafe_score"))
+            if score is not None and score > profile.unsafe_threshold:
+                unsafe_rows += 1
+                keyword_unsafe += is_keyword_row
+                if bucket is not None:
+                    unsafe_by_tag[bucket] += 1
 
         if has_text:
             for p in lexicon.terms:
@@ -199,6 +245,8 @@ def reference_metrics(
 
         if has_sim:
             v = value(row, "similarity")
+            if isinstance(v, str):  # read from text (CSV): parsed, non-numbers are null
+                v = parse_number(v)
             if is_null(v):
                 sim_nulls += 1
             else:
@@ -223,6 +271,12 @@ def reference_metrics(
         out["similarity"] = similarity_metrics(sim_values, sim_nulls, profile.similarity_threshold)
     if has_text:
         out["terms"] = terms
+    if has_unsafe:
+        out["unsafe_rows"] = unsafe_rows
+        if has_text or has_url:
+            out["keyword_unsafe_rows"] = keyword_unsafe
+        if has_tag:
+            out["unsafe_by_tag"] = unsafe_by_tag
 
     duplicates: dict[str, int] = {}
     if has_id:
@@ -243,7 +297,9 @@ def reference_metrics(
     if not has_id:
         unavailable.append("duplicates.id")
     if not has_url:
-        unavailable.append("duplicates.url")
+        unavailable += ["duplicates.url", "domains"]
+    if profile.column("unsafe_score") is not None and not has_unsafe:
+        unavailable.append("unsafe_rows")
     out["unavailable"] = sorted(unavailable)
     return out
 
@@ -300,7 +356,14 @@ def merge_reference(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         raise ValueError("nothing to merge")
     out: dict[str, Any] = {"rows": sum(p["rows"] for p in parts)}
     out["nulls"] = _sum_dicts([p["nulls"] for p in parts])
-    for key in ("nsfw_flag_counts", "keyword_nsfw_rows", "keyword_nsfw_by_tag"):
+    for key in (
+        "nsfw_flag_counts",
+        "keyword_nsfw_rows",
+        "keyword_nsfw_by_tag",
+        "unsafe_rows",
+        "keyword_unsafe_rows",
+        "unsafe_by_tag",
+    ):
         present = [p[key] for p in parts if key in p]
         if present:
             out[key] = _sum_dicts(present) if isinstance(present[0], dict) else sum(present)

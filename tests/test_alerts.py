@@ -198,7 +198,7 @@ def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
 
 
 def test_lift_rules_judge_the_lower_bound_of_the_interval() -> None:
-    """"Lift's lower bound above 1.5 with at least 20 matches", from the reference counts."""
+    """ "Lift's lower bound above 1.5 with at least 20 matches", from the reference counts."""
     from shardwatch.stats import wilson
 
     table = adversarial_table(3000, 6)
@@ -226,12 +226,18 @@ def test_keyword_rows_the_tag_calls_unlikely_by_hand() -> None:
     tagged NSFW has 0 of 20; together 15 of 40. Merged totals judge the sum."""
     from builders import tagged_table
 
-    rule = Rule("dis", "keyword_tag_disagreement", level="both", max=0.5, min_support=10,
-                label="UNLIKELY")
+    rule = Rule(
+        "dis", "keyword_tag_disagreement", level="both", max=0.5, min_support=10, label="UNLIKELY"
+    )
     loose = scanned(tagged_table(100, 5, keyword=20))
     strict = scanned(tagged_table(100, 20, seed=1, keyword=20))
-    assert loose.keyword_nsfw_by_tag == {"UNLIKELY": 15, "UNSURE": 0, "NSFW": 5, "other": 0,
-                                         "null": 0}
+    assert loose.keyword_nsfw_by_tag == {
+        "UNLIKELY": 15,
+        "UNSURE": 0,
+        "NSFW": 5,
+        "other": 0,
+        "null": 0,
+    }
     (a,) = judge([rule], loose, "shard")
     assert (a.count, a.support, a.observed, a.breaching) == (15, 20, 0.75, True)
     (b,) = judge([rule], strict, "shard")
@@ -266,3 +272,20 @@ def test_drift_rules_judge_a_shard_against_its_dataset() -> None:
     assert calm["tag-drift"].observed == 0.0 and not calm["tag-drift"].breaching
     assert judge(rules, odd, "shard") == []  # no baseline: not judged
     assert judge(rules, total, "dataset", baseline=total) == []
+
+
+def test_unsafe_tag_disagreement_is_the_unlikely_share_of_unsafe_rows() -> None:
+    rule = Rule(
+        "punsafe-tagged-unlikely",
+        "unsafe_tag_disagreement",
+        max=0.5,
+        min_support=4,
+        label="UNLIKELY",
+    )
+    crosstab = {"UNLIKELY": 3, "UNSURE": 1, "NSFW": 1, "other": 0, "null": 0}
+    [ob] = judge([rule], ShardMetrics(rows=50, unsafe_by_tag=crosstab), "dataset")
+    assert (ob.count, ob.support, ob.breaching) == (3, 5, True)
+    assert ob.observed == 3 / 5
+    few = {"UNLIKELY": 3, "UNSURE": 0, "NSFW": 0, "other": 0, "null": 0}
+    assert judge([rule], ShardMetrics(rows=50, unsafe_by_tag=few), "dataset") == []
+    assert judge([rule], ShardMetrics(rows=50), "dataset") == []  # no second score

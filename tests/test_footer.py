@@ -1,10 +1,12 @@
 """Footer caps on real parquet files: a normal file passes with pyarrow's numbers; a
 decompression bomb (5M identical strings, zstd), a footer forged to declare 1 TiB, a forged
 footer length, a truncated file and a non-parquet file are refused with clear reasons,
-the forged length before pyarrow parses anything."""
+the forged length before pyarrow parses anything. CSV/TSV names get only the checks that
+apply to a file without a footer: size, gzip magic, and not parquet under a text name."""
 
 from __future__ import annotations
 
+import gzip
 import struct
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shardwatch.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
+from shardwatch.footer import (
+    FooterInfo,
+    FooterLimits,
+    ShardRejected,
+    TextFileInfo,
+    check_footer,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -229,3 +237,81 @@ def test_nested_columns_count_leaves(tmp_path: Path) -> None:
     assert check_footer(path, FooterLimits()).columns == 4
     with pytest.raises(ShardRejected):
         check_footer(path, FooterLimits(max_columns=3))
+
+
+# --- CSV/TSV files: no footer, so only the size and the first bytes are checked ----------
+
+CSV_BYTES = b"caption,url\n" + b"a red car,http://x/1.jpg\n" * 100
+
+
+@pytest.mark.parametrize("name", ["s.csv", "S.CSV", "s.tsv", "s.csv.gz", "s.TSV.GZ"])
+def test_text_shard_passes_without_a_parquet_magic(
+    tmp_path: Path, no_pyarrow_parsing: None, name: str
+) -> None:
+    gz = name.lower().endswith(".gz")
+    data = gzip.compress(CSV_BYTES) if gz else CSV_BYTES
+    path = tmp_path / name
+    path.write_bytes(data)
+
+    info = check_footer(path, FooterLimits())
+
+    kind = "tsv" if ".tsv" in name.lower() else "csv"
+    assert info == TextFileInfo(format=kind, gzip=gz, size_bytes=len(data))
+
+
+def test_empty_plain_text_shard_passes(tmp_path: Path) -> None:
+    path = tmp_path / "empty.tsv"
+    path.write_bytes(b"")
+    assert check_footer(path, FooterLimits()) == TextFileInfo("tsv", False, 0)
+
+
+def test_text_shard_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(CSV_BYTES)
+    size = len(CSV_BYTES)
+
+    assert check_footer(path, FooterLimits(max_uncompressed_bytes=size)).size_bytes == size
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits(max_uncompressed_bytes=size - 1))
+    assert info.value.reason == f"a CSV file of {size:,} bytes, above the cap of {size - 1:,} bytes"
+
+    gz = tmp_path / "s.tsv.gz"
+    gz.write_bytes(gzip.compress(CSV_BYTES))
+    small = gz.stat().st_size - 1
+    with pytest.raises(ShardRejected, match=r"a TSV file of .* compressed bytes, above the cap"):
+        check_footer(gz, FooterLimits(max_uncompressed_bytes=small))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (CSV_BYTES, "not a gzip file: no gzip magic at the start"),
+        (b"\x1f\x8b\x08", "not a gzip file: only 3 bytes"),
+        (b"", "not a gzip file: only 0 bytes"),
+    ],
+)
+def test_gz_text_shard_needs_gzip_magic(
+    tmp_path: Path, no_pyarrow_parsing: None, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "s.csv.gz"
+    path.write_bytes(content)
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits())
+    assert info.value.reason == reason
+
+
+def test_parquet_named_as_csv_is_refused(tmp_path: Path, no_pyarrow_parsing: None) -> None:
+    source = tmp_path / "real.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), source)
+    data = source.read_bytes()
+    path = tmp_path / "disguised.tsv"
+    path.write_bytes(data)
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits())
+    assert info.value.reason == "a parquet file (PAR1 magic) named as a TSV file"
+
+
+def test_missing_text_shard_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ShardRejected) as info:
+        check_footer(tmp_path / "absent.csv.gz", FooterLimits())
+    assert info.value.reason == "cannot read the file (No such file or directory)"

@@ -293,8 +293,8 @@ def test_resolve_column() -> None:
 def test_only_text() -> None:
     rows = [{"TEXT": "Photo of a desi"}, {"TEXT": "design"}]
     m = reference_metrics(rows, LAION400M, DESI, columns=["TEXT"])
-    assert m["unavailable"] == ["duplicates.id", "duplicates.url", "nsfw_flag_counts",
-                                "similarity"]
+    assert m["unavailable"] == ["domains", "duplicates.id", "duplicates.url",
+                                "nsfw_flag_counts", "similarity"]
     assert "nsfw_flag_counts" not in m
     assert "similarity" not in m
     assert m["duplicates"] == {}
@@ -318,8 +318,8 @@ def test_no_text_no_url() -> None:
     m = reference_metrics([{"NSFW": "NSFW"}], LAION400M, DESI, columns=["NSFW"])
     assert "keyword_nsfw_rows" not in m
     assert "terms" not in m
-    assert m["unavailable"] == ["duplicates.id", "duplicates.url", "keyword_nsfw_rows",
-                                "similarity", "terms"]
+    assert m["unavailable"] == ["domains", "duplicates.id", "duplicates.url",
+                                "keyword_nsfw_rows", "similarity", "terms"]
     assert m["nsfw_flag_counts"]["NSFW"] == 1
 
 

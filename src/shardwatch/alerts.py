@@ -11,11 +11,11 @@ names only, never captions or URLs from the data.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
+from shardwatch.metrics import KEYWORD_NSFW_ROWS, DomainStat, ShardMetrics
 from shardwatch.validation import ShardValidation
 
 Severity = Literal["warning", "critical"]
@@ -29,9 +29,11 @@ Metric = Literal[
     "term_keyword_lift",
     "term_tag_lift",
     "keyword_tag_disagreement",
+    "unsafe_tag_disagreement",
     "similarity_psi",
     "tag_rate_drift",
     "keyword_rate_drift",
+    "new_domain_keyword_nsfw_rate",
     "validation_failures",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
@@ -119,6 +121,15 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_support=100,
         label="UNLIKELY",
     ),
+    # A domain no earlier shard listed, arriving with mostly keyword-NSFW rows.
+    Rule(
+        "new-high-risk-domain",
+        "new_domain_keyword_nsfw_rate",
+        "warning",
+        "shard",
+        max=0.5,
+        min_support=50,
+    ),
     Rule("validation", "validation_failures", "warning", "shard", max=0),
 )
 
@@ -160,12 +171,19 @@ def judge(
     validation_failures: int | None = None,
     failure_detail: str | None = None,
     baseline: ShardMetrics | None = None,
+    new_domains: Mapping[str, DomainStat] | None = None,
 ) -> list[Observation]:
     """Every rule of `level` that can be judged on `metrics` (and the validation count).
-    Drift rules judge a shard against `baseline`, its dataset's total (shard level only)."""
+    Drift rules judge a shard against `baseline`, its dataset's total (shard level only).
+    The new-domain rule judges `new_domains`: the shard's listed domains that no other
+    current shard of its dataset lists (shard level only)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
+            continue
+        if rule.metric == "new_domain_keyword_nsfw_rate":
+            if level == "shard" and new_domains is not None:
+                out += _new_domains(rule, new_domains)
             continue
         if rule.metric in DRIFT_METRICS:
             if level == "shard" and baseline is not None:
@@ -212,6 +230,19 @@ def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observa
     return [Observation(rule, value, rule.breached_by(value), detail=detail)]
 
 
+def _new_domains(rule: Rule, domains: Mapping[str, DomainStat]) -> list[Observation]:
+    """The keyword-NSFW rate of each new domain with at least `min_support` rows (the
+    domain is the observation's subject, like a term)."""
+    out = []
+    for domain, stat in sorted(domains.items()):
+        if stat.rows < rule.min_support or stat.rows == 0:
+            continue
+        value = stat.keyword_nsfw / stat.rows
+        breaching = rule.breached_by(value)
+        out.append(Observation(rule, value, breaching, domain, stat.keyword_nsfw, stat.rows))
+    return out
+
+
 def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:
     """Lift rules judge the LOWER bound of the 95% interval ("lift is above 2 with 95%
     confidence"), for terms with at least `min_support` matches."""
@@ -248,6 +279,9 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
             yield None, m.keyword_nsfw_rows, m.rows
     elif rule.metric == "keyword_tag_disagreement" and m.keyword_nsfw_by_tag is not None:
         by_tag = m.keyword_nsfw_by_tag  # keyword-NSFW rows the tag calls `label`
+        yield None, by_tag.get(rule.label, 0), sum(by_tag.values())
+    elif rule.metric == "unsafe_tag_disagreement" and m.unsafe_by_tag is not None:
+        by_tag = m.unsafe_by_tag  # rows the second score calls unsafe, the tag calls `label`
         yield None, by_tag.get(rule.label, 0), sum(by_tag.values())
     elif rule.metric == "similarity_below_rate" and m.similarity is not None:
         yield None, m.similarity.below_threshold, m.similarity.count

@@ -110,11 +110,14 @@ def _main(
     """shardwatch command line."""
 
 
-def _count_rows(paths: list[Path], settings: Settings) -> int:
+def _count_rows(paths: list[Path], settings: Settings) -> int | None:
+    """The shards' total rows for the progress bar; None if a CSV/TSV shard's is unknown."""
     total = 0
     for path in paths:
         try:
             with ShardReader(path, settings.dataset_profile()) as reader:
+                if reader.num_rows is None:
+                    return None  # a CSV/TSV shard: its rows are known only once it is read
                 total += reader.num_rows
         except ShardReadError:
             continue  # reported when the shard is scanned
@@ -122,7 +125,8 @@ def _count_rows(paths: list[Path], settings: Settings) -> int:
 
 
 def _expand(paths: list[Path]) -> list[Path]:
-    """Directories stand for the `*.parquet` files directly inside them, in name order."""
+    """Directories stand for the `*.parquet` files directly inside them, in name order; a
+    file (parquet, or CSV/TSV: .csv, .tsv, .csv.gz, .tsv.gz) stands for itself."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -137,7 +141,10 @@ def _expand(paths: list[Path]) -> list[Path]:
 def scan(
     shards: Annotated[
         list[Path],
-        typer.Argument(help="Parquet shard files, or directories of *.parquet files, to scan."),
+        typer.Argument(
+            help="Shard files (parquet, or .csv/.tsv/.csv.gz/.tsv.gz), or directories of "
+            "*.parquet files, to scan."
+        ),
     ],
     config: ConfigOpt = None,
     profile: ProfileOpt = None,
@@ -177,13 +184,14 @@ def scan(
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} rows"),
+        TextColumn("{task.completed:,}{task.fields[of]} rows"),
         TimeRemainingColumn(),
         console=_stderr,
         disable=not show_progress,
         transient=True,
     ) as bar:
-        task = bar.add_task("scanning", total=_count_rows(shards, settings) if show_progress else 0)
+        known = _count_rows(shards, settings) if show_progress else 0
+        task = bar.add_task("scanning", total=known, of="" if known is None else f"/{known:,}")
         for path in shards:
             uri = str(path)
             bar.update(task, description=f"scanning {path.name}")
@@ -195,6 +203,7 @@ def scan(
                     batch_size=settings.batch_size,
                     workers=settings.workers,
                     progress=lambda n: bar.advance(task, n),
+                    domain_top_k=settings.domain_top_k,
                 )
             except ShardReadError as exc:
                 errors.append({"uri": uri, "error": exc.reason})
@@ -487,6 +496,7 @@ def ingest(
             on_result=None if as_json else _print_outcome,
             validator=validator,
             alerts=plan,
+            domain_top_k=settings.domain_top_k,
         )
         counts = Counter(r.outcome for r in results)
         store.finish_run(
@@ -643,6 +653,21 @@ def report(
             "two-proportion tests of the NSFW tag and keyword rates (text, or --json).",
         ),
     ] = False,
+    domains: Annotated[
+        bool,
+        typer.Option(
+            "--domains",
+            help="Instead: the registrable URL domains contributing most NSFW, from each "
+            "shard's exact top-k domain counts (text, or --json).",
+        ),
+    ] = False,
+    top: Annotated[
+        int, typer.Option("--top", min=1, max=100_000, help="Domains listed by --domains.")
+    ] = 20,
+    by: Annotated[
+        str,
+        typer.Option("--by", help="--domains order: keyword (default), tag or rows."),
+    ] = "keyword",
     config: ConfigOpt = None,
 ) -> None:
     """Print a dataset's Table 1 and totals from the results store.
@@ -660,8 +685,13 @@ def report(
     from shardwatch.store.database import current, masked
     from shardwatch.store.report import ReportError, dataset_report
 
-    if drift and (paper or fmt not in (None, ReportFormat.text)):
-        raise _fail(ExitCode.USAGE, "--drift prints its own table: give it alone or with --json")
+    if drift and domains:
+        raise _fail(ExitCode.USAGE, "--drift and --domains are alternatives: give one")
+    if (drift or domains) and (paper or fmt not in (None, ReportFormat.text)):
+        view = "--drift" if drift else "--domains"
+        raise _fail(ExitCode.USAGE, f"{view} prints its own table: give it alone or with --json")
+    if by not in ("keyword", "tag", "rows"):
+        raise _fail(ExitCode.USAGE, f"--by must be keyword, tag or rows, not {by!r}")
     if as_json + paper + (fmt is not None) > 1:
         raise _fail(ExitCode.USAGE, "--json, --paper and --format are alternatives: give one")
     fmt = ReportFormat.json if as_json else ReportFormat.paper if paper else fmt
@@ -674,6 +704,11 @@ def report(
     try:
         if current(engine) is None:
             raise _fail(ExitCode.USAGE, f"{url} has no results yet: run `shardwatch ingest`")
+        if domains:
+            from shardwatch.store.report import domain_report
+
+            _print_domains(domain_report(engine, settings.dataset, top=top, by=by), as_json)
+            return
         result = dataset_report(engine, settings.dataset, profiles=_profile_resolver(settings))
         if drift:
             from shardwatch.store.report import shard_drift
@@ -712,6 +747,51 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
     )
 
 
+def _print_domains(found: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(found.to_dict(), ensure_ascii=False) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    order = {"keyword": "keyword-NSFW rows", "tag": "tag-NSFW rows", "rows": "rows"}[found.by]
+    if not found.shards:
+        typer.echo(f"dataset {found.dataset}: no current shard has a URL column: no domains")
+        return
+    title = (
+        f"domains of dataset {found.dataset} by {order}: {found.shards:,} shards, "
+        f"{found.rows:,} rows, {found.keyword_nsfw:,} keyword-NSFW"
+        + (f", {found.tag_nsfw:,} tagged NSFW" if found.has_tag else "")
+    )
+    table = Table(title=title, title_justify="left")
+    columns = ["domain", "rows", "keyword-NSFW", "rate", "share of keyword-NSFW"]
+    columns += ["tagged NSFW"] if found.has_tag else []
+    columns += ["error up to", "shards"]
+    for name in columns:
+        table.add_column(name, justify="left" if name == "domain" else "right")
+
+    def plus(n: int) -> str:
+        return f"+{n:,}" if n else "exact"
+
+    for row in found.top:
+        rate = f"{row.keyword_nsfw / row.rows:.1%}" if row.rows else "-"
+        share = f"{row.keyword_nsfw / found.keyword_nsfw:.1%}" if found.keyword_nsfw else "-"
+        cells: list[Text | str] = [Text(row.domain), f"{row.rows:,}", f"{row.keyword_nsfw:,}"]
+        cells += [rate, share]
+        cells += [f"{row.tag_nsfw:,}"] if found.has_tag else []
+        error = {"keyword": row.keyword_error, "tag": row.tag_error, "rows": row.rows_error}
+        cells += [plus(error[found.by]), f"{row.shards:,}"]
+        table.add_row(*cells)
+    width = None if sys.stdout.isatty() else 160
+    Console(highlight=False, soft_wrap=True, width=width).print(table)
+    typer.echo(
+        f"Each shard stores exact counts for its top {found.k} domains by rows, keyword-NSFW "
+        "and tag-NSFW rows; summed over shards a count is a lower bound, and the true count "
+        "is at most count + 'error up to'. A domain not listed holds at most "
+        f"{found.floor_keyword:,} keyword-NSFW rows (docs/metrics.md#domains)."
+    )
+
+
 def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     total, labels = result.total, result.labels
     if fmt is ReportFormat.json:
@@ -739,6 +819,124 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
             reason = f" ({entry.reason})" if entry.reason else ""
             console.print(f"{entry.status}: {entry.uri} v{entry.version}{reason}", markup=False)
     console.print(summary(total, labels, f"total of dataset {result.dataset}"))
+
+
+def _export_help() -> str:
+    from shardwatch.flag_rules import RULES, TERM_RULE_HELP
+
+    rules = "\n\n".join(f"  {name}: {text}" for name, text in RULES.items())
+    return (
+        "Write a remove-list: one parquet row per row of the dataset that RULE flags.\n\n"
+        "Columns: shard (URI), row (within the shard, from 0), id (the profile's id column "
+        "as a string; null without one), url, url_raw (the exact bytes, only where not valid "
+        "UTF-8), reasons (every rule flagging the row, not only RULE) and, with --with-text "
+        "only, text and text_raw. Captions are untrusted: they are never written unless asked "
+        "for, and neither captions nor URLs are ever printed.\n\n"
+        "The shards are the report's (the latest done version of every shard); each is read "
+        "with the profile and lexicon it was scanned with, after its sha256 is checked against "
+        "the stored one, so each rule's row count equals the report's figure named after =. "
+        "Local files are read in place; http(s) shards are downloaded (from the hosts of the "
+        "configured sources) to a temporary folder in the download cache, then deleted.\n\n"
+        f"Rules:\n\n{rules}\n\n  term:T: {TERM_RULE_HELP}\n\n"
+        "Exit 0 when every shard was read; 3 if a shard was skipped (missing, changed since "
+        "ingest, unreadable, download refused): the other shards' rows are still written "
+        "and every skipped shard is listed; 2 for an unknown rule or term, an unknown "
+        "dataset, or a rule no shard can evaluate (no file is written then)."
+    )
+
+
+class _ExportBar:
+    """The export's progress on stderr: rows of the stored total, and the current shard."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task = bar.add_task("exporting", total=0)
+        self.shards = 0
+
+    def start(self, shards: int, rows: int) -> None:
+        self.shards = shards
+        self.bar.update(self.task, total=rows)
+
+    def shard(self, index: int, uri: str) -> None:
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        self.bar.update(self.task, description=f"shard {index + 1}/{self.shards} {name}")
+
+    def advance(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
+
+
+@app.command("export-flagged", help=_export_help())
+def export_flagged(
+    rule: Annotated[
+        str, typer.Option("--rule", help="The rule selecting the rows (see Rules above).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="The parquet file to write (replaced atomically).", dir_okay=False
+        ),
+    ],
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (default: 'default').")
+    ] = None,
+    with_text: Annotated[
+        bool,
+        typer.Option("--with-text", help="Also write each row's caption (untrusted text)."),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show progress on stderr (default: when stderr is a terminal).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shardwatch.export import ExportError, ExportRequest
+    from shardwatch.export import export_flagged as run_export
+    from shardwatch.flag_rules import UnknownRule, parse_rule
+    from shardwatch.store.database import current, masked
+    from shardwatch.store.report import ReportError
+
+    try:
+        parse_rule(rule)
+    except UnknownRule as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+    settings = _settings(config, dataset=dataset)
+    url = masked(settings.database_url.get_secret_value())
+    if _no_store(settings):
+        raise _fail(ExitCode.USAGE, f"no results store at {url}: run `shardwatch ingest` first")
+    engine = _store_engine(settings)
+    request = ExportRequest(settings.dataset, rule, out, with_text, settings.batch_size)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    try:
+        if current(engine) is None:
+            raise _fail(ExitCode.USAGE, f"{url} has no results yet: run `shardwatch ingest`")
+        with Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} rows"),
+            TimeRemainingColumn(),
+            console=_stderr,
+            disable=not show_progress,
+            transient=True,
+        ) as bar:
+            summary = run_export(engine, settings, request, progress=_ExportBar(bar))
+    except (UnknownRule, ExportError, ReportError) as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _db_error(exc, settings) from None
+    except OSError as exc:
+        raise _fail(ExitCode.INPUT, f"cannot write {out}: {exc}") from None
+    for note in summary.unavailable:
+        typer.echo(f"note: rule {summary.rule} unavailable in {note.uri}: {note.reason}", err=True)
+    for note in summary.skipped:
+        typer.echo(f"error: skipped {note.uri}: {note.reason}", err=True)
+    typer.echo(summary.line())
+    if summary.skipped:
+        raise typer.Exit(int(ExitCode.INPUT))
 
 
 @app.command()

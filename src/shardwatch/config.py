@@ -62,6 +62,20 @@ class ProfileSpec(_Strict):
         default=None, description="The dataset's CLIP-similarity cut-off."
     )
     nsfw_labels: list[str] | None = Field(default=None, description="The NSFW tag's label set.")
+    nsfw_signal: Literal["label", "score"] | None = Field(
+        default=None,
+        description="Whether the nsfw_tag column holds labels or a score (NSFW above "
+        "nsfw_threshold).",
+    )
+    nsfw_threshold: float | None = Field(
+        default=None, description="For a score signal: NSFW when the score is above this."
+    )
+    unsafe_threshold: float | None = Field(
+        default=None, description="The unsafe_score column counts as unsafe above this."
+    )
+    header: list[str] | None = Field(
+        default=None, description="Column names of a header-less CSV/TSV file, in order."
+    )
 
 
 class ValidationSettings(_Strict):
@@ -337,6 +351,13 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
+    domain_top_k: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Domains each shard lists exactly, per ranking (rows, keyword-NSFW rows, "
+        "tag-NSFW rows); larger k: smaller error on dataset totals (docs/metrics.md).",
+    )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     sources: dict[str, SourceSpec] = Field(
@@ -420,9 +441,20 @@ def _resolve_profile(
         if base is None:
             raise ConfigError(f"profile {name!r} needs similarity_threshold (or extends)")
         threshold = base.similarity_threshold
+    signal = spec.nsfw_signal or (base.nsfw_signal if base else "label")
+    same_signal = base is not None and base.nsfw_signal == signal
     labels = (
-        spec.nsfw_labels if spec.nsfw_labels is not None else (base.nsfw_labels if base else [])
+        spec.nsfw_labels
+        if spec.nsfw_labels is not None
+        else (base.nsfw_labels if base and same_signal else [])
     )
+    nsfw_threshold = spec.nsfw_threshold
+    if nsfw_threshold is None and base is not None and same_signal:
+        nsfw_threshold = base.nsfw_threshold
+    unsafe = spec.unsafe_threshold
+    if unsafe is None:
+        unsafe = base.unsafe_threshold if base else 0.5
+    header = spec.header if spec.header is not None else (base.header if base else None)
     try:
         return DatasetProfile(
             name=name,
@@ -430,6 +462,10 @@ def _resolve_profile(
             similarity_threshold=threshold,
             nsfw_labels=tuple(labels),
             description=spec.description or (base.description if base else ""),
+            nsfw_signal=signal,
+            nsfw_threshold=nsfw_threshold,
+            unsafe_threshold=unsafe,
+            header=tuple(header) if header is not None else None,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from shardwatch import metrics as m
 from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
+from shardwatch.domains import DEFAULT_TOP_K, DomainCounter, batch_counts
 from shardwatch.features import FeatureSpec
 from shardwatch.lexicon import Lexicon
 from shardwatch.matching import ColumnMatcher, python_matches
@@ -70,11 +71,13 @@ class RowMatches:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """One batch's partial metrics, its dedup keys and (if asked for) its feature rows."""
+    """One batch's partial metrics, its dedup keys, its exact per-domain counts and (if asked
+    for) its feature rows."""
 
     metrics: m.ShardMetrics
     keys: dict[str, KeyArray]
     features: pa.RecordBatch | None
+    domains: pa.Table | None = None
 
 
 def _keyword_hits(
@@ -172,13 +175,35 @@ def _null_count(arr: pa.Array) -> int:
     return int(arr.null_count)
 
 
-def _tag_codes(tag: pa.Array, labels: tuple[str, ...]) -> npt.NDArray[np.int64]:
-    """0..L-1 for the labels, L for any other value, L+1 for null."""
+def _tag_codes(tag: pa.Array, profile: DatasetProfile) -> npt.NDArray[np.int64]:
+    """0..L-1 for the labels, L for any other value, L+1 for null. A score signal maps to
+    NSFW above the profile's threshold, UNLIKELY at or below it, null when null or NaN."""
+    labels = profile.nsfw_labels
+    if profile.nsfw_signal == "score":
+        assert profile.nsfw_threshold is not None
+        return _score_codes(_as_float(tag), profile.nsfw_threshold, len(labels))
     tag = as_text(tag)
     idx = pc.index_in(tag, value_set=pa.array(labels, type=pa.large_string()))
     codes = np.asarray(idx.fill_null(len(labels)).to_numpy(zero_copy_only=False), dtype=np.int64)
     codes[np.asarray(tag.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = len(labels) + 1
     return codes
+
+
+def _score_codes(
+    score: npt.NDArray[np.float64], threshold: float, n_labels: int
+) -> npt.NDArray[np.int64]:
+    """1 (NSFW) above the threshold, 0 (UNLIKELY) at or below it, n_labels + 1 if not finite."""
+    codes = np.where(score > threshold, 1, 0).astype(np.int64)
+    codes[~np.isfinite(score)] = n_labels + 1
+    return codes
+
+
+def unsafe_flags(score: pa.Array, threshold: float) -> npt.NDArray[np.bool_]:
+    """Rows whose second NSFW score (e.g. punsafe) is above the threshold; null/NaN is not."""
+    values = _as_float(score)
+    with np.errstate(invalid="ignore"):
+        flags: npt.NDArray[np.bool_] = np.isfinite(values) & (values > threshold)
+    return flags
 
 
 def _similarity(values: npt.NDArray[np.float64], threshold: float) -> m.SimilarityStats:
@@ -236,6 +261,13 @@ class _BatchScanner:
             if arr is not None:
                 keys[logical] = keys_of(arr)
         metrics, rm, codes, url = self.metrics(batch)
+        domains = None
+        if url is not None:
+            labels = self.profile.nsfw_labels
+            tag_nsfw = None
+            if codes is not None and "NSFW" in labels:
+                tag_nsfw = codes == labels.index("NSFW")
+            domains = batch_counts(url, rm.keyword if rm is not None else None, tag_nsfw)
         features = None
         if self.features is not None:
             features = self.features.batch(
@@ -250,7 +282,7 @@ class _BatchScanner:
                 match_rows=rm.match_rows if rm is not None else None,
                 match_terms=rm.match_terms if rm is not None else None,
             )
-        return BatchResult(metrics, keys, features)
+        return BatchResult(metrics, keys, features, domains)
 
     def metrics(
         self, batch: pa.RecordBatch
@@ -266,7 +298,7 @@ class _BatchScanner:
             nulls[logical] = _null_count(arr)
 
         tag = self.column(batch, "nsfw_tag")
-        codes = _tag_codes(tag, labels) if tag is not None else None
+        codes = _tag_codes(tag, self.profile) if tag is not None else None
         sim = self.column(batch, "similarity")
         text = self.column(batch, "text")
         url = self.column(batch, "url")
@@ -281,6 +313,8 @@ class _BatchScanner:
             keyword_rows = int(np.count_nonzero(rm.keyword))
             if text is not None:
                 terms = self._term_stats(rm, codes, labels)
+        score = self.column(batch, "unsafe_score")
+        unsafe = unsafe_flags(score, self.profile.unsafe_threshold) if score is not None else None
         partial = m.ShardMetrics(
             rows=n,
             shards=0,
@@ -298,6 +332,17 @@ class _BatchScanner:
                 else None
             ),
             terms=terms,
+            unsafe_rows=int(np.count_nonzero(unsafe)) if unsafe is not None else None,
+            keyword_unsafe_rows=(
+                int(np.count_nonzero(unsafe & rm.keyword))
+                if unsafe is not None and rm is not None
+                else None
+            ),
+            unsafe_by_tag=(
+                _counts_by_label(codes[unsafe], labels)
+                if unsafe is not None and codes is not None
+                else None
+            ),
         )
         return partial, rm, codes, url
 
@@ -336,9 +381,15 @@ def _finish(
     partial: m.ShardMetrics,
     columns: ResolvedColumns,
     dedup: dict[str, DistinctCounter],
+    profile: DatasetProfile,
+    domains: DomainCounter | None,
 ) -> m.ShardMetrics:
     """Turn the sum of a shard's batches into the shard's metrics."""
     missing = []
+    if profile.column("unsafe_score") is not None and not columns.has("unsafe_score"):
+        missing.append(m.UNSAFE_ROWS)
+    if not columns.has("url"):
+        missing.append(m.DOMAINS)
     if not columns.has("nsfw_tag"):
         missing.append(m.NSFW_FLAG_COUNTS)
     if not columns.has("similarity"):
@@ -360,6 +411,7 @@ def _finish(
         shards=1,
         missing_in={name: 1 for name in missing},
         duplicates={name: counter.duplicates for name, counter in dedup.items()},
+        domains=domains.sketch() if domains is not None else None,
         notes=tuple(notes),
     )
 
@@ -383,8 +435,11 @@ def scan_batches(
     workers: int = 1,
     progress: ProgressCallback | None = None,
     on_features: FeatureSink | None = None,
+    domain_top_k: int = DEFAULT_TOP_K,
 ) -> m.ShardMetrics:
     """The metrics of one shard given as a stream of record batches sharing `schema`.
+
+    The domain sketch keeps the shard's top `domain_top_k` domains (domains.py).
 
     With `on_features`, each batch's per-row feature table (features.py) is handed to it, in
     row order, from the calling thread: validation reads it in the same streaming pass.
@@ -402,6 +457,7 @@ def scan_batches(
         dedup["id"] = DistinctCounter()
     if columns.has("url"):
         dedup["url"] = DistinctCounter()
+    domains = DomainCounter(domain_top_k) if columns.has("url") else None
     total = _empty_partial(columns, profile, compiled, schema)
 
     emitted = False
@@ -412,6 +468,8 @@ def scan_batches(
         total = total.merge(result.metrics)
         for name, batch_keys in result.keys.items():
             dedup[name].add(batch_keys)
+        if domains is not None and result.domains is not None:
+            domains.add(result.domains)
         if on_features is not None and result.features is not None:
             on_features(result.features)
         if progress is not None:
@@ -432,7 +490,7 @@ def scan_batches(
                     absorb(pending.popleft().result())
         if on_features is not None and features is not None and not emitted:
             on_features(_no_rows(features.schema))  # the sink always learns the schema
-        return _finish(total, columns, dedup)
+        return _finish(total, columns, dedup, profile, domains)
     finally:
         for counter in dedup.values():
             counter.close()
@@ -452,6 +510,7 @@ def scan_shard(
     workers: int = 2,
     progress: ProgressCallback | None = None,
     on_features: FeatureSink | None = None,
+    domain_top_k: int = DEFAULT_TOP_K,
 ) -> m.ShardMetrics:
     """Stream one parquet shard from disk and compute its metrics (raises ShardReadError)."""
     with ShardReader(path, profile) as reader:
@@ -463,6 +522,7 @@ def scan_shard(
             workers=workers,
             progress=progress,
             on_features=on_features,
+            domain_top_k=domain_top_k,
         )
 
 
@@ -471,3 +531,47 @@ def _projected_schema(reader: ShardReader) -> pa.Schema:
     if not names:
         return pa.schema([pa.field("__rows__", pa.null())])
     return pa.schema([reader.schema.field(name) for name in names])
+
+
+@dataclass(frozen=True)
+class RowView:
+    """Per-row signals of one batch, computed exactly as the metrics count them.
+
+    Each array has one entry per row, or is None when the shard lacks the column. The
+    remove-list export reads these, so a flagged row count equals the stored metric.
+    """
+
+    rows: int
+    keyword: npt.NDArray[np.bool_] | None
+    match_rows: npt.NDArray[np.int64] | None
+    match_terms: npt.NDArray[np.int64] | None
+    tag_codes: npt.NDArray[np.int64] | None
+    below_similarity: npt.NDArray[np.bool_] | None
+    unsafe: npt.NDArray[np.bool_] | None
+
+
+def row_view(
+    batch: pa.RecordBatch,
+    columns: ResolvedColumns,
+    profile: DatasetProfile,
+    compiled: CompiledLexicon,
+) -> RowView:
+    """The per-row signals of `batch` (whose columns are named as in `columns`)."""
+    scanner = _BatchScanner(columns, profile, compiled)
+    _, rm, codes, _ = scanner.metrics(batch)
+    below = None
+    sim = scanner.column(batch, "similarity")
+    if sim is not None:
+        values = _as_float(sim)
+        with np.errstate(invalid="ignore"):
+            below = np.isfinite(values) & (values < profile.similarity_threshold)
+    score = scanner.column(batch, "unsafe_score")
+    return RowView(
+        rows=batch.num_rows,
+        keyword=rm.keyword if rm is not None else None,
+        match_rows=rm.match_rows if rm is not None else None,
+        match_terms=rm.match_terms if rm is not None else None,
+        tag_codes=codes,
+        below_similarity=below,
+        unsafe=unsafe_flags(score, profile.unsafe_threshold) if score is not None else None,
+    )

@@ -8,6 +8,14 @@ a forged or huge footer; then it reads the metadata only (no data page is decode
 a file that declares more rows, columns or uncompressed bytes than the caps. This guards
 against decompression bombs: a small file whose pages would inflate to terabytes is refused
 from what it declares.
+
+A CSV/TSV shard (a name `reader.text_format` recognises: `.csv`, `.tsv`, `.csv.gz`,
+`.tsv.gz`, any case) has no footer and declares nothing, so only what its bytes show is
+checked: the file size against `max_uncompressed_bytes` (for gzip, the compressed size: the
+inflated size cannot be known without inflating), the gzip magic of a `.gz` file, and that a
+plain one is not a parquet file under a text name. Rows, columns and the footer cap do not
+apply. The reader streams such a file in fixed-size blocks, so a gzip bomb costs time, not
+memory.
 """
 
 from __future__ import annotations
@@ -18,7 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shardwatch.reader import TextFormat, text_format
+
 MAGIC = b"PAR1"
+GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_MIN_BYTES = 18  # a 10-byte header and an 8-byte trailer
 ENCRYPTED_MAGIC = b"PARE"
 _TRAILER = 8  # footer length (uint32 LE) + magic
 
@@ -59,14 +71,30 @@ class FooterInfo:
     footer_bytes: int
 
 
-def check_footer(path: Path, limits: FooterLimits) -> FooterInfo:
+@dataclass(frozen=True)
+class TextFileInfo:
+    """What an accepted CSV/TSV file shows without being parsed (it has no footer)."""
+
+    format: str  # "csv" or "tsv"
+    gzip: bool
+    size_bytes: int  # on disk (compressed, for gzip)
+
+
+def check_footer(path: Path, limits: FooterLimits) -> FooterInfo | TextFileInfo:
     """Read only the footer and raise ShardRejected with a reason naming the cap and the
     declared value when any cap is exceeded; a file that is not parquet (bad magic,
-    truncated, unreadable footer) raises ShardRejected("not a parquet file: ...")."""
+    truncated, unreadable footer) raises ShardRejected("not a parquet file: ...").
+
+    A CSV/TSV file name gets the text checks instead (module docstring) and a TextFileInfo.
+    """
     name = str(path)
 
     def reject(reason: str) -> ShardRejected:
         return ShardRejected(name, reason)
+
+    fmt = text_format(path)
+    if fmt is not None:
+        return _check_text_file(path, fmt, limits, reject)
 
     try:
         with path.open("rb") as fh:
@@ -115,6 +143,32 @@ def check_footer(path: Path, limits: FooterLimits) -> FooterInfo:
         compressed_bytes=compressed,
         footer_bytes=footer_bytes,
     )
+
+
+def _check_text_file(
+    path: Path, fmt: TextFormat, limits: FooterLimits, reject: Reject
+) -> TextFileInfo:
+    """The size cap, and the first bytes: gzip magic for `.gz`, not parquet otherwise."""
+    kind = fmt.kind.upper()
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            head = fh.read(len(MAGIC))
+    except OSError as exc:
+        raise reject(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    cap = limits.max_uncompressed_bytes
+    if size > cap:
+        what = "compressed " if fmt.gzip else ""
+        raise reject(f"a {kind} file of {size:,} {what}bytes, above the cap of {cap:,} bytes")
+    if fmt.gzip:
+        if size < _GZIP_MIN_BYTES:
+            raise reject(f"not a gzip file: only {size:,} bytes")
+        if not head.startswith(GZIP_MAGIC):
+            raise reject("not a gzip file: no gzip magic at the start")
+    elif head == MAGIC:
+        raise reject(f"a parquet file (PAR1 magic) named as a {kind} file")
+    return TextFileInfo(format=fmt.kind, gzip=fmt.gzip, size_bytes=size)
 
 
 def _check_trailer(

@@ -15,6 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from shardwatch.alerts import AlertPlan
+from shardwatch.domains import DEFAULT_TOP_K
 from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
@@ -86,6 +87,7 @@ class IngestJob:
     before_commit: BeforeCommit | None = None
     validator: ShardValidator | None = None
     alerts: AlertPlan | None = None
+    domain_top_k: int = DEFAULT_TOP_K
 
 
 def ingest_shards(
@@ -106,6 +108,7 @@ def ingest_shards(
     on_result: Callable[[IngestResult], None] | None = None,
     validator: ShardValidator | None = None,
     alerts: AlertPlan | None = None,
+    domain_top_k: int = DEFAULT_TOP_K,
 ) -> list[IngestResult]:
     """Process each new or changed shard exactly once across concurrent processes.
 
@@ -131,6 +134,7 @@ def ingest_shards(
         before_commit,
         validator,
         alerts,
+        domain_top_k,
     )
     results = []
     for path in paths:
@@ -174,6 +178,7 @@ def ingest_file(
             workers=job.workers,
             progress=job.progress,
             on_features=feature_batches.append if validator is not None else None,
+            domain_top_k=job.domain_top_k,
         )
     except ShardReadError as exc:
         store.fail(sv.id, job.owner, exc.reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shardwatch.lexicon import MatchMode
@@ -21,6 +21,8 @@ SIMILARITY = "similarity"
 TERMS = "terms"
 DUPLICATE_IDS = "duplicates.id"
 DUPLICATE_URLS = "duplicates.url"
+UNSAFE_ROWS = "unsafe_rows"
+DOMAINS = "domains"
 ALL_METRICS = (
     NSFW_FLAG_COUNTS,
     KEYWORD_NSFW_ROWS,
@@ -28,6 +30,8 @@ ALL_METRICS = (
     TERMS,
     DUPLICATE_IDS,
     DUPLICATE_URLS,
+    UNSAFE_ROWS,
+    DOMAINS,
 )
 
 
@@ -36,6 +40,10 @@ def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     for key, value in b.items():
         out[key] = out.get(key, 0) + value
     return out
+
+
+def _sum_optional(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def _merge_optional(a: Any, b: Any) -> Any:
@@ -202,6 +210,111 @@ def _merge_terms(
 
 
 @dataclass(frozen=True)
+class DomainStat:
+    """One registrable domain's rows, keyword-NSFW rows and tag-NSFW rows. The counts are
+    exact in a shard; in a merged total they are lower bounds and each true count is at most
+    count + error (the floors of the shards that did not list the domain)."""
+
+    rows: int
+    keyword_nsfw: int = 0
+    tag_nsfw: int = 0
+    rows_error: int = 0
+    keyword_error: int = 0
+    tag_error: int = 0
+
+    def plus(self, other: DomainStat) -> DomainStat:
+        return DomainStat(
+            self.rows + other.rows,
+            self.keyword_nsfw + other.keyword_nsfw,
+            self.tag_nsfw + other.tag_nsfw,
+            self.rows_error + other.rows_error,
+            self.keyword_error + other.keyword_error,
+            self.tag_error + other.tag_error,
+        )
+
+    def unlisted_in(self, sketch: DomainSketch) -> DomainStat:
+        """This stat, merged with a sketch that did not list the domain: its floors add to
+        the error (the domain may hold up to a floor of rows there)."""
+        return replace(
+            self,
+            rows_error=self.rows_error + sketch.floor_rows,
+            keyword_error=self.keyword_error + sketch.floor_keyword,
+            tag_error=self.tag_error + sketch.floor_tag,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        out = {"rows": self.rows, "keyword_nsfw": self.keyword_nsfw, "tag_nsfw": self.tag_nsfw}
+        if self.rows_error or self.keyword_error or self.tag_error:
+            out |= {
+                "rows_error": self.rows_error,
+                "keyword_error": self.keyword_error,
+                "tag_error": self.tag_error,
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class DomainSketch:
+    """Rows per registrable URL domain as a mergeable top-k summary (docs/metrics.md).
+
+    A shard lists its top `k` domains by rows, by keyword-NSFW rows and by tag-NSFW rows
+    (the union, with exact counts), the floors (the largest count of any domain it left out)
+    and the rest (the exact sums over the domains it left out), so listed + rest = rows.
+    Merging sums counts, floors and rests; a domain one side did not list gets that side's
+    floors as error. The bound: every listed count <= the true count <= count + error, and
+    an unlisted domain holds at most the summed floors.
+    """
+
+    k: int
+    top: Mapping[str, DomainStat] = field(default_factory=dict)
+    floor_rows: int = 0
+    floor_keyword: int = 0
+    floor_tag: int = 0
+    rest_rows: int = 0
+    rest_keyword: int = 0
+    rest_tag: int = 0
+
+    def merge(self, other: DomainSketch) -> DomainSketch:
+        top: dict[str, DomainStat] = {}
+        for domain, stat in self.top.items():
+            theirs = other.top.get(domain)
+            top[domain] = stat.plus(theirs) if theirs is not None else stat.unlisted_in(other)
+        for domain, stat in other.top.items():
+            if domain not in self.top:
+                top[domain] = stat.unlisted_in(self)
+        return DomainSketch(
+            k=max(self.k, other.k),
+            top=top,
+            floor_rows=self.floor_rows + other.floor_rows,
+            floor_keyword=self.floor_keyword + other.floor_keyword,
+            floor_tag=self.floor_tag + other.floor_tag,
+            rest_rows=self.rest_rows + other.rest_rows,
+            rest_keyword=self.rest_keyword + other.rest_keyword,
+            rest_tag=self.rest_tag + other.rest_tag,
+        )
+
+    def ranked(self, by: str = "keyword_nsfw") -> list[tuple[str, DomainStat]]:
+        """The listed domains, largest `by` count first (then most rows, then name)."""
+        return sorted(self.top.items(), key=lambda kv: (-getattr(kv[1], by), -kv[1].rows, kv[0]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "top": {domain: stat.to_dict() for domain, stat in self.ranked()},
+            "floor": {
+                "rows": self.floor_rows,
+                "keyword_nsfw": self.floor_keyword,
+                "tag_nsfw": self.floor_tag,
+            },
+            "rest": {
+                "rows": self.rest_rows,
+                "keyword_nsfw": self.rest_keyword,
+                "tag_nsfw": self.rest_tag,
+            },
+        }
+
+
+@dataclass(frozen=True)
 class ShardMetrics:
     """Everything the engine computes for a shard; `merge` sums shards into a total.
 
@@ -218,6 +331,12 @@ class ShardMetrics:
     keyword_nsfw_by_tag: Mapping[str, int] | None = None
     similarity: SimilarityStats | None = None
     terms: Mapping[str, TermStats] | None = None
+    # The second NSFW signal (a score such as punsafe) above its threshold: rows, the
+    # keyword-NSFW ones among them, and the cross-tab against the tag (None without it).
+    unsafe_rows: int | None = None
+    keyword_unsafe_rows: int | None = None
+    unsafe_by_tag: Mapping[str, int] | None = None
+    domains: DomainSketch | None = None
     duplicates: Mapping[str, int] = field(default_factory=dict)
     missing_in: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -239,6 +358,10 @@ class ShardMetrics:
             ),
             similarity=_merge_optional(self.similarity, other.similarity),
             terms=_merge_terms(self.terms, other.terms),
+            unsafe_rows=_sum_optional(self.unsafe_rows, other.unsafe_rows),
+            keyword_unsafe_rows=_sum_optional(self.keyword_unsafe_rows, other.keyword_unsafe_rows),
+            unsafe_by_tag=_merge_optional_counts(self.unsafe_by_tag, other.unsafe_by_tag),
+            domains=_merge_optional(self.domains, other.domains),
             duplicates=_add_counts(self.duplicates, other.duplicates),
             missing_in=_add_counts(self.missing_in, other.missing_in),
             notes=tuple(dict.fromkeys(self.notes + other.notes)),
@@ -275,6 +398,14 @@ class ShardMetrics:
             out["similarity"] = self.similarity.to_dict()
         if self.terms is not None:
             out["terms"] = {term: stats.to_dict() for term, stats in self.terms.items()}
+        if self.unsafe_rows is not None:
+            out["unsafe_rows"] = self.unsafe_rows
+        if self.keyword_unsafe_rows is not None:
+            out["keyword_unsafe_rows"] = self.keyword_unsafe_rows
+        if self.unsafe_by_tag is not None:
+            out["unsafe_by_tag"] = dict(self.unsafe_by_tag)
+        if self.domains is not None:
+            out["domains"] = self.domains.to_dict()
         out["duplicates"] = dict(self.duplicates)
         out["unavailable"] = self.unavailable
         if self.partially_available:

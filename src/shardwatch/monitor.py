@@ -310,6 +310,7 @@ def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None)
         workers=settings.workers,
         validator=validator,
         alerts=plan,
+        domain_top_k=settings.domain_top_k,
     )
 
 

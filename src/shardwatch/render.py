@@ -177,6 +177,18 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
         tagged = sum(by_tag.values())
         split = ", ".join(f"{name(k)} {v:,} ({_pct(v, tagged)})" for k, v in by_tag.items())
         facts.append(f"the tag on the {tagged:,} keyword-NSFW rows: {split}")
+    if metrics.unsafe_rows is not None:
+        unsafe = metrics.unsafe_rows
+        fact = f"second NSFW score above its threshold {unsafe:,} ({_pct(unsafe, rows)})"
+        if metrics.keyword_unsafe_rows is not None:
+            fact += f", {metrics.keyword_unsafe_rows:,} of them keyword-NSFW"
+        facts.append(fact)
+    if metrics.unsafe_by_tag is not None:
+        flagged = sum(metrics.unsafe_by_tag.values())
+        split = ", ".join(
+            f"{name(k)} {v:,} ({_pct(v, flagged)})" for k, v in metrics.unsafe_by_tag.items()
+        )
+        facts.append(f"the tag on the {flagged:,} rows the score calls unsafe: {split}")
     sim = metrics.similarity
     if sim is not None:
         q = sim.histogram

@@ -133,6 +133,16 @@ class ShardMetricsRow(Base):
     hist_overflow: Mapped[int | None] = mapped_column(BigInteger)
     duplicate_ids: Mapped[int | None] = mapped_column(BigInteger)
     duplicate_urls: Mapped[int | None] = mapped_column(BigInteger)
+    unsafe_rows: Mapped[int | None] = mapped_column(BigInteger)
+    keyword_unsafe_rows: Mapped[int | None] = mapped_column(BigInteger)
+    # The domain sketch's k, floors and rest (its listed domains are in shard_domains).
+    domain_k: Mapped[int | None] = mapped_column(Integer)
+    domain_floor_rows: Mapped[int | None] = mapped_column(BigInteger)
+    domain_floor_keyword: Mapped[int | None] = mapped_column(BigInteger)
+    domain_floor_tag: Mapped[int | None] = mapped_column(BigInteger)
+    domain_rest_rows: Mapped[int | None] = mapped_column(BigInteger)
+    domain_rest_keyword: Mapped[int | None] = mapped_column(BigInteger)
+    domain_rest_tag: Mapped[int | None] = mapped_column(BigInteger)
     nulls: Mapped[dict[str, Any]] = mapped_column(JSON)
     unavailable: Mapped[list[Any]] = mapped_column(JSON)
     notes: Mapped[list[Any]] = mapped_column(JSON)
@@ -151,6 +161,24 @@ class ShardTagCount(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     # Of those rows, the keyword-NSFW ones (the tag x keyword cross-tab); NULL: no keywords.
     keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
+    # Of those rows, the ones the second score calls unsafe; NULL: the shard has no score.
+    unsafe: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ShardDomain(Base):
+    """One listed domain of a shard's top-k domain sketch, with exact counts."""
+
+    __tablename__ = "shard_domains"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    domain: Mapped[str] = mapped_column(String(260), primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    keyword_nsfw: Mapped[int] = mapped_column(BigInteger)
+    tag_nsfw: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_shard_domains_domain", "domain"),)
 
 
 class SimilarityBin(Base):

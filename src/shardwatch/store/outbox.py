@@ -24,7 +24,7 @@ from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shardwatch.alerts import DRIFT_METRICS, AlertPlan, Observation, failing_checks, judge
-from shardwatch.metrics import ShardMetrics
+from shardwatch.metrics import DomainStat, ShardMetrics
 from shardwatch.notify import AlertItem
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
@@ -80,12 +80,14 @@ class AlertView:
     deliveries: tuple[DeliveryView, ...]
 
 
-def scope_key(level: Literal["shard", "dataset"], uri: str | None, term: str | None) -> str:
-    """The key's scope: `dataset` or `shard:<uri>`, plus `|term:<term>`; very long URIs are
-    replaced by their SHA-256 so the key fits its column."""
+def scope_key(
+    level: Literal["shard", "dataset"], uri: str | None, term: str | None, kind: str = "term"
+) -> str:
+    """The key's scope: `dataset` or `shard:<uri>`, plus `|term:<term>` (or
+    `|domain:<domain>`); very long URIs are replaced by their SHA-256 so the key fits."""
     key = "dataset" if level == "dataset" else f"shard:{uri}"
     if term is not None:
-        key += f"|term:{term}"
+        key += f"|{kind}:{term}"
     if len(key) > _SCOPE_MAX:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key
@@ -129,6 +131,7 @@ def record_alerts(
         validation_failures=failures,
         failure_detail=detail,
         baseline=total,
+        new_domains=_new_domains(s, shard, metrics, plan),
     )
     link = validation.docs_page if validation is not None else None
     for ob in shard_obs:
@@ -147,6 +150,35 @@ def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
         return dataset_total(s.connection(), dataset_id)
     except ReportError:
         return None  # mixed lexicons or thresholds: the report says so; nothing to judge
+
+
+def _new_domains(
+    s: Session, shard: t.Shard, metrics: ShardMetrics, plan: AlertPlan
+) -> dict[str, DomainStat] | None:
+    """The shard's listed domains that no other current done shard of the dataset lists
+    (None when no rule asks, or the shard has no domain sketch)."""
+    if metrics.domains is None or not any(
+        r.metric == "new_domain_keyword_nsfw_rate" for r in plan.rules
+    ):
+        return None
+    from shardwatch.store.report import latest_done
+
+    latest = latest_done(shard.dataset_id)
+    mine = list(metrics.domains.top)
+    seen: set[str] = set()
+    for start in range(0, len(mine), 500):  # bounded IN lists
+        seen.update(
+            s.scalars(
+                select(t.ShardDomain.domain)
+                .join(latest, latest.c.id == t.ShardDomain.shard_id)
+                .where(
+                    latest.c.uri != shard.uri,
+                    t.ShardDomain.domain.in_(mine[start : start + 500]),
+                )
+                .distinct()
+            ).all()
+        )
+    return {d: stat for d, stat in metrics.domains.top.items() if d not in seen}
 
 
 def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
@@ -184,7 +216,8 @@ class _Writer:
         uri: str | None,
         link: str | None,
     ) -> None:
-        key = scope_key(level, uri, ob.term)
+        kind = "domain" if ob.rule.metric == "new_domain_keyword_nsfw_rate" else "term"
+        key = scope_key(level, uri, ob.term, kind)
         row = self.s.scalar(
             select(t.Alert).where(
                 t.Alert.dataset_id == self.dataset_id,

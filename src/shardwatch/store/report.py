@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, and_, case, func, literal, select
@@ -318,6 +318,138 @@ def shard_drift(engine: Engine, dataset: str, label: str = "NSFW") -> list[tuple
     return out
 
 
+@dataclass(frozen=True)
+class DomainRow:
+    """One domain summed over a dataset's current shards: lower bounds, and how much more
+    each true count can be (the floors of the shards that did not list the domain)."""
+
+    domain: str
+    rows: int
+    keyword_nsfw: int
+    tag_nsfw: int
+    rows_error: int
+    keyword_error: int
+    tag_error: int
+    shards: int  # shards that listed it
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    """The domains contributing most NSFW to a dataset, from the stored top-k sketches."""
+
+    dataset: str
+    by: str
+    shards: int  # current shards with a URL column (a domain sketch)
+    rows: int  # their rows
+    keyword_nsfw: int  # their keyword-NSFW rows
+    tag_nsfw: int  # their tag-NSFW rows (0 without a tag)
+    has_tag: bool
+    k: int  # the largest top-k used
+    floor_rows: int  # an unlisted domain holds at most this many rows (and so on)
+    floor_keyword: int
+    floor_tag: int
+    top: tuple[DomainRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["top"] = [asdict(row) for row in self.top]
+        return out
+
+
+DOMAIN_ORDER = {"keyword": "keyword_nsfw", "tag": "tag_nsfw", "rows": "rows"}
+
+
+def domain_report(
+    engine: Engine, dataset: str, *, top: int = 20, by: str = "keyword"
+) -> DomainReport:
+    """The `top` domains of `dataset` by keyword-NSFW rows (or tag-NSFW rows, or rows),
+    summed in SQL over the latest done version of every shard (raises UnknownDataset)."""
+    if by not in DOMAIN_ORDER:
+        raise ReportError(f"unknown domain order {by!r}; use one of {', '.join(DOMAIN_ORDER)}")
+    sm, sd = t.ShardMetricsRow, t.ShardDomain
+    with _snapshot(engine) as conn:
+        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if dataset_id is None:
+            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            raise UnknownDataset(dataset, known)
+        latest = latest_done(dataset_id)
+        totals = conn.execute(
+            select(
+                func.count().label("shards"),
+                func.sum(sm.rows).label("rows"),
+                func.sum(sm.domain_rest_rows).label("rest_rows"),
+                func.sum(sm.domain_rest_keyword).label("rest_keyword"),
+                func.sum(sm.domain_rest_tag).label("rest_tag"),
+                func.sum(sm.domain_floor_rows).label("floor_rows"),
+                func.sum(sm.domain_floor_keyword).label("floor_keyword"),
+                func.sum(sm.domain_floor_tag).label("floor_tag"),
+                func.max(sm.domain_k).label("k"),
+                func.max(case((sm.has_nsfw_tag, literal(1)), else_=literal(0))).label("tag"),
+            )
+            .join(latest, latest.c.id == sm.shard_id)
+            .where(sm.domain_k.is_not(None))
+        ).one()
+        listed = conn.execute(
+            select(
+                func.sum(sd.rows).label("rows"),
+                func.sum(sd.keyword_nsfw).label("keyword"),
+                func.sum(sd.tag_nsfw).label("tag"),
+            ).join(latest, latest.c.id == sd.shard_id)
+        ).one()
+        rows_sum = func.sum(sd.rows)
+        order = {"rows": rows_sum, "keyword_nsfw": func.sum(sd.keyword_nsfw)}
+        order["tag_nsfw"] = func.sum(sd.tag_nsfw)
+        first = order[DOMAIN_ORDER[by]]
+        found = conn.execute(
+            select(
+                sd.domain,
+                rows_sum.label("rows"),
+                func.sum(sd.keyword_nsfw).label("keyword"),
+                func.sum(sd.tag_nsfw).label("tag"),
+                func.sum(sm.domain_floor_rows).label("floor_rows"),
+                func.sum(sm.domain_floor_keyword).label("floor_keyword"),
+                func.sum(sm.domain_floor_tag).label("floor_tag"),
+                func.count().label("shards"),
+            )
+            .join(latest, latest.c.id == sd.shard_id)
+            .join(sm, sm.shard_id == sd.shard_id)
+            .group_by(sd.domain)
+            .order_by(first.desc(), rows_sum.desc(), sd.domain)
+            .limit(top)
+        ).all()
+    floor_rows, floor_kw, floor_tag = (
+        _int(totals.floor_rows),
+        _int(totals.floor_keyword),
+        _int(totals.floor_tag),
+    )
+    return DomainReport(
+        dataset=dataset,
+        by=by,
+        shards=_int(totals.shards),
+        rows=_int(listed.rows) + _int(totals.rest_rows),
+        keyword_nsfw=_int(listed.keyword) + _int(totals.rest_keyword),
+        tag_nsfw=_int(listed.tag) + _int(totals.rest_tag),
+        has_tag=bool(totals.tag),
+        k=_int(totals.k),
+        floor_rows=floor_rows,
+        floor_keyword=floor_kw,
+        floor_tag=floor_tag,
+        top=tuple(
+            DomainRow(
+                domain=r.domain,
+                rows=_int(r.rows),
+                keyword_nsfw=_int(r.keyword),
+                tag_nsfw=_int(r.tag),
+                rows_error=floor_rows - _int(r.floor_rows),
+                keyword_error=floor_kw - _int(r.floor_keyword),
+                tag_error=floor_tag - _int(r.floor_tag),
+                shards=_int(r.shards),
+            )
+            for r in found
+        ),
+    )
+
+
 def _build(
     conn: Connection, dataset: str, dataset_id: int, latest: CTE, resolve: ProfileResolver
 ) -> DatasetReport:
@@ -351,6 +483,8 @@ def _build(
             func.sum(sm.duplicate_ids).label("dup_ids"),
             func.count(sm.duplicate_urls).label("with_dup_urls"),
             func.sum(sm.duplicate_urls).label("dup_urls"),
+            func.sum(sm.unsafe_rows).label("unsafe_rows"),
+            func.sum(sm.keyword_unsafe_rows).label("keyword_unsafe_rows"),
         ).join(latest, latest.c.id == sm.shard_id)
     ).one()
 
@@ -379,6 +513,8 @@ def _build(
             func.sum(t.ShardTagCount.count),
             func.sum(t.ShardTagCount.keyword_nsfw),
             func.count(t.ShardTagCount.keyword_nsfw),
+            func.sum(t.ShardTagCount.unsafe),
+            func.count(t.ShardTagCount.unsafe),
         )
         .join(latest, latest.c.id == t.ShardTagCount.shard_id)
         .group_by(t.ShardTagCount.label)
@@ -396,6 +532,8 @@ def _build(
     tags = _ordered({r[0]: _int(r[1]) for r in tag_rows}, labels) if scalars.with_tag else None
     with_crosstab = any(r[3] for r in tag_rows)
     by_tag = _ordered({r[0]: _int(r[2]) for r in tag_rows}, labels) if with_crosstab else None
+    with_unsafe = any(r[5] for r in tag_rows)
+    unsafe_by_tag = _ordered({r[0]: _int(r[4]) for r in tag_rows}, labels) if with_unsafe else None
     term_tags: dict[str, dict[str, int]] = {}
     for term, label, count in term_tag_rows:
         term_tags.setdefault(term, {})[label] = _int(count)
@@ -409,6 +547,9 @@ def _build(
         keyword_nsfw_by_tag=by_tag,
         similarity=_similarity(conn, latest, scalars),
         terms=terms,
+        unsafe_rows=_opt_int(scalars.unsafe_rows),
+        keyword_unsafe_rows=_opt_int(scalars.keyword_unsafe_rows),
+        unsafe_by_tag=unsafe_by_tag,
         duplicates={
             **({"id": _int(scalars.dup_ids)} if scalars.with_dup_ids else {}),
             **({"url": _int(scalars.dup_urls)} if scalars.with_dup_urls else {}),
@@ -516,6 +657,8 @@ def _terms(
 
 __all__ = [
     "DatasetReport",
+    "DomainReport",
+    "DomainRow",
     "ProfileResolver",
     "ReportError",
     "ShardEntry",
@@ -523,6 +666,7 @@ __all__ = [
     "UnknownDataset",
     "dataset_report",
     "dataset_total",
+    "domain_report",
     "latest_done",
     "shard_drift",
     "shard_rates",

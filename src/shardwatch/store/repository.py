@@ -277,6 +277,7 @@ class ResultStore:
             if not self._holds_lease(s, shard_id, owner):
                 return False
             for table in (
+                t.ShardDomain,
                 t.TermTagCount,
                 t.TermMetricsRow,
                 t.SimilarityBin,
@@ -377,6 +378,7 @@ def _validation_rows(shard_id: int, v: ShardValidation) -> list[t.ValidationResu
 
 def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> list[t.Base]:
     sim = m.similarity
+    dom = m.domains
     rows: list[t.Base] = [
         t.ShardMetricsRow(
             shard_id=shard_id,
@@ -397,17 +399,42 @@ def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> 
             hist_overflow=sim.histogram.overflow if sim else None,
             duplicate_ids=m.duplicates.get("id"),
             duplicate_urls=m.duplicates.get("url"),
+            unsafe_rows=m.unsafe_rows,
+            keyword_unsafe_rows=m.keyword_unsafe_rows,
+            domain_k=dom.k if dom else None,
+            domain_floor_rows=dom.floor_rows if dom else None,
+            domain_floor_keyword=dom.floor_keyword if dom else None,
+            domain_floor_tag=dom.floor_tag if dom else None,
+            domain_rest_rows=dom.rest_rows if dom else None,
+            domain_rest_keyword=dom.rest_keyword if dom else None,
+            domain_rest_tag=dom.rest_tag if dom else None,
             nulls=dict(m.nulls),
             unavailable=m.unavailable,
             notes=list(m.notes),
         )
     ]
-    by_tag = m.keyword_nsfw_by_tag
+    by_tag, unsafe = m.keyword_nsfw_by_tag, m.unsafe_by_tag
     for label, count in (m.nsfw_flag_counts or {}).items():
-        keyword = None if by_tag is None else by_tag.get(label, 0)
         rows.append(
-            t.ShardTagCount(shard_id=shard_id, label=label, count=count, keyword_nsfw=keyword)
+            t.ShardTagCount(
+                shard_id=shard_id,
+                label=label,
+                count=count,
+                keyword_nsfw=None if by_tag is None else by_tag.get(label, 0),
+                unsafe=None if unsafe is None else unsafe.get(label, 0),
+            )
         )
+    if dom is not None:
+        rows += [
+            t.ShardDomain(
+                shard_id=shard_id,
+                domain=domain,
+                rows=stat.rows,
+                keyword_nsfw=stat.keyword_nsfw,
+                tag_nsfw=stat.tag_nsfw,
+            )
+            for domain, stat in dom.top.items()
+        ]
     if sim is not None:
         rows += [
             t.SimilarityBin(shard_id=shard_id, bin=i, count=c)

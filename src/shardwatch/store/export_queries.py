@@ -1,0 +1,54 @@
+"""Export queries: the shard versions a dataset's report sums, with what a re-read needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from shardwatch.store import models as t
+from shardwatch.store.report import UnknownDataset, latest_done
+
+
+@dataclass(frozen=True)
+class DoneShard:
+    """The current done version of one shard URI, as it was scanned (no ORM row leaves)."""
+
+    uri: str
+    version: int
+    content_sha256: str
+    profile: str
+    lexicon: str
+    rows: int
+    similarity_threshold: float | None  # None: the shard had no similarity column
+
+
+def done_shards(engine: Engine, dataset: str) -> list[DoneShard]:
+    """The latest done version of every shard URI of `dataset` (the report's set), in URI
+    order. Raises UnknownDataset."""
+    sm, shard = t.ShardMetricsRow, t.Shard
+    with engine.connect() as conn:
+        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if dataset_id is None:
+            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            raise UnknownDataset(dataset, known)
+        latest = latest_done(dataset_id)
+        rows = conn.execute(
+            select(latest.c.uri, latest.c.version, shard.content_sha256)
+            .add_columns(sm.profile, sm.lexicon, sm.rows, sm.similarity_threshold)
+            .join(shard, shard.id == latest.c.id)
+            .join(sm, sm.shard_id == latest.c.id)
+            .order_by(latest.c.uri)
+        ).all()
+    return [
+        DoneShard(
+            r.uri,
+            int(r.version),
+            r.content_sha256,
+            r.profile,
+            r.lexicon,
+            int(r.rows),
+            None if r.similarity_threshold is None else float(r.similarity_threshold),
+        )
+        for r in rows
+    ]

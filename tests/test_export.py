@@ -58,12 +58,13 @@ FIXED_RULES = (
     "unsafe-score",
     "any-nsfw",
 )
-# The report's figure each rule's row count must equal (unsafe-score: no stored metric yet).
+# The report's figure each rule's row count must equal.
 REPORT_FIGURE: dict[str, Callable[[ShardMetrics], int | None]] = {
     "keyword-nsfw": lambda t: t.keyword_nsfw_rows,
     "tag-nsfw": lambda t: (t.nsfw_flag_counts or {})["NSFW"],
     "keyword-nsfw-tagged-unlikely": lambda t: (t.keyword_nsfw_by_tag or {})["UNLIKELY"],
     "below-similarity-cutoff": lambda t: t.similarity.below_threshold if t.similarity else None,
+    "unsafe-score": lambda t: t.unsafe_rows,
 }
 CANARY = "CAPTION-CANARY-5e1f0b"  # a caption no other byte sequence in the file spells
 

@@ -27,7 +27,8 @@ RULES: Final[dict[str, str]] = {
     "(= keyword_nsfw_by_tag.UNLIKELY)",
     "below-similarity-cutoff": "similarity below the profile's cut-off "
     "(= similarity.below_threshold)",
-    "unsafe-score": "the second NSFW score (e.g. punsafe) above the profile's unsafe_threshold",
+    "unsafe-score": "the second NSFW score (e.g. punsafe) above the profile's unsafe_threshold "
+    "(= unsafe_rows)",
     "any-nsfw": "keyword-nsfw or tag-nsfw or unsafe-score",
 }
 TERM_RULE_HELP: Final = (

@@ -272,3 +272,20 @@ def test_report_domains_cli(tmp_path: Path) -> None:
     assert payload["rows"] == 365 and payload["keyword_nsfw"] == 48
     bad = run_shardwatch("report", "--domains", "--by", "color", **env)
     assert bad.returncode != 0 and "--by must be" in bad.stderr
+
+
+def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shardwatch.domains as domains
+
+    monkeypatch.setattr(domains, "_COMPACT_ROWS", 10)  # compact every few batches
+    counter = DomainCounter(k=3)
+    rng = random.Random(1)
+    true: Counter[str] = Counter()
+    for _ in range(40):
+        batch = [f"s{rng.randrange(60)}.com" for _ in range(50)]
+        true.update(batch)
+        counter.add(batch_counts(pa.array([f"http://{d}/" for d in batch]), None, None))
+    sketch = counter.sketch()
+    assert {d: s.rows for d, s in sketch.top.items()} == {d: true[d] for d in sketch.top}
+    assert sorted(s.rows for s in sketch.top.values()) == sorted(true.values())[-3:]
+    assert sketch.rest_rows == 2000 - sum(s.rows for s in sketch.top.values())

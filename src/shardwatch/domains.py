@@ -114,14 +114,17 @@ class DomainCounter:
         if self.k < 1:
             raise ValueError("top-k must be at least 1")
         self._parts: list[pa.Table] = []
-        self._pending = 0
+        self._pending = 0  # rows added since the last compaction
+        self._compacted = 0  # rows of the compacted part
 
     def add(self, counts: pa.Table) -> None:
         self._parts.append(counts)
         self._pending += counts.num_rows
-        if self._pending > _COMPACT_ROWS:
+        # Compact once the new rows outnumber the compacted ones (and a floor): amortised
+        # linear even when a shard has millions of distinct domains.
+        if self._pending > max(_COMPACT_ROWS, self._compacted):
             self._parts = [self._combined()]
-            self._pending = self._parts[0].num_rows
+            self._compacted, self._pending = self._parts[0].num_rows, 0
 
     def _combined(self) -> pa.Table:
         if not self._parts:

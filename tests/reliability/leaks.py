@@ -1,0 +1,129 @@
+"""The secrets scenario (issue 8, scenario 9): canary secrets that every other reliability
+scenario runs with, and the checks that they never show up anywhere.
+
+`CANARIES` holds a webhook token, an SMTP password and a database password, fresh for each
+test session. Scenarios put them where real secrets go (the Slack webhook URL's path, the
+SMTP login, the PostgreSQL URL's password: trust auth ignores it, so it can be any value)
+and, once they have run, hand every output to the `leaks` fixture:
+
+    leaks.text("ingest stdout", proc.stdout)     # CLI output, messages, captured logs
+    leaks.tree("gx and docs", tmp_path / ".shardwatch")  # every file under a folder
+    leaks.database("results", url)               # every row of every table, as text
+
+Each check asserts 0 hits at once (so the failing scenario is the one named) and is also
+counted per scenario; `test_secrets.py`, which runs last, asserts that every scenario was
+checked and that the DEBUG log of the whole session (a root handler this package installs)
+holds no canary either.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import MetaData, create_engine, select
+
+
+@dataclass(frozen=True)
+class Canaries:
+    """Stand-ins for real secrets; each is unique to the session and appears nowhere else."""
+
+    webhook: str
+    smtp_password: str
+    db_password: str
+
+    @classmethod
+    def fresh(cls) -> Canaries:
+        tag = secrets.token_hex(6)
+        return cls(f"cw{tag}hook", f"cs{tag}mtp", f"cd{tag}bpw")
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return (self.webhook, self.smtp_password, self.db_password)
+
+    def webhook_url(self, port: int) -> str:
+        """A Slack-like incoming-webhook URL on loopback whose path is the secret."""
+        return f"http://127.0.0.1:{port}/services/T000/B000/{self.webhook}"
+
+    def postgres_url(self, plain_url: str) -> str:
+        """`postgresql://postgres@host:port/db` with the canary as the password."""
+        scheme, _, rest = plain_url.partition("://")
+        user, _, where = rest.partition("@")
+        return f"{scheme}://{user.split(':')[0]}:{self.db_password}@{where}"
+
+
+CANARIES = Canaries.fresh()
+HERE = Path(__file__).resolve().parent
+FIGURES = HERE.parents[1] / "build" / "reliability-figures.jsonl"
+SESSION_LOG = HERE.parents[1] / "build" / "reliability-debug.log"
+
+
+@dataclass
+class LeakWatch:
+    """Counts what was searched for the canaries, per scenario, and the hits (always 0)."""
+
+    canaries: Canaries
+    checked: Counter[str] = field(default_factory=Counter)  # scenario -> items searched
+    hits: list[str] = field(default_factory=list)
+    scenario: str = "?"
+
+    def _record(self, where: str, blob: bytes) -> None:
+        self.checked[self.scenario] += 1
+        found = [c for c in self.canaries.values if c.encode() in blob]
+        if found:
+            self.hits.append(f"{self.scenario}: {where}")
+        assert not found, f"a canary secret leaked into {where}"
+
+    def text(self, where: str, text: str | bytes | None) -> None:
+        """Search CLI output, a message body, a captured log..."""
+        if text is None:
+            return
+        self._record(
+            where, text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        )
+
+    def texts(self, where: str, texts: Iterable[str | bytes]) -> None:
+        for i, item in enumerate(texts):
+            self.text(f"{where}[{i}]", item)
+
+    def tree(self, where: str, root: Path) -> int:
+        """Search every file under `root` (GX project, Data Docs, artifacts, SQLite files,
+        logs). Returns the number of files searched."""
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for path in files:
+            self._record(f"{where}: {path}", path.read_bytes())
+        return len(files)
+
+    def database(self, where: str, url: str) -> int:
+        """Search every row of every table of the database at `url`. Returns the rows."""
+        engine = create_engine(url)
+        rows = 0
+        try:
+            meta = MetaData()
+            meta.reflect(engine)
+            with engine.connect() as conn:
+                for table in meta.sorted_tables:
+                    dumped = [repr(tuple(r)) for r in conn.execute(select(table))]
+                    rows += len(dumped)
+                    self._record(
+                        f"{where}: table {table.name}",
+                        "\n".join(dumped).encode("utf-8", "surrogateescape"),
+                    )
+        finally:
+            engine.dispose()
+        return rows
+
+
+@dataclass
+class Session:
+    """What the suite's conftest shares with test_secrets.py."""
+
+    watch: LeakWatch
+    ran: set[str] = field(default_factory=set)  # the scenario modules collected
+    figures: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+SESSION = Session(LeakWatch(CANARIES))

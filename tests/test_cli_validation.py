@@ -48,10 +48,15 @@ def test_json_output_carries_each_check_and_a_missing_column_is_errored(tmp_path
     v = result["validation"]
     width = [c for c in v["checks"] if c["column"] == "width"]
     assert [c["status"] for c in width] == ["errored"]
-    assert "width" in width[0]["reason"]
-    assert v["errored"] == 1 and v["failed"] >= 1
+    # A missing column is schema drift: the checks it kept from running (on width, and the
+    # column-set check) errored with the drift as their reason; the data failures remain.
+    assert width[0]["reason"] == "schema drift: missing: WIDTH"
+    assert result["schema_drift"]["missing"] == ["WIDTH"]
+    assert v["errored"] == 2 and v["failed"] >= 1
     text = run_shardwatch("ingest", str(shard), "--force", cwd=tmp_path)
-    assert "ERRORED expect_column_values_to_be_between on width: check errored: " in text.stdout
+    assert "schema drift: missing: WIDTH" in text.stdout
+    assert "ERRORED 2 check(s) by the schema drift" in text.stdout
+    assert "on width" not in text.stdout
 
 
 def test_no_validate_and_a_missing_suite(tmp_path: Path) -> None:

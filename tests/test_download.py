@@ -193,9 +193,12 @@ def make_server() -> Iterator[Callable[..., Server]]:
 
     def make(host: str = "127.0.0.1") -> Server:
         servers.append(Server(host))
+        if host == "127.0.0.1":
+            LOOPBACK_ORIGINS.add(f"127.0.0.1:{servers[-1].port}")
         return servers[-1]
 
     yield make
+    LOOPBACK_ORIGINS.clear()
     for s in servers:
         s.close()
 
@@ -229,9 +232,13 @@ class Sleeps(list[float]):
         time.sleep(0.01)
 
 
+# The origins of this test's servers on 127.0.0.1 (the allow-list is per port).
+LOOPBACK_ORIGINS: set[str] = set()
+
+
 def policy(**overrides: Any) -> DownloadPolicy:
     base: dict[str, Any] = {
-        "allowed_hosts": frozenset({"127.0.0.1"}),
+        "allowed_hosts": frozenset(LOOPBACK_ORIGINS),
         "connect_timeout": 1.0,
         "read_timeout": 1.0,
         "attempts": 3,
@@ -492,7 +499,7 @@ def test_redirect_to_an_allowed_path_is_followed(server: Server, tmp_path: Path)
     ("location", "reason"),
     [
         ("http://169.254.169.254/latest/meta-data/", "redirect to host 169.254.169.254"),
-        ("OUTSIDER", "redirect to host 127.0.0.2 is not allowed"),
+        ("OUTSIDER", "redirect to host 127.0.0.2:OUTPORT is not allowed"),
         ("http://127.0.0.1:1\\@127.0.0.2:OUTPORT/x", "redirect to a malformed URL"),
         ("file:///etc/passwd", "redirect to scheme 'file' is not allowed"),
         ("gopher://127.0.0.1:5432/x", "redirect to scheme 'gopher' is not allowed"),
@@ -504,6 +511,7 @@ def test_redirect_off_the_allow_list_is_never_requested(
     location = location.replace("OUTSIDER", outsider.url("/x")).replace(
         "OUTPORT", str(outsider.port)
     )
+    reason = reason.replace("OUTPORT", str(outsider.port))
     url = server.route("/start", redirect(location))
     dest = tmp_path / "shard"
     sleeps = Sleeps()
@@ -525,12 +533,13 @@ def test_first_url_off_the_allow_list_is_never_requested(outsider: Server, tmp_p
     with pytest.raises(DownloadError) as info:
         download(outsider.url("/x"), tmp_path / "x", policy=policy())
 
-    assert info.value.permanent and info.value.reason == "URL with host 127.0.0.2 is not allowed"
+    where = f"127.0.0.2:{outsider.port}"
+    assert info.value.permanent and info.value.reason == f"URL with host {where} is not allowed"
     assert outsider.hits() == []
 
 
 def test_too_many_redirects(server: Server, tmp_path: Path) -> None:
-    url = server.route("/loop", redirect("/loop"))
+    url = server.route("/loop", *(redirect(f"/loop?{n}") for n in range(1, 6)))
 
     with pytest.raises(DownloadError) as info:
         download(url, tmp_path / "x", policy=policy(max_redirects=3))
@@ -547,7 +556,7 @@ def test_authorization_is_dropped_when_a_redirect_changes_host(
     cdn.route("/blob", redirect(first.url("/back")))
     url = first.route("/file", redirect(cdn.url("/blob", host="localhost")))
     auth = {"Authorization": f"Bearer {CANARY}"}
-    allowed = frozenset({"127.0.0.1", "localhost"})
+    allowed = frozenset({f"127.0.0.1:{first.port}", f"localhost:{cdn.port}"})
 
     got = download(url, tmp_path / "f", policy=policy(allowed_hosts=allowed, headers=auth))
 
@@ -615,7 +624,8 @@ def test_fetch_bytes_retries_and_refuses_forbidden_redirect(
     assert sleeps == [1.0]
     with pytest.raises(DownloadError) as info:
         fetch_bytes(bad, policy=policy(), sleep=sleeps)
-    assert info.value.permanent and "host 127.0.0.2 is not allowed" in info.value.reason
+    where = f"127.0.0.2:{outsider.port}"
+    assert info.value.permanent and f"host {where} is not allowed" in info.value.reason
     assert outsider.hits() == []
 
 

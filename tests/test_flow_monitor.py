@@ -294,11 +294,13 @@ def test_the_dask_runner_gives_results_identical_to_the_default_runner(
                 state, _ = run_flow(cfg)
                 assert state.is_completed(), state
                 base = server.base
+                refused = f"127.0.0.2:{forbidden.http.server_address[1]}"
             finally:
                 server.close()
                 forbidden.close()
             got = stored_results(url)
-            text = json.dumps(got).replace(base, "BASE")  # each run has its own port
+            # each run has its own ports
+            text = json.dumps(got).replace(base, "BASE").replace(refused, "REFUSED")
             results[runner] = json.loads(text)
     finally:
         postgres_server.drop_database(second)

@@ -239,6 +239,54 @@ def test_nested_columns_count_leaves(tmp_path: Path) -> None:
         check_footer(path, FooterLimits(max_columns=3))
 
 
+def test_schema_elements_count_groups_and_the_root(tmp_path: Path) -> None:
+    # root, s, s.a, s.b, s.c (list group), its repeated group, its element, top: 8 elements
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"s": [{"a": 1, "b": "x", "c": [1.0]}], "top": [1]}), path)
+
+    assert check_footer(path, FooterLimits(max_schema_elements=8)).columns == 4
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits(max_schema_elements=7))
+    assert info.value.reason == (
+        "declares 8 schema elements (columns and groups), above the cap of 7"
+    )
+
+
+def test_schema_elements_are_refused_before_pyarrow_parses(
+    tmp_path: Path, no_pyarrow_parsing: None
+) -> None:
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({f"c{i}": [i] for i in range(50)}), path)
+    with pytest.raises(ShardRejected) as info:  # 20 columns (1-byte size) would not do
+        check_footer(path, FooterLimits(max_schema_elements=50))
+    assert info.value.reason == (
+        "declares 51 schema elements (columns and groups), above the cap of 50"
+    )
+
+
+def test_nesting_depth_cap(tmp_path: Path) -> None:
+    path = tmp_path / "nested.parquet"  # s.c.item: struct, list, leaf
+    pq.write_table(pa.table({"s": [{"a": 1, "c": [1.0]}], "top": [1]}), path)
+
+    assert check_footer(path, FooterLimits(max_nesting_depth=3)).columns == 3
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits(max_nesting_depth=2))
+    assert info.value.reason == "declares a schema nested 3 levels deep, above the cap of 2"
+
+
+def test_a_schema_deeper_than_pyarrow_reads_is_refused_as_too_deep(tmp_path: Path) -> None:
+    typ: pa.DataType = pa.int64()
+    value: Any = 1
+    for _ in range(120):
+        typ, value = pa.struct([pa.field("c", typ)]), {"c": value}
+    path = tmp_path / "deep.parquet"
+    pq.write_table(pa.table({"deep": pa.array([value], typ)}), path)
+    with pytest.raises(ShardRejected) as info:
+        check_footer(path, FooterLimits())
+    assert "nested deeper than pyarrow reads" in info.value.reason
+    assert info.value.reason.endswith("above the cap of 32 levels")
+
+
 # --- CSV/TSV files: no footer, so only the size and the first bytes are checked ----------
 
 CSV_BYTES = b"caption,url\n" + b"a red car,http://x/1.jpg\n" * 100

@@ -113,23 +113,44 @@ def test_unreadable_inputs_fail_with_a_reason_and_the_rest_are_done(
     assert [r["uri"] for r in shards(store.engine)] == [str(p.resolve()) for p in good]
 
 
-def test_a_file_that_is_not_parquet_is_stored_as_failed(store: ResultStore, tmp_path: Path) -> None:
+def test_a_file_that_is_not_parquet_is_quarantined_before_decoding(
+    store: ResultStore, tmp_path: Path
+) -> None:
     good = write_shards(tmp_path, 1)[0]
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"PAR1 this is not a parquet file " * 40)
     truncated = tmp_path / "truncated.parquet"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     results = ingest([garbage, good, truncated], store)
-    assert outcomes(results) == ["failed", "done", "failed"]
+    assert outcomes(results) == ["quarantined", "done", "quarantined"]
     for result in (results[0], results[2]):
         state = shard_state(store.engine, result.shard_id or 0)
-        assert state["status"] == "failed"
-        assert state["reason"] == result.reason and "not a readable parquet file" in state["reason"]
+        assert state["status"] == "quarantined"
+        assert state["reason"] == result.reason
+        assert state["reason"].startswith("refused before decoding: not a parquet file")
         assert (state["attempts"], state["lease_owner"]) == (1, None)
         assert shard_result_counts(store.engine, result.shard_id or 0) == NO_ROWS
 
-    again = ingest([garbage, good, truncated], store)  # failed shards are retried
-    assert outcomes(again) == ["failed", "skipped", "failed"]
+    again = ingest([garbage, good, truncated], store)  # unchanged content: not re-read
+    assert outcomes(again) == ["quarantined", "skipped", "quarantined"]
+    assert again[0].reason and "quarantined earlier" in again[0].reason
+    assert shard_state(store.engine, results[0].shard_id or 0)["attempts"] == 1
+    forced = ingest([garbage], store, force=True)  # --force checks it again
+    assert outcomes(forced) == ["quarantined"]
+    assert shard_state(store.engine, results[0].shard_id or 0)["attempts"] == 2
+
+
+def test_without_the_footer_check_a_file_that_is_not_parquet_fails_when_read(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 this is not a parquet file " * 40)
+    results = ingest([garbage], store, footer=None)  # a caller that checked it already
+    assert outcomes(results) == ["failed"]
+    state = shard_state(store.engine, results[0].shard_id or 0)
+    assert state["status"] == "failed" and "not a readable parquet file" in state["reason"]
+    again = ingest([garbage], store, footer=None)  # failed shards are retried
+    assert outcomes(again) == ["failed"]
     assert shard_state(store.engine, results[0].shard_id or 0)["attempts"] == 2
 
 
@@ -359,10 +380,14 @@ def test_validation_checks_are_stored_with_the_shard(store: ResultStore, tmp_pat
         "errored" if r["errored"] else ("passed" if r["success"] else "failed") for r in rows
     )
     assert by_status == Counter(c.status for c in v.checks)
-    assert by_status["errored"] == 1 and by_status["failed"] >= 1
-    (errored,) = [r for r in rows if r["errored"]]
-    assert errored["column"] == "similarity" and errored["success"] is None
-    assert "similarity" in errored["error_message"]
+    # The missing column is schema drift: the checks it kept from running (on similarity,
+    # and the column-set check) are errored with the drift as the reason, never failed.
+    assert by_status["errored"] == 2 and by_status["failed"] >= 1
+    errored = [r for r in rows if r["errored"]]
+    assert sorted(str(r["column"]) for r in errored) == ["None", "similarity"]
+    assert all(r["success"] is None for r in errored)
+    assert {r["error_message"] for r in errored} == {"schema drift: missing: similarity"}
+    assert result.schema_drift is not None and result.schema_drift.missing == ("similarity",)
     failed = next(r for r in rows if r["success"] is False and r["column"] == "nsfw_tag")
     assert failed["observed_value"]["unexpected_count"] > 0
     assert failed["threshold"]["value_set"]

@@ -20,13 +20,22 @@ from shardwatch.store.repository import StoredShard, unfetched_hash
 SHA = "a" * 64
 
 
-def stored(status: str = "done", sha: str = SHA, size: int | None = 10, etag: str | None = None,
-           mtime: datetime | None = None) -> StoredShard:
+def stored(
+    status: str = "done",
+    sha: str = SHA,
+    size: int | None = 10,
+    etag: str | None = None,
+    mtime: datetime | None = None,
+) -> StoredShard:
     return StoredShard("u", 1, status, sha, size, etag, mtime, None)
 
 
-def listed(sha: str | None = None, size: int | None = 10, etag: str | None = None,
-           mtime: datetime | None = None) -> RemoteShard:
+def listed(
+    sha: str | None = None,
+    size: int | None = 10,
+    etag: str | None = None,
+    mtime: datetime | None = None,
+) -> RemoteShard:
     return RemoteShard("s", "u", "u.parquet", size, etag, sha, mtime)
 
 
@@ -41,10 +50,16 @@ def listed(sha: str | None = None, size: int | None = 10, etag: str | None = Non
         (listed(etag="e1"), stored(etag="e1"), True),
         (listed(etag="e2"), stored(etag="e1"), False),
         (listed(etag="e1", size=11), stored(etag="e1"), False),
-        (listed(mtime=datetime(2026, 1, 1, tzinfo=UTC)),
-         stored(mtime=datetime(2026, 1, 1)), True),  # SQLite hands back naive UTC
-        (listed(mtime=datetime(2026, 1, 2, tzinfo=UTC)),
-         stored(mtime=datetime(2026, 1, 1, tzinfo=UTC)), False),
+        (
+            listed(mtime=datetime(2026, 1, 1, tzinfo=UTC)),
+            stored(mtime=datetime(2026, 1, 1)),
+            True,
+        ),  # SQLite hands back naive UTC
+        (
+            listed(mtime=datetime(2026, 1, 2, tzinfo=UTC)),
+            stored(mtime=datetime(2026, 1, 1, tzinfo=UTC)),
+            False,
+        ),
         (listed(size=12), stored(), False),
         # a download refused for good stays settled while the listing is unchanged ...
         (listed(size=10), stored("quarantined", unfetched_hash("u", 10, None)), True),
@@ -62,14 +77,14 @@ def settings_for(tmp_path: Path, pattern: str, **extra: str) -> Settings:
     body = "\n".join(f"{k} = {v}" for k, v in extra.items())
     cfg.write_text(f"""
 dataset = "local"
-database_url = "sqlite:///{tmp_path / 'store.sqlite'}"
+database_url = "sqlite:///{tmp_path / "store.sqlite"}"
 {body}
 [validation]
 enabled = false
 [alerts]
 enabled = false
 [download]
-cache_dir = "{tmp_path / 'cache'}"
+cache_dir = "{tmp_path / "cache"}"
 [sources.files]
 type = "local"
 path = "{pattern}"
@@ -92,8 +107,11 @@ def test_local_pass_stores_skips_and_quarantines_without_touching_sources(
     shutil.copy(a, data / "copy.parquet")  # the same bytes under another name
     (data / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     settings = settings_for(tmp_path, str(data))
-    assert run_pass(settings) == ["a.parquet:done", "bad.parquet:quarantined",
-                                  "copy.parquet:quarantined"]
+    assert run_pass(settings) == [
+        "a.parquet:done",
+        "bad.parquet:quarantined",
+        "copy.parquet:quarantined",
+    ]
     assert a.is_file() and (data / "copy.parquet").is_file()  # sources are never deleted
     found = discover(settings)
     assert found.new == () and found.later == () and found.unchanged == 3
@@ -115,3 +133,23 @@ def test_a_failed_fetch_is_recorded_and_retried_next_pass(tmp_path: Path) -> Non
     (data / "gone").rename(a)
     (again,) = discover(settings).new  # a failed fetch is not settled
     assert process(settings, again, None).outcome == "done"
+
+
+def test_the_store_pool_fits_the_monitor_concurrency(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """Each shard in flight holds a connection while its transaction waits for the dataset's
+    alert lock, so the pool is at least `monitor.concurrency` + 1 (the run's bookkeeping)."""
+    from shardwatch.monitor import _store
+
+    for concurrency, expected in ((2, 5), (24, 25)):
+        settings = settings_for(tmp_path, str(tmp_path))
+        settings = settings.model_copy(
+            update={
+                "database_url": type(settings.database_url)(
+                    f"{fresh_postgres_url}?application_name=c{concurrency}"
+                ),
+                "monitor": settings.monitor.model_copy(update={"concurrency": concurrency}),
+            }
+        )
+        assert _store(settings).engine.pool.size() == expected  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from shardwatch.notify import (
     Retry,
     SlackChannel,
     slack_escape,
+    slack_payload,
 )
 
 pytestmark = pytest.mark.integration
@@ -197,3 +198,37 @@ def test_console_channel_writes_plain_text() -> None:
     ConsoleChannel(out.append).send(message(1))
     assert out == [message(1).text() + "\n"]
     assert "[CRITICAL] nsfw_tag_rate on " in out[0]
+
+
+# --- a storm: split to each platform's limits ------------------------------------------------
+
+def test_a_storm_is_split_into_slack_and_email_messages_within_their_limits() -> None:
+    """1,000 items (one with a 5,000-character scope): every Slack message of the split has
+    at most 50 blocks, sections of at most 3000 characters and 40,000 in all, and lists
+    every item once; emails hold at most 500 items."""
+    items = [
+        AlertItem(rule=f"rule-{i % 7}", severity="critical" if i % 3 else "warning",
+                  dataset=HOSTILE, scope=("s" * 5000 if i == 3 else f"shard-{i:04d}.parquet"),
+                  observed=0.5, threshold=0.01, run_id=1, link=f"/docs/{i}.html")
+        for i in range(1000)
+    ]
+    slack = SlackChannel(SecretStr("http://127.0.0.1:9/hook"))
+    rest, shown = list(items), []
+    while rest:
+        n = slack.capacity(rest)
+        assert 1 <= n <= len(rest)
+        body = slack_payload(Message(title="storm", items=tuple(rest[:n])))
+        blocks = body["blocks"]
+        sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+        assert len(blocks) <= 50 and len(sections) == len(blocks) - 1  # no "... and N more"
+        assert max(len(s) for s in sections) <= 3000
+        assert sum(len(s) for s in sections) <= 40_000
+        shown += [line for s in sections for line in s.split("\n")]
+        rest = rest[n:]
+    assert len(shown) == 1000 and "<!channel>" not in "".join(shown)
+    assert sum(1 for line in shown if line.endswith("\u2026")) == 1  # the 5,000-char line
+    mail = EmailChannel(host="127.0.0.1", port=9, sender="a@example.org",
+                        recipients=["b@example.org"])
+    assert mail.capacity(items) == 500 and mail.capacity(items[:10]) == 10
+    few = slack_payload(message(3))  # a small message keeps one section per item
+    assert len(few["blocks"]) == 4

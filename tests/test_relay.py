@@ -293,15 +293,17 @@ def test_a_persisting_breach_is_reminded_once_per_interval(
 ) -> None:
     receiver = slack()
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
-    policy = RelayPolicy(renotify_hours=0.5 / 3600, retry_seconds=0.05)
+    # a 2 s interval on a simulated clock (each pass's real duration shifts it a little);
+    # min_interval 0: pacing would sleep for real
+    policy = RelayPolicy(renotify_hours=2 / 3600, retry_seconds=0.05, min_interval=0)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     assert run(store, channels, policy).sent == 2
-    assert run(store, channels, policy, at=0.4).sent == 0  # within the interval
-    reminded = run(store, channels, policy, at=0.6)
+    assert run(store, channels, policy, at=1.6).sent == 0  # within the interval
+    reminded = run(store, channels, policy, at=2.4)
     assert reminded.reminded == 2 and reminded.sent == 2
-    assert run(store, channels, policy, at=0.7).sent == 0
-    assert run(store, channels, policy, at=1.0).sent == 0  # 0.4 s after the reminder
-    assert run(store, channels, policy, at=1.2).sent == 2  # the next interval
+    assert run(store, channels, policy, at=2.8).sent == 0
+    assert run(store, channels, policy, at=4.0).sent == 0  # 1.6 s after the reminder
+    assert run(store, channels, policy, at=4.8).sent == 2  # the next interval
     heads = [head for head, _ in slack_items(receiver.bodies)]
     assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 4
 

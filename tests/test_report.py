@@ -159,20 +159,20 @@ def test_report_follows_the_latest_version(store: ResultStore, tmp_path: Path) -
     assert report.total.rows == 800 + 700
     assert [(s.version, s.status) for s in report.shards if s.uri == str(path)] == [(2, "done")]
 
-    # a third version that cannot be read fails: the total keeps counting version 2
+    # a third version that is not parquet is quarantined: the total keeps counting version 2
     keep = tmp_path / "kept" / "part-0.parquet"
     keep.parent.mkdir()
     pq.write_table(changed, keep)
     path.write_bytes(b"not a parquet file")
-    assert ingest(store, [path], "versions") == ["failed"]
+    assert ingest(store, [path], "versions") == ["quarantined"]
     report = dataset_report(store, "versions")
     assert_same_total(report.total.to_dict(), scan_total([keep, other], LAION400M, BIRHANE))
-    assert report.failed == 1
+    assert (report.failed, report.quarantined) == (0, 1)
     assert [(s.version, s.status) for s in report.shards if s.uri == str(path)] == [
         (2, "done"),
-        (3, "failed"),
+        (3, "quarantined"),
     ]
-    failed = next(s for s in report.shards if s.status == "failed")
+    failed = next(s for s in report.shards if s.status == "quarantined")
     assert failed.reason and failed.rows is None
 
 
@@ -181,15 +181,15 @@ def test_a_dataset_without_done_shards_has_an_empty_total(
 ) -> None:
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 but not really")
-    assert ingest(store, [bad], "broken") == ["failed"]
+    assert ingest(store, [bad], "broken") == ["quarantined"]  # refused before decoding
     report = dataset_report(store, "broken")
     assert report.total.to_dict() == ShardMetrics.merge_all([]).to_dict()
-    assert report.failed == 1
+    assert (report.failed, report.quarantined) == (0, 1)
     assert report.to_dict()["shards"] == [
         {
             "uri": str(bad.resolve()),
             "version": 1,
-            "status": "failed",
+            "status": "quarantined",
             "rows": None,
             "reason": report.shards[0].reason,
         }

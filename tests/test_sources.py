@@ -37,7 +37,7 @@ from shardwatch.sources import (
 
 pytestmark = pytest.mark.integration
 
-LOOPBACK = frozenset({"127.0.0.1"})
+LOOPBACK: set[str] = set()  # the origins (127.0.0.1:port) of this test's servers
 
 
 def no_sleep(seconds: float) -> None:
@@ -130,14 +130,18 @@ def server() -> Iterator[Callable[..., Server]]:
 
     def make(host: str = "127.0.0.1") -> Server:
         servers.append(Server(host))
+        if host == "127.0.0.1":
+            LOOPBACK.add(f"127.0.0.1:{servers[-1].httpd.server_address[1]}")
         return servers[-1]
 
     yield make
+    LOOPBACK.clear()
     for s in servers:
         s.close()
 
 
-def policy(hosts: frozenset[str] = LOOPBACK) -> DownloadPolicy:
+def policy(hosts: frozenset[str] | None = None) -> DownloadPolicy:
+    hosts = frozenset(LOOPBACK) if hosts is None else hosts
     return DownloadPolicy(allowed_hosts=hosts, attempts=2, backoff=0.0, connect_timeout=2.0,
                           read_timeout=5.0)
 
@@ -334,10 +338,10 @@ def test_http_manifest_host_off_the_allow_list_is_named(server: Callable[..., Se
     srv = server()
     body = json.dumps(["/a.parquet", "https://evil.example:8443/x.parquet"]).encode()
     srv.routes["/m.json"] = Reply(200, body, {"Content-Type": "application/json"})
-    with pytest.raises(SourceError, match=r"entry 1: host 'evil\.example' is not in the allowed"):
+    with pytest.raises(SourceError, match=r"entry 1: host 'evil\.example:8443' is not in the"):
         HttpListingSource("web", f"{srv.base}/m.json", policy=policy()).list()
     # The manifest's own host too, before any request.
-    with pytest.raises(SourceError, match="manifest host 'localhost'"):
+    with pytest.raises(SourceError, match="manifest host 'localhost:1'"):
         HttpListingSource("web", "http://localhost:1/m.json", policy=policy()).list()
     assert len(srv.seen) == 1
 
@@ -432,7 +436,8 @@ TOKEN = SecretStr(CANARY)
 
 def hf_source(hub: FakeHub, token: SecretStr | None = TOKEN, **kw: Any) -> HuggingFaceSource:
     options: dict[str, Any] = {"path": "data", "token": token, "endpoint": hub.hub.base,
-                               "extra_hosts": frozenset({"localhost"}), "attempts": 2,
+                               "extra_hosts": frozenset({hub.cdn.base.split("/")[-1]}),
+                               "attempts": 2,
                                "backoff": 0.0, "sleep": no_sleep}
     options.update(kw)
     return HuggingFaceSource("hf", "org/ds", **options)

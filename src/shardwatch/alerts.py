@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from shardwatch.metrics import KEYWORD_NSFW_ROWS, DomainStat, ShardMetrics
+from shardwatch.schema import SchemaDrift
 from shardwatch.validation import ShardValidation
 
 Severity = Literal["warning", "critical"]
@@ -35,6 +36,7 @@ Metric = Literal[
     "keyword_rate_drift",
     "new_domain_keyword_nsfw_rate",
     "validation_failures",
+    "schema_drift",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -131,6 +133,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_support=50,
     ),
     Rule("validation", "validation_failures", "warning", "shard", max=0),
+    # Columns renamed, missing, retyped or unexpected: the checks could not all run.
+    Rule("schema-drift", "schema_drift", "critical", "shard", max=0),
 )
 
 
@@ -172,14 +176,22 @@ def judge(
     failure_detail: str | None = None,
     baseline: ShardMetrics | None = None,
     new_domains: Mapping[str, DomainStat] | None = None,
+    schema_drift: SchemaDrift | None = None,
 ) -> list[Observation]:
     """Every rule of `level` that can be judged on `metrics` (and the validation count).
     Drift rules judge a shard against `baseline`, its dataset's total (shard level only).
     The new-domain rule judges `new_domains`: the shard's listed domains that no other
-    current shard of its dataset lists (shard level only)."""
+    current shard of its dataset lists (shard level only). Schema-drift rules judge how
+    many columns drifted (shard level; None: the columns were not checked)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
+            continue
+        if rule.metric == "schema_drift":
+            if level == "shard" and schema_drift is not None:
+                value = float(schema_drift.columns)
+                detail = schema_drift.describe() if schema_drift else None
+                out.append(Observation(rule, value, rule.breached_by(value), detail=detail))
             continue
         if rule.metric == "new_domain_keyword_nsfw_rate":
             if level == "shard" and new_domains is not None:
@@ -296,10 +308,11 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
 
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
-    """How many checks failed or errored, and their names (expectation on column)."""
+    """How many checks failed or errored, and their names (expectation on column). Checks
+    errored by schema drift are left to the `schema_drift` metric: one cause, one alert."""
     if validation is None:
         return None, None
-    bad = [c for c in validation.checks if c.status != "passed"]
+    bad = [c for c in validation.checks if c.status != "passed" and not c.by_drift]
     names = [
         f"{c.expectation}"
         + (f" on {c.column}" if c.column else "")

@@ -182,7 +182,7 @@ def scan(
     results: list[tuple[str, ShardMetrics]] = []
     errors: list[dict[str, str]] = []
     with Progress(
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", markup=False),  # it names files
         BarColumn(),
         TextColumn("{task.completed:,}{task.fields[of]} rows"),
         TimeRemainingColumn(),
@@ -280,7 +280,8 @@ def _print_pass(summary: Any) -> None:
     for o in summary.outcomes:
         detail = f" ({o.reason})" if o.reason else ""
         checks = f"; {o.checks_failed} check(s) failed" if o.checks_failed else ""
-        typer.echo(f"{o.outcome:11} {o.uri}{detail}{checks}")
+        drift = f"; schema drift: {o.schema_drift}" if o.schema_drift else ""
+        typer.echo(f"{o.outcome:11} {o.uri}{detail}{drift}{checks}")
     for error in summary.source_errors:
         typer.echo(f"error: {error}", err=True)
     typer.echo(summary.line())
@@ -464,10 +465,17 @@ def ingest(
     its Data Docs page is built under .shardwatch/docs (the path is printed).
     Alert rules are judged in that same transaction; at the end one message per channel
     carries the run's new breaches and recoveries (see `shardwatch alerts list`).
-    Exit 1 if a check failed or errored, 3 if a shard could not be read.
+    A shard whose footer breaks the `[download]` caps (a decompression bomb, a hostile
+    schema, not parquet) is quarantined with the reason before any of it is decoded.
+    A shard whose columns drifted from the profile (renamed, missing, retyped or unexpected)
+    is stored with the metrics its usable columns allow and a `schema drift:` line; the
+    checks the drift kept from running are errored, not failed.
+    Exit 1 if a check failed or errored (drift included), 3 if a shard could not be read or
+    was quarantined.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from shardwatch.footer import footer_limits
     from shardwatch.ingest import ingest_shards
     from shardwatch.store.database import upgrade
     from shardwatch.store.repository import ResultStore
@@ -497,6 +505,7 @@ def ingest(
             validator=validator,
             alerts=plan,
             domain_top_k=settings.domain_top_k,
+            footer=footer_limits(settings.download),
         )
         counts = Counter(r.outcome for r in results)
         store.finish_run(
@@ -504,7 +513,7 @@ def ingest(
             seen=len(results),
             done=counts["done"],
             skipped=counts["skipped"],
-            failed=counts["failed"],
+            failed=counts["failed"] + counts["quarantined"],
         )
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
@@ -524,7 +533,7 @@ def ingest(
         typer.echo(f"run {run_id}: {summary or 'nothing to do'}")
         if docs is not None:
             typer.echo(f"Data Docs: {docs}")
-    if counts["failed"]:
+    if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(int(ExitCode.INPUT))
     if checks_bad:
         raise typer.Exit(int(ExitCode.DATA_FAILED))
@@ -564,6 +573,8 @@ def _finish_docs(validator: GxValidator) -> Path:
 
 def _result_json(result: IngestResult) -> dict[str, Any]:
     out = asdict(result)
+    drift = result.schema_drift
+    out["schema_drift"] = drift.to_dict() if drift else None
     v = result.validation
     out["validation"] = None
     if v is not None:
@@ -583,13 +594,18 @@ def _result_json(result: IngestResult) -> dict[str, Any]:
 def _print_outcome(result: IngestResult) -> None:
     detail = f" ({result.reason})" if result.reason else ""
     version = f" v{result.version}" if result.version else ""
-    typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=result.outcome == "failed")
+    bad = result.outcome in ("failed", "quarantined")
+    typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=bad)
+    if result.schema_drift:
+        typer.echo(f"         schema drift: {result.schema_drift.describe()}")
     v = result.validation
     if v is not None:
         typer.echo(f"         validation ({v.suite}): {v.summary()}")
         for check in v.checks:
-            if check.status != "passed":
+            if check.status != "passed" and not check.by_drift:
                 typer.echo(f"           {check.status.upper():7} {check.describe()}")
+        if v.drift_errored:
+            typer.echo(f"           ERRORED {v.drift_errored} check(s) by the schema drift")
         for page in v.pages:
             typer.echo(f"         page: {page}")
 
@@ -733,7 +749,8 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
     def test(t: Any) -> str:
         return "-" if t is None else f"{t.rate1:.2%} vs {t.rate2:.2%}, z {t.z:+.2f}"
 
-    table = Table(title=f"drift: each shard vs the rest of dataset {dataset}", title_justify="left")
+    title = Text(f"drift: each shard vs the rest of dataset {dataset}")  # no markup
+    table = Table(title=title, title_justify="left")
     for name in ("shard", "similarity PSI", "NSFW tag rate", "keyword-NSFW rate"):
         table.add_column(name, justify="left" if name == "shard" else "right")
     for uri, d in rows:
@@ -763,7 +780,7 @@ def _print_domains(found: Any, as_json: bool) -> None:
         f"{found.rows:,} rows, {found.keyword_nsfw:,} keyword-NSFW"
         + (f", {found.tag_nsfw:,} tagged NSFW" if found.has_tag else "")
     )
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # no markup: names
     columns = ["domain", "rows", "keyword-NSFW", "rate", "share of keyword-NSFW"]
     columns += ["tagged NSFW"] if found.has_tag else []
     columns += ["error up to", "shards"]
@@ -803,6 +820,7 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     intro = [
         f"{total.shards:,} shards (latest done versions), {total.rows:,} rows; "
         f"{result.failed} failed, {result.quarantined} quarantined, {result.pending} pending"
+        + (f"; {result.drifted} with schema drift" if result.drifted else "")
     ]
     if fmt is ReportFormat.markdown:
         sys.stdout.write(report_markdown(total, labels, result.dataset, intro))
@@ -818,6 +836,10 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
         if entry.status != "done":
             reason = f" ({entry.reason})" if entry.reason else ""
             console.print(f"{entry.status}: {entry.uri} v{entry.version}{reason}", markup=False)
+        elif entry.schema_drift is not None:
+            console.print(
+                f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}", markup=False
+            )
     console.print(summary(total, labels, f"total of dataset {result.dataset}"))
 
 
@@ -1022,6 +1044,7 @@ def _relay_json(result: RelayResult) -> dict[str, Any]:
         "sent": result.sent,
         "failed": result.failed,
         "dead": result.dead,
+        "deferred": result.deferred,
         "reminded": result.reminded,
         "channels": [asdict(c) for c in result.channels],
     }

@@ -8,7 +8,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +25,13 @@ from pydantic_settings import (
 
 from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
 from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
+from shardwatch.names import (
+    MAX_CONFIG_NAME_CHARS,
+    MAX_DATASET_CHARS,
+    MAX_TERM_CHARS,
+    name_problem,
+    shown,
+)
 from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
 
 DEFAULT_CONFIG_FILE = Path("shardwatch.toml")
@@ -75,6 +90,11 @@ class ProfileSpec(_Strict):
     )
     header: list[str] | None = Field(
         default=None, description="Column names of a header-less CSV/TSV file, in order."
+    )
+    other_columns: list[str] | None = Field(
+        default=None,
+        description="Columns the dataset carries that no field maps; any other column is "
+        "schema drift (unexpected). Unset: extra columns are not judged (or as `extends`).",
     )
 
 
@@ -210,6 +230,18 @@ class AlertSettings(_Strict):
         description="A relay's hold on the messages it sends; a crashed relay's messages "
         "are sent again after it (at most one duplicate).",
     )
+    min_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Fewest seconds between two messages to one channel, across relay passes "
+        "and processes (an alert storm is aggregated into few messages, never sent faster).",
+    )
+    max_wait_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest one relay pass waits for channels' turns; what it could not send "
+        "in that time waits for the next pass.",
+    )
 
     @model_validator(mode="after")
     def _rule_names(self) -> AlertSettings:
@@ -253,10 +285,14 @@ class HttpSourceSpec(_Strict):
     type: Literal["http"]
     manifest: str = Field(
         description="URL of a manifest: JSON (URLs, or objects with url/size/sha256/etag) or "
-        "one URL per line. Listed URLs and every redirect must stay on the manifest's host "
-        "or `extra_hosts`."
+        "one URL per line. Listed URLs and every redirect must stay on the manifest's origin "
+        "(host and port) or `extra_hosts`."
     )
-    extra_hosts: list[str] = Field(default_factory=list, description="More allowed hosts.")
+    extra_hosts: list[str] = Field(
+        default_factory=list,
+        description="More allowed hosts: `host` (ports 80/443) or `host:port`. The manifest's "
+        "own origin (host and port) is always allowed.",
+    )
 
 
 class HfSourceSpec(_Strict):
@@ -299,6 +335,19 @@ class DownloadSettings(_Strict):
     )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
+    min_speed: int = Field(
+        default=1024,
+        ge=1,
+        description="Bytes/s: a transfer slower than this over `speed_window` seconds (headers "
+        "included) is cut off and retried, so a slow drip cannot hold a worker.",
+    )
+    speed_window: float = Field(default=60.0, gt=0, description="Seconds of the speed check.")
+    allow_private_addresses: bool | None = Field(
+        default=None,
+        description="May downloads connect to loopback or private addresses? Default: only "
+        "when a source is itself on one (its URL names such an address or localhost). "
+        "Link-local addresses (cloud metadata) are always refused.",
+    )
     attempts: int = Field(default=4, ge=1, le=20, description="Tries per download, bounded.")
     backoff: float = Field(default=1.0, gt=0, description="First retry wait; doubles.")
     backoff_cap: float = Field(default=30.0, gt=0, description="Longest wait (Retry-After too).")
@@ -310,6 +359,16 @@ class DownloadSettings(_Strict):
     )
     max_rows: int = Field(default=2_000_000_000, ge=1, description="Largest declared row count.")
     max_footer_bytes: int = Field(default=64 * 1024**2, ge=1, description="Largest footer.")
+    max_columns: int = Field(default=10_000, ge=1, description="Most leaf columns declared.")
+    max_schema_elements: int = Field(
+        default=40_000,
+        ge=1,
+        description="Most schema elements (columns and groups), counted before the footer is "
+        "parsed.",
+    )
+    max_nesting_depth: int = Field(
+        default=32, ge=1, description="Deepest struct/list/map nesting of a column, plus its leaf."
+    )
 
 
 class MonitorSettings(_Strict):
@@ -366,6 +425,26 @@ class Settings(BaseSettings):
     )
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        problem = name_problem(value, max_chars=MAX_DATASET_CHARS, one_line=True)
+        if problem:
+            raise ValueError(f"dataset name '{shown(value)}' {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _config_names(self) -> Settings:
+        for kind, names in (
+            ("profile", [self.profile, *self.profiles]),
+            ("lexicon", [self.lexicon, *self.lexicons]),
+        ):
+            for name in names:
+                problem = name_problem(name, max_chars=MAX_CONFIG_NAME_CHARS, one_line=True)
+                if problem:
+                    raise ValueError(f"{kind} name '{shown(name)}' {problem}")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -455,6 +534,8 @@ def _resolve_profile(
     if unsafe is None:
         unsafe = base.unsafe_threshold if base else 0.5
     header = spec.header if spec.header is not None else (base.header if base else None)
+    other = spec.other_columns
+    other_columns = tuple(other) if other is not None else (base.other_columns if base else None)
     try:
         return DatasetProfile(
             name=name,
@@ -466,6 +547,7 @@ def _resolve_profile(
             nsfw_threshold=nsfw_threshold,
             unsafe_threshold=unsafe,
             header=tuple(header) if header is not None else None,
+            other_columns=other_columns,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -475,6 +557,9 @@ def _patterns(items: list[str | PatternSpec], default: MatchMode) -> tuple[Patte
     out = []
     for item in items:
         spec = PatternSpec(term=item) if isinstance(item, str) else item
+        problem = name_problem(spec.term, max_chars=MAX_TERM_CHARS, one_line=True)
+        if problem:  # terms are stored and label report rows (keywords too, for symmetry)
+            raise ValueError(f"term '{shown(spec.term)}' {problem}")
         out.append(Pattern(spec.term, spec.mode or default))
     return tuple(out)
 

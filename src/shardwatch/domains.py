@@ -23,6 +23,7 @@ _AUTHORITY_PATTERN: Final = r"^[^/]*//(?P<authority>[^/?#\\]*)"
 _PORT: Final = re.compile(r":\d*$")
 _BAD_HOST: Final = re.compile(r"[\s<>\"'`\\\x00-\x1f\x7f\[\]]")
 _IPV4: Final = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_IPV6: Final = re.compile(r"\[[0-9a-f:.]{2,45}\]")
 _CACHE_LIMIT: Final = 1_000_000
 _COMPACT_ROWS: Final = 500_000
 
@@ -52,7 +53,8 @@ class RegistrableDomains:
         if not host:
             return NO_HOST
         if host.startswith("[") and host.endswith("]"):
-            return host  # an IPv6 literal
+            # an IPv6 literal; anything else in brackets (markup, a NUL, 1 MB) is no host
+            return host if _IPV6.fullmatch(host) else INVALID_HOST
         if len(host) > 253 or _BAD_HOST.search(host):
             return INVALID_HOST
         if _IPV4.fullmatch(host):

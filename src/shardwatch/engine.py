@@ -27,6 +27,7 @@ from shardwatch.reader import (
     as_text,
     resolve_columns,
 )
+from shardwatch.schema import SchemaDrift
 
 ProgressCallback = Callable[[int], None]
 FeatureSink = Callable[[pa.RecordBatch], None]
@@ -511,9 +512,15 @@ def scan_shard(
     progress: ProgressCallback | None = None,
     on_features: FeatureSink | None = None,
     domain_top_k: int = DEFAULT_TOP_K,
+    on_drift: Callable[[SchemaDrift], None] | None = None,
 ) -> m.ShardMetrics:
-    """Stream one parquet shard from disk and compute its metrics (raises ShardReadError)."""
+    """Stream one parquet shard from disk and compute its metrics (raises ShardReadError).
+
+    `on_drift` is told the shard's schema drift against the profile (schema.py) once the
+    shard is open; a retyped column's metrics are unavailable, as if it were missing."""
     with ShardReader(path, profile) as reader:
+        if on_drift is not None:
+            on_drift(reader.drift)
         return scan_batches(
             reader.iter_batches(batch_size),
             _projected_schema(reader),

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from shardwatch.config import ConfigError, Settings
-from shardwatch.download import DownloadError, DownloadPolicy, download, host_of, safe_url
+from shardwatch.download import DownloadError, DownloadPolicy, download, origin_entry, safe_url
 from shardwatch.engine import CompiledLexicon, row_view
 from shardwatch.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules
 from shardwatch.ingest import fingerprint
@@ -375,8 +375,8 @@ def _download_policy(settings: Settings) -> DownloadPolicy:
     hosts: set[str] = set()
     for spec in settings.sources.values():
         if spec.type == "http":
-            hosts |= {host_of(spec.manifest), *(h.lower() for h in spec.extra_hosts)}
+            hosts |= {origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)}
         elif spec.type == "hf":
             extra = DEFAULT_HF_EXTRA_HOSTS if spec.extra_hosts is None else spec.extra_hosts
-            hosts |= {host_of(spec.endpoint), *(h.lower() for h in extra)}
+            hosts |= {origin_entry(spec.endpoint), *(h.lower() for h in extra)}
     return download_policy(settings, frozenset(hosts))

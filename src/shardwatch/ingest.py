@@ -17,13 +17,17 @@ import pyarrow as pa
 from shardwatch.alerts import AlertPlan
 from shardwatch.domains import DEFAULT_TOP_K
 from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
+from shardwatch.footer import FooterLimits, ShardRejected, check_footer
+from shardwatch.names import shown, uri_problem
 from shardwatch.profiles import DatasetProfile
-from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError
+from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError, one_line
+from shardwatch.schema import NO_DRIFT, SchemaDrift
 from shardwatch.store.repository import BeforeCommit, ResultStore
-from shardwatch.validation import ShardValidation, ShardValidator, could_not_run
+from shardwatch.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
 
 Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
 _CHUNK = 1 << 20
+DEFAULT_FOOTER_LIMITS = FooterLimits()
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class IngestResult:
     version: int | None = None
     reason: str | None = None
     validation: ShardValidation | None = None
+    # How the shard's columns differ from its profile (None: not read that far).
+    schema_drift: SchemaDrift | None = None
 
 
 def fingerprint(path: Path) -> Fingerprint:
@@ -88,6 +94,8 @@ class IngestJob:
     validator: ShardValidator | None = None
     alerts: AlertPlan | None = None
     domain_top_k: int = DEFAULT_TOP_K
+    # Caps checked on the footer before a shard is decoded (None: the caller checked it).
+    footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS
 
 
 def ingest_shards(
@@ -109,15 +117,21 @@ def ingest_shards(
     validator: ShardValidator | None = None,
     alerts: AlertPlan | None = None,
     domain_top_k: int = DEFAULT_TOP_K,
+    footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS,
 ) -> list[IngestResult]:
     """Process each new or changed shard exactly once across concurrent processes.
 
     Identical content already done is skipped (unless `force`); a shard another process holds
     is reported `busy`; an unreadable shard is marked failed with its reason and the rest go on.
+    A shard whose footer breaks the `footer` caps (or is not parquet) is quarantined with the
+    reason before any of its data is decoded (decompression bombs, hostile schemas).
     With a `validator`, each shard's feature table (from the same streaming pass) is validated
     and the checks are written in the shard's single results transaction; its Data Docs page
     is rendered only after that commit. With `alerts`, alert rules are judged and outbox
     notices written in that same transaction (a relay sends them later).
+    A shard whose columns drifted from the profile (schema.py) is still stored with every
+    metric its usable columns allow; the drift is stored with it, and checks it kept from
+    running are errored with the drift as their reason, never failed.
     """
     job = IngestJob(
         store,
@@ -135,6 +149,7 @@ def ingest_shards(
         validator,
         alerts,
         domain_top_k,
+        footer,
     )
     results = []
     for path in paths:
@@ -156,6 +171,9 @@ def ingest_file(
     """Ingest one local file, stored under `uri` (default: its absolute path). A caller that
     already hashed the file (a verified download) passes its fingerprint."""
     uri = uri or str(path.resolve())
+    problem = uri_problem(uri)
+    if problem:  # e.g. a file name with undecodable bytes: refused, not mangled
+        return IngestResult(shown(uri), "failed", reason=f"not stored: its name {problem}")
     if fp is None:
         try:
             fp = fingerprint(path)
@@ -165,10 +183,21 @@ def ingest_file(
     sv = store.register(job.dataset, uri, fp.sha256, fp.size, etag=etag, mtime=fp.mtime)
     if sv.status == "done" and not job.force:
         return IngestResult(uri, "skipped", sv.id, sv.version)
+    if sv.status == "quarantined" and not job.force:
+        reason = "quarantined earlier, content unchanged (--force checks it again)"
+        return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     if not store.claim(sv.id, job.owner, job.lease_seconds, force=job.force):
         return IngestResult(uri, "busy", sv.id, sv.version)
+    if job.footer is not None:
+        try:
+            check_footer(path, job.footer)
+        except ShardRejected as exc:
+            reason = f"refused before decoding: {exc.reason}"
+            store.fail(sv.id, job.owner, reason, quarantine=True)
+            return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     validator = job.validator
     feature_batches: list[pa.RecordBatch] = []
+    drifts: list[SchemaDrift] = []
     try:
         metrics = scan_shard(
             path,
@@ -179,17 +208,20 @@ def ingest_file(
             progress=job.progress,
             on_features=feature_batches.append if validator is not None else None,
             domain_top_k=job.domain_top_k,
+            on_drift=drifts.append,
         )
     except ShardReadError as exc:
         store.fail(sv.id, job.owner, exc.reason)
         return IngestResult(uri, "failed", sv.id, sv.version, exc.reason)
     except (pa.ArrowException, ValueError) as exc:
-        reason = f"unreadable data ({type(exc).__name__}: {exc})"
+        reason = f"unreadable data ({type(exc).__name__}: {one_line(exc)})"
         store.fail(sv.id, job.owner, reason)
         return IngestResult(uri, "failed", sv.id, sv.version, reason)
+    drift = drifts[0] if drifts else NO_DRIFT
     validation = None
     if validator is not None:
         validation = _validate(validator, feature_batches, job.dataset, sv.id, sv.version)
+        validation = blame_drift(validation, drift)  # drift is not a data failure
     try:
         stored = store.complete(
             sv.id,
@@ -201,6 +233,7 @@ def ingest_file(
             validation=validation,
             alerts=job.alerts,
             before_commit=job.before_commit,
+            schema_drift=drift,
         )
     except BaseException:
         if validator is not None and validation is not None:
@@ -211,7 +244,8 @@ def ingest_file(
             validator.publish(validation)
         else:
             validator.discard(validation)
-    return IngestResult(uri, "done" if stored else "lost", sv.id, sv.version, None, validation)
+    outcome: Outcome = "done" if stored else "lost"
+    return IngestResult(uri, outcome, sv.id, sv.version, None, validation, drift)
 
 
 def _validate(

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shardwatch.config import Settings
-from shardwatch.download import DownloadError, DownloadPolicy, host_of
+from shardwatch.download import DownloadError, DownloadPolicy, origin_entry
 from shardwatch.engine import CompiledLexicon
-from shardwatch.footer import FooterLimits, ShardRejected, check_footer
+from shardwatch.footer import ShardRejected, check_footer, footer_limits
 from shardwatch.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
+from shardwatch.names import shown, uri_problem
 from shardwatch.sources import (
     HttpListingSource,
     HuggingFaceSource,
@@ -51,6 +52,9 @@ def download_policy(settings: Settings, hosts: frozenset[str]) -> DownloadPolicy
         backoff=d.backoff,
         backoff_cap=d.backoff_cap,
         max_bytes=d.max_bytes,
+        min_speed=d.min_speed,
+        speed_window=d.speed_window,
+        allow_private=d.allow_private_addresses,
     )
 
 
@@ -60,7 +64,7 @@ def build_source(settings: Settings, name: str) -> Source:
     if spec.type == "local":
         return LocalSource(name, spec.path)
     if spec.type == "http":
-        hosts = frozenset({host_of(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
+        hosts = frozenset({origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
         return HttpListingSource(name, spec.manifest, policy=download_policy(settings, hosts))
     if spec.type == "hf":
         d = settings.download
@@ -80,6 +84,9 @@ def build_source(settings: Settings, name: str) -> Source:
             backoff=d.backoff,
             backoff_cap=d.backoff_cap,
             max_bytes=d.max_bytes,
+            min_speed=d.min_speed,
+            speed_window=d.speed_window,
+            allow_private=d.allow_private_addresses,
             **options,
         )
     return ObjectStoreSource(
@@ -151,6 +158,10 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
         for shard in listed:
             if shard.uri in new:
                 continue  # listed by two sources: once is enough
+            problem = uri_problem(shard.uri)
+            if problem:  # e.g. a manifest listing a URL with a NUL: refused, not mangled
+                errors.append(f"source {name!r}: shard '{shown(shard.uri)}' {problem}; skipped")
+                continue
             if is_settled(shard, current.get(shard.uri)):
                 unchanged += 1
             else:
@@ -177,8 +188,9 @@ class ShardOutcome:
     shard_id: int | None = None
     version: int | None = None
     reason: str | None = None
-    checks_failed: int = 0
+    checks_failed: int = 0  # failed or errored, not counting those errored by schema drift
     docs_page: str | None = None
+    schema_drift: str | None = None  # how the shard's columns differ from its profile
 
 
 @dataclass(frozen=True)
@@ -225,14 +237,8 @@ def fetch(settings: Settings, shard: RemoteShard) -> Fetch:
         return Fetch(shard, ended=_reject(settings, shard, f"download refused: {exc.reason}", True))
     except SourceError as exc:
         raise TransientFetchError(f"fetch failed: {exc}") from None
-    d = settings.download
-    limits = FooterLimits(
-        max_uncompressed_bytes=d.max_uncompressed_bytes,
-        max_rows=d.max_rows,
-        max_footer_bytes=d.max_footer_bytes,
-    )
     try:
-        check_footer(got.path, limits)
+        check_footer(got.path, footer_limits(settings.download))
     except ShardRejected as exc:
         reason = f"refused before decoding: {exc.reason}"
         _release(settings, got.path)
@@ -280,8 +286,9 @@ def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> Sh
         result.shard_id,
         result.version,
         result.reason,
-        checks_failed=0 if v is None else v.count("failed") + v.count("errored"),
+        checks_failed=0 if v is None else v.count("failed") + v.count("errored") - v.drift_errored,
         docs_page=None if v is None else v.docs_page,
+        schema_drift=result.schema_drift.describe() if result.schema_drift else None,
     )
 
 
@@ -311,6 +318,7 @@ def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None)
         validator=validator,
         alerts=plan,
         domain_top_k=settings.domain_top_k,
+        footer=footer_limits(settings.download),
     )
 
 
@@ -327,7 +335,9 @@ def _store(settings: Settings) -> ResultStore:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = make_engine(url)
+            # one connection per shard in flight (each holds one while the dataset's alert
+            # lock is taken), plus the run's own bookkeeping
+            engine = make_engine(url, pool_size=max(5, settings.monitor.concurrency + 1))
             upgrade(engine)
             _engines[url] = engine
     return ResultStore(engine)

@@ -143,22 +143,68 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+SLACK_MAX_BLOCKS = 50  # Slack's limit per message
+SLACK_MAX_SECTION = 3000  # characters in one section's text (Slack's limit)
+SLACK_MAX_TEXT = 30_000  # item text per message, well inside Slack's 40,000 characters
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _slack_lines(items: Sequence[AlertItem]) -> list[str]:
+    return [_clip(slack_escape(_line(i)), SLACK_MAX_SECTION) for i in items]
+
+
+def slack_capacity(items: Sequence[AlertItem]) -> int:
+    """How many of `items`, in order, fit in one Slack message (at least 1): at most 48
+    sections (a header and a footer take the other 2 blocks) of at most 3000 characters,
+    and at most SLACK_MAX_TEXT characters in all."""
+    room = SLACK_MAX_BLOCKS - 2
+    sections = size = total = 0
+    for n, line in enumerate(_slack_lines(items)):
+        total += len(line) + 1
+        if sections and size + 1 + len(line) <= SLACK_MAX_SECTION:
+            size += 1 + len(line)
+        else:
+            sections, size = sections + 1, len(line)
+        if sections > room or total > SLACK_MAX_TEXT:
+            return max(1, n)
+    return len(items)
+
+
+def _slack_sections(lines: list[str]) -> list[str]:
+    """One section per item while they fit in the blocks; beyond, several item lines per
+    section (one per line), each section at most 3000 characters."""
+    if len(lines) <= SLACK_MAX_BLOCKS - 2:
+        return lines
+    sections: list[str] = []
+    for line in lines:
+        if sections and len(sections[-1]) + 1 + len(line) <= SLACK_MAX_SECTION:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(line)
+    return sections
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
-    """Block Kit: a header, then one section per item (at most 45), all text escaped."""
+    """Block Kit within Slack's limits: a header, then the items (one per section, or
+    several per section when there are more than the blocks allow), all text escaped. Items
+    beyond one message's capacity are only counted; the relay splits messages so that none
+    are (`slack_capacity`)."""
+    header = _clip(slack_escape(message.title), 150)  # the title holds dataset names
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}}
+        {"type": "header", "text": {"type": "plain_text", "text": header}}
     ]
-    shown = message.items[:45]
-    for item in shown:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(_line(item))}}
-        )
-    if len(message.items) > len(shown):
-        more = len(message.items) - len(shown)
+    shown = slack_capacity(message.items)
+    for text in _slack_sections(_slack_lines(message.items[:shown])):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if len(message.items) > shown:
+        more = len(message.items) - shown
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"... and {more} more"}]}
         )
-    return {"text": slack_escape(message.title), "blocks": blocks}
+    return {"text": _clip(slack_escape(message.title), SLACK_MAX_SECTION), "blocks": blocks}
 
 
 class SlackChannel:
@@ -185,6 +231,10 @@ class SlackChannel:
 
     def __repr__(self) -> str:  # never show the URL
         return f"SlackChannel(name={self.name!r}, webhook_url=SecretStr('**********'))"
+
+    def capacity(self, items: Sequence[AlertItem]) -> int:
+        """How many of `items` fit in one message (Slack's block and text limits)."""
+        return slack_capacity(items)
 
     def send(self, message: Message) -> None:
         import requests
@@ -240,6 +290,8 @@ def _retry_after(value: str | None, cap: float) -> float:
 
 # ------------------------------------------------------------------------------------ email
 Security = Literal["none", "starttls", "ssl"]
+EMAIL_MAX_ITEMS = 500  # items per email
+EMAIL_MAX_TEXT = 100_000  # characters of item text per email (twice that with the HTML part)
 
 
 class EmailChannel:
@@ -277,6 +329,15 @@ class EmailChannel:
 
     def __repr__(self) -> str:
         return f"EmailChannel(name={self.name!r}, host={self.host!r}, port={self.port})"
+
+    def capacity(self, items: Sequence[AlertItem]) -> int:
+        """How many of `items` fit in one email of a sane size (at least 1)."""
+        total = 0
+        for n, item in enumerate(items):
+            total += len(_line(item)) + 3
+            if n >= EMAIL_MAX_ITEMS or total > EMAIL_MAX_TEXT:
+                return max(1, n)
+        return len(items)
 
     def build(self, message: Message) -> EmailMessage:
         """A text part and an escaped HTML part."""

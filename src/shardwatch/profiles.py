@@ -44,6 +44,8 @@ class DatasetProfile:
     above `nsfw_threshold`). The optional `unsafe_score` column is a second, independent
     score (LAION-5B's punsafe), cross-tabulated against the tag at `unsafe_threshold`.
     `header` names the columns of a header-less CSV/TSV file (CC3M, CC12M).
+    `other_columns` lists the columns the dataset carries that no field maps; any further
+    column is schema drift ("unexpected", schema.py). None: extra columns are not judged.
     """
 
     name: str
@@ -55,6 +57,7 @@ class DatasetProfile:
     nsfw_threshold: float | None = None
     unsafe_threshold: float = 0.5
     header: tuple[str, ...] | None = None
+    other_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.nsfw_signal == "score":
@@ -109,6 +112,7 @@ LAION400M: Final = DatasetProfile(
     },
     similarity_threshold=0.3,
     nsfw_labels=("UNLIKELY", "UNSURE", "NSFW"),
+    other_columns=(),
 )
 
 LAION5B_JOINED: Final = DatasetProfile(
@@ -129,6 +133,7 @@ LAION5B_JOINED: Final = DatasetProfile(
     },
     similarity_threshold=0.28,
     nsfw_labels=("UNLIKELY", "UNSURE", "NSFW"),
+    other_columns=("LANGUAGE",),  # laion2B-multi/-nolang-joined
 )
 
 COYO700M: Final = DatasetProfile(
@@ -150,6 +155,16 @@ COYO700M: Final = DatasetProfile(
     nsfw_signal="score",
     nsfw_threshold=0.5,
     unsafe_threshold=0.5,
+    other_columns=(
+        "image_phash",
+        "text_length",
+        "word_count",
+        "num_tokens_bert",
+        "num_tokens_gpt",
+        "num_faces",
+        "clip_similarity_vitl14",
+        "aesthetic_score_laion_v2",
+    ),
 )
 
 DATACOMP: Final = DatasetProfile(
@@ -165,6 +180,7 @@ DATACOMP: Final = DatasetProfile(
         "height": "original_height",
     },
     similarity_threshold=0.3,
+    other_columns=("clip_l14_similarity_score", "face_bboxes", "sha256"),
 )
 
 CC3M: Final = DatasetProfile(
@@ -173,6 +189,7 @@ CC3M: Final = DatasetProfile(
     columns={"text": "caption", "url": "url"},
     similarity_threshold=0.3,
     header=("caption", "url"),
+    other_columns=(),
 )
 
 CC12M: Final = DatasetProfile(
@@ -181,6 +198,7 @@ CC12M: Final = DatasetProfile(
     columns={"url": "url", "text": "caption"},
     similarity_threshold=0.3,
     header=("url", "caption"),
+    other_columns=(),
 )
 
 BUILTIN_PROFILES: Final[dict[str, DatasetProfile]] = {

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shardwatch.profiles import LOGICAL_FIELDS, DatasetProfile, LogicalField
+from shardwatch.schema import check_schema
 
 DEFAULT_BATCH_SIZE = 131_072
 # Read pages through a buffered stream instead of whole column chunks, so a shard written as
@@ -128,6 +129,14 @@ def _detail(exc: BaseException) -> str:
     return lines[0].strip()[:_DETAIL_CHARS] if lines else type(exc).__name__
 
 
+def one_line(exc: BaseException, limit: int = 2 * _DETAIL_CHARS) -> str:
+    """An error's whole message on one line (pyarrow's span several), cut at `limit` chars:
+    what a stored reason or a one-line CLI outcome can hold."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class _ParquetSource:
     def __init__(self, uri: str, path: str | Path) -> None:
         self.uri = uri
@@ -141,7 +150,7 @@ class _ParquetSource:
         except PermissionError:
             raise ShardReadError(uri, "permission denied") from None
         except (pa.ArrowException, OSError) as exc:
-            raise ShardReadError(uri, f"not a readable parquet file ({exc})") from None
+            raise ShardReadError(uri, f"not a readable parquet file ({one_line(exc)})") from None
         self.num_rows: int = self._file.metadata.num_rows
 
     def batches(self, wanted: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -154,7 +163,7 @@ class _ParquetSource:
                 batch_size=batch_size, columns=wanted, use_threads=True
             )
         except (pa.ArrowException, OSError) as exc:
-            raise ShardReadError(self.uri, f"failed while reading ({exc})") from None
+            raise ShardReadError(self.uri, f"failed while reading ({one_line(exc)})") from None
 
     def close(self) -> None:
         self._file.close()
@@ -325,7 +334,8 @@ def _is_empty_file(exc: BaseException) -> bool:
 
 class ShardReader:
     """An open shard (parquet, or CSV/TSV by file name): its row count when known, resolved
-    columns and a batch stream of the mapped columns only.
+    columns, its schema drift against the profile (`drift`; a retyped column is left out of
+    `columns`) and a batch stream of the mapped columns only.
 
     `num_rows` is the row count of a parquet shard (from its footer) and None for a CSV/TSV
     shard, whose rows are known only once it has been read. `block_size` (default
@@ -347,13 +357,19 @@ class ShardReader:
             size = CSV_BLOCK_SIZE if block_size is None else block_size
             self._source = _TextSource(self.uri, path, fmt, profile.header, size)
         self.schema: pa.Schema = self._source.schema
-        self.columns = resolve_columns(self.schema.names, profile)
+        resolved = resolve_columns(self.schema.names, profile)
         self.num_rows: int | None = self._source.num_rows
         names = self.schema.names
-        twice = sorted({n for n in self.columns.present.values() if names.count(n) > 1})
+        twice = sorted({n for n in resolved.present.values() if names.count(n) > 1})
         if twice:
             self.close()
             raise ShardReadError(self.uri, f"column(s) {twice} appear more than once")
+        # Schema drift (schema.py): a retyped column is not read, as if it were missing.
+        self.drift, usable = check_schema(
+            self.schema, profile, resolved.present, typed=self.format == "parquet"
+        )
+        absent = tuple(f for f in LOGICAL_FIELDS if f not in usable)
+        self.columns = ResolvedColumns(usable, absent)
 
     def iter_batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
         """Stream only the mapped columns, at most `batch_size` rows per batch; read errors

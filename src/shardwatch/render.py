@@ -31,7 +31,7 @@ def _lift(value: Lift | None) -> str:
 def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     """Per-term matches, keyword-NSFW share, tag counts and substring hits (Table 1)."""
     has_tags = metrics.nsfw_flag_counts is not None
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # no markup: names
     table.add_column("term")
     table.add_column("mode")
     table.add_column("matches", justify="right")
@@ -65,7 +65,7 @@ def paper_table(metrics: ShardMetrics, title: str, label: str = "NSFW") -> Table
     if metrics.terms is None:
         return Text("Table 1 is unavailable: no shard has a TEXT column.")
     has_tags = metrics.nsfw_flag_counts is not None
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # no markup: names
     for name in (
         "term",
         "word matches",

@@ -6,9 +6,10 @@ store prefix (`ObjectStoreSource`: s3://, gs://, file://). `list()` returns `Rem
 sorted by URI or raises `SourceError`; `fetch()` returns a local parquet file (`Fetched`).
 
 Network rules: every HTTP(S) request hop goes through `shardwatch.download`, whose policy
-refuses hosts outside the source's allow-list (redirects included). The one exception is the
-Hub's paginated tree listing, which needs the `Link` response header: `_HubLister` requests it
-itself under the same rules (allow-list checked on every hop, no automatic redirects, the
+refuses origins (host and port) outside the source's allow-list (redirects included) and
+forbidden addresses. The one exception is the Hub's paginated tree listing, which needs the
+`Link` response header: `_HubLister` requests it itself under the same rules (allow-list
+checked on every hop, the address guard and low-speed watch, no automatic redirects, the
 policy's timeouts, attempts and backoff, a size cap). Secrets (the Hub token) are `SecretStr`,
 read only when a request is made, and never appear in a repr, an error or a log line. Names
 from a listing are untrusted: `cache_name` turns them into a file name that stays inside the
@@ -39,7 +40,18 @@ from pydantic import SecretStr
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from shardwatch.download import DownloadError, DownloadPolicy, download, fetch_bytes, host_of
+from shardwatch.download import (
+    AddressRefused,
+    DownloadError,
+    DownloadPolicy,
+    Watch,
+    download,
+    fetch_bytes,
+    guarded_session,
+    host_of,
+    origin_entry,
+    watched,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +140,8 @@ def cache_name(shard: RemoteShard) -> str:
 
 
 def allowed_hosts(sources: Iterable[Source]) -> frozenset[str]:
-    """The union of the hosts the network sources (HTTP listing, Hugging Face) may contact."""
+    """The union of the origins (`host` or `host:port`) the network sources (HTTP listing,
+    Hugging Face) may contact."""
     hosts: set[str] = set()
     for source in sources:
         if isinstance(source, HttpListingSource | HuggingFaceSource):
@@ -226,14 +239,14 @@ class HttpListingSource:
 
     @property
     def hosts(self) -> frozenset[str]:
-        """The hosts this source may contact."""
+        """The origins (`host`, or `host:port` off the default port) this source may contact."""
         return self.policy.allowed_hosts
 
     def list(self) -> builtins.list[RemoteShard]:
-        """Read the manifest; every URL must be http(s) on an allowed host."""
+        """Read the manifest; every URL must be http(s) on an allowed origin."""
         where = _display(self.manifest_url)
-        host = host_of(self.manifest_url)
-        if host not in self.policy.allowed_hosts:
+        if not self.policy.allows(self.manifest_url):
+            host = origin_entry(self.manifest_url)
             raise SourceError(self.name, f"manifest host {host!r} is not in the allowed hosts")
         try:
             body, content_type = fetch_bytes(
@@ -264,8 +277,8 @@ class HttpListingSource:
                 f"manifest {_display(self.manifest_url)}: entry {i}: not an http(s) URL:"
                 f" {_display(url)!r}",
             )
-        host = host_of(url)
-        if host not in self.policy.allowed_hosts:
+        if not self.policy.allows(url):
+            host = origin_entry(url)
             raise SourceError(
                 self.name,
                 f"manifest {_display(self.manifest_url)}: entry {i}: host {host!r} is not in"
@@ -386,6 +399,9 @@ class HuggingFaceSource:
         backoff_cap: float = 30.0,
         max_redirects: int = 5,
         max_bytes: int | None = None,
+        min_speed: int = 1024,
+        speed_window: float = 60.0,
+        allow_private: bool | None = None,
         sleep: Sleep = time.sleep,
     ) -> None:
         if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
@@ -419,6 +435,9 @@ class HuggingFaceSource:
             backoff_cap=backoff_cap,
             max_redirects=max_redirects,
             max_bytes=max_bytes,
+            min_speed=min_speed,
+            speed_window=speed_window,
+            allow_private=allow_private,
         )
 
     def __repr__(self) -> str:
@@ -431,8 +450,8 @@ class HuggingFaceSource:
 
     @property
     def hosts(self) -> frozenset[str]:
-        """The endpoint's host and the CDN hosts downloads are redirected to."""
-        return frozenset({host_of(self.endpoint)}) | self.extra_hosts
+        """The endpoint's origin and the CDN hosts downloads are redirected to."""
+        return frozenset({origin_entry(self.endpoint)}) | self.extra_hosts
 
     def tree_url(self) -> str:
         """The first page of the recursive tree listing."""
@@ -538,7 +557,7 @@ class _HubLister:
     def pages(self, first: str) -> Iterator[builtins.list[object]]:
         seen: set[str] = set()
         url: str | None = first
-        with requests.Session() as session:
+        with guarded_session() as session:
             while url is not None:
                 if url in seen or len(seen) >= _MAX_PAGES:
                     raise SourceError(self.source, f"Hub pagination loops at {_display(url)}")
@@ -561,7 +580,8 @@ class _HubLister:
         last = ""
         for attempt in range(1, self.policy.attempts + 1):
             try:
-                return self._attempt(session, url)
+                with watched(self.policy) as watch:
+                    return self._attempt(session, url, watch)
             except _Transient as exc:
                 last = str(exc)
                 logger.debug("source %r: %s (attempt %d)", self.source, last, attempt)
@@ -570,14 +590,17 @@ class _HubLister:
                     self.sleep(min(self.policy.backoff_cap, wait))
         raise SourceError(self.source, f"{last} (after {self.policy.attempts} attempts)")
 
-    def _attempt(self, session: requests.Session, url: str) -> tuple[bytes, str | None]:
+    def _attempt(
+        self, session: requests.Session, url: str, watch: Watch
+    ) -> tuple[bytes, str | None]:
         hop = url
         for _ in range(self.policy.max_redirects + 1):
-            host = host_of(hop)
             if not _unambiguous(hop):
                 raise SourceError(self.source, f"refusing a malformed URL: {_display(hop)!r}")
-            if host not in self.policy.allowed_hosts:
+            if not self.policy.allows(hop):
+                host = origin_entry(hop)
                 raise SourceError(self.source, f"refusing host {host!r}: not in the allowed hosts")
+            watch.expect(hop)
             headers = {"Accept": "application/json"}
             if self.token is not None and _same_origin(hop, self.endpoint):
                 headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"
@@ -589,8 +612,11 @@ class _HubLister:
                     stream=True,
                     timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                 )
+            except AddressRefused as exc:
+                raise SourceError(self.source, f"GET {_display(hop)}: {exc.reason}") from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Transient(f"GET {_display(hop)}: {type(exc).__name__}") from None
+                why = watch.expired or type(exc).__name__
+                raise _Transient(f"GET {_display(hop)}: {why}") from None
             except requests.RequestException as exc:  # its text may carry the URL
                 raise SourceError(
                     self.source, f"GET {_display(hop)}: {type(exc).__name__}"
@@ -607,7 +633,7 @@ class _HubLister:
                     raise SourceError(
                         self.source, f"GET {_display(hop)}: HTTP {status}{_hint(status)}"
                     )
-                body = self._read(response, hop)
+                body = self._read(response, hop, watch)
                 following = response.links.get("next", {}).get("url")
             if following is None:
                 return body, None
@@ -622,11 +648,12 @@ class _HubLister:
             self.source, f"GET {_display(url)}: more than {self.policy.max_redirects} redirects"
         )
 
-    def _read(self, response: requests.Response, hop: str) -> bytes:
+    def _read(self, response: requests.Response, hop: str, watch: Watch) -> bytes:
         chunks: builtins.list[bytes] = []
         total = 0
         try:
             for chunk in response.iter_content(1 << 16):
+                watch.progress(len(chunk))
                 total += len(chunk)
                 if total > _PAGE_LIMIT:
                     raise SourceError(
@@ -634,7 +661,10 @@ class _HubLister:
                     )
                 chunks.append(chunk)
         except requests.RequestException as exc:
-            raise _Transient(f"GET {_display(hop)}: {type(exc).__name__}") from None
+            why = watch.expired or type(exc).__name__
+            raise _Transient(f"GET {_display(hop)}: {why}") from None
+        if watch.expired is not None:  # cut off: the page is not whole
+            raise _Transient(f"GET {_display(hop)}: {watch.expired}")
         return b"".join(chunks)
 
 

@@ -7,12 +7,18 @@ or configuration problem, reported apart from a data *failure*.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+from shardwatch.schema import SchemaDrift, lost_feature
+
 Status = Literal["passed", "failed", "errored"]
+# The reason of a check that could not run because of schema drift starts with this.
+DRIFT_REASON = "schema drift: "
+# The table-level expectation that judges which columns exist (its `column_set` is kept).
+_COLUMN_SET_CHECK = "expect_table_columns_to_match_set"
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class Check:
     observed: dict[str, Any] | None
     threshold: dict[str, Any] | None
     reason: str | None = None  # why it errored
+
+    @property
+    def by_drift(self) -> bool:
+        """Errored because the shard's columns drifted from its profile (not the data)."""
+        return self.status == "errored" and (self.reason or "").startswith(DRIFT_REASON)
 
     def describe(self) -> str:
         """One line for people: what was checked, and what was seen against what limit."""
@@ -78,10 +89,17 @@ class ShardValidation:
     def success(self) -> bool:
         return all(c.status == "passed" for c in self.checks)
 
+    @property
+    def drift_errored(self) -> int:
+        """Checks that errored because of schema drift."""
+        return sum(1 for c in self.checks if c.by_drift)
+
     def summary(self) -> str:
+        drift = self.drift_errored
+        by_drift = f" ({drift} by schema drift)" if drift else ""
         return (
             f"{self.count('passed')} passed, {self.count('failed')} failed, "
-            f"{self.count('errored')} errored"
+            f"{self.count('errored')} errored{by_drift}"
         )
 
 
@@ -110,3 +128,32 @@ def could_not_run(suite: str, name: str, exc: BaseException) -> ShardValidation:
     reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]
     check = Check(0, "validation", None, None, "errored", None, None, reason)
     return ShardValidation(suite=suite, run_name=name, checks=(check,))
+
+
+def blame_drift(validation: ShardValidation, drift: SchemaDrift) -> ShardValidation:
+    """The checks that could not run because of the shard's schema drift, as errored with
+    the drift as their reason (not failed): those that errored on a feature column the drift
+    removed (their column or row condition), and column checks that miss only such columns."""
+    if not drift.lost:
+        return validation
+
+    def lost(name: str | None) -> bool:
+        return name is not None and lost_feature(name, drift.lost)
+
+    reason = (DRIFT_REASON + drift.describe())[:1000]
+    checks = []
+    for c in validation.checks:
+        cond = (c.condition or "").split(" ", 1)[0] or None
+        if c.status == "errored":
+            blamed = lost(c.column) or lost(cond)
+        elif c.status == "failed" and c.expectation == "expect_column_to_exist":
+            blamed = lost(c.column)
+        elif c.status == "failed" and c.column is None and c.expectation == _COLUMN_SET_CHECK:
+            wanted = (c.threshold or {}).get("column_set") or []
+            seen = (c.observed or {}).get("observed_value") or []
+            absent = [n for n in wanted if n not in seen] if isinstance(seen, list) else []
+            blamed = bool(absent) and all(lost(str(n)) for n in absent)
+        else:
+            blamed = False
+        checks.append(replace(c, status="errored", reason=reason) if blamed else c)
+    return replace(validation, checks=tuple(checks))

@@ -36,7 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """test_secrets.py goes last (it checks what the others left); slow tests are opt-in."""
+    """test_secrets.py goes last (it checks what the others left); slow tests are opt-in;
+    every test here is an integration test (real servers, processes and faults)."""
+    for item in items:
+        if item.path.parent == HERE:
+            item.add_marker(pytest.mark.integration)
     SESSION.ran.update(i.path.stem.removeprefix("test_") for i in items if i.path.parent == HERE)
     last = [i for i in items if i.path.name == "test_secrets.py"]
     items[:] = [i for i in items if i.path.name != "test_secrets.py"] + last

@@ -24,7 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, select
+from sqlalchemy import MetaData, select
+
+from shardwatch.store.database import make_engine
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class LeakWatch:
 
     def database(self, where: str, url: str) -> int:
         """Search every row of every table of the database at `url`. Returns the rows."""
-        engine = create_engine(url)
+        engine = make_engine(url)  # postgresql:// means psycopg2, as in the service
         rows = 0
         try:
             meta = MetaData()

@@ -100,3 +100,10 @@ def test_statement_errors_hide_bound_parameters(tmp_path: Path) -> None:
         assert SECRET not in str(info.value)
     finally:
         engine.dispose()
+
+
+def test_the_server_pool_holds_as_many_connections_as_asked() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/x"  # a pool is sized without connecting
+    assert make_engine(url).pool.size() == 5  # type: ignore[attr-defined]
+    engine = make_engine(url, pool_size=17)
+    assert engine.pool.size() == 17 and engine.pool._max_overflow == 17  # type: ignore[attr-defined]

@@ -43,8 +43,10 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(raw_url: str) -> Engine:
-    """An engine with bound parameters hidden from error messages and pings on checkout."""
+def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
+    """An engine with bound parameters hidden from error messages and pings on checkout.
+    On a server database the pool keeps `pool_size` connections (raise it to the number of
+    threads that write at once, e.g. `monitor.concurrency`), with as many again as overflow."""
     url = parse_url(raw_url)
     if url.get_backend_name() == "sqlite":
         database = url.database
@@ -66,7 +68,13 @@ def make_engine(raw_url: str) -> Engine:
     if url.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
         url = url.set(drivername="postgresql+psycopg2")
     try:
-        return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+        return create_engine(
+            url,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
     except ImportError as exc:
         raise StoreError(f"no database driver for {masked(url)}: {exc}") from None
     except ArgumentError:  # NoSuchModuleError: an unknown scheme or driver

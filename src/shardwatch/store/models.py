@@ -99,6 +99,8 @@ class Shard(Base):
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # The shard's Data Docs page (a path under the docs site), once it has been validated.
     docs_page: Mapped[str | None] = mapped_column(Text)
+    # How the columns differ from the profile (SchemaDrift.to_dict()); NULL: they do not.
+    schema_drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (
         UniqueConstraint("dataset_id", "uri", "content_sha256", name="natural_key"),
@@ -300,3 +302,16 @@ class AlertOutbox(Base):
         Index("ix_alert_outbox_due", "state", "next_attempt_at"),
         Index("ix_alert_outbox_alert", "alert_id", "channel"),
     )
+
+
+class AlertChannel(Base):
+    """One channel's send turn, shared by every relay: who may send to it now (`holder`,
+    until `held_until`) and when the next message may go (`next_send_at`), so a channel
+    never gets more than one message per `min_interval`, however many relays run."""
+
+    __tablename__ = "alert_channels"
+
+    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(100))
+    held_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    next_send_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -50,6 +50,7 @@ class ShardEntry:
     status: str
     rows: int | None = None
     reason: str | None = None
+    schema_drift: str | None = None  # how its columns differ from the profile, if they do
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +61,8 @@ class ShardEntry:
         }
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.schema_drift is not None:
+            out["schema_drift"] = self.schema_drift
         return out
 
 
@@ -81,6 +84,7 @@ class DatasetReport:
     profiles: tuple[str, ...]
     lexicons: tuple[str, ...]
     labels: tuple[str, ...]  # NSFW tag labels in display order, without `other` and `null`
+    drifted: int = 0  # counted versions whose columns drifted from their profile
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of `shardwatch report --json`."""
@@ -97,6 +101,7 @@ class DatasetReport:
             "failed": self.failed,
             "quarantined": self.quarantined,
             "pending": self.pending,
+            "schema_drift": self.drifted,
         }
 
 
@@ -491,8 +496,9 @@ def _build(
     # Per-shard JSON columns (nulls, unavailable, notes) are merged here, in URI order.
     per_shard = conn.execute(
         select(latest.c.uri, latest.c.version, sm.rows, sm.profile, sm.lexicon)
-        .add_columns(sm.nulls, sm.unavailable, sm.notes)
+        .add_columns(sm.nulls, sm.unavailable, sm.notes, t.Shard.schema_drift)
         .join(sm, sm.shard_id == latest.c.id)
+        .join(t.Shard, t.Shard.id == latest.c.id)
         .order_by(latest.c.uri)
     ).all()
     nulls: dict[str, int] = {}
@@ -558,7 +564,10 @@ def _build(
         notes=tuple(notes),
     )
 
-    entries = [ShardEntry(r.uri, r.version, "done", rows=int(r.rows)) for r in per_shard]
+    entries = [
+        ShardEntry(r.uri, r.version, "done", rows=int(r.rows), schema_drift=_drift_text(r))
+        for r in per_shard
+    ]
     not_done = _not_done(conn, dataset_id)
     entries = sorted(entries + not_done, key=lambda e: (e.uri, e.version))
     statuses = [e.status for e in not_done]
@@ -572,7 +581,16 @@ def _build(
         profiles=profile_names,
         lexicons=lexicon_names,
         labels=tuple(labels),
+        drifted=sum(1 for e in entries if e.schema_drift is not None),
     )
+
+
+def _drift_text(row: Any) -> str | None:
+    """The stored schema drift's one-line summary (None: the columns matched)."""
+    drift = row.schema_drift
+    if not drift:
+        return None
+    return str(drift.get("summary") or "columns differ from the profile")
 
 
 def _similarity(conn: Connection, latest: CTE, scalars: Any) -> SimilarityStats | None:

@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from shardwatch.alerts import AlertPlan
 from shardwatch.metrics import ShardMetrics
+from shardwatch.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
+from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
 from shardwatch.store.outbox import record_alerts
 from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# A store operation whose connection dropped (the server restarted, the backend was
+# terminated) runs again on a new connection (pool_pre_ping), at most this many times, after
+# DISCONNECT_PAUSE seconds, doubled each time. A server that stays down fails the operation.
+DISCONNECT_RETRIES = 3
+DISCONNECT_PAUSE = 0.2
+
+
+def retry_on_disconnect(op: Callable[[bool], T]) -> T:
+    """`op(False)`; while it fails because its connection dropped, `op(True)` again.
+
+    A dropped connection leaves the last COMMIT in doubt: the server may have committed and
+    then lost the connection before replying. `op(True)` must therefore recognise its own
+    committed work and not do it twice. Any other error is raised at once.
+    """
+    for attempt in range(DISCONNECT_RETRIES + 1):
+        try:
+            return op(attempt > 0)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
+                raise
+            log.warning(
+                "database connection lost (%s); retrying on a new connection",
+                type(exc.orig).__name__,
+            )
+        time.sleep(DISCONNECT_PAUSE * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -79,7 +113,11 @@ class ResultStore:
 
     # -- datasets and versions -------------------------------------------------------------
     def dataset_id(self, name: str) -> int:
-        """Get or create a dataset (safe under concurrent creators)."""
+        """Get or create a dataset (safe under concurrent creators). A name the store could
+        not keep verbatim (names.py) raises ValueError, on any database."""
+        problem = name_problem(name, max_chars=MAX_DATASET_CHARS, one_line=True)
+        if problem:
+            raise ValueError(f"dataset name '{shown(name)}' {problem}")
         for _ in range(3):
             with transaction(self.sessions) as s:
                 found = s.scalar(select(t.Dataset.id).where(t.Dataset.name == name))
@@ -104,7 +142,25 @@ class ResultStore:
         etag: str | None = None,
         mtime: datetime | None = None,
     ) -> ShardVersion:
-        """The version for (dataset, uri, content); new content under a URI gets version+1."""
+        """The version for (dataset, uri, content); new content under a URI gets version+1.
+        Idempotent (the natural key), so it simply runs again if its connection drops.
+        A URI the store could not keep verbatim (names.py) raises ValueError, on any database."""
+        problem = uri_problem(uri)
+        if problem:
+            raise ValueError(f"shard URI '{shown(uri)}' {problem}")
+        return retry_on_disconnect(
+            lambda _retry: self._register(dataset, uri, content_sha256, size_bytes, etag, mtime)
+        )
+
+    def _register(
+        self,
+        dataset: str,
+        uri: str,
+        content_sha256: str,
+        size_bytes: int | None,
+        etag: str | None,
+        mtime: datetime | None,
+    ) -> ShardVersion:
         ds = self.dataset_id(dataset)
         for _ in range(5):
             with transaction(self.sessions) as s:
@@ -216,7 +272,17 @@ class ResultStore:
         Claimable: discovered or failed shards, processing shards whose lease expired, and
         (with `force`) done shards. On PostgreSQL the row is locked with FOR UPDATE SKIP
         LOCKED, so concurrent claimers never wait on each other; SQLite serialises writers.
+        If the connection drops, a retry that finds the lease already ours (the COMMIT landed)
+        returns True.
         """
+        return retry_on_disconnect(
+            lambda retry: (
+                self._claim(shard_id, owner, lease_seconds, force)
+                or (retry and self._leased_to(shard_id, owner))
+            )
+        )
+
+    def _claim(self, shard_id: int, owner: str, lease_seconds: float, force: bool) -> bool:
         now = t.utcnow()
         statuses = ["discovered", "failed", *(["done", "quarantined"] if force else [])]
         claimable = or_(
@@ -243,6 +309,10 @@ class ResultStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def _leased_to(self, shard_id: int, owner: str) -> bool:
+        with self.sessions() as s:
+            return self._holds_lease(s, shard_id, owner)
+
     def _holds_lease(self, s: Session, shard_id: int, owner: str) -> bool:
         query = select(t.Shard.id).where(
             t.Shard.id == shard_id, t.Shard.status == "processing", t.Shard.lease_owner == owner
@@ -264,15 +334,65 @@ class ResultStore:
         validation: ShardValidation | None = None,
         alerts: AlertPlan | None = None,
         before_commit: BeforeCommit | None = None,
+        schema_drift: SchemaDrift | None = None,
     ) -> bool:
         """Write a shard's metrics, term metrics, validation checks and status in ONE
         transaction.
 
         With `alerts`, the plan's rules are judged on the shard and on its dataset's latest
         versions, and alert state and outbox notices are written in the same transaction.
+        `schema_drift` (how the columns differ from the profile) is stored with the version
+        and judged by `schema_drift` rules (None: not checked, not judged).
         Returns False (writing nothing) if the lease was lost to another worker.
         `before_commit` runs last inside the transaction (tests use it to die there).
+
+        If the connection drops, the transaction runs again on a new one, unless it had
+        committed after all: each attempt stamps its own `finished_at`, and a retry that finds
+        the shard done with one of those stamps returns True without writing anything.
         """
+        stamps: list[datetime] = []
+
+        def attempt(retry: bool) -> bool:
+            stamps.append(t.utcnow())
+            written = self._write_results(
+                shard_id,
+                owner,
+                metrics,
+                profile=profile,
+                lexicon=lexicon,
+                run_id=run_id,
+                validation=validation,
+                alerts=alerts,
+                before_commit=before_commit,
+                schema_drift=schema_drift,
+                finished_at=stamps[-1],
+            )
+            return written or (retry and self._finished_at(shard_id, stamps))
+
+        return retry_on_disconnect(attempt)
+
+    def _finished_at(self, shard_id: int, stamps: list[datetime]) -> bool:
+        query = select(t.Shard.id).where(
+            t.Shard.id == shard_id, t.Shard.status == "done", t.Shard.finished_at.in_(stamps)
+        )
+        with self.sessions() as s:
+            return s.scalar(query) is not None
+
+    def _write_results(
+        self,
+        shard_id: int,
+        owner: str,
+        metrics: ShardMetrics,
+        *,
+        finished_at: datetime,
+        profile: str,
+        lexicon: str,
+        run_id: int | None,
+        validation: ShardValidation | None,
+        alerts: AlertPlan | None,
+        before_commit: BeforeCommit | None,
+        schema_drift: SchemaDrift | None,
+    ) -> bool:
         with transaction(self.sessions) as s:
             if not self._holds_lease(s, shard_id, owner):
                 return False
@@ -297,21 +417,28 @@ class ResultStore:
                     reason=None,
                     lease_owner=None,
                     lease_expires_at=None,
-                    finished_at=t.utcnow(),
+                    finished_at=finished_at,
                     run_id=run_id,
                     docs_page=validation.docs_page if validation is not None else None,
+                    schema_drift=schema_drift.to_dict() if schema_drift else None,
                 )
             )
             if alerts is not None and alerts.rules:
                 s.flush()
-                record_alerts(s, shard_id, metrics, validation, alerts, run_id)
+                record_alerts(
+                    s, shard_id, metrics, validation, alerts, run_id, schema_drift=schema_drift
+                )
             if before_commit is not None:
                 s.flush()
                 before_commit(s)
         return True
 
     def fail(self, shard_id: int, owner: str, reason: str, *, quarantine: bool = False) -> None:
-        """Record why a shard could not be processed (only by the lease holder)."""
+        """Record why a shard could not be processed (only by the lease holder; runs again if
+        its connection drops: a second run finds the lease released and changes nothing)."""
+        retry_on_disconnect(lambda _retry: self._fail(shard_id, owner, reason, quarantine))
+
+    def _fail(self, shard_id: int, owner: str, reason: str, quarantine: bool) -> None:
         with transaction(self.sessions) as s:
             s.execute(
                 update(t.Shard)

@@ -1,0 +1,106 @@
+"""Child process of scenario 1 (test_malicious_parquet.py); run with subprocess_env().
+
+check PATH [MAX_UNCOMPRESSED_BYTES]   footer check only; prints one JSON line with the
+                                      verdict and the process's peak RSS before/after
+ingest DB_URL AS_BYTES                the real ingest path (footer check, scan, store) on
+                                      each path read from stdin, under RLIMIT_AS; one
+                                      JSON line per path; an exception that escapes
+                                      ingest_file is reported as outcome "escaped"
+wide PATH COLUMNS                     write a one-row file with COLUMNS columns
+unpickle PATH FIELD                   pickle.loads the extension payload FIELD declares
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def peak_mb(key: str = "VmHWM") -> float:
+    """This process's peak RSS: VmHWM (ru_maxrss would include the forked parent's pages);
+    `key="VmSize"`: its address space now."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check(path: Path, max_uncompressed: int | None) -> None:
+    from shardwatch.footer import FooterLimits, ShardRejected, check_footer
+
+    limits = FooterLimits() if max_uncompressed is None else FooterLimits(max_uncompressed)
+    before = peak_mb()
+    started = time.perf_counter()
+    try:
+        check_footer(path, limits)
+        reason = None
+    except ShardRejected as exc:
+        reason = exc.reason
+    print(
+        json.dumps(
+            {
+                "rejected": reason is not None,
+                "reason": reason,
+                "seconds": time.perf_counter() - started,
+                "rss_before_mb": before,
+                "peak_mb": peak_mb(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def ingest(url: str, as_bytes: int) -> None:
+    from shardwatch.engine import CompiledLexicon
+    from shardwatch.ingest import IngestJob, ingest_file
+    from shardwatch.lexicon import BIRHANE2021
+    from shardwatch.profiles import LAION400M
+    from shardwatch.store.database import make_engine, upgrade
+    from shardwatch.store.repository import ResultStore
+
+    engine = make_engine(url)
+    upgrade(engine)
+    job = IngestJob(
+        ResultStore(engine), "fuzz", LAION400M, CompiledLexicon(BIRHANE2021), 60.0, "fuzz-worker"
+    )
+    resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+    ready = {"ready": True, "peak_mb": peak_mb(), "vm_mb": peak_mb("VmSize")}
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        started = time.perf_counter()
+        try:
+            result = ingest_file(job, Path(line.strip()))
+            out = {"outcome": result.outcome, "reason": result.reason}
+        except BaseException as exc:  # anything escaping would stop a real run
+            out = {"outcome": "escaped", "reason": "".join(traceback.format_exception(exc))}
+        out["seconds"] = time.perf_counter() - started
+        out["peak_mb"] = peak_mb()
+        print(json.dumps(out), flush=True)
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    if command == "check":
+        check(Path(args[0]), int(args[1]) if len(args) > 1 else None)
+    elif command == "ingest":
+        ingest(args[0], int(args[1]))
+    elif command == "wide":
+        from malparquet_shards import wide_shard
+
+        wide_shard(Path(args[0]), int(args[1]))
+    elif command == "unpickle":
+        from malparquet_shards import declared_extensions
+
+        _, pickled = declared_extensions(Path(args[0]))[args[1]]
+        pickle.loads(pickled)  # the point: prove the stored payload is live
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -242,6 +242,23 @@ class AlertSettings(_Strict):
         description="Longest one relay pass waits for channels' turns; what it could not send "
         "in that time waits for the next pass.",
     )
+    docs_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the Data Docs site folder is published; alerts "
+        "link to `<url>/index.html` and shard pages below it (unset: no Data Docs links).",
+    )
+    reports_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the reports folder is published; alerts link "
+        "to `<url>/run-N.html` (unset: no report links).",
+    )
+
+    @field_validator("docs_base_url", "reports_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from shardwatch.alert_links import normalise_base_url
+
+        return normalise_base_url(value)
 
     @model_validator(mode="after")
     def _rule_names(self) -> AlertSettings:

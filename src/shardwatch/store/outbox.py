@@ -23,6 +23,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shardwatch.alert_links import docs_relative
+from shardwatch.alert_text import scope_label
 from shardwatch.alerts import DRIFT_METRICS, AlertPlan, Observation, failing_checks, judge
 from shardwatch.metrics import DomainStat, ShardMetrics
 from shardwatch.notify import AlertItem
@@ -138,14 +140,17 @@ def record_alerts(
         new_domains=_new_domains(s, shard, metrics, plan),
         schema_drift=schema_drift,
     )
-    link = validation.docs_page if validation is not None else None
+    # links are kept relative to the Data Docs site; the relay makes them public URLs
+    page = validation.docs_page if validation is not None else None
+    link = docs_relative(page, plan.docs_index)
     for ob in shard_obs:
         writer.apply(ob, "shard", shard.uri, link)
 
     if judge_dataset and total is not None:
         bad_shards = _failing_latest_shards(s, dataset_id)
+        index = "index.html" if plan.docs_index is not None else None
         for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
-            writer.apply(ob, "dataset", None, plan.docs_index)
+            writer.apply(ob, "dataset", None, index)
 
 
 def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
@@ -320,7 +325,7 @@ def _item_of(row: t.Alert, dataset: str, kind: NoticeKind) -> AlertItem:
         rule=row.rule,
         severity="critical" if row.severity == "critical" else "warning",
         dataset=dataset,
-        scope=_scope_text(row.scope),
+        scope=scope_label(row.scope),  # a local shard by its file name only
         observed=row.observed,
         threshold=row.threshold,
         kind=kind,
@@ -589,7 +594,7 @@ def _scope_text(key: str) -> str:
 def _current(notice: t.AlertOutbox, alert: t.Alert) -> AlertItem:
     """The notice's item with the alert's latest values, while the alert is still in the
     state the notice reports (a dataset rate keeps moving as shards arrive)."""
-    item = _item(notice.payload)
+    item = replace(_item(notice.payload), scope=scope_label(alert.scope))
     if alert.breaching != (notice.kind != "recovery"):
         return item
     return replace(

@@ -72,7 +72,7 @@ def site_path(link: str | None) -> str | None:
     if not link or "\\" in link or ":" in link or link.startswith(("/", "~")):
         return None
     parts = PurePosixPath(link).parts
-    if not parts or ".." in parts or _UNSAFE_URL.search(link):
+    if not parts or ".." in parts or re.search(r"[\x00-\x1f\x7f]", link):
         return None
     return link
 

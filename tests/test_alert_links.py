@@ -63,15 +63,16 @@ def test_links_are_public_urls_or_left_out() -> None:
     for local in ("/home/ana/.shardwatch/docs/index.html", "../secret.html", "~/x.html",
                   r"C:\docs\index.html", "file:///x/index.html", None, ""):
         assert links.docs(local) is None, local
-    assert links.report(12) == "https://example.org/sw/reports/run-12.html"
-    assert links.report(None) is None
+    assert links.report("run-12.html") == "https://example.org/sw/reports/run-12.html"
+    assert links.report(None) is None and links.report("/srv/reports/run-1.html") is None
     unset = Links()
-    assert unset.docs("index.html") is None and unset.report(3) is None
-    item = AlertItem("r", "warning", "d", "dataset", 0.5, "<= 0.1", run_id=4, link="index.html")
+    assert unset.docs("index.html") is None and unset.report("run-3.html") is None
+    item = AlertItem("r", "warning", "d", "dataset", 0.5, "<= 0.1", run_id=4, link="index.html",
+                     report="run-4.html")
     resolved = links.resolve(item)
     assert resolved.link == "https://example.org/sw/docs/index.html"
     assert resolved.report == "https://example.org/sw/reports/run-4.html"
-    assert Links().resolve(item).link is None
+    assert Links().resolve(item).link is None and Links().resolve(item).report is None
 
 
 def test_data_docs_pages_are_kept_relative_to_the_site(tmp_path: Path) -> None:

@@ -381,7 +381,7 @@ def test_links_point_at_the_published_data_docs_and_reports_never_at_local_files
     validator = GxValidator(paths, SUITES, "laion400m")
     run_id = store.start_run()
     channels = ("mail", "team")
-    alerts = AlertPlan((TAG,), channels, docs_index=str(paths.index))
+    alerts = AlertPlan((TAG,), channels, docs_index=str(paths.index), reports=True)
     ingest([shard(tmp_path / "data", "a.parquet", 20)], store, alerts=alerts,
            validator=validator, run_id=run_id)
     docs = "https://docs.example.org/sw/docs"

@@ -1,10 +1,11 @@
 """Alert links: public URLs for Data Docs pages and run reports, never local paths.
 
 The store keeps a shard's Data Docs link relative to the site's folder
-(`validations/<suite>/<run>/<time>/<id>.html`, or `index.html` for dataset alerts). When a
-message is sent, `Links` joins it to `[alerts] docs_base_url` (where the site folder is
-published) and adds `reports_base_url + "/run-N.html"` for the item's run; with a base URL
-unset, that link is left out. Anything that is not a relative site path (e.g. an absolute
+(`validations/<suite>/<run>/<time>/<id>.html`, or `index.html` for dataset alerts), and a
+notice written by a pass that writes a report names its page (`run-N.html`). When a message
+is sent, `Links` joins them to `[alerts] docs_base_url` (where the site folder is published)
+and `reports_base_url` (where the reports folder is); with a base URL unset, that link is
+left out. Anything that is not a relative site path (e.g. an absolute
 path stored by an older version) is dropped, so no link that leaves the machine names a
 local file.
 """
@@ -108,12 +109,13 @@ class Links:
             return None
         return f"{self.docs_base_url}/{quote(path, safe='/')}"
 
-    def report(self, run_id: int | None) -> str | None:
-        """The public URL of run `run_id`'s HTML report."""
-        if run_id is None or self.reports_base_url is None:
+    def report(self, page: str | None) -> str | None:
+        """The public URL of a report page (`run-N.html`)."""
+        path = site_path(page)
+        if path is None or self.reports_base_url is None:
             return None
-        return f"{self.reports_base_url}/run-{int(run_id)}.html"
+        return f"{self.reports_base_url}/{quote(path, safe='/')}"
 
     def resolve(self, item: AlertItem) -> AlertItem:
         """`item` with public links only: its Data Docs page and its run's report."""
-        return replace(item, link=self.docs(item.link), report=self.report(item.run_id))
+        return replace(item, link=self.docs(item.link), report=self.report(item.report))

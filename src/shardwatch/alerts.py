@@ -141,11 +141,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class AlertPlan:
     """What `ResultStore.complete` judges and where notices go: the rules, the channel
-    names, and the Data Docs index (the link of dataset-level alerts)."""
+    names, the Data Docs index (links are kept relative to its folder), and whether the
+    pass writes a report per run (`run-N.html`, which its notices then link to)."""
 
     rules: tuple[Rule, ...]
     channels: tuple[str, ...]
     docs_index: str | None = None
+    reports: bool = False
 
 
 @dataclass(frozen=True)

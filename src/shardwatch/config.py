@@ -269,9 +269,10 @@ class AlertSettings(_Strict):
                 raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
         return self
 
-    def plan(self, docs_index: str | None = None) -> AlertPlan:
-        """What the results transaction judges, and the channels notices are written for."""
-        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index)
+    def plan(self, docs_index: str | None = None, *, reports: bool = False) -> AlertPlan:
+        """What the results transaction judges, and the channels notices are written for
+        (`reports`: the pass writes `run-N.html`, so notices may link to it)."""
+        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index, reports)
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The built-in rules overridden by, and extended with, the configured ones."""

@@ -50,7 +50,7 @@ class AlertItem:
     run_id: int | None = None
     link: str | None = None  # Data Docs: a site-relative path when stored, a URL when sent
     detail: str | None = None  # e.g. "12 of 351" or the failing checks' names
-    report: str | None = None  # the run's report URL (set when sent, alert_links.Links)
+    report: str | None = None  # the run's report: `run-N.html` when stored, a URL when sent
 
 
 @dataclass(frozen=True)

@@ -264,11 +264,15 @@ class _Writer:
         row.resolved_at = None
         row.last_notified_at = self.now
         self.s.flush()
-        item = _item_of(row, self.dataset, "breach")
+        item = _item_of(row, self.dataset, "breach", self._report())
         for channel in self.plan.channels:
             if not fresh and self._cancel(row.id, channel, ("recovery",)):
                 continue  # its recovery never went out: for that channel it never cleared
             self.s.add(_notice(row.id, channel, "breach", item, self.now))
+
+    def _report(self) -> str | None:
+        """The report page this pass writes (the notice links to it), if it writes one."""
+        return f"run-{self.run_id}.html" if self.plan.reports and self.run_id else None
 
     def _update(self, row: t.Alert, ob: Observation, link: str | None) -> None:
         row.severity = ob.rule.severity
@@ -281,7 +285,7 @@ class _Writer:
     def _recover(self, row: t.Alert) -> None:
         """One recovery per channel that was told of the breach; notices of it that never
         reached a channel (waiting, or dead-lettered) are cancelled: they are stale now."""
-        item = _item_of(row, self.dataset, "recovery")
+        item = _item_of(row, self.dataset, "recovery", self._report())
         for channel in self.plan.channels:
             self._cancel(row.id, channel, ("breach", "reminder"), ("pending", "dead"))
             told = self.s.scalar(
@@ -319,8 +323,8 @@ class _Writer:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _item_of(row: t.Alert, dataset: str, kind: NoticeKind) -> AlertItem:
-    """The alert's current values as an item to send."""
+def _item_of(row: t.Alert, dataset: str, kind: NoticeKind, report: str | None = None) -> AlertItem:
+    """The alert's current values as an item to send (`report`: the run report's page)."""
     return AlertItem(
         rule=row.rule,
         severity="critical" if row.severity == "critical" else "warning",
@@ -332,6 +336,7 @@ def _item_of(row: t.Alert, dataset: str, kind: NoticeKind) -> AlertItem:
         run_id=row.run_id,
         link=row.link,
         detail=row.detail,
+        report=report,
     )
 
 

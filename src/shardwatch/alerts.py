@@ -141,11 +141,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class AlertPlan:
     """What `ResultStore.complete` judges and where notices go: the rules, the channel
-    names, and the Data Docs index (the link of dataset-level alerts)."""
+    names, the Data Docs index (links are kept relative to its folder), and whether the
+    pass writes a report per run (`run-N.html`, which its notices then link to)."""
 
     rules: tuple[Rule, ...]
     channels: tuple[str, ...]
     docs_index: str | None = None
+    reports: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,14 +231,14 @@ def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observa
         if found.similarity_psi is None or sim is None or sim.count < rule.min_support:
             return []
         value = found.similarity_psi
-        detail = f"PSI {value:.3f} over {sim.count} values"
+        detail = f"PSI {value:.3f} over {sim.count:,} values"
     else:
         test = found.tag if rule.metric == "tag_rate_drift" else found.keyword
         if test is None or shard.rows < rule.min_support:
             return []
         value = abs(test.z)
         detail = (
-            f"rate {test.rate1:.4f} vs {test.rate2:.4f} in the rest, z {test.z:.2f}, "
+            f"rate {100 * test.rate1:.2f}% vs {100 * test.rate2:.2f}% in the rest, z {test.z:.2f}, "
             f"p {test.p_value:.2g}"
         )
     return [Observation(rule, value, rule.breached_by(value), detail=detail)]
@@ -272,7 +274,7 @@ def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:
             count, support = tags.get(rule.label, 0), sum(tags.values())
         if found is None or support < rule.min_support:
             continue
-        detail = f"lift {found.text()}, {count} of {support}"
+        detail = f"lift {found.text()}, {count:,} of {support:,}"
         out.append(Observation(rule, found.low, rule.breached_by(found.low), term, detail=detail))
     return out
 

@@ -242,6 +242,23 @@ class AlertSettings(_Strict):
         description="Longest one relay pass waits for channels' turns; what it could not send "
         "in that time waits for the next pass.",
     )
+    docs_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the Data Docs site folder is published; alerts "
+        "link to `<url>/index.html` and shard pages below it (unset: no Data Docs links).",
+    )
+    reports_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the reports folder is published; alerts link "
+        "to `<url>/run-N.html` (unset: no report links).",
+    )
+
+    @field_validator("docs_base_url", "reports_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from shardwatch.alert_links import normalise_base_url
+
+        return normalise_base_url(value)
 
     @model_validator(mode="after")
     def _rule_names(self) -> AlertSettings:
@@ -252,9 +269,10 @@ class AlertSettings(_Strict):
                 raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
         return self
 
-    def plan(self, docs_index: str | None = None) -> AlertPlan:
-        """What the results transaction judges, and the channels notices are written for."""
-        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index)
+    def plan(self, docs_index: str | None = None, *, reports: bool = False) -> AlertPlan:
+        """What the results transaction judges, and the channels notices are written for
+        (`reports`: the pass writes `run-N.html`, so notices may link to it)."""
+        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index, reports)
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The built-in rules overridden by, and extended with, the configured ones."""

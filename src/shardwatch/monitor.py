@@ -304,7 +304,7 @@ def process(settings: Settings, shard: RemoteShard, run_id: int | None) -> Shard
 def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None) -> IngestJob:
     validator = _validator(settings)
     docs_index = str(validator.paths.index) if validator is not None else None
-    plan = settings.alerts.plan(docs_index) if settings.alerts.enabled else None
+    plan = settings.alerts.plan(docs_index, reports=True) if settings.alerts.enabled else None
     return IngestJob(
         store=store,
         dataset=settings.dataset,

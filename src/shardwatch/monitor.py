@@ -459,28 +459,17 @@ def relay_alerts(settings: Settings) -> str:
     return relay_configured(_store(settings).engine, settings.alerts).summary()
 
 
-FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
-
-
 def load_flow() -> Any:
-    """The `monitor` flow from flows/monitor.py (loaded by path: flows/ is the deployable
-    folder, not a package). Its tasks are pickled by value, so Dask workers need not import
-    flows/."""
-    import importlib.util
-    import sys
+    """The `monitor` flow, from flows/monitor.py as packaged (`shardwatch.flows.monitor`), so
+    it loads from any folder and Dask workers import it like any other module."""
+    import importlib
 
-    import cloudpickle
+    from shardwatch.resources import FLOW_MODULE
 
-    path = FLOWS_DIR / "monitor.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"the monitor flow is missing: {path}")
-    name = "shardwatch_flows_monitor"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        cloudpickle.register_pickle_by_value(module)
+    try:
+        module = importlib.import_module(FLOW_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (FLOW_MODULE, FLOW_MODULE.rpartition(".")[0]):
+            raise
+        raise FileNotFoundError(f"the monitor flow is missing: {FLOW_MODULE}") from None
     return module.monitor

@@ -65,11 +65,21 @@ def test_no_validate_and_a_missing_suite(tmp_path: Path) -> None:
     assert off.returncode == 0, off.stderr
     assert "validation" not in off.stdout and not (tmp_path / ".shardwatch" / "gx").exists()
     missing = run_shardwatch(
+        "ingest", str(shard), "--force", cwd=tmp_path, SHARDWATCH_VALIDATION__SUITE="nosuch",
+    )
+    assert missing.returncode == 2
+    (line,) = [x for x in missing.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: suite 'nosuch' not found: no nosuch.json in "
+                           "validation.suites_dir, and no packaged default of that name")
+    assert "Traceback" not in missing.stderr
+    # a suites_dir without the suite falls back to the packaged default, and says so
+    fallback = run_shardwatch(
         "ingest", str(shard), "--force", cwd=tmp_path,
         SHARDWATCH_VALIDATION__SUITES_DIR=str(tmp_path / "nowhere"),
     )
-    assert missing.returncode == 2
-    assert f"{tmp_path / 'nowhere' / 'laion400m.json'}: no such suite file" in missing.stderr
+    assert fallback.returncode in (0, 1), fallback.stderr  # validated: checks pass or fail
+    assert "validating with suite 'laion400m' (default: " in fallback.stderr
+    assert "validation (laion400m): " in fallback.stdout
 
 
 def test_suites_check_names_the_bad_file_and_exits_2(tmp_path: Path) -> None:

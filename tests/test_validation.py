@@ -63,3 +63,13 @@ def test_an_errored_check_named_validation_is_not_a_validation_that_could_not_ru
     assert ran.not_run is None and ran.summary() == "0 passed, 0 failed, 1 errored"
 
 
+def test_the_reason_of_a_validation_that_could_not_run_keeps_no_local_path() -> None:
+    exc = OSError(20, "Not a directory", "/home/me/.venv/gx/uncommitted/validations/r.json")
+    reason = could_not_run("s", "r", exc).not_run
+    assert reason == (
+        "validation could not run: NotADirectoryError: [Errno 20] Not a directory: '.../r.json'"
+    )
+    url = could_not_run("s", "r", ValueError("from http://host/a/b.json at /srv/x/y.py:3"))
+    assert url.not_run == (
+        "validation could not run: ValueError: from http://host/a/b.json at .../y.py:3"
+    )

@@ -566,7 +566,7 @@ def _validator(settings: Settings) -> GxValidator:
         load_suite(found.path)
     except SuiteError as exc:
         raise _fail(ExitCode.USAGE, str(exc)) from None
-    _stderr.print(f"validating with {found.describe()}", markup=False)
+    typer.echo(f"validating with {found.describe()}", err=True)  # one line, never wrapped
     return GxValidator(
         GxPaths(v.gx_dir, v.docs_dir),
         v.suites_dir,

@@ -92,12 +92,13 @@ def suite_path(suites_dir: Path, name: str) -> Path:
 
 def find_suite(suites_dir: Path | None, name: str) -> SuiteLocation:
     """The suite `name`: `<suites_dir>/<name>.json` if it exists, else the packaged default
-    (raises SuiteError when neither exists, naming both places)."""
+    (raises SuiteError when neither exists: one line naming no local path, as it may reach
+    alerts)."""
     suite_path(Path(), name)  # the name must be a plain slug
     found = locate_suite(name, suites_dir)
     if not found.path.is_file():
         defaults = sorted(p.stem for p in default_suites_dir().glob("*.json"))
-        own = f"no {name}.json in {suites_dir}, and " if suites_dir is not None else ""
+        own = f"no {name}.json in validation.suites_dir, and " if suites_dir is not None else ""
         raise SuiteError(
             f"suite {name!r} not found: {own}no packaged default of that name "
             f"(defaults: {', '.join(defaults)}; set validation.suites_dir to your own)"

@@ -7,6 +7,7 @@ or configuration problem, reported apart from a data *failure*.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -21,6 +22,9 @@ DRIFT_REASON = "schema drift: "
 # this: an errored validation, never a failed check.
 NOT_RUN_REASON = "validation could not run: "
 NOT_RUN_CHECK = "validation"  # the expectation name of that one errored check
+# An absolute local path inside an error message (not the path part of a URL): the reason
+# reaches alerts and Data Docs, so only the last part of the path is kept.
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)+(?=[^\s'\"/]*)")
 # The table-level expectation that judges which columns exist (its `column_set` is kept).
 _COLUMN_SET_CHECK = "expect_table_columns_to_match_set"
 
@@ -153,7 +157,7 @@ def could_not_run(suite: str, name: str, exc: BaseException | str) -> ShardValid
     run: " (`ShardValidation.not_run`), never a failed check."""
     plain = isinstance(exc, str | ValidationCannotRun)
     why = str(exc) if plain else f"{type(exc).__name__}: {exc}"
-    reason = " ".join((NOT_RUN_REASON + why).split())[:1000]
+    reason = " ".join((NOT_RUN_REASON + _LOCAL_PATH.sub(".../", why)).split())[:1000]
     check = Check(0, NOT_RUN_CHECK, None, None, "errored", None, None, reason)
     return ShardValidation(suite=suite, run_name=name, checks=(check,))
 

@@ -56,6 +56,15 @@ def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(tmp_path: P
         assert (expectation, errored, success) == ("validation", 1, None)
         assert message.startswith(reason) and str(tmp_path) not in message
 
+    docs = state / "docs"
+    pages = sorted((docs / "validations" / "nosuch").rglob("validation-not-run.html"))
+    assert len(pages) == 2  # Data Docs show each shard's validation, and why it did not run
+    index = (docs / "index.html").read_text()
+    for page in pages:
+        text = page.read_text()
+        assert reason in text and "Traceback" not in text and str(tmp_path) not in text
+        assert str(page.relative_to(docs)) in index
+
     alerts = [json.loads(line) for line in (state / "alerts.jsonl").read_text().splitlines()]
     not_run = [a for a in alerts if a["rule"] == "validation-not-run"]
     assert len(not_run) == 2 and all(a["detail"].startswith(reason) for a in not_run)

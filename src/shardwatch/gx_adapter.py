@@ -34,7 +34,13 @@ import pyarrow.compute as pc
 
 from shardwatch.features import ID
 from shardwatch.resources import SuiteLocation, default_suites_dir, locate_suite
-from shardwatch.validation import Check, ShardValidation, Status, ValidationCannotRun
+from shardwatch.validation import (
+    Check,
+    ShardValidation,
+    Status,
+    ValidationCannotRun,
+    could_not_run,
+)
 
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
@@ -370,8 +376,28 @@ class GxValidator:
         A shard above `max_rows` is validated in parts, split by a hash of the id (equal ids
         share a part), and the parts' checks are merged exactly (see `merge_checks`); each
         part has its own Data Docs page. The table must not be used afterwards.
+        A suite that is missing or unusable, or GX failing, makes a validation that could not
+        run (`ShardValidation.not_run`), with a Data Docs page saying why when GX can still
+        store a result.
         """
         name = run_name(dataset, shard_id, version)
+        try:
+            return self._validate(features, name)
+        except Exception as exc:  # GX failing on one shard must not stop the run
+            del features
+            return self._not_run(name, exc)
+
+    def _not_run(self, name: str, exc: Exception) -> ShardValidation:
+        from shardwatch.gx_not_run import store_not_run
+
+        validation = could_not_run(self.suite, name, exc)
+        try:
+            key = store_not_run(self.context, self.suite, name, validation.not_run or "")
+        except Exception:  # not even a result can be stored: no page
+            return validation
+        return self._validation(name, validation.checks, [key])
+
+    def _validate(self, features: pa.Table, name: str) -> ShardValidation:
         parts = -(-features.num_rows // self.max_rows)
         if parts <= 1:
             key, checks = self._run(features, name, weigh=False)

@@ -14,6 +14,8 @@ import pytest
 from builders import adversarial_table, write_shard
 from store_checks import SUITES, run_shardwatch, subprocess_env, write_shards
 
+from shardwatch.profiles import BUILTIN_PROFILES
+
 pytestmark = pytest.mark.integration
 
 
@@ -85,7 +87,14 @@ def test_no_validate_and_a_missing_suite(tmp_path: Path) -> None:
 def test_suites_check_names_the_bad_file_and_exits_2(tmp_path: Path) -> None:
     good = run_shardwatch("suites", "check", str(SUITES), cwd=tmp_path)
     assert good.returncode == 0, good.stderr
-    assert "checked 1 suite file(s)" in good.stdout and "no problem(s)" in good.stdout
+    count = len(BUILTIN_PROFILES)  # one default suite per built-in profile
+    assert f"checked {count} suite file(s)" in good.stdout and "no problem(s)" in good.stdout
+    env = subprocess_env()
+    del env["SHARDWATCH_VALIDATION__SUITES_DIR"]  # no suites_dir: the packaged defaults
+    default = subprocess.run([sys.executable, "-m", "shardwatch", "suites", "check"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert default.returncode == 0, default.stderr
+    assert f"checked {count} suite file(s)" in default.stdout
     bad = tmp_path / "suites"
     bad.mkdir()
     (bad / "broken.json").write_text(json.dumps({"name": "broken", "expectations": [

@@ -36,6 +36,7 @@ Metric = Literal[
     "keyword_rate_drift",
     "new_domain_keyword_nsfw_rate",
     "validation_failures",
+    "validation_not_run",
     "schema_drift",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
@@ -133,6 +134,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_support=50,
     ),
     Rule("validation", "validation_failures", "warning", "shard", max=0),
+    # The suite was missing or GX crashed: the shard was not validated (not a failed check).
+    Rule("validation-not-run", "validation_not_run", "critical", "shard", max=0),
     # Columns renamed, missing, retyped or unexpected: the checks could not all run.
     Rule("schema-drift", "schema_drift", "critical", "shard", max=0),
 )
@@ -176,6 +179,7 @@ def judge(
     *,
     validation_failures: int | None = None,
     failure_detail: str | None = None,
+    not_run: str | None = None,
     baseline: ShardMetrics | None = None,
     new_domains: Mapping[str, DomainStat] | None = None,
     schema_drift: SchemaDrift | None = None,
@@ -202,6 +206,11 @@ def judge(
         if rule.metric in DRIFT_METRICS:
             if level == "shard" and baseline is not None:
                 out += _drift(rule, metrics, baseline)
+            continue
+        if rule.metric == "validation_not_run":
+            if level == "shard" and (validation_failures is not None or not_run):
+                value = 1.0 if not_run else 0.0
+                out.append(Observation(rule, value, rule.breached_by(value), detail=not_run))
             continue
         if rule.metric == "validation_failures":
             if validation_failures is not None:
@@ -311,8 +320,9 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
     """How many checks failed or errored, and their names (expectation on column). Checks
-    errored by schema drift are left to the `schema_drift` metric: one cause, one alert."""
-    if validation is None:
+    errored by schema drift are left to the `schema_drift` metric, and a validation that
+    could not run at all to `validation_not_run`: one cause, one alert."""
+    if validation is None or validation.not_run:
         return None, None
     bad = [c for c in validation.checks if c.status != "passed" and not c.by_drift]
     names = [

@@ -158,6 +158,7 @@ def write_config(
     lines = [
         f"database_url = {json.dumps(url)}",
         f"dataset = {json.dumps(DATASET)}",
+        f"state_dir = {json.dumps(str(log.parent))}",  # the output folder, not the config's
         "[alerts]",
         "renotify_hours = 0",
         "[alerts.channels.team]",

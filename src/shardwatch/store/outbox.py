@@ -31,7 +31,7 @@ from shardwatch.notify import AlertItem
 from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
-from shardwatch.validation import DRIFT_REASON, ShardValidation
+from shardwatch.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 
 NoticeKind = Literal["breach", "reminder", "recovery"]
 _SCOPE_MAX = 1000
@@ -136,6 +136,7 @@ def record_alerts(
         "shard",
         validation_failures=failures,
         failure_detail=detail,
+        not_run=validation.not_run if validation is not None else None,
         baseline=total,
         new_domains=_new_domains(s, shard, metrics, plan),
         schema_drift=schema_drift,
@@ -202,7 +203,9 @@ def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
     if not s.scalar(select(func.count()).select_from(checked.subquery())):
         return None
     by_drift = func.coalesce(vr.error_message, "").startswith(DRIFT_REASON, autoescape=True)
-    bad = checked.where(or_(and_(vr.errored.is_(True), ~by_drift), vr.success.is_(False)))
+    not_run = func.coalesce(vr.error_message, "").startswith(NOT_RUN_REASON, autoescape=True)
+    errored = and_(vr.errored.is_(True), ~by_drift, ~not_run)
+    bad = checked.where(or_(errored, vr.success.is_(False)))
     return int(s.scalar(select(func.count()).select_from(bad.subquery())) or 0)
 
 

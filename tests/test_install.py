@@ -4,56 +4,16 @@ dependencies; its commands then run in a temporary folder outside the repository
 
 from __future__ import annotations
 
-import os
-import site
-import subprocess
-import sys
-import sysconfig
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from builders import write_shard
+from installed import ROOT
+from installed import run_installed as _run
 from test_reader import write_delimited
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(
-    *args: str | Path, cwd: Path | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SHARDWATCH_", "PYTHON"))}
-    clean.update(env)
-    return subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `bin/` of a fresh virtualenv with the wheel installed (built once per session)."""
-    started = time.monotonic()
-    base = tmp_path_factory.mktemp("install")
-    wheels = base / "wheels"
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT)
-    assert built.returncode == 0, built.stderr
-    [wheel] = wheels.glob("shardwatch-*.whl")
-    venv = base / "venv"
-    made = _run(sys.executable, "-m", "venv", "--without-pip", venv)
-    assert made.returncode == 0, made.stderr
-    # Reuse this environment's dependencies: a plain path line in a .pth file adds the
-    # folder but does not run its .pth files, so the repo's editable install stays out.
-    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
-    deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    (purelib / "_shardwatch_test_deps.pth").write_text("\n".join(deps) + "\n")
-    pip = (sys.executable, "-m", "pip", "--python", venv / "bin" / "python")
-    done = _run(*pip, "install", "--no-deps", "--no-index", "-q", wheel)
-    assert done.returncode == 0, done.stderr
-    print(f"\nwheel built and installed in {time.monotonic() - started:.1f} s")
-    return venv / "bin"
 
 
 def _clean_shard(folder: Path, n: int = 400) -> Path:

@@ -91,7 +91,8 @@ class Browser:
         # Keep dialogs open so that `switch_to.alert` sees them (the default dismisses them).
         options.unhandled_prompt_behavior = "ignore"
         # Every request the pages make is recorded (Network.requestWillBeSent events).
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        # and so is every console message (the offline test wants no script error).
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         # Chromium's profile and singleton dirs go to pytest's tmp, not /tmp.
         env = {**os.environ, "TMPDIR": str(scratch)}
         service = Service(executable_path=chromedriver, env=env)
@@ -144,6 +145,12 @@ class Browser:
             if message.get("method") == "Network.requestWillBeSent":
                 urls.append(str(message["params"]["request"]["url"]))
         return urls
+
+    def console_errors(self) -> list[str]:
+        """The console's SEVERE messages since the last call (script errors, failed loads)."""
+        return [
+            str(e["message"]) for e in self.driver.get_log("browser") if e["level"] == "SEVERE"
+        ]
 
     def section_text(self, heading: str) -> str:
         """The text of the Data Docs section (one per column) whose heading is `heading`."""

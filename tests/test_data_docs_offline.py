@@ -63,12 +63,15 @@ def check_page(browser: Browser, page: Path) -> str:
     """Load `page`, assert that it asked only for local files and that every href and src
     resolves; returns the page's text."""
     browser.requests()  # drain what came before
+    browser.console_errors()
     visit = browser.visit(page)
     assert visit.alerts == () and visit.pwned_type == "undefined"
     requested = browser.requests()
     assert page.resolve().as_uri() in requested, requested  # the recorder saw the page
     outside = [u for u in requested if not u.startswith(LOCAL_SCHEMES)]
     assert outside == [], f"{page.name} asked outside the machine: {outside}"
+    errors = browser.console_errors()  # e.g. a script that needs a library not loaded
+    assert errors == [], f"{page.name}: console errors {errors}"
     # The vendored files were found and ran: jQuery, Bootstrap's JS and the icon font.
     driver = browser.driver
     assert driver.execute_script("return typeof jQuery") == "function"
@@ -128,9 +131,15 @@ def test_the_site_loads_only_its_own_files_and_lists_every_validation(
     shot = SCREENSHOTS / "data_docs_index_offline.png"
     assert browser.driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"offline Data Docs index screenshot: {shot}")
+    html = (docs / "index.html").read_text(encoding="utf-8")
+    assert "bootstrapTable" not in html and "data-toggle=\"table\"" not in html
     for page in pages(docs):
         if page.name != "index.html":
             check_page(browser, page)
+        if ".shard-3." in str(page):  # the drifted shard: its errored checks
+            browser.scroll_to_section("width")
+            drift_shot = SCREENSHOTS / "data_docs_drift_offline.png"
+            assert browser.driver.save_screenshot(str(drift_shot))
 
 
 def test_an_errored_check_shows_one_line_and_no_traceback_or_path(

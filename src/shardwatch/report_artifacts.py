@@ -79,7 +79,7 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
         f"![chart](data:image/svg+xml;base64,{base64.b64encode(c.encode()).decode()})"
         for c in charts
     )
-    md += f"\n**Charts:** {markdown_escape(str(out.resolve()))}\n\n{images}\n"
+    md += f"\n**Charts:** {markdown_escape(out.name)} (reports folder)\n\n{images}\n"
     return md, page, out
 
 

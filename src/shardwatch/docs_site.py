@@ -21,7 +21,7 @@ import ast
 import importlib
 import os
 import re
-import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
@@ -92,8 +92,15 @@ def vendor_assets(docs: Path) -> Path:
     for source, copy in pairs:
         if not copy.is_file() or copy.stat().st_size != source.stat().st_size:
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, copy)
+            _replace(copy, source.read_bytes())
     return target
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write `path` whole or not at all (several processes may publish at once)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
 
 
 def localize_pages(docs: Path, pages: Iterable[Path]) -> list[Path]:
@@ -108,7 +115,7 @@ def localize_pages(docs: Path, pages: Iterable[Path]) -> list[Path]:
         prefix = "" if root == "." else root + "/"
         new = localize_html(html, prefix)
         if new != html:
-            page.write_text(new, encoding="utf-8")
+            _replace(page, new.encode("utf-8"))
         done.append(page)
     return done
 

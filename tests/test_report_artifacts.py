@@ -38,7 +38,7 @@ def test_report_page_and_markdown_escape_untrusted_names(
     summary = PassSummary(7, (bad,), 0, (), "alerts: " + HOSTILE, None, {"quarantined": 1})
     md, page, written = build_report(settings, summary)
     assert written is not None and written.read_text() == page
-    assert written == Path(".shardwatch/reports/run-7.html")
+    assert written == tmp_path / ".shardwatch" / "reports" / "run-7.html"  # beside the config
     assert page.count("<svg") == 3 and "<script" not in page and "<img" not in page
     assert "&lt;script&gt;" in page and "default-src 'none'" in page
     assert not re.search(r"(?<!\\)[<>]", md)  # every angle bracket is escaped in Markdown

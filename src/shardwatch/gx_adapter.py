@@ -3,9 +3,11 @@
 Everything Great Expectations stays in this module: callers pass Arrow feature tables and
 suite names and get `validation.ShardValidation` back.
 
-* Suites are read from `expectations/<name>.json` (GX's own format, edited by hand) and
-  checked strictly, because GX silently drops an expectation it cannot parse. They are then
-  pushed into a private GX store under `.shardwatch/gx`, so GX never rewrites the repo's files.
+* Suites are read from `<validation.suites_dir>/<name>.json` when the user has one, else
+  from the packaged defaults (expectations/ in the repository, `shardwatch.suites` when
+  installed); GX's own format, edited by hand, checked strictly, because GX silently drops
+  an expectation it cannot parse. They are then pushed into a private GX store under
+  `<state_dir>/gx`, so GX never rewrites the suite files.
 * Every GX object is got-or-added (or add_or_update'd), so reruns never fail.
 * Nothing untrusted reaches a rendered page: the feature table holds no caption, URL or raw
   tag (see features.py), text ids become integer codes here, run names are built from
@@ -32,7 +34,14 @@ import pyarrow.compute as pc
 
 from shardwatch.docs_site import localize_pages, scrub_exceptions
 from shardwatch.features import ID
-from shardwatch.validation import Check, ShardValidation, Status
+from shardwatch.resources import SuiteLocation, default_suites_dir, locate_suite
+from shardwatch.validation import (
+    Check,
+    ShardValidation,
+    Status,
+    ValidationCannotRun,
+    could_not_run,
+)
 
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
@@ -76,8 +85,8 @@ _THRESHOLD_KEYS = (
 )
 
 
-class SuiteError(Exception):
-    """A suite file is unusable; the message names the file and the problem."""
+class SuiteError(ValidationCannotRun):
+    """A suite file is missing or unusable; the message names the file and the problem."""
 
 
 # ------------------------------------------------------------------------------- suites
@@ -87,6 +96,22 @@ def suite_path(suites_dir: Path, name: str) -> Path:
     if not _SUITE_NAME.fullmatch(name):
         raise SuiteError(f"suite name {name!r}: use only letters, digits and ._- (1-100)")
     return suites_dir / f"{name}.json"
+
+
+def find_suite(suites_dir: Path | None, name: str) -> SuiteLocation:
+    """The suite `name`: `<suites_dir>/<name>.json` if it exists, else the packaged default
+    (raises SuiteError when neither exists: one line naming no local path, as it may reach
+    alerts)."""
+    suite_path(Path(), name)  # the name must be a plain slug
+    found = locate_suite(name, suites_dir)
+    if not found.path.is_file():
+        defaults = sorted(p.stem for p in default_suites_dir().glob("*.json"))
+        own = f"no {name}.json in validation.suites_dir, and " if suites_dir is not None else ""
+        raise SuiteError(
+            f"suite {name!r} not found: {own}no packaged default of that name "
+            f"(defaults: {', '.join(defaults)}; set validation.suites_dir to your own)"
+        )
+    return found
 
 
 def load_suite(path: Path) -> dict[str, Any]:
@@ -278,7 +303,7 @@ class GxValidator:
     def __init__(
         self,
         paths: GxPaths,
-        suites_dir: Path,
+        suites_dir: Path | None,
         suite: str,
         *,
         keep_results: int = 500,
@@ -325,7 +350,11 @@ class GxValidator:
     def checkpoint(self, suite_name: str) -> Any:
         """The suite's checkpoint, with the suite file's current content (add_or_update)."""
         if suite_name not in self._checkpoints:
-            raw = load_suite(suite_path(self.suites_dir, suite_name))
+            found = find_suite(self.suites_dir, suite_name)
+            try:
+                raw = load_suite(found.path)
+            except SuiteError as exc:  # shown in alerts and Data Docs: no local path
+                raise SuiteError(str(exc).replace(str(found.path), found.path.name)) from None
             suite = self.context.suites.add_or_update(ExpectationSuite(**raw))
             definition = self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=suite_name, data=self._batch_definition(), suite=suite)
@@ -349,8 +378,28 @@ class GxValidator:
         A shard above `max_rows` is validated in parts, split by a hash of the id (equal ids
         share a part), and the parts' checks are merged exactly (see `merge_checks`); each
         part has its own Data Docs page. The table must not be used afterwards.
+        A suite that is missing or unusable, or GX failing, makes a validation that could not
+        run (`ShardValidation.not_run`), with a Data Docs page saying why when GX can still
+        store a result.
         """
         name = run_name(dataset, shard_id, version)
+        try:
+            return self._validate(features, name)
+        except Exception as exc:  # GX failing on one shard must not stop the run
+            del features
+            return self._not_run(name, exc)
+
+    def _not_run(self, name: str, exc: Exception) -> ShardValidation:
+        from shardwatch.gx_not_run import store_not_run
+
+        validation = could_not_run(self.suite, name, exc)
+        try:
+            key = store_not_run(self.context, self.suite, name, validation.not_run or "")
+        except Exception:  # not even a result can be stored: no page
+            return validation
+        return self._validation(name, validation.checks, [key])
+
+    def _validate(self, features: pa.Table, name: str) -> ShardValidation:
         parts = -(-features.num_rows // self.max_rows)
         if parts <= 1:
             key, checks = self._run(features, name, weigh=False)

@@ -1,5 +1,6 @@
 """Report artifacts: a pass's Table 1, charts and Data Docs links, as an HTML page under
-`.shardwatch/reports/` and a Prefect markdown artifact. Counts and names only, no captions."""
+`<state_dir>/reports/` (`Settings.reports_dir`) and a Prefect markdown artifact. Counts and
+names only, no captions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from shardwatch.report_html import report_page
 if TYPE_CHECKING:
     from shardwatch.monitor import PassSummary
 
-REPORTS_DIR = Path(".shardwatch/reports")
+
+def report_path(settings: Settings, run_id: int) -> Path:
+    """Where the HTML report of monitor run `run_id` is written."""
+    return settings.reports_dir / f"run-{run_id}.html"
 
 
 def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Path | None]:
@@ -66,7 +70,7 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
             _limit(settings, "keyword-nsfw-rate"),
         )
     )
-    out = REPORTS_DIR / f"run-{summary.run_id}.html"
+    out = report_path(settings, summary.run_id)
     docs_href = (  # relative: the page and the site move together (no local path inside)
         Path(os.path.relpath(summary.data_docs, out.parent)).as_posix()
         if summary.data_docs

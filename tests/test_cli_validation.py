@@ -118,6 +118,9 @@ def test_old_results_are_pruned_to_the_configured_limit(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     pages = list((tmp_path / ".shardwatch" / "docs" / "validations").rglob("*.html"))
     assert len(pages) == 2
+    # pruned and re-indexed during the ingest: every page still loads nothing from a CDN
+    site = list((tmp_path / ".shardwatch" / "docs").rglob("*.html"))
+    assert len(site) == 4 and not [p for p in site if "https://" in p.read_text()]
     rebuilt = run_shardwatch("docs", cwd=tmp_path, SHARDWATCH_VALIDATION__KEEP_RESULTS="1")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "pruned 1 old validation result(s)" in rebuilt.stdout

@@ -67,6 +67,10 @@ def test_the_wheel_works_from_a_folder_outside_the_repository(
     assert f"{venv}" in got.stderr.split("validating with", 1)[1].splitlines()[0]
     assert "validation (laion400m): 32 passed, 0 failed, 0 errored" in got.stdout
     assert (work / ".shardwatch" / "docs" / "index.html").is_file()
+    # Data Docs offline from the installed copy: CSS, JS and fonts vendored into the site.
+    docs = work / ".shardwatch" / "docs"
+    assert (docs / "static/vendor/jquery/jquery.min.js").is_file()
+    assert not any("https://" in p.read_text() for p in docs.rglob("*.html"))
 
     tsv = write_delimited(tmp_path / "cc3m.tsv", [["a red car", "https://x.example/1.jpg"]])
     cc = _run(installed / "shardwatch", "ingest", tsv, "--profile", "cc3m", "--no-alerts",

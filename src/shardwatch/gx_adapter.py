@@ -22,7 +22,7 @@ import math
 import re
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardwatch.docs_site import localize_pages, scrub_exceptions
 from shardwatch.features import ID
 from shardwatch.resources import SuiteLocation, default_suites_dir, locate_suite
 from shardwatch.validation import (
@@ -49,6 +50,7 @@ with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
     from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
     from great_expectations.expectations.registry import get_expectation_impl
@@ -432,6 +434,8 @@ class GxValidator:
         del frame
         self._forget_batch()
         [(identifier, suite_result)] = result.run_results.items()
+        if scrub_exceptions(suite_result.results):  # no traceback or local path is kept
+            self.context.validation_results_store.set(identifier, suite_result)
         checks = tuple(_check(i, r) for i, r in enumerate(suite_result.results))
         if weigh:
             checks = tuple(_weighed(c, weights) for c in checks)
@@ -486,8 +490,17 @@ class GxValidator:
         """Render the shard's page(s) and the index (after the shard's results committed)."""
         if validation.result_keys:
             identifiers = [_identifier(k) for k in validation.result_keys]
+            reasons = {c.position: c.reason for c in validation.checks if c.reason}
+            store: Any = self.context.validation_results_store
+            for identifier in identifiers:  # the page shows shardwatch's reason (e.g. drift)
+                result = store.get(identifier)
+                if scrub_exceptions(result.results, reasons):
+                    store.set(identifier, result)
             with _quiet_gx():
-                self.context.build_data_docs(resource_identifiers=identifiers)
+                self.context.build_data_docs(
+                    resource_identifiers=[*identifiers, ExpectationSuiteIdentifier(self.suite)]
+                )
+            self._localize([self._page(i) for i in identifiers])
 
     def discard(self, validation: ShardValidation) -> None:
         """Forget results whose shard was not stored (its lease was lost)."""
@@ -512,6 +525,7 @@ class GxValidator:
         keys: list[Any] = sorted(store.list_keys(), key=lambda k: k.run_id.run_time)
         with _quiet_gx():
             self.context.build_data_docs(resource_identifiers=keys[-1:] or None)
+        self._localize([self._page(k) for k in keys[-1:]])
         return self.paths.index
 
     def build_docs(self, *, clean: bool = False) -> Path:
@@ -520,7 +534,14 @@ class GxValidator:
             shutil.rmtree(self.paths.docs / "validations", ignore_errors=True)
         with _quiet_gx():
             self.context.build_data_docs()
+        self._localize(self.paths.docs.rglob("*.html"))
         return self.paths.index
+
+    def _localize(self, pages: Iterable[Path]) -> None:
+        """Rewrite what GX just wrote to load nothing from outside the site (docs_site.py):
+        the given pages, the index and the suite pages."""
+        docs = self.paths.docs
+        localize_pages(docs, [docs / "index.html", *docs.glob("expectations/**/*.html"), *pages])
 
 
 def _partition(features: pa.Table, parts: int) -> pa.Array:

@@ -341,7 +341,7 @@ def serve(
         name="shardwatch-monitor",
         cron=None if interval is not None else schedule,
         interval=interval,
-        global_limit=1,  # passes never overlap; shards fan out inside a pass
+        limit=1,  # passes never overlap; shards fan out inside a pass
         parameters={"config": str(config.resolve()) if config else None},
     )
 

@@ -6,7 +6,7 @@ have Prefect retries; scanning and storing do not (a store transaction is all or
 the same bytes fail the same way twice). Shards fan out over a thread pool, or over Dask with
 `monitor.task_runner = "dask"` (`monitor.dask_address` for an existing cluster).
 
-    prefect deployment: flows/monitor.py:monitor   (see prefect.yaml)
+    prefect deployment: shardwatch.flows.monitor.monitor   (see infra/prefect.yaml)
     one pass:           shardwatch run [--config F]
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from shardwatch import monitor as stages
 from shardwatch.config import Settings, load_settings
+from shardwatch.flow_hooks import final_state, notify_unfinished
 from shardwatch.report_artifacts import publish_artifacts
 from shardwatch.sources import RemoteShard
 
@@ -87,19 +87,27 @@ def _process(
     return outcomes
 
 
-@flow(name="shardwatch-monitor")
+@flow(
+    name="shardwatch-monitor",
+    on_failure=[notify_unfinished],
+    on_crashed=[notify_unfinished],
+)
 def monitor(config: str | None = None) -> Any:
-    """One pass over the configured sources; its final state says how many shards failed."""
+    """One pass over the configured sources. Ends `Completed`, or `Failed` with the counts
+    when a shard failed or a source was not listed (shardwatch.flow_hooks); a run that fails
+    or crashes sends a `monitor-run` notice to the alert channels."""
     settings = load_settings(config)
-    summary = monitor_pass.with_options(task_runner=task_runner(settings))(settings)
-    failed = f"; {summary.failed} shard(s) failed" if summary.failed else ""
-    return Completed(message=summary.line() + failed, data=summary)
+    summary = monitor_pass.with_options(task_runner=task_runner(settings))(config)
+    return final_state(summary)
 
 
+# Only the config file's path is a flow parameter: Prefect stores and validates parameters,
+# and the settings hold secrets (and are not a type it can rebuild from a loaded script).
 @flow(name="shardwatch-monitor-pass")
-def monitor_pass(settings: Settings) -> stages.PassSummary:
+def monitor_pass(config: str | None = None) -> stages.PassSummary:
     """discover -> fetch (retried) -> ingest, per new shard -> relay -> roll up."""
     log = get_run_logger()
+    settings = load_settings(config)
     run_id = stages.start(settings)
     found = discover(settings)
     for error in found.errors:

@@ -7,7 +7,8 @@ database, both EMPTY (the code under test applies the migrations); `store` is a 
 PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
 
 `slack("200", "429:1", ...)` and `smtp("451", "550", ...)` start real servers on loopback
-whose replies follow the script (tests/loopback.py).
+whose replies follow the script (tests/loopback.py). `prefect_server` is a real
+`prefect server start` on loopback, one per session (tests/prefect_server.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from installed import install_wheel
 from loopback import SlackReceiver, SmtpHandler, authenticator, free_port
+from prefect_server import PrefectServer, start_prefect_server
 from psycopg2 import sql
 
 from shardwatch.store.database import make_engine, upgrade
@@ -196,3 +198,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `bin/` of a fresh virtualenv with this checkout's wheel installed, not editable
     (built once per session; tests/installed.py)."""
     return install_wheel(tmp_path_factory.mktemp("install"))
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A real `prefect server start` on loopback, shared by the session (about 10 s to
+    start); see tests/prefect_server.py for its `env()`, `settings()` and `client()`."""
+    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        yield server
+    finally:
+        server.stop()

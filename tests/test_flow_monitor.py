@@ -184,7 +184,7 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
     try:
         cfg = write_config(tmp_path, fresh_postgres_url, f"{server.base}/manifest.json")
         state, summary = run_flow(cfg)
-        assert state.is_completed(), state
+        assert state.is_failed(), state  # 3 shards refused: the run says so
         outcomes = {o.uri.rsplit("/", 1)[1]: o for o in summary.outcomes}
         assert {k: o.outcome for k, o in outcomes.items()} == {
             "a.parquet": "done",
@@ -216,7 +216,12 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
         assert statuses == {"done": 3, "quarantined": 3}
 
         lines = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-        breached = sorted((x["rule"], x["scope"].rsplit("/", 1)[-1]) for x in lines)
+        (notice,) = [x for x in lines if x["rule"] == "monitor-run"]  # the run ended Failed
+        assert notice["observed"] == "Failed" and notice["run_id"] == summary.run_id
+        assert notice["detail"].endswith("3 shard(s) failed")
+        breached = sorted(
+            (x["rule"], x["scope"].rsplit("/", 1)[-1]) for x in lines if x is not notice
+        )
         assert breached == [  # b: 40 of 200 tagged NSFW; the dataset: 42 of 700
             ("nsfw-tag-rate", "b.parquet"),
             ("nsfw-tag-rate", "dataset (latest shard versions)"),
@@ -292,7 +297,7 @@ def test_the_dask_runner_gives_results_identical_to_the_default_runner(
                 text = cfg.read_text().replace(f'[validation]\nsuites_dir = "{SUITES}"\n', "")
                 cfg.write_text(text)
                 state, _ = run_flow(cfg)
-                assert state.is_completed(), state
+                assert state.is_failed() and state.message.endswith("3 shard(s) failed"), state
                 base = server.base
                 refused = f"127.0.0.2:{forbidden.http.server_address[1]}"
             finally:

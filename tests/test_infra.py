@@ -62,20 +62,24 @@ def test_dockerfile_builds_a_regular_install_run_as_a_user() -> None:
     assert any("SHARDWATCH_STATE_DIR=/srv/shardwatch/.shardwatch" in ln for ln in lines)
 
 
-def test_prefect_yaml_deploys_the_real_monitor_flow() -> None:
+def test_prefect_yaml_deploys_the_packaged_monitor_flow() -> None:
+    """Module entrypoints (importable from an installed wheel), no pull step (no checkout,
+    no SHARDWATCH_HOME), a config parameter that is unset or absolute."""
     spec = load("prefect.yaml")
-    assert spec["deployments"]
+    assert spec["deployments"] and spec["pull"] == []
+    assert "SHARDWATCH_HOME" not in (INFRA / "prefect.yaml").read_text()
     flow_names = {
         node.name
         for node in ast.parse((ROOT / "flows" / "monitor.py").read_text()).body
         if isinstance(node, ast.FunctionDef)
     }
     for deployment in spec["deployments"]:
-        path, _, function = deployment["entrypoint"].partition(":")
-        assert (ROOT / path).is_file() and function in flow_names
+        module, _, function = deployment["entrypoint"].rpartition(".")
+        assert ":" not in deployment["entrypoint"] and module == "shardwatch.flows.monitor"
+        assert function in flow_names
         assert deployment["work_pool"]["name"] == "shardwatch"
         config = deployment["parameters"]["config"]
-        assert config is None or (ROOT / config).is_file()
+        assert config is None or Path(config).is_absolute()
     crons = [s["cron"] for d in spec["deployments"] for s in d.get("schedules", [])]
     from prefect.client.schemas.schedules import construct_schedule
 

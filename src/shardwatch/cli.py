@@ -305,15 +305,25 @@ def serve(
     cron: Annotated[
         str | None, typer.Option("--cron", help="Override monitor.schedule (a cron string).")
     ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", min=1, help="Run every SECONDS instead of on a cron schedule."),
+    ] = None,
 ) -> None:
-    """Serve the monitor flow on its cron schedule (monitor.schedule) until interrupted.
+    """Serve the monitor flow on its schedule (monitor.schedule, or --cron / --interval)
+    until interrupted.
 
-    Needs a Prefect API (PREFECT_API_URL, e.g. `prefect server start`); runs are visible in
-    the Prefect UI with their Table 1 artifact.
+    Needs a running Prefect API: `prefect server start`, then
+    PREFECT_API_URL=http://127.0.0.1:4200/api (or a Prefect profile / Prefect Cloud). Without
+    one, serve exits 2 at once. Runs appear in the Prefect UI with their Table 1 artifact; a
+    run ends Failed when a shard failed or a source was not listed, and a run that fails or
+    crashes sends a `monitor-run` notice to the alert channels.
     """
     settings = _settings(config)
     if not settings.sources:
         raise _fail(ExitCode.USAGE, "no [sources] configured: add one to shardwatch.toml")
+    if cron is not None and interval is not None:
+        raise _fail(ExitCode.USAGE, "give --cron or --interval, not both")
     schedule = cron or settings.monitor.schedule
     try:
         from prefect.client.schemas.schedules import construct_schedule
@@ -321,13 +331,22 @@ def serve(
         construct_schedule(cron=schedule)
     except (ValueError, TypeError) as exc:
         raise _fail(ExitCode.USAGE, f"invalid cron schedule {schedule!r}: {exc}") from None
+    from shardwatch.prefect_api import ApiUnavailable, require_api
+
     _prefect_quiet(logs=True)
+    try:
+        require_api()
+    except ApiUnavailable as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
     flow = _monitor_flow()
-    typer.echo(f"serving shardwatch-monitor on {schedule!r} (Ctrl-C stops)")
+    every = f"every {interval:g} s" if interval is not None else repr(schedule)
+    typer.echo(f"serving shardwatch-monitor {every} (Ctrl-C stops)")
     flow.serve(
         name="shardwatch-monitor",
-        cron=schedule,
-        parameters={"config": str(config) if config else None},
+        cron=None if interval is not None else schedule,
+        interval=interval,
+        limit=1,  # passes never overlap; shards fan out inside a pass
+        parameters={"config": str(config.resolve()) if config else None},
     )
 
 

@@ -656,7 +656,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             settings.dataset_profile(name)
         for name in settings.lexicons:
             settings.active_lexicon(name)
-        return settings
+        return _prefect_secrets(settings)
     except ValidationError as exc:
         where = f" in {config_file}" if config_file is not None else ""
         problems = "; ".join(
@@ -666,3 +666,13 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     finally:
         _toml_path.reset(token)
+
+
+def _prefect_secrets(settings: Settings) -> Settings:
+    """`prefect-secret:<block>` secrets replaced by their Prefect Secret block's value."""
+    from shardwatch.prefect_secrets import SecretBlockError, resolve
+
+    try:
+        return resolve(settings)
+    except SecretBlockError as exc:
+        raise ConfigError(str(exc)) from None

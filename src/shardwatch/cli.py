@@ -283,6 +283,7 @@ def run_monitor(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     if not settings.sources:
         raise _fail(ExitCode.USAGE, "no [sources] configured: add one to shardwatch.toml")
+    _check_store_url(settings)
     _prefect_quiet()
     flow = _monitor_flow()
     state = flow(str(config) if config else None, return_state=True)
@@ -395,6 +396,16 @@ def _store_engine(settings: Settings) -> Engine:
 
     try:
         return make_engine(settings.database_url.get_secret_value())
+    except StoreError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+
+
+def _check_store_url(settings: Settings) -> None:
+    """Exit 2 with one line for a malformed database URL, before any work starts."""
+    from shardwatch.store.database import StoreError, parse_url
+
+    try:
+        parse_url(settings.database_url.get_secret_value())
     except StoreError as exc:
         raise _fail(ExitCode.USAGE, str(exc)) from None
 

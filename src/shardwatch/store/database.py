@@ -31,7 +31,7 @@ def parse_url(raw: str) -> URL:
     part of it but the scheme (store/urls.py)."""
     problem = url_problem(raw)
     if problem is not None:
-        raise StoreError(problem)
+        raise StoreError(problem) from None
     return make_url(raw)
 
 

@@ -50,8 +50,10 @@ def one_run(args: list[str], cwd: Path) -> tuple[int, str]:
         problem = "" if isinstance(doc, dict) and "total" in doc else "JSON without a total"
     except json.JSONDecodeError:
         problem = "stdout is not one JSON document"
-    if "Traceback" in done.stderr or "terminate called" in done.stderr:
-        problem = done.stderr.strip().splitlines()[-1][:200]
+    lines = done.stderr.strip().splitlines()
+    fatal = [line for line in lines if "terminate called" in line or "Fatal Python" in line]
+    if fatal or "Traceback" in done.stderr:
+        problem = (fatal[0] if fatal else lines[-1])[:200]
     return code, problem
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg2
 import pytest
 from aiosmtpd.controller import Controller
+from installed import install_wheel
 from loopback import SlackReceiver, SmtpHandler, authenticator, free_port
 from psycopg2 import sql
 
@@ -188,3 +189,10 @@ def smtp() -> Iterator[Any]:
     yield make
     for c in controllers:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `bin/` of a fresh virtualenv with this checkout's wheel installed, not editable
+    (built once per session; tests/installed.py)."""
+    return install_wheel(tmp_path_factory.mktemp("install"))

@@ -188,6 +188,45 @@ def test_ingest_relays_and_a_dead_letter_is_listed_then_retried(
     assert not [p for p in files if CANARY.encode() in p.read_bytes()]
 
 
+def test_configured_base_urls_become_the_links_and_no_local_path_leaves(
+    tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    """`[alerts] docs_base_url` from shardwatch.toml reaches the relay of `ingest`: the
+    shard's Data Docs page is linked below it (`ingest` writes no report, so no report link);
+    the messages name the shard by its file name and hold no local path."""
+    import re
+    from email import message_from_bytes
+    from email.utils import parsedate_to_datetime
+
+    receiver = slack()
+    mailbox, port = smtp(auth=True)
+    cfg = alerting_config(tmp_path, receiver.url.get_secret_value(), port)
+    cfg.write_text(cfg.read_text().replace("[alerts.channels.team]", (
+        "[alerts]\ndocs_base_url = 'https://docs.example.org/sw/'\n"
+        "reports_base_url = 'https://docs.example.org/reports'\n[alerts.channels.team]")))
+    (tmp_path / "data").mkdir()
+    path = write_shard(tagged_table(100, 20), tmp_path / "data", "a.parquet")
+    done = run_shardwatch("ingest", str(path), "--dataset", "d", "--config", str(cfg),
+                          cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr  # 1: the suite's NSFW-tag check fails
+    assert "3 to team" in done.stderr and "3 to mail" in done.stderr, done.stderr  # + validation
+    (body,) = receiver.bodies
+    (raw,) = mailbox.messages
+    for blob in (json.dumps(body), raw.decode()):
+        assert str(tmp_path) not in blob and "/tmp/" not in blob
+    shard_line = next(b["text"]["text"] for b in body["blocks"][1:]
+                      if "shard a.parquet" in b["text"]["text"])
+    assert "observed 20.00% (20 of 100), threshold &lt;= 1%" in shard_line
+    page = re.search(r"<https://docs\.example\.org/sw/([^|>]+)\|Data Docs>", shard_line)
+    assert page is not None and (tmp_path / ".shardwatch" / "docs" / page[1]).is_file()
+    assert "|report>" not in shard_line  # `ingest` writes no report: nothing to link to
+    mail = message_from_bytes(raw)
+    assert parsedate_to_datetime(mail["Date"]).utcoffset() is not None
+    assert mail["Message-ID"].endswith("@example.org>")
+    text = mail.get_payload()[0].get_payload(decode=True).decode()
+    assert f"Data Docs: https://docs.example.org/sw/{page[1]}" in text
+
+
 def test_alerts_relay_exits_4_while_a_channel_fails_and_json_stdout_stays_clean(
     tmp_path: Path, slack: Any
 ) -> None:

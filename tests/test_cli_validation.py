@@ -14,6 +14,8 @@ import pytest
 from builders import adversarial_table, write_shard
 from store_checks import SUITES, run_shardwatch, subprocess_env, write_shards
 
+from shardwatch.profiles import BUILTIN_PROFILES
+
 pytestmark = pytest.mark.integration
 
 
@@ -65,17 +67,34 @@ def test_no_validate_and_a_missing_suite(tmp_path: Path) -> None:
     assert off.returncode == 0, off.stderr
     assert "validation" not in off.stdout and not (tmp_path / ".shardwatch" / "gx").exists()
     missing = run_shardwatch(
+        "ingest", str(shard), "--force", cwd=tmp_path, SHARDWATCH_VALIDATION__SUITE="nosuch",
+    )
+    assert missing.returncode == 2
+    (line,) = [x for x in missing.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: suite 'nosuch' not found: no nosuch.json in "
+                           "validation.suites_dir, and no packaged default of that name")
+    assert "Traceback" not in missing.stderr
+    # a suites_dir without the suite falls back to the packaged default, and says so
+    fallback = run_shardwatch(
         "ingest", str(shard), "--force", cwd=tmp_path,
         SHARDWATCH_VALIDATION__SUITES_DIR=str(tmp_path / "nowhere"),
     )
-    assert missing.returncode == 2
-    assert f"{tmp_path / 'nowhere' / 'laion400m.json'}: no such suite file" in missing.stderr
+    assert fallback.returncode in (0, 1), fallback.stderr  # validated: checks pass or fail
+    assert "validating with suite 'laion400m' (default: " in fallback.stderr
+    assert "validation (laion400m): " in fallback.stdout
 
 
 def test_suites_check_names_the_bad_file_and_exits_2(tmp_path: Path) -> None:
     good = run_shardwatch("suites", "check", str(SUITES), cwd=tmp_path)
     assert good.returncode == 0, good.stderr
-    assert "checked 1 suite file(s)" in good.stdout and "no problem(s)" in good.stdout
+    count = len(BUILTIN_PROFILES)  # one default suite per built-in profile
+    assert f"checked {count} suite file(s)" in good.stdout and "no problem(s)" in good.stdout
+    env = subprocess_env()
+    del env["SHARDWATCH_VALIDATION__SUITES_DIR"]  # no suites_dir: the packaged defaults
+    default = subprocess.run([sys.executable, "-m", "shardwatch", "suites", "check"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert default.returncode == 0, default.stderr
+    assert f"checked {count} suite file(s)" in default.stdout
     bad = tmp_path / "suites"
     bad.mkdir()
     (bad / "broken.json").write_text(json.dumps({"name": "broken", "expectations": [
@@ -99,6 +118,9 @@ def test_old_results_are_pruned_to_the_configured_limit(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     pages = list((tmp_path / ".shardwatch" / "docs" / "validations").rglob("*.html"))
     assert len(pages) == 2
+    # pruned and re-indexed during the ingest: every page still loads nothing from a CDN
+    site = list((tmp_path / ".shardwatch" / "docs").rglob("*.html"))
+    assert len(site) == 4 and not [p for p in site if "https://" in p.read_text()]
     rebuilt = run_shardwatch("docs", cwd=tmp_path, SHARDWATCH_VALIDATION__KEEP_RESULTS="1")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "pruned 1 old validation result(s)" in rebuilt.stdout

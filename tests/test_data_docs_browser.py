@@ -90,13 +90,16 @@ class Browser:
         options.binary_location = chromium
         # Keep dialogs open so that `switch_to.alert` sees them (the default dismisses them).
         options.unhandled_prompt_behavior = "ignore"
+        # Every request the pages make is recorded (Network.requestWillBeSent events).
+        # and so is every console message (the offline test wants no script error).
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         # Chromium's profile and singleton dirs go to pytest's tmp, not /tmp.
         env = {**os.environ, "TMPDIR": str(scratch)}
         service = Service(executable_path=chromedriver, env=env)
         self.driver = webdriver.Chrome(service=service, options=options)
         self.driver.set_page_load_timeout(30)
-        # Data Docs pull jQuery/Bootstrap/Vega from CDNs: block every http(s) request so the
-        # test is hermetic and fast, and only what is in the HTML file can run.
+        # Belt and braces: were a page to ask for http(s), it is recorded (see `requests`),
+        # and blocked, so the test stays hermetic and only what the site holds can run.
         self.driver.execute_cdp_cmd("Network.enable", {})
         self.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
 
@@ -132,6 +135,23 @@ class Browser:
             text=driver.find_element(By.TAG_NAME, "body").text,
         )
 
+    def requests(self) -> list[str]:
+        """The URLs requested since the last call (Chrome's performance log, drained)."""
+        import json
+
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                urls.append(str(message["params"]["request"]["url"]))
+        return urls
+
+    def console_errors(self) -> list[str]:
+        """The console's SEVERE messages since the last call (script errors, failed loads)."""
+        return [
+            str(e["message"]) for e in self.driver.get_log("browser") if e["level"] == "SEVERE"
+        ]
+
     def section_text(self, heading: str) -> str:
         """The text of the Data Docs section (one per column) whose heading is `heading`."""
         from selenium.webdriver.common.by import By
@@ -164,8 +184,8 @@ def _missing(why: str) -> None:
     pytest.skip(f"{why}; {INSTALL} (with CI set this fails instead)")
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+@pytest.fixture(scope="module", name="browser")
+def browser_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """One headless Chromium for the module; missing: skip, or fail when `CI` is set."""
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not chromedriver:
@@ -329,10 +349,8 @@ def test_pages_run_no_payload_and_show_the_failures(
     assert index.pwned_type == "undefined", f"a payload ran: window.__pwned = {index.pwned!r}"
     assert index.final_url == index.url
     assert "Validation Results" in index.text
-    # The index's table is data in an inline <script> (Python-repr'd strings, neither JSON- nor
-    # HTML-escaped) that bootstrap-table renders from a CDN (blocked here): so the run name
-    # is looked for in the source. It is slugged, so it cannot close the script or the quotes.
-    assert f"'run_name': '{validation.run_name}'" in browser.driver.page_source
+    # The index's table is static HTML (docs_site.py): the slugged run name and the status.
+    assert re.search(rf"Failed\s.*{re.escape(validation.run_name)}", index.text), index.text
 
 
 # ---------------------------------------------------------------------- negative control
@@ -375,6 +393,9 @@ def test_harness_catches_a_gx_page_that_runs_a_payload(browser: Browser, tmp_pat
 
     html = page_path.read_text(encoding="utf-8")
     assert "<script>window.__pwned" in html and "onerror=" in html  # the static check fires
+    browser.requests()
     page = browser.visit(page_path)
+    raw_requests = browser.requests()  # GX's own page asks CDNs: the recorder must see it
+    assert any(u.startswith("https://") for u in raw_requests), raw_requests
     assert page.pwned == 1, "the inline <script> in GX's page did not run: harness is blind"
     assert page.alerts == ("7",), f"the img onerror alert was not caught: {page.alerts}"

@@ -49,7 +49,7 @@ def test_no_literal_secret_in_infra() -> None:
     assert "webhook_url" not in config and "password" not in config
 
 
-def test_dockerfile_builds_an_editable_install_run_as_a_user() -> None:
+def test_dockerfile_builds_a_regular_install_run_as_a_user() -> None:
     lines = [ln.strip() for ln in (INFRA / "Dockerfile").read_text().splitlines()]
     instructions = [ln.split()[0] for ln in lines if ln and not ln.startswith("#")]
     assert instructions[0] == "FROM" and "CMD" in instructions and "USER" in instructions
@@ -57,7 +57,9 @@ def test_dockerfile_builds_an_editable_install_run_as_a_user() -> None:
     assert {"src", "db", "flows", "expectations"} <= copied
     for path in copied - {"pyproject.toml"}:
         assert (ROOT / path).exists(), path
-    assert any("pip install -e ." in ln for ln in lines)  # db/ and flows/ stay beside src/
+    assert any("pip install ." in ln for ln in lines)  # not editable: data ships inside
+    assert not any("pip install -e" in ln for ln in lines)
+    assert any("SHARDWATCH_STATE_DIR=/srv/shardwatch/.shardwatch" in ln for ln in lines)
 
 
 def test_prefect_yaml_deploys_the_real_monitor_flow() -> None:

@@ -441,4 +441,6 @@ def test_a_validator_crash_is_one_errored_check_and_the_run_goes_on(
     assert outcomes(results) == ["done", "done"]
     for r in results:
         (row,) = _validation_rows(store.engine, r.shard_id or 0)
-        assert row["errored"] and row["error_message"] == "RuntimeError: GX exploded"
+        assert row["errored"] and row["success"] is None  # errored, not a failed check
+        assert row["error_message"] == "validation could not run: RuntimeError: GX exploded"
+        assert r.validation is not None and r.validation.not_run == row["error_message"]

@@ -153,3 +153,39 @@ def test_the_store_pool_fits_the_monitor_concurrency(
             }
         )
         assert _store(settings).engine.pool.size() == expected  # type: ignore[attr-defined]
+
+
+def test_a_monitor_pass_links_its_alerts_to_its_report_and_names_shards_by_file(
+    tmp_path: Path,
+) -> None:
+    """The monitor pass writes `run-N.html`, so its notices link to it below
+    `[alerts] reports_base_url` (`ingest`'s do not: tests/test_cli_alerts.py)."""
+    import json
+
+    from shardwatch.monitor import relay_alerts, start
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(tagged_table(100, 20, seed=1), data, "a.parquet")
+    log = tmp_path / "alerts.jsonl"
+    base = settings_for(tmp_path, str(data))
+    cfg = tmp_path / "shardwatch.toml"
+    cfg.write_text(cfg.read_text().replace("[alerts]\nenabled = false\n", f"""[alerts]
+reports_base_url = "https://example.org/sw/reports"
+[alerts.channels.log]
+type = "file"
+path = "{log}"
+[alerts.rules.nsfw-tag-rate]
+min_support = 10
+"""))
+    settings = load_settings(cfg)
+    assert settings.alerts.enabled and not base.alerts.enabled
+    run_id = start(settings)
+    (shard,) = discover(settings).new
+    assert process(settings, shard, run_id).outcome == "done"
+    assert "2 to log" in relay_alerts(settings)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {r["scope"] for r in rows} == {"shard a.parquet", "dataset (latest shard versions)"}
+    assert {r["report"] for r in rows} == {f"https://example.org/sw/reports/run-{run_id}.html"}
+    assert {r["link"] for r in rows} == {None}  # validation is off: no Data Docs page
+    assert str(tmp_path) not in log.read_text()

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from datetime import UTC, datetime
 from email import message_from_bytes
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ import pytest
 from loopback import CANARY, free_port
 from pydantic import SecretStr
 
+from shardwatch.alert_links import Links
+from shardwatch.alert_text import scope_label
 from shardwatch.notify import (
     AlertItem,
     ConsoleChannel,
@@ -59,7 +64,8 @@ def test_slack_delivers_block_kit_with_every_hostile_string_escaped(slack: Any) 
     assert len(sections) == 3
     assert slack_escape(HOSTILE) in sections[0]
     assert "&lt;!channel&gt; &lt;http://evil.example|click&gt; &amp;" in sections[0]
-    assert "observed 0.03, threshold 0.01 (run 7) /docs/validations/shard-0.html" in sections[0]
+    assert sections[0].endswith("observed 0.03, threshold 0.01 (run 7)")
+    assert "/docs/" not in raw  # a local path is never a link
 
 
 def test_slack_honours_retry_after(slack: Any) -> None:
@@ -232,3 +238,100 @@ def test_a_storm_is_split_into_slack_and_email_messages_within_their_limits() ->
     assert mail.capacity(items) == 500 and mail.capacity(items[:10]) == 10
     few = slack_payload(message(3))  # a small message keeps one section per item
     assert len(few["blocks"]) == 4
+
+
+# --- what a recipient reads: numbers, links, escaping, headers ------------------------------
+
+MARKDOWN = "*bold* _it_ ~s~ <!channel> & `code`"
+LINKS = Links("https://docs.example.org/sw", "https://reports.example.org/sw")
+SLACK_LINK = re.compile(r"<https://[^|<>]+\|[^<>]+>")
+
+
+def as_stored(local: Path) -> tuple[AlertItem, ...]:
+    """Items as the outbox hands them over: a site-relative Data Docs link, and local paths
+    where an older store or a reason may hold them (an absolute link, a suite file)."""
+    return (
+        AlertItem(rule="term-keyword-nsfw-rate", severity="critical", dataset=MARKDOWN,
+                  scope=scope_label(f"shard:{local}/{MARKDOWN}.parquet|term:{MARKDOWN}"),
+                  observed=731 / 59812, threshold="<= 0.25", run_id=7, detail="731 of 59812",
+                  link="validations/laion400m/run-7/20261205T001500.000000Z/p.html",
+                  report="run-7.html"),
+        AlertItem(rule="validation", severity="warning", dataset=MARKDOWN,
+                  scope=scope_label(f"shard:{local}/cache/b.parquet"), observed=1.0,
+                  threshold="<= 0", run_id=7, link=str(local / ".shardwatch/docs/index.html"),
+                  detail=f"validation could not run: {local}/expectations/x.json: no suite",
+                  report="run-7.html"),
+        AlertItem(rule="new-high-risk-domain", severity="warning", dataset=MARKDOWN,
+                  scope=scope_label(f"shard:{local}/c.parquet|domain:{MARKDOWN}.com"),
+                  observed=0.5, threshold="<= 0.5", detail="40 of 80", run_id=None),
+    )
+
+
+@pytest.mark.parametrize("links", [LINKS, Links()], ids=["base-urls", "no-base-urls"])
+def test_slack_shows_rates_public_links_only_and_escapes_every_field(
+    slack: Any, tmp_path: Path, links: Links
+) -> None:
+    receiver = slack("200")
+    items = tuple(links.resolve(i) for i in as_stored(tmp_path))
+    SlackChannel(receiver.url, retry=fast()).send(Message(f"shardwatch: {MARKDOWN}", items))
+    (body,) = receiver.bodies
+    raw = json.dumps(body, ensure_ascii=False)
+    assert str(tmp_path) not in raw and "/tmp/" not in raw and ".shardwatch" not in raw
+    sections = [b["text"] for b in body["blocks"] if b["type"] == "section"]
+    assert all(s["type"] == "mrkdwn" and s["verbatim"] is True for s in sections)
+    first, second, third = (s["text"] for s in sections)
+    assert "observed 1.22% (731 of 59,812), threshold &lt;= 25% (run 7)" in first
+    assert "observed 50.00% (40 of 80), threshold &lt;= 50%" in third
+    assert "observed 1 (validation could not run: x.json: no suite)" in second
+    for text in [body["text"], body["blocks"][0]["text"]["text"], first, second, third]:
+        shown = SLACK_LINK.sub("", text)  # our own <url|label> links aside
+        assert not set("*_~`<>") & set(shown), shown
+        assert re.sub("&(amp|lt|gt);", "", shown).count("&") == 0
+        assert "&lt;!channel&gt; &amp;" in shown
+    if links.docs_base_url:
+        assert first.endswith(
+            " | <https://docs.example.org/sw/validations/laion400m/run-7/"
+            "20261205T001500.000000Z/p.html|Data Docs> "
+            "| <https://reports.example.org/sw/run-7.html|report>"
+        )
+        assert second.endswith("(run 7) | <https://reports.example.org/sw/run-7.html|report>")
+    else:
+        assert "http" not in first + second + third and "Data Docs" not in raw
+
+
+@pytest.mark.parametrize("links", [LINKS, Links()], ids=["base-urls", "no-base-urls"])
+def test_email_has_date_message_id_plain_text_and_no_local_path(
+    smtp: Any, tmp_path: Path, links: Links
+) -> None:
+    import socket
+
+    handler, port = smtp("250")
+    items = tuple(links.resolve(i) for i in as_stored(tmp_path))
+    before = datetime.now(UTC).replace(microsecond=0)
+    email(port, sender="Shardwatch <alerts@example.org>").send(Message("shardwatch: 3", items))
+    (raw,) = handler.messages
+    mail = message_from_bytes(raw)
+    sent = parsedate_to_datetime(mail["Date"])
+    assert sent.utcoffset() is not None and before <= sent <= datetime.now(UTC)
+    message_id = mail["Message-ID"]
+    assert re.fullmatch(r"<[^<>@\s]+@example\.org>", message_id), message_id
+    fqdn = socket.getfqdn()
+    assert "." not in fqdn or fqdn not in message_id  # not the machine's name
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk()
+             if not p.is_multipart()}
+    assert mail.get_content_type() == "multipart/alternative"
+    assert set(parts) == {"text/plain", "text/html"}
+    text, page = parts["text/plain"], parts["text/html"]
+    for blob in (text, page, raw.decode("utf-8", "replace")):
+        assert str(tmp_path) not in blob and "/tmp/" not in blob, blob
+        assert ".shardwatch/" not in blob
+    assert "observed 1.22% (731 of 59,812), threshold <= 25% (run 7)" in text
+    assert f"on {MARKDOWN} / shard {MARKDOWN}.parquet, term {MARKDOWN!r}" in text  # as text
+    assert "<!channel>" not in page and "&lt;!channel&gt; &amp;" in page
+    assert "threshold &lt;= 25% (run 7)" in page
+    if links.docs_base_url:
+        url = "https://docs.example.org/sw/validations/laion400m/run-7/20261205T001500.000000Z/p.html"
+        assert f"Data Docs: {url}" in text and f'<a href="{url}">Data Docs</a>' in page
+        assert text.count("report: https://reports.example.org/sw/run-7.html") == 2
+    else:
+        assert "http" not in text and "<a " not in page

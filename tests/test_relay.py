@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 from store_checks import TESTS, ingest, subprocess_env
 
+from shardwatch.alert_links import Links
 from shardwatch.alerts import AlertPlan, Rule
 from shardwatch.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
 from shardwatch.relay import RelayPolicy, RelayResult, relay
@@ -120,7 +121,7 @@ def test_exactly_one_notice_per_key_across_runs_and_one_recovery(
 
     assert per_run == [2 * 3, 0, 0, 1 * 3, 3 * 3, 0]  # notices x 3 channels
     items = slack_items(receiver.bodies)
-    a_where, b_where = (f"laion-test / shard {p.resolve()}" for p in (a, b))
+    a_where, b_where = (f"laion-test / shard {p.name}" for p in (a, b))  # no local path
     dataset = "laion-test / dataset (latest shard versions)"
     expected = Counter(
         {("CRITICAL", w): 1 for w in (a_where, b_where, dataset)}
@@ -157,8 +158,8 @@ def test_many_breaches_in_one_run_are_one_message_per_channel(
     (raw,) = mailbox.messages
     text_part = message_from_bytes(raw).get_payload()[0].get_payload(decode=True).decode()
     assert text_part.count("[CRITICAL] tag on laion-test") == 6
-    # every item carries observed vs threshold, the run and the shard's counts
-    assert f"observed 0.14 (14 of 100), threshold <= 0.05 (run {run_id})" in text_part
+    # every item carries observed vs threshold (a rate: a percentage with its counts), the run
+    assert f"observed 14.00% (14 of 100), threshold <= 5% (run {run_id})" in text_part
 
 
 def test_retry_after_is_honoured_between_relay_passes(
@@ -363,3 +364,53 @@ def test_claims_after_the_lease_is_expired_only(store: ResultStore, tmp_path: Pa
     held = outbox.claim("slow", timedelta(seconds=60), t.utcnow())
     assert len(held) == 2
     assert run(store, {}).channels == ()
+
+
+def test_links_point_at_the_published_data_docs_and_reports_never_at_local_files(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    """A validated shard's breach: with base URLs, each link is the base plus the page's
+    path inside the site (so it resolves once the site folder is published there) and the
+    run's report; without, no link. Never a local path, in Slack or either email part."""
+    from store_checks import SUITES
+
+    from shardwatch.gx_adapter import GxPaths, GxValidator
+
+    work = tmp_path / ".shardwatch"
+    paths = GxPaths(work / "gx", work / "docs")
+    validator = GxValidator(paths, SUITES, "laion400m")
+    run_id = store.start_run()
+    channels = ("mail", "team")
+    alerts = AlertPlan((TAG,), channels, docs_index=str(paths.index), reports=True)
+    ingest([shard(tmp_path / "data", "a.parquet", 20)], store, alerts=alerts,
+           validator=validator, run_id=run_id)
+    docs = "https://docs.example.org/sw/docs"
+    for links in (Links(docs, "https://docs.example.org/sw/reports"), Links()):
+        receiver = slack()
+        mailbox, port = smtp()
+        sent = run(store, {"team": slack_channel(receiver), "mail": email_channel(port)},
+                   links=links)
+        assert sent.sent == 4  # the shard and the dataset, on two channels
+        (body,) = receiver.bodies
+        (raw,) = mailbox.messages
+        mail = message_from_bytes(raw)
+        text_part, html_part = (p.get_payload(decode=True).decode() for p in mail.get_payload())
+        blobs = [repr(body), text_part, html_part, raw.decode()]
+        for blob in blobs:
+            assert str(tmp_path) not in blob and "/tmp/" not in blob
+        shard_line, dataset_line = sorted(
+            (b["text"]["text"] for b in body["blocks"][1:]), key=lambda x: "dataset" in x
+        )
+        assert "laion-test / shard a.parquet: observed 20.00% (20 of 100)" in shard_line
+        if links.docs_base_url is None:
+            assert "http" not in shard_line + dataset_line + text_part
+            continue
+        page = re.search(rf"<{re.escape(docs)}/([^|>]+)\|Data Docs>", shard_line)
+        assert page is not None and (paths.docs / page[1]).is_file()  # the site's own page
+        assert page[1].startswith("validations/") and page[1].endswith(".html")
+        assert f"<{docs}/index.html|Data Docs>" in dataset_line and paths.index.is_file()
+        report = f"https://docs.example.org/sw/reports/run-{run_id}.html"
+        assert f"<{report}|report>" in shard_line
+        assert f"Data Docs: {docs}/{page[1]}" in text_part and f'href="{report}"' in html_part
+        with store.engine.begin() as conn:  # sent again on the next pass, without links
+            conn.execute(text("UPDATE alert_outbox SET state = 'pending', next_attempt_at = NULL"))

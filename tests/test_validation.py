@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shardwatch.validation import Check, ShardValidation, could_not_run
+from shardwatch.validation import Check, ShardValidation, ValidationCannotRun, could_not_run
 
 pytestmark = pytest.mark.unit
 
@@ -43,5 +43,33 @@ def test_a_validation_counts_its_statuses_and_succeeds_only_when_all_pass() -> N
 def test_a_validator_that_could_not_run_is_one_errored_check() -> None:
     v = could_not_run("laion400m", "d.shard-1.v1", ValueError("bad\nframe"))
     (check,) = v.checks
-    assert check.status == "errored" and check.reason == "ValueError: bad frame"
+    assert check.status == "errored"
+    assert check.reason == "validation could not run: ValueError: bad frame"
     assert not v.success and v.docs_page is None
+    assert v.not_run == check.reason and v.summary() == check.reason
+    assert check.describe() == check.reason  # not "check errored", not "failed"
+    assert v.count("failed") == 0
+
+
+def test_a_suite_that_cannot_be_used_gives_its_own_one_line_reason() -> None:
+    v = could_not_run("cc3m", "d.shard-1.v1", ValidationCannotRun("suite 'cc3m' not found"))
+    assert v.not_run == "validation could not run: suite 'cc3m' not found"
+    assert could_not_run("s", "r", "no\nsuite").not_run == "validation could not run: no suite"
+
+
+def test_an_errored_check_named_validation_is_not_a_validation_that_could_not_run() -> None:
+    ran = ShardValidation("s", "r", (Check(0, "validation", None, None, "errored", None, None,
+                                           "KeyError: x"),))
+    assert ran.not_run is None and ran.summary() == "0 passed, 0 failed, 1 errored"
+
+
+def test_the_reason_of_a_validation_that_could_not_run_keeps_no_local_path() -> None:
+    exc = OSError(20, "Not a directory", "/home/me/.venv/gx/uncommitted/validations/r.json")
+    reason = could_not_run("s", "r", exc).not_run
+    assert reason == (
+        "validation could not run: NotADirectoryError: [Errno 20] Not a directory: '.../r.json'"
+    )
+    url = could_not_run("s", "r", ValueError("from http://host/a/b.json at /srv/x/y.py:3"))
+    assert url.not_run == (
+        "validation could not run: ValueError: from http://host/a/b.json at .../y.py:3"
+    )

@@ -36,6 +36,7 @@ Metric = Literal[
     "keyword_rate_drift",
     "new_domain_keyword_nsfw_rate",
     "validation_failures",
+    "validation_not_run",
     "schema_drift",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
@@ -133,6 +134,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_support=50,
     ),
     Rule("validation", "validation_failures", "warning", "shard", max=0),
+    # The suite was missing or GX crashed: the shard was not validated (not a failed check).
+    Rule("validation-not-run", "validation_not_run", "critical", "shard", max=0),
     # Columns renamed, missing, retyped or unexpected: the checks could not all run.
     Rule("schema-drift", "schema_drift", "critical", "shard", max=0),
 )
@@ -141,11 +144,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class AlertPlan:
     """What `ResultStore.complete` judges and where notices go: the rules, the channel
-    names, and the Data Docs index (the link of dataset-level alerts)."""
+    names, the Data Docs index (links are kept relative to its folder), and whether the
+    pass writes a report per run (`run-N.html`, which its notices then link to)."""
 
     rules: tuple[Rule, ...]
     channels: tuple[str, ...]
     docs_index: str | None = None
+    reports: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ def judge(
     *,
     validation_failures: int | None = None,
     failure_detail: str | None = None,
+    not_run: str | None = None,
     baseline: ShardMetrics | None = None,
     new_domains: Mapping[str, DomainStat] | None = None,
     schema_drift: SchemaDrift | None = None,
@@ -200,6 +206,11 @@ def judge(
         if rule.metric in DRIFT_METRICS:
             if level == "shard" and baseline is not None:
                 out += _drift(rule, metrics, baseline)
+            continue
+        if rule.metric == "validation_not_run":
+            if level == "shard" and (validation_failures is not None or not_run):
+                value = 1.0 if not_run else 0.0
+                out.append(Observation(rule, value, rule.breached_by(value), detail=not_run))
             continue
         if rule.metric == "validation_failures":
             if validation_failures is not None:
@@ -229,14 +240,14 @@ def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observa
         if found.similarity_psi is None or sim is None or sim.count < rule.min_support:
             return []
         value = found.similarity_psi
-        detail = f"PSI {value:.3f} over {sim.count} values"
+        detail = f"PSI {value:.3f} over {sim.count:,} values"
     else:
         test = found.tag if rule.metric == "tag_rate_drift" else found.keyword
         if test is None or shard.rows < rule.min_support:
             return []
         value = abs(test.z)
         detail = (
-            f"rate {test.rate1:.4f} vs {test.rate2:.4f} in the rest, z {test.z:.2f}, "
+            f"rate {100 * test.rate1:.2f}% vs {100 * test.rate2:.2f}% in the rest, z {test.z:.2f}, "
             f"p {test.p_value:.2g}"
         )
     return [Observation(rule, value, rule.breached_by(value), detail=detail)]
@@ -272,7 +283,7 @@ def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:
             count, support = tags.get(rule.label, 0), sum(tags.values())
         if found is None or support < rule.min_support:
             continue
-        detail = f"lift {found.text()}, {count} of {support}"
+        detail = f"lift {found.text()}, {count:,} of {support:,}"
         out.append(Observation(rule, found.low, rule.breached_by(found.low), term, detail=detail))
     return out
 
@@ -309,8 +320,9 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
     """How many checks failed or errored, and their names (expectation on column). Checks
-    errored by schema drift are left to the `schema_drift` metric: one cause, one alert."""
-    if validation is None:
+    errored by schema drift are left to the `schema_drift` metric, and a validation that
+    could not run at all to `validation_not_run`: one cause, one alert."""
+    if validation is None or validation.not_run:
         return None, None
     bad = [c for c in validation.checks if c.status != "passed" and not c.by_drift]
     names = [

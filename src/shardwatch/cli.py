@@ -65,7 +65,7 @@ alerts_app = typer.Typer(
 )
 app.add_typer(alerts_app, name="alerts")
 suites_app = typer.Typer(
-    help="Great Expectations suites (expectations/*.json).",
+    help="Great Expectations suites (packaged defaults, or validation.suites_dir).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -275,10 +275,11 @@ def _prefect_quiet(logs: bool = False) -> None:
 def run_monitor(config: ConfigOpt = None) -> None:
     """Run one monitor pass (the Prefect flow): discover new or changed shards in the
     configured [sources], fetch and check them, scan, validate and store each, relay alerts,
-    and write a report with Table 1 and charts under .shardwatch/reports/.
+    and write a report with Table 1 and charts under <state_dir>/reports/.
 
     Exit 0 when every shard was stored; 3 if a shard failed or was quarantined (the others
-    were still processed), or a source could not be listed; 2 without sources.
+    were still processed), a source could not be listed, or validation could not run (no
+    suite, GX crashed); 2 without sources.
     """
     settings = _settings(config)
     if not settings.sources:
@@ -290,15 +291,17 @@ def run_monitor(config: ConfigOpt = None) -> None:
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, BaseException):
         raise _fail(ExitCode.INPUT, f"the monitor flow failed: {summary}")
-    _print_pass(summary)
-    if summary.failed or summary.source_errors:
+    _print_pass(summary, settings)
+    if summary.failed or summary.source_errors or summary.validation_errors:
         raise typer.Exit(int(ExitCode.INPUT))
 
 
-def _print_pass(summary: Any) -> None:
+def _print_pass(summary: Any, settings: Settings) -> None:
     for o in summary.outcomes:
         detail = f" ({o.reason})" if o.reason else ""
         checks = f"; {o.checks_failed} check(s) failed" if o.checks_failed else ""
+        if o.validation_error:
+            checks = f"; {o.validation_error}"
         drift = f"; schema drift: {o.schema_drift}" if o.schema_drift else ""
         typer.echo(f"{o.outcome:11} {o.uri}{detail}{drift}{checks}")
     for error in summary.source_errors:
@@ -307,9 +310,9 @@ def _print_pass(summary: Any) -> None:
     typer.echo(summary.alerts)
     if summary.data_docs:
         typer.echo(f"Data Docs: {summary.data_docs}")
-    from shardwatch.report_artifacts import REPORTS_DIR
+    from shardwatch.report_artifacts import report_path
 
-    report = REPORTS_DIR / f"run-{summary.run_id}.html"
+    report = report_path(settings, summary.run_id)
     if report.is_file():
         typer.echo(f"Report: {report.resolve()}")
 
@@ -360,9 +363,10 @@ def demo(
     The dataset: full shards, a URL+TEXT-only shard (unavailable metrics, errored checks) and
     a corrupt shard (quarantined; the run goes on), with a manifest. Every shard is fetched,
     checked, scanned, validated with the GX suite and stored; alert rules breach and go to
-    the console and to .shardwatch/alerts.jsonl; Data Docs and a report with charts are
+    the console and to <state_dir>/alerts.jsonl; Data Docs and a report with charts are
     built. Prints Table 1 and the paths to open. A second run finds nothing new.
-    Failing checks and the corrupt shard are the point: they do not make it exit non-zero.
+    Failing checks and the corrupt shard are the point: they do not make it exit non-zero;
+    validation that could not run does (exit 3).
     """
     from shardwatch.demo import corrupt_shard, demo_config, serve_folder, write_manifest
 
@@ -372,9 +376,10 @@ def demo(
     write_manifest(out, paths)
     _prefect_quiet()
     flow = _monitor_flow()
-    alerts_file = Path(".shardwatch/alerts.jsonl")
+    state = _settings(None).state_dir.resolve()  # $SHARDWATCH_STATE_DIR, else ./.shardwatch
+    alerts_file = state / "alerts.jsonl"
     with serve_folder(out) as base:
-        config = demo_config(Path(".shardwatch/demo.toml"), base + "manifest.json", alerts_file)
+        config = demo_config(state / "demo.toml", base + "manifest.json", state)
         settings = _settings(config)
         _stderr.print(f"serving {out} at {base}; running the monitor flow", markup=False)
         state = flow(str(config), return_state=True)
@@ -382,13 +387,15 @@ def demo(
     if isinstance(summary, BaseException):
         raise _fail(ExitCode.INPUT, f"the monitor flow failed: {summary}")
     typer.echo("")
-    _print_pass(summary)
+    _print_pass(summary, settings)
     from shardwatch.store.report import dataset_report
 
     typer.echo("")
     _print_report(dataset_report(_store_engine(settings), settings.dataset), ReportFormat.text)
     typer.echo(f"\nalerts (JSON lines): {alerts_file.resolve()}")
     typer.echo(f"config used: {config.resolve()}")
+    if summary.validation_errors:  # the demo's failing checks are the point; this is not
+        raise typer.Exit(int(ExitCode.INPUT))
 
 
 def _store_engine(settings: Settings) -> Engine:
@@ -489,9 +496,10 @@ def ingest(
 
     Identical content already stored is skipped; changed content under the same path becomes
     a new version. Several ingest processes may run at once on PostgreSQL (SQLite: one).
-    Each shard's feature table is validated against the GX suite (expectations/<suite>.json)
-    in the same pass; the checks are stored with the shard's metrics in one transaction and
-    its Data Docs page is built under .shardwatch/docs (the path is printed).
+    Each shard's feature table is validated against the GX suite (<suite>.json in
+    validation.suites_dir, else the packaged default) in the same pass; the checks are stored
+    with the shard's metrics in one transaction and its Data Docs page is built under
+    <state_dir>/docs (the path is printed).
     Alert rules are judged in that same transaction; at the end one message per channel
     carries the run's new breaches and recoveries (see `shardwatch alerts list`).
     A shard whose footer breaks the `[download]` caps (a decompression bomb, a hostile
@@ -500,7 +508,8 @@ def ingest(
     is stored with the metrics its usable columns allow and a `schema drift:` line; the
     checks the drift kept from running are errored, not failed.
     Exit 1 if a check failed or errored (drift included), 3 if a shard could not be read or
-    was quarantined.
+    was quarantined, or its validation could not run (GX crashed); 2 if the suite is
+    missing or invalid (your validation.suites_dir first, then the packaged defaults).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -549,6 +558,7 @@ def ingest(
         raise _db_error(exc, settings) from None
     docs = _finish_docs(validator) if validator is not None else None
     relayed = _relay(settings, engine, as_json) if plan is not None else None
+    not_run = any(r.validation is not None and r.validation.not_run for r in results)
     checks_bad = any(r.validation is not None and not r.validation.success for r in results)
     if as_json:
         payload = {
@@ -563,7 +573,7 @@ def ingest(
         typer.echo(f"run {run_id}: {summary or 'nothing to do'}")
         if docs is not None:
             typer.echo(f"Data Docs: {docs}")
-    if counts["failed"] or counts["quarantined"]:
+    if counts["failed"] or counts["quarantined"] or not_run:
         raise typer.Exit(int(ExitCode.INPUT))
     if checks_bad:
         raise typer.Exit(int(ExitCode.DATA_FAILED))
@@ -576,14 +586,16 @@ def _validation_on(settings: Settings, flag: bool | None) -> bool:
 def _validator(settings: Settings) -> GxValidator:
     """The GX adapter for the configured suite; a bad suite is a usage error (exit 2)."""
     _stderr.print("loading Great Expectations ...", markup=False)
-    from shardwatch.gx_adapter import GxPaths, GxValidator, SuiteError, load_suite, suite_path
+    from shardwatch.gx_adapter import GxPaths, GxValidator, SuiteError, find_suite, load_suite
 
     v = settings.validation
     suite = settings.suite_name()
     try:
-        load_suite(suite_path(v.suites_dir, suite))
+        found = find_suite(v.suites_dir, suite)
+        load_suite(found.path)
     except SuiteError as exc:
-        raise _fail(ExitCode.USAGE, f"suite {suite!r}: {exc}") from None
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+    typer.echo(f"validating with {found.describe()}", err=True)  # one line, never wrapped
     return GxValidator(
         GxPaths(v.gx_dir, v.docs_dir),
         v.suites_dir,
@@ -611,6 +623,7 @@ def _result_json(result: IngestResult) -> dict[str, Any]:
         out["validation"] = {
             "suite": v.suite,
             "success": v.success,
+            "not_run": v.not_run,
             "passed": v.count("passed"),
             "failed": v.count("failed"),
             "errored": v.count("errored"),
@@ -631,7 +644,7 @@ def _print_outcome(result: IngestResult) -> None:
     v = result.validation
     if v is not None:
         typer.echo(f"         validation ({v.suite}): {v.summary()}")
-        for check in v.checks:
+        for check in () if v.not_run else v.checks:
             if check.status != "passed" and not check.by_drift:
                 typer.echo(f"           {check.status.upper():7} {check.describe()}")
         if v.drift_errored:
@@ -1033,7 +1046,10 @@ def _serve(folder: Path, port: int) -> None:
 def suites_check(
     suites_dir: Annotated[
         Path | None,
-        typer.Argument(help="Folder of suite files (default: validation.suites_dir)."),
+        typer.Argument(
+            help="Folder of suite files (default: validation.suites_dir, else the packaged "
+            "default suites)."
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -1043,8 +1059,9 @@ def suites_check(
     the expectation and the problem instead, and exits 2 on any bad suite.
     """
     from shardwatch.gx_adapter import check_suites
+    from shardwatch.resources import default_suites_dir
 
-    folder = suites_dir or _settings(config).validation.suites_dir
+    folder = suites_dir or _settings(config).validation.suites_dir or default_suites_dir()
     files, problems = check_suites(folder)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from contextvars import ContextVar
@@ -24,6 +25,7 @@ from pydantic_settings import (
 )
 
 from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
+from shardwatch.config_paths import DEFAULT_STATE_DIR, fill_state_defaults, resolve_file_paths
 from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
 from shardwatch.names import (
     MAX_CONFIG_NAME_CHARS,
@@ -105,16 +107,21 @@ class ValidationSettings(_Strict):
     suite: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
-        description="Suite name: `<suites_dir>/<suite>.json` (default: profile).",
+        description="Suite name: `<suite>.json` in suites_dir, else the packaged default "
+        "(default: the profile's name).",
     )
-    suites_dir: Path = Field(
-        default=Path("expectations"), description="Folder of GX suite JSON files."
+    suites_dir: Path | None = Field(
+        default=None,
+        description="Your folder of GX suite JSON files; a suite found there overrides the "
+        "packaged default of the same name (default: the packaged suites only).",
     )
     gx_dir: Path = Field(
-        default=Path(".shardwatch/gx"), description="Private GX project (stores, checkpoints)."
+        default=Path(".shardwatch/gx"),
+        description="Private GX project (stores, checkpoints); default `<state_dir>/gx`.",
     )
     docs_dir: Path = Field(
-        default=Path(".shardwatch/docs"), description="Where the Data Docs site is built."
+        default=Path(".shardwatch/docs"),
+        description="Where the Data Docs site is built; default `<state_dir>/docs`.",
     )
     keep_results: int = Field(
         default=500, ge=1, description="Newest validation results kept in Data Docs; older pruned."
@@ -160,7 +167,10 @@ class ConsoleChannelSpec(_Strict):
 
 class FileChannelSpec(_Strict):
     type: Literal["file"]
-    path: Path = Field(default=Path(".shardwatch/alerts.jsonl"), description="JSON lines.")
+    path: Path = Field(
+        default=Path(".shardwatch/alerts.jsonl"),
+        description="JSON lines; default `<state_dir>/alerts.jsonl`.",
+    )
 
 
 ChannelSpec = Annotated[
@@ -242,6 +252,23 @@ class AlertSettings(_Strict):
         description="Longest one relay pass waits for channels' turns; what it could not send "
         "in that time waits for the next pass.",
     )
+    docs_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the Data Docs site folder is published; alerts "
+        "link to `<url>/index.html` and shard pages below it (unset: no Data Docs links).",
+    )
+    reports_base_url: str | None = Field(
+        default=None,
+        description="Public http(s) URL where the reports folder is published; alerts link "
+        "to `<url>/run-N.html` (unset: no report links).",
+    )
+
+    @field_validator("docs_base_url", "reports_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        from shardwatch.alert_links import normalise_base_url
+
+        return normalise_base_url(value)
 
     @model_validator(mode="after")
     def _rule_names(self) -> AlertSettings:
@@ -252,9 +279,10 @@ class AlertSettings(_Strict):
                 raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
         return self
 
-    def plan(self, docs_index: str | None = None) -> AlertPlan:
-        """What the results transaction judges, and the channels notices are written for."""
-        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index)
+    def plan(self, docs_index: str | None = None, *, reports: bool = False) -> AlertPlan:
+        """What the results transaction judges, and the channels notices are written for
+        (`reports`: the pass writes `run-N.html`, so notices may link to it)."""
+        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index, reports)
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The built-in rules overridden by, and extended with, the configured ones."""
@@ -327,7 +355,10 @@ SourceSpec = Annotated[
 class DownloadSettings(_Strict):
     """How shards are fetched into the cache and checked before they are decoded."""
 
-    cache_dir: Path = Field(default=Path(".shardwatch/cache"), description="Download cache.")
+    cache_dir: Path = Field(
+        default=Path(".shardwatch/cache"),
+        description="Download cache; default `<state_dir>/cache`.",
+    )
     keep_cache: bool = Field(
         default=False,
         description="Keep downloaded shards after they are processed (default: delete them; "
@@ -391,6 +422,13 @@ class Settings(BaseSettings):
         env_prefix="SHARDWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR,
+        description="Where everything shardwatch writes goes by default: the SQLite store, "
+        "the download cache, the GX project, Data Docs, HTML reports and a file channel's "
+        "alerts.jsonl. Default `.shardwatch` beside the config file (without one: in the "
+        "current directory).",
+    )
     profile: str = Field(default="laion400m", description="The dataset profile to use.")
     lexicon: str = Field(default="birhane2021", description="The lexicon to use.")
     profiles: dict[str, ProfileSpec] = Field(
@@ -402,7 +440,8 @@ class Settings(BaseSettings):
     database_url: SecretStr = Field(
         default=SecretStr("sqlite:///.shardwatch/shardwatch.sqlite"),
         description="SQLAlchemy URL of the results store (PostgreSQL, or the embedded SQLite "
-        "default; SQLite is for one process at a time). May hold a password: never printed.",
+        "default `<state_dir>/shardwatch.sqlite`; SQLite is for one process at a time). "
+        "May hold a password: never printed.",
     )
     dataset: str = Field(default="default", description="Dataset name results are stored under.")
     lease_seconds: float = Field(
@@ -425,6 +464,19 @@ class Settings(BaseSettings):
     )
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _below_state_dir(cls, data: Any) -> Any:
+        """Unset path settings default to below `state_dir` (see config_paths.py)."""
+        if isinstance(data, dict):
+            data = fill_state_defaults(copy.deepcopy(data))
+        return data
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where the HTML report of each monitor pass is written: `<state_dir>/reports`."""
+        return self.state_dir / "reports"
 
     @field_validator("dataset")
     @classmethod
@@ -488,7 +540,7 @@ class _TomlSource(PydanticBaseSettingsSource):
             return {}
         try:
             with path.open("rb") as fh:
-                return tomllib.load(fh)
+                return resolve_file_paths(tomllib.load(fh), path)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:

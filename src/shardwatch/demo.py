@@ -91,13 +91,15 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def demo_config(path: Path, manifest_url: str, alerts_file: Path) -> Path:
-    """The demo's shardwatch.toml: the loopback HTTP source, console and file alerts."""
+def demo_config(path: Path, manifest_url: str, state_dir: Path) -> Path:
+    """The demo's shardwatch.toml: the loopback HTTP source, console and file alerts
+    (`<state_dir>/alerts.jsonl`), everything written below `state_dir`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f'dataset = "demo"\n\n[sources.demo]\ntype = "http"\nmanifest = "{manifest_url}"\n\n'
+        f'dataset = "demo"\nstate_dir = {json.dumps(str(state_dir))}\n\n'
+        f'[sources.demo]\ntype = "http"\nmanifest = "{manifest_url}"\n\n'
         '[alerts.channels.console]\ntype = "console"\n\n'
-        f'[alerts.channels.file]\ntype = "file"\npath = "{alerts_file}"\n',
+        '[alerts.channels.file]\ntype = "file"\n',
         encoding="utf-8",
     )
     return path

@@ -3,9 +3,11 @@
 Everything Great Expectations stays in this module: callers pass Arrow feature tables and
 suite names and get `validation.ShardValidation` back.
 
-* Suites are read from `expectations/<name>.json` (GX's own format, edited by hand) and
-  checked strictly, because GX silently drops an expectation it cannot parse. They are then
-  pushed into a private GX store under `.shardwatch/gx`, so GX never rewrites the repo's files.
+* Suites are read from `<validation.suites_dir>/<name>.json` when the user has one, else
+  from the packaged defaults (expectations/ in the repository, `shardwatch.suites` when
+  installed); GX's own format, edited by hand, checked strictly, because GX silently drops
+  an expectation it cannot parse. They are then pushed into a private GX store under
+  `<state_dir>/gx`, so GX never rewrites the suite files.
 * Every GX object is got-or-added (or add_or_update'd), so reruns never fail.
 * Nothing untrusted reaches a rendered page: the feature table holds no caption, URL or raw
   tag (see features.py), text ids become integer codes here, run names are built from
@@ -20,7 +22,7 @@ import math
 import re
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardwatch.docs_site import localize_pages, scrub_exceptions
 from shardwatch.features import ID
-from shardwatch.validation import Check, ShardValidation, Status
+from shardwatch.resources import SuiteLocation, default_suites_dir, locate_suite
+from shardwatch.validation import (
+    Check,
+    ShardValidation,
+    Status,
+    ValidationCannotRun,
+    could_not_run,
+)
 
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
@@ -40,6 +50,7 @@ with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
     from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
     from great_expectations.expectations.registry import get_expectation_impl
@@ -74,8 +85,8 @@ _THRESHOLD_KEYS = (
 )
 
 
-class SuiteError(Exception):
-    """A suite file is unusable; the message names the file and the problem."""
+class SuiteError(ValidationCannotRun):
+    """A suite file is missing or unusable; the message names the file and the problem."""
 
 
 # ------------------------------------------------------------------------------- suites
@@ -85,6 +96,22 @@ def suite_path(suites_dir: Path, name: str) -> Path:
     if not _SUITE_NAME.fullmatch(name):
         raise SuiteError(f"suite name {name!r}: use only letters, digits and ._- (1-100)")
     return suites_dir / f"{name}.json"
+
+
+def find_suite(suites_dir: Path | None, name: str) -> SuiteLocation:
+    """The suite `name`: `<suites_dir>/<name>.json` if it exists, else the packaged default
+    (raises SuiteError when neither exists: one line naming no local path, as it may reach
+    alerts)."""
+    suite_path(Path(), name)  # the name must be a plain slug
+    found = locate_suite(name, suites_dir)
+    if not found.path.is_file():
+        defaults = sorted(p.stem for p in default_suites_dir().glob("*.json"))
+        own = f"no {name}.json in validation.suites_dir, and " if suites_dir is not None else ""
+        raise SuiteError(
+            f"suite {name!r} not found: {own}no packaged default of that name "
+            f"(defaults: {', '.join(defaults)}; set validation.suites_dir to your own)"
+        )
+    return found
 
 
 def load_suite(path: Path) -> dict[str, Any]:
@@ -276,7 +303,7 @@ class GxValidator:
     def __init__(
         self,
         paths: GxPaths,
-        suites_dir: Path,
+        suites_dir: Path | None,
         suite: str,
         *,
         keep_results: int = 500,
@@ -323,7 +350,11 @@ class GxValidator:
     def checkpoint(self, suite_name: str) -> Any:
         """The suite's checkpoint, with the suite file's current content (add_or_update)."""
         if suite_name not in self._checkpoints:
-            raw = load_suite(suite_path(self.suites_dir, suite_name))
+            found = find_suite(self.suites_dir, suite_name)
+            try:
+                raw = load_suite(found.path)
+            except SuiteError as exc:  # shown in alerts and Data Docs: no local path
+                raise SuiteError(str(exc).replace(str(found.path), found.path.name)) from None
             suite = self.context.suites.add_or_update(ExpectationSuite(**raw))
             definition = self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=suite_name, data=self._batch_definition(), suite=suite)
@@ -347,8 +378,28 @@ class GxValidator:
         A shard above `max_rows` is validated in parts, split by a hash of the id (equal ids
         share a part), and the parts' checks are merged exactly (see `merge_checks`); each
         part has its own Data Docs page. The table must not be used afterwards.
+        A suite that is missing or unusable, or GX failing, makes a validation that could not
+        run (`ShardValidation.not_run`), with a Data Docs page saying why when GX can still
+        store a result.
         """
         name = run_name(dataset, shard_id, version)
+        try:
+            return self._validate(features, name)
+        except Exception as exc:  # GX failing on one shard must not stop the run
+            del features
+            return self._not_run(name, exc)
+
+    def _not_run(self, name: str, exc: Exception) -> ShardValidation:
+        from shardwatch.gx_not_run import store_not_run
+
+        validation = could_not_run(self.suite, name, exc)
+        try:
+            key = store_not_run(self.context, self.suite, name, validation.not_run or "")
+        except Exception:  # not even a result can be stored: no page
+            return validation
+        return self._validation(name, validation.checks, [key])
+
+    def _validate(self, features: pa.Table, name: str) -> ShardValidation:
         parts = -(-features.num_rows // self.max_rows)
         if parts <= 1:
             key, checks = self._run(features, name, weigh=False)
@@ -383,6 +434,8 @@ class GxValidator:
         del frame
         self._forget_batch()
         [(identifier, suite_result)] = result.run_results.items()
+        if scrub_exceptions(suite_result.results):  # no traceback or local path is kept
+            self.context.validation_results_store.set(identifier, suite_result)
         checks = tuple(_check(i, r) for i, r in enumerate(suite_result.results))
         if weigh:
             checks = tuple(_weighed(c, weights) for c in checks)
@@ -437,8 +490,17 @@ class GxValidator:
         """Render the shard's page(s) and the index (after the shard's results committed)."""
         if validation.result_keys:
             identifiers = [_identifier(k) for k in validation.result_keys]
+            reasons = {c.position: c.reason for c in validation.checks if c.reason}
+            store: Any = self.context.validation_results_store
+            for identifier in identifiers:  # the page shows shardwatch's reason (e.g. drift)
+                result = store.get(identifier)
+                if scrub_exceptions(result.results, reasons):
+                    store.set(identifier, result)
             with _quiet_gx():
-                self.context.build_data_docs(resource_identifiers=identifiers)
+                self.context.build_data_docs(
+                    resource_identifiers=[*identifiers, ExpectationSuiteIdentifier(self.suite)]
+                )
+            self._localize([self._page(i) for i in identifiers])
 
     def discard(self, validation: ShardValidation) -> None:
         """Forget results whose shard was not stored (its lease was lost)."""
@@ -463,6 +525,7 @@ class GxValidator:
         keys: list[Any] = sorted(store.list_keys(), key=lambda k: k.run_id.run_time)
         with _quiet_gx():
             self.context.build_data_docs(resource_identifiers=keys[-1:] or None)
+        self._localize([self._page(k) for k in keys[-1:]])
         return self.paths.index
 
     def build_docs(self, *, clean: bool = False) -> Path:
@@ -471,7 +534,14 @@ class GxValidator:
             shutil.rmtree(self.paths.docs / "validations", ignore_errors=True)
         with _quiet_gx():
             self.context.build_data_docs()
+        self._localize(self.paths.docs.rglob("*.html"))
         return self.paths.index
+
+    def _localize(self, pages: Iterable[Path]) -> None:
+        """Rewrite what GX just wrote to load nothing from outside the site (docs_site.py):
+        the given pages, the index and the suite pages."""
+        docs = self.paths.docs
+        localize_pages(docs, [docs / "index.html", *docs.glob("expectations/**/*.html"), *pages])
 
 
 def _partition(features: pa.Table, parts: int) -> pa.Array:

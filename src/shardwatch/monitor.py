@@ -191,6 +191,8 @@ class ShardOutcome:
     checks_failed: int = 0  # failed or errored, not counting those errored by schema drift
     docs_page: str | None = None
     schema_drift: str | None = None  # how the shard's columns differ from its profile
+    # "validation could not run: <reason>" (no suite, GX crashed): not a failed check
+    validation_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,7 @@ def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> Sh
     finally:
         _release(settings, fetched.path)
     v = result.validation
+    not_run = None if v is None else v.not_run
     return ShardOutcome(
         shard.source,
         shard.uri,
@@ -286,9 +289,12 @@ def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> Sh
         result.shard_id,
         result.version,
         result.reason,
-        checks_failed=0 if v is None else v.count("failed") + v.count("errored") - v.drift_errored,
+        checks_failed=0
+        if v is None or not_run
+        else v.count("failed") + v.count("errored") - v.drift_errored,
         docs_page=None if v is None else v.docs_page,
         schema_drift=result.schema_drift.describe() if result.schema_drift else None,
+        validation_error=not_run,
     )
 
 
@@ -304,7 +310,7 @@ def process(settings: Settings, shard: RemoteShard, run_id: int | None) -> Shard
 def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None) -> IngestJob:
     validator = _validator(settings)
     docs_index = str(validator.paths.index) if validator is not None else None
-    plan = settings.alerts.plan(docs_index) if settings.alerts.enabled else None
+    plan = settings.alerts.plan(docs_index, reports=True) if settings.alerts.enabled else None
     return IngestJob(
         store=store,
         dataset=settings.dataset,
@@ -371,7 +377,8 @@ def _validator(settings: Settings) -> _Serialised | None:
     from shardwatch.gx_adapter import GxPaths, GxValidator
 
     v = settings.validation
-    key = (str(v.gx_dir.resolve()), str(v.suites_dir.resolve()), settings.suite_name())
+    own = str(v.suites_dir.resolve()) if v.suites_dir is not None else ""
+    key = (str(v.gx_dir.resolve()), own, settings.suite_name())
     with _lock:
         found = _validators.get(key)
         if found is None:
@@ -404,8 +411,16 @@ class PassSummary:
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if o.outcome in ("failed", "quarantined"))
 
+    @property
+    def validation_errors(self) -> int:
+        """Shards stored without validation because it could not run (no suite, GX
+        crashed): the pass did not do its job, whatever the data holds."""
+        return sum(1 for o in self.outcomes if o.validation_error)
+
     def line(self) -> str:
         parts = [f"{n} {k}" for k, n in sorted(self.counts.items())]
+        if self.validation_errors:
+            parts.append(f"validation could not run for {self.validation_errors} shard(s)")
         parts.append(f"{self.unchanged} unchanged")
         if self.source_errors:
             parts.append(f"{len(self.source_errors)} source(s) not listed")
@@ -459,28 +474,17 @@ def relay_alerts(settings: Settings) -> str:
     return relay_configured(_store(settings).engine, settings.alerts).summary()
 
 
-FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
-
-
 def load_flow() -> Any:
-    """The `monitor` flow from flows/monitor.py (loaded by path: flows/ is the deployable
-    folder, not a package). Its tasks are pickled by value, so Dask workers need not import
-    flows/."""
-    import importlib.util
-    import sys
+    """The `monitor` flow, from flows/monitor.py as packaged (`shardwatch.flows.monitor`), so
+    it loads from any folder and Dask workers import it like any other module."""
+    import importlib
 
-    import cloudpickle
+    from shardwatch.resources import FLOW_MODULE
 
-    path = FLOWS_DIR / "monitor.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"the monitor flow is missing: {path}")
-    name = "shardwatch_flows_monitor"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        cloudpickle.register_pickle_by_value(module)
+    try:
+        module = importlib.import_module(FLOW_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (FLOW_MODULE, FLOW_MODULE.rpartition(".")[0]):
+            raise
+        raise FileNotFoundError(f"the monitor flow is missing: {FLOW_MODULE}") from None
     return module.monitor

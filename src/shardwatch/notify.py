@@ -4,9 +4,10 @@ Every channel either returns (delivered) or raises `DeliveryError`, which says w
 failure is permanent (dead-letter it) or transient (retry later) and carries a reason that
 never contains a secret: Slack webhook URLs and SMTP passwords are `SecretStr`, read only at
 the moment of sending, and exception texts (requests embeds the URL in them) are replaced by
-their type and a fixed description. Untrusted text (dataset and shard names) is escaped for
-each medium: Slack's `&`, `<`, `>`; HTML in email. Raw captions never reach a message: alert
-items carry rule names, numbers, names and links only.
+their type and a fixed description. What an item says, and how each medium escapes it
+(Slack mrkdwn, HTML in email), is alert_text.py's: formatted numbers, no local paths, public
+links only. Raw captions never reach a message: alert items carry rule names, numbers, names
+and links only. Emails carry `Date` and `Message-ID` headers and a plain-text part.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
+
+from shardwatch.alert_text import html_line, message_id_domain, plain_line, slack_line, slack_text
+from shardwatch.alert_text import slack_escape as slack_escape  # re-exported (was defined here)
+from shardwatch.alert_text import subject_line as _subject
 
 Severity = Literal["warning", "critical"]
 Kind = Literal["breach", "reminder", "recovery", "test"]
@@ -37,13 +43,14 @@ class AlertItem:
     rule: str
     severity: Severity
     dataset: str
-    scope: str  # a shard's URI, or "dataset"
+    scope: str  # `shard <file name or URL>` or `dataset (...)`, and the term or domain
     observed: float | int | str | None
     threshold: float | int | str | None
     kind: Kind = "breach"
     run_id: int | None = None
-    link: str | None = None  # the shard's Data Docs page (path or URL)
+    link: str | None = None  # Data Docs: a site-relative path when stored, a URL when sent
     detail: str | None = None  # e.g. "12 of 351" or the failing checks' names
+    report: str | None = None  # the run's report: `run-N.html` when stored, a URL when sent
 
 
 @dataclass(frozen=True)
@@ -54,28 +61,8 @@ class Message:
     items: tuple[AlertItem, ...] = field(default=())
 
     def text(self) -> str:
-        """Plain text (email's text part, console, file)."""
-        return "\n".join([self.title, *(f"- {_line(i)}" for i in self.items)])
-
-
-def _line(item: AlertItem) -> str:
-    head = {"recovery": "RECOVERED", "reminder": f"{item.severity.upper()}, STILL"}.get(
-        item.kind, item.severity.upper()
-    )
-    where = f"{item.dataset} / {item.scope}"
-    detail = f" ({item.detail})" if item.detail else ""
-    run = f" (run {item.run_id})" if item.run_id is not None else ""
-    link = f" {item.link}" if item.link else ""
-    return (
-        f"[{head}] {item.rule} on {where}: observed {_value(item.observed)}{detail}, "
-        f"threshold {_value(item.threshold)}{run}{link}"
-    )
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "n/a" if v is None else str(v)
+        """Plain text (email's text part, console)."""
+        return "\n".join([_subject(self.title), *(f"- {plain_line(i)}" for i in self.items)])
 
 
 class DeliveryError(Exception):
@@ -138,11 +125,6 @@ def _guard(url: str) -> None:
             _DROP_SECRETS.secrets.add(secret)
 
 
-def slack_escape(text: str) -> str:
-    """Slack mrkdwn control characters: `<!channel>` and `<http://x|y>` arrive as text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 SLACK_MAX_BLOCKS = 50  # Slack's limit per message
 SLACK_MAX_SECTION = 3000  # characters in one section's text (Slack's limit)
 SLACK_MAX_TEXT = 30_000  # item text per message, well inside Slack's 40,000 characters
@@ -153,7 +135,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _slack_lines(items: Sequence[AlertItem]) -> list[str]:
-    return [_clip(slack_escape(_line(i)), SLACK_MAX_SECTION) for i in items]
+    return [_clip(slack_line(i), SLACK_MAX_SECTION) for i in items]
 
 
 def slack_capacity(items: Sequence[AlertItem]) -> int:
@@ -192,19 +174,23 @@ def slack_payload(message: Message) -> dict[str, Any]:
     several per section when there are more than the blocks allow), all text escaped. Items
     beyond one message's capacity are only counted; the relay splits messages so that none
     are (`slack_capacity`)."""
-    header = _clip(slack_escape(message.title), 150)  # the title holds dataset names
+    title = slack_text(_subject(message.title))  # the title holds dataset names
+    header = _clip(title, 150)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header}}
     ]
     shown = slack_capacity(message.items)
     for text in _slack_sections(_slack_lines(message.items[:shown])):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        # verbatim: Slack does not turn bare URLs, domains or #names into links
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+        )
     if len(message.items) > shown:
         more = len(message.items) - shown
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"... and {more} more"}]}
         )
-    return {"text": _clip(slack_escape(message.title), SLACK_MAX_SECTION), "blocks": blocks}
+    return {"text": _clip(title, SLACK_MAX_SECTION), "blocks": blocks}
 
 
 class SlackChannel:
@@ -334,21 +320,25 @@ class EmailChannel:
         """How many of `items` fit in one email of a sane size (at least 1)."""
         total = 0
         for n, item in enumerate(items):
-            total += len(_line(item)) + 3
+            total += len(plain_line(item)) + 3
             if n >= EMAIL_MAX_ITEMS or total > EMAIL_MAX_TEXT:
                 return max(1, n)
         return len(items)
 
     def build(self, message: Message) -> EmailMessage:
-        """A text part and an escaped HTML part."""
+        """A text part and an escaped HTML part, with `Date` (UTC) and a `Message-ID` on
+        the sender's domain (not this machine's name)."""
         mail = EmailMessage()
-        mail["Subject"] = message.title.replace("\r", " ").replace("\n", " ")[:200]
+        subject = _subject(message.title)
+        mail["Subject"] = subject[:200]
         mail["From"] = self.sender
         mail["To"] = ", ".join(self.recipients)
+        mail["Date"] = formatdate(usegmt=True)
+        mail["Message-ID"] = make_msgid("shardwatch", domain=message_id_domain(self.sender))
         mail.set_content(message.text())
-        rows = "".join(f"<li>{html.escape(_line(i))}</li>" for i in message.items)
+        rows = "".join(f"<li>{html_line(i)}</li>" for i in message.items)
         mail.add_alternative(
-            f"<html><body><h3>{html.escape(message.title)}</h3><ul>{rows}</ul></body></html>",
+            f"<html><body><h3>{html.escape(subject)}</h3><ul>{rows}</ul></body></html>",
             subtype="html",
         )
         return mail

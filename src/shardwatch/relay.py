@@ -11,6 +11,8 @@ later (backoff, honouring Retry-After) or dead-letters them with the reason. A p
 most `max_wait` seconds for turns and leaves the rest for the next pass. A relay killed
 after a channel accepted a message but before the mark leaves its notices `sending`; once
 the lease expires the next pass sends them again: at most one duplicate, never a loss.
+Items leave with public links only (`Links`: `[alerts] docs_base_url` and `reports_base_url`;
+unset: no link).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shardwatch.alert_links import Links
 from shardwatch.config import AlertSettings
 from shardwatch.notify import AlertItem, Channel, DeliveryError, Message
 from shardwatch.store.models import utcnow
@@ -153,10 +156,13 @@ def relay(
     now: Callable[[], datetime] = utcnow,
     after_send: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    links: Links | None = None,
 ) -> RelayResult:
     """Send every due notice; see the module docstring. `after_send(channel)` runs between
-    a delivery and its mark (tests kill the process there)."""
+    a delivery and its mark (tests kill the process there). `links`: the public base URLs
+    items link to (None: no links)."""
     policy = policy or RelayPolicy()
+    links = links or Links()
     reminded = 0
     if policy.renotify_hours > 0:
         reminded = outbox.remind(timedelta(hours=policy.renotify_hours), list(channels), now())
@@ -167,7 +173,7 @@ def relay(
     drains = []
     for name in outbox.due_channels(start):
         if name in channels:
-            drains.append(_Drain(name, channels[name], outbox, gate, owner, policy, now))
+            drains.append(_Drain(name, channels[name], outbox, gate, owner, policy, now, links))
         else:
             results.append(_unconfigured(outbox, owner, policy, name, start))
     try:
@@ -203,8 +209,10 @@ class _Drain:
         owner: str,
         policy: RelayPolicy,
         now: Callable[[], datetime],
+        links: Links,
     ) -> None:
         self.name, self.channel, self.outbox, self.gate = name, channel, outbox, gate
+        self.links = links
         self.owner, self.policy, self.now = owner, policy, now
         self.lease = timedelta(seconds=policy.lease_seconds)
         self.interval = timedelta(seconds=policy.min_interval)
@@ -283,6 +291,8 @@ class _Drain:
         self.full = len(notices) >= self.policy.batch  # more may be due
         notices.sort(key=lambda n: _order(n.item))
         self.title = _title([n.item for n in notices])
+        # public links only, before the split measures the items
+        notices = [replace(n, item=self.links.resolve(n.item)) for n in notices]
         self.parts = _split(self.channel, notices)
         self.count, self.done, self.offset = len(self.parts), 0, 0
         return True
@@ -388,4 +398,5 @@ def relay_configured(
         min_interval=a.min_interval_seconds,
         max_wait=a.max_wait_seconds,
     )
-    return relay(Outbox(engine), channels, owner=worker_id(), policy=policy)
+    links = Links(a.docs_base_url, a.reports_base_url)
+    return relay(Outbox(engine), channels, owner=worker_id(), policy=policy, links=links)

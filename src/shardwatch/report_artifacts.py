@@ -1,21 +1,26 @@
 """Report artifacts: a pass's Table 1, charts and Data Docs links, as an HTML page under
-`.shardwatch/reports/` and a Prefect markdown artifact. Counts and names only, no captions."""
+`<state_dir>/reports/` (`Settings.reports_dir`) and a Prefect markdown artifact. Counts and
+names only, no captions."""
 
 from __future__ import annotations
 
 import base64
-from html import escape
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shardwatch.charts import rate_bars_svg, similarity_svg
 from shardwatch.config import Settings
 from shardwatch.render import markdown_escape, report_markdown
+from shardwatch.report_html import report_page
 
 if TYPE_CHECKING:
     from shardwatch.monitor import PassSummary
 
-REPORTS_DIR = Path(".shardwatch/reports")
+
+def report_path(settings: Settings, run_id: int) -> Path:
+    """Where the HTML report of monitor run `run_id` is written."""
+    return settings.reports_dir / f"run-{run_id}.html"
 
 
 def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Path | None]:
@@ -65,15 +70,20 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
             _limit(settings, "keyword-nsfw-rate"),
         )
     )
-    page = _html(settings.dataset, summary, md, charts)
-    out = REPORTS_DIR / f"run-{summary.run_id}.html"
+    out = report_path(settings, summary.run_id)
+    docs_href = (  # relative: the page and the site move together (no local path inside)
+        Path(os.path.relpath(summary.data_docs, out.parent)).as_posix()
+        if summary.data_docs
+        else None
+    )
+    page = report_page(settings.dataset, summary, report.total, report.labels, charts, docs_href)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     images = "\n".join(
         f"![chart](data:image/svg+xml;base64,{base64.b64encode(c.encode()).decode()})"
         for c in charts
     )
-    md += f"\n**Charts:** {markdown_escape(str(out.resolve()))}\n\n{images}\n"
+    md += f"\n**Charts:** {markdown_escape(out.name)} (reports folder)\n\n{images}\n"
     return md, page, out
 
 
@@ -82,31 +92,6 @@ def _limit(settings: Settings, rule: str) -> float | None:
         if r.name == rule:
             return r.max
     return None
-
-
-def _html(dataset: str, summary: PassSummary, md: str, charts: list[str]) -> str:
-    failed = "".join(
-        f"<li><code>{escape(o.uri)}</code> {escape(o.outcome)}: {escape(o.reason or '')}</li>"
-        for o in summary.outcomes
-        if o.outcome in ("failed", "quarantined")
-    )
-    docs = (
-        f'<p>Data Docs: <a href="{escape(Path(summary.data_docs).as_uri())}">'
-        f"{escape(summary.data_docs)}</a></p>"
-        if summary.data_docs
-        else ""
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'\">"
-        f"<title>shardwatch run {summary.run_id}</title></head><body>"
-        f"<h2>shardwatch: dataset {escape(dataset)}, run {summary.run_id}</h2>"
-        f"<p>{escape(summary.line())}</p><p>alerts: {escape(summary.alerts)}</p>{docs}"
-        + (f"<h3>Failed or quarantined</h3><ul>{failed}</ul>" if failed else "")
-        + "".join(f"<div>{c}</div>" for c in charts)
-        + f"<h3>Table 1</h3><pre>{escape(md)}</pre></body></html>"
-    )
 
 
 def publish_artifacts(settings: Settings, summary: PassSummary) -> Path | None:

@@ -7,6 +7,7 @@ or configuration problem, reported apart from a data *failure*.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -17,8 +18,20 @@ from shardwatch.schema import SchemaDrift, lost_feature
 Status = Literal["passed", "failed", "errored"]
 # The reason of a check that could not run because of schema drift starts with this.
 DRIFT_REASON = "schema drift: "
+# The reason of a validation that could not run at all (no suite, GX crashed) starts with
+# this: an errored validation, never a failed check.
+NOT_RUN_REASON = "validation could not run: "
+NOT_RUN_CHECK = "validation"  # the expectation name of that one errored check
+# An absolute local path inside an error message (not the path part of a URL): the reason
+# reaches alerts and Data Docs, so only the last part of the path is kept.
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)+(?=[^\s'\"/]*)")
 # The table-level expectation that judges which columns exist (its `column_set` is kept).
 _COLUMN_SET_CHECK = "expect_table_columns_to_match_set"
+
+
+class ValidationCannotRun(Exception):
+    """The suite cannot be used at all (missing, unreadable); the message is one line that
+    names no local path."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class Check:
         if self.condition:
             target += f" where {self.condition}"
         head = f"{self.expectation} on {target}"
+        if self.expectation == NOT_RUN_CHECK and (self.reason or "").startswith(NOT_RUN_REASON):
+            return self.reason or ""
         if self.status == "errored":
             return f"{head}: check errored: {self.reason}"
         return f"{head}: {self.status}; {_seen(self.observed)}; limit {_brief(self.threshold)}"
@@ -90,11 +105,24 @@ class ShardValidation:
         return all(c.status == "passed" for c in self.checks)
 
     @property
+    def not_run(self) -> str | None:
+        """Why the validation could not run at all ("validation could not run: ..."), or
+        None when the suite ran (whatever its checks concluded)."""
+        if len(self.checks) == 1:
+            c = self.checks[0]
+            reason = c.reason or ""
+            if c.expectation == NOT_RUN_CHECK and reason.startswith(NOT_RUN_REASON):
+                return reason
+        return None
+
+    @property
     def drift_errored(self) -> int:
         """Checks that errored because of schema drift."""
         return sum(1 for c in self.checks if c.by_drift)
 
     def summary(self) -> str:
+        if self.not_run:
+            return self.not_run
         drift = self.drift_errored
         by_drift = f" ({drift} by schema drift)" if drift else ""
         return (
@@ -123,10 +151,14 @@ class ShardValidator(Protocol):
         ...
 
 
-def could_not_run(suite: str, name: str, exc: BaseException) -> ShardValidation:
-    """The validation of a shard GX could not validate at all: one errored check."""
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000]
-    check = Check(0, "validation", None, None, "errored", None, None, reason)
+def could_not_run(suite: str, name: str, exc: BaseException | str) -> ShardValidation:
+    """The validation of a shard that could not run at all (its suite is missing or
+    unusable, GX crashed): one errored check whose reason starts "validation could not
+    run: " (`ShardValidation.not_run`), never a failed check."""
+    plain = isinstance(exc, str | ValidationCannotRun)
+    why = str(exc) if plain else f"{type(exc).__name__}: {exc}"
+    reason = " ".join((NOT_RUN_REASON + _LOCAL_PATH.sub(".../", why)).split())[:1000]
+    check = Check(0, NOT_RUN_CHECK, None, None, "errored", None, None, reason)
     return ShardValidation(suite=suite, run_name=name, checks=(check,))
 
 

@@ -43,6 +43,7 @@ from sqlalchemy import Engine, text
 from store_checks import DATASET as STORE_DATASET
 from store_checks import ingest, subprocess_env
 
+from shardwatch.alert_text import scope_label
 from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Rule
 from shardwatch.notify import SlackChannel
 from shardwatch.relay import RelayPolicy, RelayResult, relay
@@ -157,6 +158,7 @@ def write_config(
     lines = [
         f"database_url = {json.dumps(url)}",
         f"dataset = {json.dumps(DATASET)}",
+        f"state_dir = {json.dumps(str(log.parent))}",  # the output folder, not the config's
         "[alerts]",
         "renotify_hours = 0",
         "[alerts.channels.team]",
@@ -254,7 +256,7 @@ def file_messages(log: Path, engine: Engine) -> Delivered:
             )
         ).all()
     when = {
-        (rule, f"{DATASET} / shard {scope.removeprefix('shard:')}"): at for rule, scope, at in marks
+        (rule, f"{DATASET} / {scope_label(scope)}"): at for rule, scope, at in marks
     }
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     groups: dict[datetime, list[dict[str, Any]]] = {}
@@ -336,7 +338,7 @@ def test_a_storm_of_1000_breaches_is_aggregated_paced_and_nothing_is_lost(
         write_shard(tagged_table(ROWS, NSFW, seed=i, keyword=KEYWORD), shards, f"s-{i:04d}.parquet")
         for i in range(N_SHARDS)
     ]
-    expected = {(rule, f"{DATASET} / shard {p.resolve()}") for p in paths for rule in RULES}
+    expected = {(rule, f"{DATASET} / shard {p.name}") for p in paths for rule in RULES}
     assert len(expected) == 1000
 
     engine = make_engine(url)
@@ -509,12 +511,13 @@ def test_relays_racing_for_one_channel_take_turns_and_a_pass_defers_what_it_cann
                 write_shard(
                     tagged_table(ROWS, NSFW, seed=i, keyword=KEYWORD),
                     tmp_path,
-                    f"r-{i:04d}.parquet",
+                    # long names: 200 items need two Slack messages (30,000 characters)
+                    f"r-{i:04d}-{'a-long-shard-file-name-' * 4}.parquet",
                 )
                 for i in range(first, first + 10)
             ]
             ingest(paths, store, alerts=plan)
-            return {(r, f"{STORE_DATASET} / shard {p.resolve()}") for p in paths for r in RULES}
+            return {(r, f"{STORE_DATASET} / shard {p.name}") for p in paths for r in RULES}
 
         expected = breach(0)
         go = threading.Barrier(3)

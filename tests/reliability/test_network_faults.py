@@ -283,6 +283,7 @@ def test_faulty_shards_among_good_ones_through_the_monitor(
     cfg.write_text(f"""
 dataset = "faults"
 database_url = "{db}"
+state_dir = "{tmp_path / '.shardwatch'}"
 [validation]
 suites_dir = "{SUITES}"
 [alerts]

@@ -222,6 +222,7 @@ def test_manifest_entries_and_monitor_refuse_other_origins(
     cfg.write_text(f"""
 dataset = "ssrf"
 database_url = "{db}"
+state_dir = "{tmp_path / '.shardwatch'}"
 [validation]
 enabled = false
 [alerts]

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from shardwatch.resources import migrations_dir
 from shardwatch.store.database import (
-    MIGRATIONS_DIR,
     StoreError,
     heads,
     make_engine,
@@ -30,8 +30,9 @@ def test_single_head() -> None:
 
 
 def test_migration_files_are_date_prefixed_and_named_after_their_revision() -> None:
-    files = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
-    assert files, f"no migrations under {MIGRATIONS_DIR / 'versions'}"
+    versions = migrations_dir() / "versions"
+    files = sorted(p for p in versions.glob("*.py") if p.name != "__init__.py")
+    assert files, f"no migrations under {versions}"
     revisions = []
     for path in files:
         match = FILE_NAME.match(path.name)

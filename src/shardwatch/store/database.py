@@ -17,7 +17,6 @@ from shardwatch.store.urls import url_problem
 if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
     from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "db"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrators ("SHWD").
 MIGRATION_LOCK_KEY = 0x53485744
 
@@ -97,10 +96,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def _alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise StoreError(f"migrations not found under {MIGRATIONS_DIR}")
+    from shardwatch.resources import ResourceMissing, migrations_dir
+
+    try:
+        folder = migrations_dir()
+    except ResourceMissing as exc:
+        raise StoreError(f"the migrations are missing: {exc}") from None
+    if not (folder / "env.py").is_file():
+        raise StoreError(f"migrations not found under {folder}")
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(folder))
     cfg.set_main_option("sqlalchemy.url", masked(engine.url).replace("%", "%%"))
     return cfg
 

@@ -23,13 +23,15 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shardwatch.alert_links import docs_relative
+from shardwatch.alert_text import scope_label
 from shardwatch.alerts import DRIFT_METRICS, AlertPlan, Observation, failing_checks, judge
 from shardwatch.metrics import DomainStat, ShardMetrics
 from shardwatch.notify import AlertItem
 from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
-from shardwatch.validation import DRIFT_REASON, ShardValidation
+from shardwatch.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 
 NoticeKind = Literal["breach", "reminder", "recovery"]
 _SCOPE_MAX = 1000
@@ -134,18 +136,22 @@ def record_alerts(
         "shard",
         validation_failures=failures,
         failure_detail=detail,
+        not_run=validation.not_run if validation is not None else None,
         baseline=total,
         new_domains=_new_domains(s, shard, metrics, plan),
         schema_drift=schema_drift,
     )
-    link = validation.docs_page if validation is not None else None
+    # links are kept relative to the Data Docs site; the relay makes them public URLs
+    page = validation.docs_page if validation is not None else None
+    link = docs_relative(page, plan.docs_index)
     for ob in shard_obs:
         writer.apply(ob, "shard", shard.uri, link)
 
     if judge_dataset and total is not None:
         bad_shards = _failing_latest_shards(s, dataset_id)
+        index = "index.html" if plan.docs_index is not None else None
         for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
-            writer.apply(ob, "dataset", None, plan.docs_index)
+            writer.apply(ob, "dataset", None, index)
 
 
 def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
@@ -197,7 +203,9 @@ def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
     if not s.scalar(select(func.count()).select_from(checked.subquery())):
         return None
     by_drift = func.coalesce(vr.error_message, "").startswith(DRIFT_REASON, autoescape=True)
-    bad = checked.where(or_(and_(vr.errored.is_(True), ~by_drift), vr.success.is_(False)))
+    not_run = func.coalesce(vr.error_message, "").startswith(NOT_RUN_REASON, autoescape=True)
+    errored = and_(vr.errored.is_(True), ~by_drift, ~not_run)
+    bad = checked.where(or_(errored, vr.success.is_(False)))
     return int(s.scalar(select(func.count()).select_from(bad.subquery())) or 0)
 
 
@@ -259,11 +267,15 @@ class _Writer:
         row.resolved_at = None
         row.last_notified_at = self.now
         self.s.flush()
-        item = _item_of(row, self.dataset, "breach")
+        item = _item_of(row, self.dataset, "breach", self._report())
         for channel in self.plan.channels:
             if not fresh and self._cancel(row.id, channel, ("recovery",)):
                 continue  # its recovery never went out: for that channel it never cleared
             self.s.add(_notice(row.id, channel, "breach", item, self.now))
+
+    def _report(self) -> str | None:
+        """The report page this pass writes (the notice links to it), if it writes one."""
+        return f"run-{self.run_id}.html" if self.plan.reports and self.run_id else None
 
     def _update(self, row: t.Alert, ob: Observation, link: str | None) -> None:
         row.severity = ob.rule.severity
@@ -276,7 +288,7 @@ class _Writer:
     def _recover(self, row: t.Alert) -> None:
         """One recovery per channel that was told of the breach; notices of it that never
         reached a channel (waiting, or dead-lettered) are cancelled: they are stale now."""
-        item = _item_of(row, self.dataset, "recovery")
+        item = _item_of(row, self.dataset, "recovery", self._report())
         for channel in self.plan.channels:
             self._cancel(row.id, channel, ("breach", "reminder"), ("pending", "dead"))
             told = self.s.scalar(
@@ -314,19 +326,20 @@ class _Writer:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _item_of(row: t.Alert, dataset: str, kind: NoticeKind) -> AlertItem:
-    """The alert's current values as an item to send."""
+def _item_of(row: t.Alert, dataset: str, kind: NoticeKind, report: str | None = None) -> AlertItem:
+    """The alert's current values as an item to send (`report`: the run report's page)."""
     return AlertItem(
         rule=row.rule,
         severity="critical" if row.severity == "critical" else "warning",
         dataset=dataset,
-        scope=_scope_text(row.scope),
+        scope=scope_label(row.scope),  # a local shard by its file name only
         observed=row.observed,
         threshold=row.threshold,
         kind=kind,
         run_id=row.run_id,
         link=row.link,
         detail=row.detail,
+        report=report,
     )
 
 
@@ -589,7 +602,7 @@ def _scope_text(key: str) -> str:
 def _current(notice: t.AlertOutbox, alert: t.Alert) -> AlertItem:
     """The notice's item with the alert's latest values, while the alert is still in the
     state the notice reports (a dataset rate keeps moving as shards arrive)."""
-    item = _item(notice.payload)
+    item = replace(_item(notice.payload), scope=scope_label(alert.scope))
     if alert.breaching != (notice.kind != "recovery"):
         return item
     return replace(

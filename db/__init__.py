@@ -1,0 +1,1 @@
+"""The results store's Alembic migrations, shipped as `shardwatch.migrations` (see README.md)."""

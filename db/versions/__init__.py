@@ -1,0 +1,1 @@
+"""Date-prefixed Alembic revisions (Alembic skips this file)."""

@@ -1,0 +1,1 @@
+"""The default GX suites, shipped as `shardwatch.suites` (see README.md)."""

@@ -1,0 +1,1 @@
+"""Prefect flows, shipped as `shardwatch.flows` (see README.md)."""

@@ -90,7 +90,7 @@ def test_passwords_never_appear_in_cli_output(
         assert code == runs[name][2], f"{name}: exit {code}\n{out}\n{err}"
     assert "postgres:***@127.0.0.1" in results["current, unreachable"][2]
     assert "OperationalError" in results["ingest, unreachable"][2]
-    assert "not a valid SQLAlchemy URL" in results["current, no host"][2]
+    assert "port is not a number" in results["current, no host"][2]
     assert "1 done" in results["ingest, reachable"][1]
     assert "postgres:***@" in results["upgrade, reachable"][1]
     assert '"database_url": "**********"' in results["config show"][1]

@@ -21,8 +21,9 @@ from shardwatch import __version__
 from shardwatch.config import ConfigError, Settings, load_settings
 from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
-from shardwatch.exit_codes import ExitCode
+from shardwatch.exit_codes import ExitCode, exit_code_table
 from shardwatch.metrics import ShardMetrics
+from shardwatch.profile_hint import profile_problem
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
 from shardwatch.render import (
@@ -42,23 +43,31 @@ if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in command
     from shardwatch.store.outbox import Outbox
     from shardwatch.store.report import DatasetReport
 
+# Plain help (rich_markup_mode=None): Rich markup would eat `[sources]` and `[download]`.
 app = typer.Typer(
     help="shardwatch: exact, streaming data-quality audits of image-text dataset shards.\n\n"
-    "Exit codes: 0 ok; 1 data failed a check; 2 usage or configuration error; "
-    "3 an input could not be read (the others were still processed).",
+    f"\b\nExit codes (every command):\n{exit_code_table()}",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Inspect the effective configuration.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
-db_app = typer.Typer(help="Manage the results database (migrations).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the results database (migrations).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
-alerts_app = typer.Typer(help="Alert channels and messages.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Alert channels and messages.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(alerts_app, name="alerts")
 suites_app = typer.Typer(
     help="Great Expectations suites (packaged defaults, or validation.suites_dir).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(suites_app, name="suites")
 
@@ -125,6 +134,13 @@ def _count_rows(paths: list[Path], settings: Settings) -> int | None:
     return total
 
 
+def _check_profile_fit(paths: list[Path], settings: Settings) -> None:
+    """Exit 2 when a CSV/TSV shard does not fit the default profile (profile_hint.py)."""
+    problem = profile_problem(paths, settings)
+    if problem is not None:
+        raise _fail(ExitCode.USAGE, problem)
+
+
 def _expand(paths: list[Path]) -> list[Path]:
     """Directories stand for the `*.parquet` files directly inside them, in name order; a
     file (parquet, or CSV/TSV: .csv, .tsv, .csv.gz, .tsv.gz) stands for itself."""
@@ -178,6 +194,7 @@ def scan(
     prof = settings.dataset_profile()
     compiled = CompiledLexicon(settings.active_lexicon())
     shards = _expand(shards)
+    _check_profile_fit(shards, settings)
     show_progress = sys.stderr.isatty() if progress is None else progress
 
     results: list[tuple[str, ShardMetrics]] = []
@@ -267,6 +284,7 @@ def run_monitor(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     if not settings.sources:
         raise _fail(ExitCode.USAGE, "no [sources] configured: add one to shardwatch.toml")
+    _check_store_url(settings)
     _prefect_quiet()
     flow = _monitor_flow()
     state = flow(str(config) if config else None, return_state=True)
@@ -408,6 +426,16 @@ def _store_engine(settings: Settings) -> Engine:
         raise _fail(ExitCode.USAGE, str(exc)) from None
 
 
+def _check_store_url(settings: Settings) -> None:
+    """Exit 2 with one line for a malformed database URL, before any work starts."""
+    from shardwatch.store.database import StoreError, parse_url
+
+    try:
+        parse_url(settings.database_url.get_secret_value())
+    except StoreError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from None
+
+
 def _db_error(exc: Exception, settings: Settings) -> typer.Exit:
     from shardwatch.store.database import masked
 
@@ -510,6 +538,7 @@ def ingest(
     from shardwatch.store.repository import ResultStore
 
     settings = _settings(config, profile=profile, lexicon=lexicon, dataset=dataset)
+    _check_profile_fit(_expand(shards), settings)
     validator = _validator(settings) if _validation_on(settings, validate) else None
     alerts_on = settings.alerts.enabled if alerts is None else alerts
     docs_index = str(validator.paths.index) if validator is not None else None
@@ -1239,5 +1268,7 @@ def config_lexicons(config: ConfigOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: usage errors exit 2, as documented."""
-    app()
+    """Console-script entry point: every exit status is one of ExitCode (cli_errors.py)."""
+    from shardwatch.cli_errors import run
+
+    sys.exit(run(app))

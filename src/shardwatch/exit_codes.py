@@ -16,3 +16,19 @@ class ExitCode(IntEnum):
     """At least one input could not be read; the others were still processed."""
     DELIVERY = 4
     """An alert message could not be delivered (the reason is printed)."""
+
+
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.DATA_FAILED: "the data failed a check",
+    ExitCode.USAGE: "usage or configuration error (nothing was scanned)",
+    ExitCode.INPUT: "an input could not be read (the others were still processed), or the "
+    "run could not complete",
+    ExitCode.DELIVERY: "an alert could not be delivered",
+}
+"""One line per exit code, as the top-level --help lists them."""
+
+
+def exit_code_table() -> str:
+    """Every exit code and its meaning, one per line (the top-level --help's table)."""
+    return "\n".join(f"  {int(code)}  {MEANINGS[code]}" for code in ExitCode)

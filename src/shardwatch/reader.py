@@ -21,6 +21,7 @@ A shard is a parquet file, or a delimited text file named `*.csv`, `*.tsv`, `*.c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ _READ_BUFFER_BYTES = 8 * 1024 * 1024
 # Bytes of a CSV/TSV file parsed at a time (after decompression); one row must fit in one.
 CSV_BLOCK_SIZE = 4 * 1024 * 1024
 _DETAIL_CHARS = 200
+# Arrow's message for a row whose field count differs from the header's.
+_MISMATCH = re.compile(r"CSV parse error: Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
 
 TextKind = Literal["csv", "tsv"]
 ShardFormat = Literal["parquet", "csv", "tsv"]
@@ -196,11 +199,10 @@ class _TextSource:
         """Open the file and parse its first block: errors surface when the shard is opened,
         and a file with a header row tells its column names."""
         stream = self._stream()
-        invalid: list[Any] = []
         try:
             # Column names only: types inferred from the first block are never used for data.
             types = None if names is None else dict.fromkeys(names, pa.binary())
-            reader = pacsv.open_csv(stream, **self._options(names, types, None, invalid))
+            reader = pacsv.open_csv(stream, **self._options(names, types, None))
             found: list[str] = list(reader.schema.names)
             reader.close()
             return found
@@ -208,7 +210,7 @@ class _TextSource:
             if names is not None and _is_empty_file(exc):
                 self.empty = True  # no rows; the profile's header gives the columns
                 return names
-            raise self._error(exc, invalid, 0) from None
+            raise self._error(exc, 0) from None
         finally:
             stream.close()
 
@@ -231,12 +233,12 @@ class _TextSource:
         names: list[str] | None,
         types: dict[str, pa.DataType] | None,
         include: list[str] | None,
-        invalid: list[Any],
     ) -> dict[str, Any]:
-        def on_invalid(row: Any) -> str:
-            invalid.append(row)
-            return "error"  # the shard fails; ShardReadError reports the row's field counts
-
+        # No `invalid_row_handler`: a Python callable handed to Arrow is owned by the CSV
+        # reader's read-ahead tasks on Arrow's worker threads, and the last reference can be
+        # dropped there while the interpreter finalizes; taking the GIL then ends the thread
+        # inside a noexcept C++ destructor: "terminate called without an active exception",
+        # exit 134 (docs/exit-134.md). Arrow's own error names the field counts and the row.
         csv = self.fmt.kind == "csv"
         convert: dict[str, Any] = {
             "strings_can_be_null": True,
@@ -256,7 +258,6 @@ class _TextSource:
                 delimiter=self.fmt.delimiter,
                 quote_char='"' if csv else False,
                 newlines_in_values=csv,
-                invalid_row_handler=on_invalid,
             ),
             "convert_options": pacsv.ConvertOptions(**convert),
         }
@@ -266,7 +267,6 @@ class _TextSource:
             return
         # With nothing mapped, read the first column only, to count rows.
         include = wanted or self.schema.names[:1]
-        invalid: list[Any] = []
         rows = 0
         stream = self._stream()
         try:
@@ -277,18 +277,17 @@ class _TextSource:
                         list(self.schema.names),
                         dict.fromkeys(include, pa.binary()),
                         include,
-                        invalid,
                     ),
                 )
             except (pa.ArrowException, OSError) as exc:
-                raise self._error(exc, invalid, rows) from None
+                raise self._error(exc, rows) from None
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     return
                 except (pa.ArrowException, OSError) as exc:
-                    raise self._error(exc, invalid, rows) from None
+                    raise self._error(exc, rows) from None
                 if not wanted:
                     batch = _row_counter(batch.num_rows)
                 for start in range(0, batch.num_rows, batch_size):
@@ -297,18 +296,18 @@ class _TextSource:
         finally:
             stream.close()
 
-    def _error(self, exc: BaseException, invalid: list[Any], rows: int) -> ShardReadError:
+    def _error(self, exc: BaseException, rows: int) -> ShardReadError:
         kind = self.fmt.kind.upper()
         where = f"in the block after data row {rows:,}" if rows else "in the first block"
-        if invalid:
-            row = invalid[0]
-            text = str(row.text)
+        bad_row = _MISMATCH.match(str(exc))
+        if bad_row is not None:
+            expected, actual, text = bad_row.groups()
             shown = text[:80] + ("..." if len(text) > 80 else "")
             return ShardReadError(
                 self.uri,
-                f"malformed {kind} row: {row.actual_columns} fields where the "
+                f"malformed {kind} row: {actual} fields where the "
                 f"{'profile header' if self.header is not None else 'header'} has "
-                f"{row.expected_columns} ({where}): {shown!r}",
+                f"{expected} ({where}): {shown!r}",
             )
         detail = _detail(exc)
         if self.fmt.gzip and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):

@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shardwatch.store.urls import url_problem
+
 if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
     from alembic.config import Config
 
@@ -24,12 +26,12 @@ class StoreError(Exception):
 
 
 def parse_url(raw: str) -> URL:
-    try:
-        return make_url(raw)
-    except (ArgumentError, ValueError):
-        # ValueError: a non-numeric port, e.g. `postgresql://user:secret/db` (no host) makes
-        # the password the "port"; its message would show it.
-        raise StoreError("the database URL is not a valid SQLAlchemy URL") from None
+    """The parsed URL; a malformed one is a StoreError saying why in one line that shows no
+    part of it but the scheme (store/urls.py)."""
+    problem = url_problem(raw)
+    if problem is not None:
+        raise StoreError(problem) from None
+    return make_url(raw)
 
 
 def masked(url: URL | str) -> str:

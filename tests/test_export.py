@@ -508,7 +508,8 @@ def test_an_http_shard_is_downloaded_verified_and_deleted(tmp_path: Path) -> Non
 def test_help_and_readme_document_every_rule() -> None:
     proc = run_shardwatch("export-flagged", "--help")
     assert proc.returncode == 0
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text() + (root / "docs" / "store-and-report.md").read_text()
     assert "shardwatch export-flagged" in readme
     for rule in (*FIXED_RULES, "term:"):
         assert rule in proc.stdout and f"`{rule}" in readme, rule

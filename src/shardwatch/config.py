@@ -187,7 +187,7 @@ class RuleSpec(_Strict):
 
     enabled: bool = True
     metric: Metric | None = Field(
-        default=None, description="What is judged (see the README's table of metrics)."
+        default=None, description="What is judged (see docs/alerts.md, the table of metrics)."
     )
     severity: Literal["warning", "critical"] | None = None
     level: Level | None = Field(
@@ -217,7 +217,7 @@ class AlertSettings(_Strict):
         description="Named channels: slack, email, console or file.",
     )
     rules: dict[str, RuleSpec] = Field(
-        default_factory=dict, description="Alert rules, by name (built-ins: see the README)."
+        default_factory=dict, description="Alert rules, by name (built-ins: see docs/alerts.md)."
     )
     renotify_hours: float = Field(
         default=24.0,

@@ -1,7 +1,7 @@
 """Flow hooks: the final Prefect state of a monitor pass, and a notice when a run does not
 complete.
 
-State semantics (README, "Scheduled monitoring"):
+State semantics (docs/monitoring.md, "Scheduled monitoring on a Prefect server"):
 - `Completed`: every new or changed shard was stored and every source was listed.
 - `Failed`, message "run N: ...; K shard(s) failed; S source(s) not listed": the pass went
   through, but a shard failed or was quarantined, or a source could not be listed. The

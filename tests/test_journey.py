@@ -68,10 +68,19 @@ def _user_folder(root: Path, database_url: str, slack: SlackReceiver, smtp_port:
     return config
 
 
-def _completed_runs(server: PrefectServer) -> list[Any]:
+def _ended_runs(server: PrefectServer, config: Path) -> list[Any]:
+    """The ended runs of the deployment `serve` made for `config` (the server is shared
+    with other tests)."""
     with server.client() as client:
         runs = client.read_flow_runs()
-    return [r for r in runs if r.deployment_id and r.state and r.state.is_final()]
+    return [
+        r
+        for r in runs
+        if r.deployment_id
+        and (r.parameters or {}).get("config") == str(config)
+        and r.state
+        and r.state.is_final()
+    ]
 
 
 def _serve(bin_dir: Path, config: Path, cwd: Path, server: PrefectServer) -> tuple[list[Any], str]:
@@ -89,7 +98,7 @@ def _serve(bin_dir: Path, config: Path, cwd: Path, server: PrefectServer) -> tup
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and serve.poll() is None:
-                ended = _completed_runs(server)
+                ended = _ended_runs(server, config)
                 if len(ended) >= 2:
                     break
                 time.sleep(1)

@@ -42,7 +42,9 @@ _READ_BUFFER_BYTES = 8 * 1024 * 1024
 CSV_BLOCK_SIZE = 4 * 1024 * 1024
 _DETAIL_CHARS = 200
 # Arrow's message for a row whose field count differs from the header's.
-_MISMATCH = re.compile(r"CSV parse error: Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
+_MISMATCH = re.compile(
+    r"CSV parse error: (?:Row #\d+: )?Expected (\d+) columns, got (\d+): (.*)", re.DOTALL
+)
 
 TextKind = Literal["csv", "tsv"]
 ShardFormat = Literal["parquet", "csv", "tsv"]

@@ -1,1 +1,1 @@
-"""The default GX suites, shipped as `shardwatch.suites` (see README.md)."""
+"""The default GX suites, shipped as `shardwatch.expectations` (see README.md)."""

@@ -4,7 +4,7 @@ Everything Great Expectations stays in this module: callers pass Arrow feature t
 suite names and get `validation.ShardValidation` back.
 
 * Suites are read from `<validation.suites_dir>/<name>.json` when the user has one, else
-  from the packaged defaults (expectations/ in the repository, `shardwatch.suites` when
+  from the packaged defaults (expectations/ in the repository, `shardwatch.expectations` when
   installed); GX's own format, edited by hand, checked strictly, because GX silently drops
   an expectation it cannot parse. They are then pushed into a private GX store under
   `<state_dir>/gx`, so GX never rewrites the suite files.

@@ -1,7 +1,7 @@
 """Resources: the data shipped inside the package, found through importlib.resources.
 
 The repository's top-level `db/`, `expectations/` and `flows/` folders are mapped into the
-package by pyproject.toml (`shardwatch.migrations`, `shardwatch.suites`, `shardwatch.flows`):
+package by pyproject.toml (`shardwatch.migrations`, `shardwatch.expectations`, `shardwatch.flows`):
 one copy, read from the checkout in an editable install and from site-packages in a wheel
 install, whatever the working directory.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 MIGRATIONS_PACKAGE = "shardwatch.migrations"
-SUITES_PACKAGE = "shardwatch.suites"
+SUITES_PACKAGE = "shardwatch.expectations"
 FLOW_MODULE = "shardwatch.flows.monitor"
 
 

@@ -21,7 +21,8 @@ from loopback import CANARY, SlackReceiver
 from prefect_server import PrefectServer
 from store_checks import subprocess_env
 
-from shardwatch.monitor import PassSummary, load_flow
+from shardwatch.flow_hooks import final_state
+from shardwatch.monitor import PassSummary, ShardOutcome, load_flow
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +156,31 @@ def test_a_pass_killed_by_sigterm_ends_crashed_and_tells_slack(
             if (r.parameters or {}).get("config") == str(cfg) and r.parent_task_run_id is None
         ]
     assert [r.state.type.value for r in runs if r.state] == ["CRASHED"], output[-2000:]
+
+
+def _summary(*outcomes: ShardOutcome, source_errors: tuple[str, ...] = ()) -> PassSummary:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    return PassSummary(7, outcomes, 0, source_errors, "alerts: none", None, counts)
+
+
+def test_final_state_is_failed_for_failed_shards_unlisted_sources_and_unrun_validation() -> None:
+    done = ShardOutcome("files", "a.parquet", "done")
+    ok = final_state(_summary(done))
+    assert ok.is_completed() and ok.message == "run 7: 1 done, 0 unchanged"
+
+    refused = final_state(_summary(done, ShardOutcome("files", "b.parquet", "quarantined")))
+    assert refused.is_failed()
+    assert refused.message == "run 7: 1 done, 1 quarantined, 0 unchanged; 1 shard(s) failed"
+
+    unlisted = final_state(_summary(done, source_errors=("mirror: HTTP 503",)))
+    assert unlisted.is_failed()
+    assert unlisted.message == "run 7: 1 done, 0 unchanged, 1 source(s) not listed"
+
+    reason = "validation could not run: suite 'x' not found"
+    unvalidated = final_state(_summary(ShardOutcome("f", "c", "done", validation_error=reason)))
+    assert unvalidated.is_failed()
+    assert unvalidated.message == (
+        "run 7: 1 done, validation could not run for 1 shard(s), 0 unchanged"
+    )

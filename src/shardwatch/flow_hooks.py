@@ -3,8 +3,9 @@ complete.
 
 State semantics (docs/monitoring.md, "Scheduled monitoring on a Prefect server"):
 - `Completed`: every new or changed shard was stored and every source was listed.
-- `Failed`, message "run N: ...; K shard(s) failed; S source(s) not listed": the pass went
-  through, but a shard failed or was quarantined, or a source could not be listed. The
+- `Failed`, message "run N: ..., S source(s) not listed; K shard(s) failed": the pass went
+  through, but a shard failed or was quarantined, a source could not be listed, or
+  validation could not run for a shard ("validation could not run for V shard(s)"). The
   result (the `PassSummary`) is kept, so `shardwatch run` still prints it.
 - `Failed` from an exception, or `Crashed` (the process was terminated, e.g. SIGTERM): the
   pass did not finish.
@@ -37,14 +38,13 @@ RULE = "monitor-run"
 
 
 def final_state(summary: PassSummary) -> State[Any]:
-    """`Completed` when everything was stored and listed, else `Failed` with the counts."""
-    problems = []
+    """`Completed` when everything was stored, listed and validated, else `Failed` with the
+    counts (the summary line already names sources not listed and validations that could
+    not run)."""
+    message = summary.line()
     if summary.failed:
-        problems.append(f"{summary.failed} shard(s) failed")
-    if summary.source_errors:
-        problems.append(f"{len(summary.source_errors)} source(s) not listed")
-    message = "; ".join([summary.line(), *problems])
-    if problems:
+        message += f"; {summary.failed} shard(s) failed"
+    if summary.failed or summary.source_errors or summary.validation_errors:
         return Failed(message=message, data=summary)
     return Completed(message=message, data=summary)
 

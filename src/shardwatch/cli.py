@@ -334,8 +334,8 @@ def serve(
     Needs a running Prefect API: `prefect server start`, then
     PREFECT_API_URL=http://127.0.0.1:4200/api (or a Prefect profile / Prefect Cloud). Without
     one, serve exits 2 at once. Runs appear in the Prefect UI with their Table 1 artifact; a
-    run ends Failed when a shard failed or a source was not listed, and a run that fails or
-    crashes sends a `monitor-run` notice to the alert channels.
+    run ends Failed when a shard failed, a source was not listed or validation could not run,
+    and a run that fails or crashes sends a `monitor-run` notice to the alert channels.
     """
     settings = _settings(config)
     if not settings.sources:

@@ -97,7 +97,7 @@ def report_page(
         "style-src 'unsafe-inline'\">"
         f"<title>shardwatch run {summary.run_id}</title><style>{_STYLE}</style></head><body>"
         f"<h2>shardwatch: dataset {escape(dataset)}, run {summary.run_id}</h2>"
-        f"<p>{escape(summary.line())}</p><p>alerts: {escape(summary.alerts)}</p>{docs}"
+        f"<p>{escape(summary.line())}</p><p>{escape(summary.alerts)}</p>{docs}"
         + (f"<h3>Failed or quarantined</h3><ul>{failed}</ul>" if failed else "")
         + table1_html(metrics, labels)
         + f"<h3>Overall</h3><ul>{facts}</ul>"

@@ -9,6 +9,7 @@ Nothing here touches os.environ: subprocesses get `server.env()`, in-process cod
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,3 +100,53 @@ def start_prefect_server(home: Path) -> PrefectServer:
     server.stop()
     text = (home / "server.log").read_text(errors="replace")[-2000:]
     raise RuntimeError(f"prefect server did not start on port {port}:\n{text}")
+
+
+def deployment_runs(server: PrefectServer, config: Path) -> list[Any]:
+    """The flow runs of the deployment `serve --config CONFIG` made (the server is shared)."""
+    with server.client() as client:
+        runs = client.read_flow_runs()
+    return [
+        r for r in runs if r.deployment_id and (r.parameters or {}).get("config") == str(config)
+    ]
+
+
+def serve_until(
+    command: list[str],
+    *,
+    server: PrefectServer,
+    config: Path,
+    cwd: Path,
+    env: dict[str, str],
+    runs: int = 2,
+    timeout: float = 240.0,
+) -> tuple[list[Any], str]:
+    """Start `shardwatch serve` (`command`), wait until `runs` of its deployment's runs have
+    ended (or `timeout`, or serve exits), stop it with SIGINT; the ended runs and its output.
+    The runner polls for due runs every 2 s instead of 10 (test speed only)."""
+    log_path = cwd / "serve.log"
+    ended: list[Any] = []
+    with log_path.open("w") as log:
+        serve = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**env, **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "2"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and serve.poll() is None:
+                found = deployment_runs(server, config)
+                ended = [r for r in found if r.state and r.state.is_final()]
+                if len(ended) >= runs:
+                    break
+                time.sleep(1)
+        finally:
+            serve.send_signal(signal.SIGINT)
+            try:
+                serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()
+    return ended, log_path.read_text()

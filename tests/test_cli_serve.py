@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from builders import tagged_table, write_shard
 from loopback import free_port
-from prefect_server import PrefectServer
+from prefect_server import PrefectServer, serve_until
 from store_checks import run_shardwatch, subprocess_env
 
 pytestmark = pytest.mark.integration
@@ -31,13 +28,6 @@ def local_config(tmp_path: Path, data: Path) -> Path:
     return cfg
 
 
-def runs_of(server: PrefectServer, cfg: Path) -> list[Any]:
-    """The flow runs of `serve`'s deployment for this config (the server is shared)."""
-    with server.client() as client:
-        runs = client.read_flow_runs()
-    return [r for r in runs if r.deployment_id and (r.parameters or {}).get("config") == str(cfg)]
-
-
 def test_serve_runs_its_schedule_on_a_prefect_server(
     prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
@@ -46,33 +36,15 @@ def test_serve_runs_its_schedule_on_a_prefect_server(
     write_shard(tagged_table(50, 0, seed=1), data, "a.parquet")
     write_shard(tagged_table(60, 1, seed=2), data, "b.parquet")
     cfg = local_config(tmp_path, data)
-    log = (tmp_path / "serve.log").open("w+")
-    serve = subprocess.Popen(
+    ended, output = serve_until(
         [sys.executable, "-m", "shardwatch", "serve", "--config", str(cfg), "--interval", "5"],
+        server=prefect_server,
+        config=cfg,
         cwd=tmp_path,
-        # the runner polls for due runs every 2 s instead of 10 (test speed only)
-        env=subprocess_env(**prefect_server.env(), PREFECT_RUNNER_POLL_FREQUENCY="2"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        env=subprocess_env(),
+        timeout=150,
     )
-    try:
-        deadline = time.monotonic() + 150
-        done: list[Any] = []
-        while time.monotonic() < deadline and serve.poll() is None:
-            done = [r for r in runs_of(prefect_server, cfg) if r.state and r.state.is_completed()]
-            if len(done) >= 2:
-                break
-            time.sleep(1)
-    finally:
-        serve.send_signal(signal.SIGINT)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
-        log.seek(0)
-        output = log.read()
-        log.close()
+    done = [r for r in ended if r.state.is_completed()]
     assert len(done) >= 2, output[-3000:]
     assert "serving shardwatch-monitor every 5 s" in output
     messages = sorted(r.state.message for r in done)

@@ -11,9 +11,6 @@ import email
 import email.policy
 import json
 import re
-import signal
-import subprocess
-import time
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,7 +20,7 @@ import pytest
 from builders import tagged_table, write_shard
 from installed import clean_env
 from loopback import SlackReceiver, SmtpHandler
-from prefect_server import PrefectServer
+from prefect_server import PrefectServer, serve_until
 from sqlalchemy import text
 
 from shardwatch.store.database import make_engine
@@ -68,50 +65,6 @@ def _user_folder(root: Path, database_url: str, slack: SlackReceiver, smtp_port:
     return config
 
 
-def _ended_runs(server: PrefectServer, config: Path) -> list[Any]:
-    """The ended runs of the deployment `serve` made for `config` (the server is shared
-    with other tests)."""
-    with server.client() as client:
-        runs = client.read_flow_runs()
-    return [
-        r
-        for r in runs
-        if r.deployment_id
-        and (r.parameters or {}).get("config") == str(config)
-        and r.state
-        and r.state.is_final()
-    ]
-
-
-def _serve(bin_dir: Path, config: Path, cwd: Path, server: PrefectServer) -> tuple[list[Any], str]:
-    """`shardwatch serve --interval 5` until two scheduled runs have ended; its output."""
-    log_path = cwd / "serve.log"
-    with log_path.open("w") as log:
-        serve = subprocess.Popen(
-            [str(bin_dir / "shardwatch"), "serve", "--config", str(config), "--interval", "5"],
-            cwd=cwd,
-            env=clean_env(**server.env(), PREFECT_RUNNER_POLL_FREQUENCY="2"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        ended: list[Any] = []
-        try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and serve.poll() is None:
-                ended = _ended_runs(server, config)
-                if len(ended) >= 2:
-                    break
-                time.sleep(1)
-        finally:
-            serve.send_signal(signal.SIGINT)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
-    return ended, log_path.read_text()
-
-
 def _emails(handler: SmtpHandler) -> list[EmailMessage]:
     parsed = [email.message_from_bytes(m, policy=email.policy.default) for m in handler.messages]
     return [m for m in parsed if isinstance(m, EmailMessage)]
@@ -136,7 +89,13 @@ def test_scheduled_monitoring_from_an_installed_package(
     elsewhere = tmp_path / "elsewhere"  # the shell's folder is not the config's
     elsewhere.mkdir()
 
-    ended, output = _serve(installed, config, elsewhere, prefect_server)
+    ended, output = serve_until(
+        [str(installed / "shardwatch"), "serve", "--config", str(config), "--interval", "5"],
+        server=prefect_server,
+        config=config,
+        cwd=elsewhere,
+        env=clean_env(),
+    )
     print(output[-4000:])
 
     # 1. Two scheduled runs ended, and completed: the first stored both shards, the second

@@ -108,3 +108,33 @@ def test_the_server_pool_holds_as_many_connections_as_asked() -> None:
     assert make_engine(url).pool.size() == 5  # type: ignore[attr-defined]
     engine = make_engine(url, pool_size=17)
     assert engine.pool.size() == 17 and engine.pool._max_overflow == 17  # type: ignore[attr-defined]
+
+
+def test_a_new_connection_waits_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """Switching a rollback-journal file to WAL needs an exclusive lock, and SQLite answers
+    "database is locked" at once (no busy handler) while another connection writes, e.g. a
+    second monitor migrating the same fresh store. The engine must wait, not fail."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "store.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.4, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        engine = make_engine(f"sqlite:///{path}")
+        started = time.monotonic()
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        assert time.monotonic() - started >= 0.2  # it waited for the writer
+        engine.dispose()
+    finally:
+        release.join()
+        holder.close()

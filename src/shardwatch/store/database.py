@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +46,25 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _enable_wal(cur: sqlite3.Cursor, *, patience: float = 60.0) -> None:
+    """Switch the file to WAL. Switching needs an exclusive lock and SQLite answers "database
+    is locked" at once, without its busy handler, while another process holds the file (e.g.
+    several monitors migrating a fresh store together), so wait and retry here."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
     """An engine with bound parameters hidden from error messages and pings on checkout.
     On a server database the pool keeps `pool_size` connections (raise it to the number of
@@ -60,9 +81,9 @@ def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            _enable_wal(cur)
             cur.close()
 
         return engine

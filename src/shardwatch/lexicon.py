@@ -14,17 +14,28 @@ class Pattern:
 
     term: str
     mode: MatchMode
+    # Other spellings that count as this term (plurals, hyphen and spacing variants), each
+    # matched in the same mode; a row matches the term when it matches any of them.
+    forms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.term or not self.term.strip():
             raise ValueError("a lexicon term must not be empty")
         if self.mode not in ("word", "substring"):
             raise ValueError(f"term {self.term!r}: mode must be 'word' or 'substring'")
+        for form in self.forms:
+            if not form or not form.strip():
+                raise ValueError(f"term {self.term!r}: a form must not be empty")
 
     @property
     def needle(self) -> str:
-        """The lower-cased form that is searched for in lower-cased text."""
+        """The lower-cased term itself, searched for in lower-cased text."""
         return self.term.lower()
+
+    @property
+    def needles(self) -> tuple[str, ...]:
+        """The lower-cased term, then its lower-cased forms, without repeats."""
+        return tuple(dict.fromkeys([self.needle, *(f.lower() for f in self.forms)]))
 
 
 @dataclass(frozen=True)

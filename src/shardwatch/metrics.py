@@ -165,6 +165,14 @@ class TermStats:
     keyword_nsfw: int = 0
     substring_matches: int = 0
     nsfw_flag_counts: Mapping[str, int] | None = None
+    # The tag buckets among the term's keyword-NSFW matches (sums to keyword_nsfw): the
+    # paper's Table 1 column. None without a tag column.
+    keyword_nsfw_by_tag: Mapping[str, int] | None = None
+    # The paper's method (report --paper): of the substring_matches rows (the term itself as a
+    # plain substring of TEXT), those whose TEXT or URL holds one of the paper's 7 keywords as
+    # a substring, and their tag buckets. None where not computed (e.g. older stored shards).
+    paper_keyword_nsfw: int | None = None
+    paper_keyword_nsfw_by_tag: Mapping[str, int] | None = None
 
     def merge(self, other: TermStats) -> TermStats:
         if self.mode != other.mode:
@@ -175,6 +183,13 @@ class TermStats:
             keyword_nsfw=self.keyword_nsfw + other.keyword_nsfw,
             substring_matches=self.substring_matches + other.substring_matches,
             nsfw_flag_counts=_merge_optional_counts(self.nsfw_flag_counts, other.nsfw_flag_counts),
+            keyword_nsfw_by_tag=_merge_optional_counts(
+                self.keyword_nsfw_by_tag, other.keyword_nsfw_by_tag
+            ),
+            paper_keyword_nsfw=_sum_optional(self.paper_keyword_nsfw, other.paper_keyword_nsfw),
+            paper_keyword_nsfw_by_tag=_merge_optional_counts(
+                self.paper_keyword_nsfw_by_tag, other.paper_keyword_nsfw_by_tag
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +201,12 @@ class TermStats:
         }
         if self.nsfw_flag_counts is not None:
             out["nsfw_flag_counts"] = dict(self.nsfw_flag_counts)
+        if self.keyword_nsfw_by_tag is not None:
+            out["keyword_nsfw_by_tag"] = dict(self.keyword_nsfw_by_tag)
+        if self.paper_keyword_nsfw is not None:
+            out["paper_keyword_nsfw"] = self.paper_keyword_nsfw
+        if self.paper_keyword_nsfw_by_tag is not None:
+            out["paper_keyword_nsfw_by_tag"] = dict(self.paper_keyword_nsfw_by_tag)
         return out
 
 
@@ -329,6 +350,9 @@ class ShardMetrics:
     keyword_nsfw_rows: int | None = None
     # The tag x keyword cross-tab: keyword-NSFW rows per tag bucket (None without both).
     keyword_nsfw_by_tag: Mapping[str, int] | None = None
+    # Rows flagged by the paper's keyword rule (its 7 substrings in TEXT or URL), whatever the
+    # lexicon: the base of report --paper (None without TEXT and URL, or not computed).
+    paper_keyword_nsfw_rows: int | None = None
     similarity: SimilarityStats | None = None
     terms: Mapping[str, TermStats] | None = None
     # The second NSFW signal (a score such as punsafe) above its threshold: rows, the
@@ -355,6 +379,9 @@ class ShardMetrics:
             keyword_nsfw_rows=kw,
             keyword_nsfw_by_tag=_merge_optional_counts(
                 self.keyword_nsfw_by_tag, other.keyword_nsfw_by_tag
+            ),
+            paper_keyword_nsfw_rows=_sum_optional(
+                self.paper_keyword_nsfw_rows, other.paper_keyword_nsfw_rows
             ),
             similarity=_merge_optional(self.similarity, other.similarity),
             terms=_merge_terms(self.terms, other.terms),
@@ -394,6 +421,8 @@ class ShardMetrics:
             out["keyword_nsfw_rows"] = self.keyword_nsfw_rows
         if self.keyword_nsfw_by_tag is not None:
             out["keyword_nsfw_by_tag"] = dict(self.keyword_nsfw_by_tag)
+        if self.paper_keyword_nsfw_rows is not None:
+            out["paper_keyword_nsfw_rows"] = self.paper_keyword_nsfw_rows
         if self.similarity is not None:
             out["similarity"] = self.similarity.to_dict()
         if self.terms is not None:

@@ -34,6 +34,20 @@ SUBSTRING_DECOYS = (
     "adulthood", "Adultery",  # adult
 )
 
+# Decoys of the precise2026 keywords and terms (never matches there) and its forms (always).
+PRECISE_DECOYS = (
+    "xxxl", "XXXL tee", "rapeseed", "Sussex", "Essex", "grapes", "therapeutic", "photo",
+    "hotel", "shot", "hot sale", "hot tub", "adult costume", "motherboard", "caucasian",
+    "indiana", "designer", "sexting", "pornhubx", "milfy",
+)  # fmt: skip
+PRECISE_FORMS = (
+    "sexy", "SEXY!", "porno", "Porn-Star", "porn star", "raped", "fucking", "hot girls",
+    "Hot-Girl", "hotties", "adult videos", "NSFW", "milfs", "hentai", "nuns", "latinas",
+    "black women", "Black-woman", "black-women", "schoolgirl", "school girls",
+    "School-Boys", "mommy", "moms", "sisters", "mothers", "aunties", "auntie", "desis",
+    "europeans", "asians",
+)  # fmt: skip
+
 # Term occurrences that must word-match (case and punctuation variants).
 WORD_HITS = (
     "desi", "#Desi", "DESI-style", "desi's", "über-desi", "desi.", "(nun)", "LATINA!",
@@ -121,7 +135,10 @@ SIMILARITY_EDGES: tuple[float | None, ...] = (
 ID_POOL_FLOAT: tuple[Any, ...] = (None, float("nan"), 5, 5.0, 0.0, -0.0, 7, 7.5, 2.0**53, 1e18)
 ID_POOL_INT: tuple[Any, ...] = (None, 5, 0, -1, 2**53, 2**53 + 1, 2**63 - 1, 2**63 - 2, 7)
 
-ALL_FRAGMENTS = SUBSTRING_DECOYS + WORD_HITS + WORD_MISSES + UNICODE_TRICKS + BENIGN
+ALL_FRAGMENTS = (
+    SUBSTRING_DECOYS + WORD_HITS + WORD_MISSES + UNICODE_TRICKS + BENIGN + PRECISE_DECOYS
+    + PRECISE_FORMS
+)  # fmt: skip
 
 
 # --- profiles and lexicons ----------------------------------------------------------------
@@ -220,7 +237,8 @@ def random_url(rng: random.Random, i: int) -> str | None:
     if rng.random() < 0.5:
         return rng.choice(URLS)
     # Mostly unique URLs, some built from a text fragment (keywords in the URL only).
-    frag = rng.choice(SUBSTRING_DECOYS + WORD_HITS + BENIGN).strip().replace(" ", "-")
+    pool = SUBSTRING_DECOYS + WORD_HITS + BENIGN + PRECISE_DECOYS + PRECISE_FORMS
+    frag = rng.choice(pool).strip().replace(" ", "-")
     return f"https://img{rng.randint(0, 40)}.example.net/{frag}/{i % 997}.jpg"
 
 

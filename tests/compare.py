@@ -18,6 +18,7 @@ DOC_KEYS = (
     "nulls",
     "nsfw_flag_counts",
     "keyword_nsfw_rows",
+    "paper_keyword_nsfw_rows",
     "keyword_nsfw_by_tag",
     "unsafe_rows",
     "keyword_unsafe_rows",
@@ -36,10 +37,12 @@ SIMILARITY_KEYS = (
     "max",
     "sum",
     "mean",
+    "quantiles",
     "histogram",
 )
 HISTOGRAM_KEYS = ("lo", "hi", "bins_per_unit", "counts", "underflow", "overflow")
-TERM_KEYS = ("matches", "keyword_nsfw", "substring_matches", "mode")
+TERM_KEYS = ("matches", "keyword_nsfw", "substring_matches", "paper_keyword_nsfw", "mode")
+TERM_COUNT_MAPS = ("nsfw_flag_counts", "keyword_nsfw_by_tag", "paper_keyword_nsfw_by_tag")
 CLOSE_KEYS = ("sum", "mean")
 
 
@@ -129,6 +132,11 @@ def _similarity(out: list[str], got: Mapping[str, Any], want: Mapping[str, Any])
             _close_float(out, path, got[key], want[key])
         elif key == "histogram":
             _histogram(out, got[key], want[key])
+        elif key == "quantiles":
+            if set(got[key]) != set(want[key]):
+                out.append(f"{path}: engine keys {sorted(got[key])} != {sorted(want[key])}")
+            for q in sorted(set(got[key]) & set(want[key])):
+                _exact_float(out, f"{path}.{q}", got[key][q], want[key][q])
         else:
             _exact_float(out, path, got[key], want[key])
 
@@ -158,18 +166,18 @@ def _terms(out: list[str], got: Mapping[str, Any], want: Mapping[str, Any]) -> N
         if term not in got:
             continue
         g, w = got[term], want[term]
-        for key in (*TERM_KEYS, "nsfw_flag_counts"):
+        for key in (*TERM_KEYS, *TERM_COUNT_MAPS):
             path = f"terms.{term!r}.{key}"
-            if key == "nsfw_flag_counts":
+            if key in TERM_COUNT_MAPS:
                 _present(out, path, g, w)
             if key not in g or key not in w:
-                if key != "nsfw_flag_counts":
+                if key not in TERM_COUNT_MAPS:
                     out.append(f"{path}: missing")
                 continue
             if key == "mode":
                 if g[key] != w[key]:
                     out.append(f"{path}: engine {g[key]!r} != reference {w[key]!r}")
-            elif key == "nsfw_flag_counts":
+            elif key in TERM_COUNT_MAPS:
                 _counts(out, path, g[key], w[key])
             else:
                 _int(out, path, g[key], w[key])

@@ -2,7 +2,11 @@
 
 Deliberately simple and slow: one Python loop over rows, `str.lower`, `re.search` for word
 mode, `in` for substring mode, `math.floor` for histogram bins. It imports nothing from
-shardwatch except the profile and lexicon dataclasses, so it cannot share a bug with the engine.
+shardwatch, so it cannot share a bug with the engine: a built-in profile or lexicon (passed by
+name, or as an object bearing a built-in's name) is replaced by its literal copy in
+builtin_literals.py; any other profile or lexicon a test builds is read by its attributes
+(`terms`/`keywords` entries with `term`, `mode`, optional `forms`; a profile's `column()`,
+labels and thresholds).
 
 Two readings of the docs that the page leaves open are fixed here and flagged in the tests:
 - `similarity.sum` is `None` when `count == 0` (the docs list sum with min/max/mean as null).
@@ -24,9 +28,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+from builtin_literals import LEXICONS, PROFILES
 
-from shardwatch.lexicon import Lexicon, Pattern
-from shardwatch.profiles import LOGICAL_FIELDS, DatasetProfile
+LOGICAL_FIELDS = (
+    "id", "url", "text", "nsfw_tag", "similarity", "width", "height", "license",
+    "unsafe_score", "watermark",
+)  # fmt: skip
+# The paper's keyword rule: any of these as a substring of lower-cased TEXT or URL.
+PAPER_KEYWORDS = ("porn", "hot", "adult", "xxx", "sex", "fuck", "rape")
+
+
+def plain_lexicon(lexicon: Any) -> Any:
+    """The literal copy of a built-in lexicon (by name or namesake object), else `lexicon`."""
+    name = lexicon if isinstance(lexicon, str) else getattr(lexicon, "name", None)
+    return LEXICONS.get(name, lexicon)
+
+
+def plain_profile(profile: Any) -> Any:
+    """The literal copy of a built-in profile (by name or namesake object), else `profile`."""
+    name = profile if isinstance(profile, str) else getattr(profile, "name", None)
+    return PROFILES.get(name, profile)
 
 # docs/metrics.md: min/max/sum/mean are "`null` when `count == 0`". Read literally, that
 # includes the sum; change this one constant if the docs settle on 0.0 instead.
@@ -79,11 +100,13 @@ def word_match(needle: str, haystack: str) -> bool:
     return re.search(r"(?<!\w)" + re.escape(needle) + r"(?!\w)", haystack) is not None
 
 
-def pattern_matches(pattern: Pattern, haystack: str) -> bool:
-    needle = pattern.term.lower()
-    if pattern.mode == "word":
-        return word_match(needle, haystack)
-    return needle in haystack
+def pattern_matches(pattern: Any, haystack: str) -> bool:
+    """The entry, or any of its forms, in the entry's mode."""
+    for spelling in (pattern.term, *getattr(pattern, "forms", ())):
+        needle = spelling.lower()
+        if word_match(needle, haystack) if pattern.mode == "word" else needle in haystack:
+            return True
+    return False
 
 
 def tag_string(value: Any) -> str | None:
@@ -141,14 +164,15 @@ def table_rows(table: pa.Table) -> tuple[list[dict[str, Any]], list[str]]:
 
 def reference_metrics(
     data: pa.Table | Sequence[Mapping[str, Any]],
-    profile: DatasetProfile,
-    lexicon: Lexicon,
+    profile: Any,
+    lexicon: Any,
     columns: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """All per-shard metrics of docs/metrics.md for one shard, as the documented dict.
 
     `data` is a pyarrow Table, or a list of row dicts with `columns` naming the columns present.
     """
+    profile, lexicon = plain_profile(profile), plain_lexicon(lexicon)
     if isinstance(data, pa.Table):
         rows, present = table_rows(data)
     else:
@@ -190,9 +214,18 @@ def reference_metrics(
     sim_nulls = 0
     terms: dict[str, dict[str, Any]] = {}
     for p in lexicon.terms:
-        terms[p.term] = {"matches": 0, "keyword_nsfw": 0, "substring_matches": 0, "mode": p.mode}
+        terms[p.term] = {
+            "matches": 0,
+            "keyword_nsfw": 0,
+            "substring_matches": 0,
+            "mode": p.mode,
+            "paper_keyword_nsfw": 0,
+        }
         if has_tag:
             terms[p.term]["nsfw_flag_counts"] = empty_flags()
+            terms[p.term]["keyword_nsfw_by_tag"] = empty_flags()
+            terms[p.term]["paper_keyword_nsfw_by_tag"] = empty_flags()
+    paper_rows = 0
     ids: list[Any] = []
     urls: list[str] = []
     keyword_by_tag = empty_flags()
@@ -222,6 +255,8 @@ def reference_metrics(
             keyword_rows += 1
             if bucket is not None:
                 keyword_by_tag[bucket] += 1
+        is_paper_row = any(k in h for k in PAPER_KEYWORDS for h in haystacks)
+        paper_rows += is_paper_row
 
         if has_unsafe:
             score = parse_number(value(row, "unsafe_score"))
@@ -236,10 +271,16 @@ def reference_metrics(
                 stats = terms[p.term]
                 if p.term.lower() in text:
                     stats["substring_matches"] += 1
+                    if is_paper_row:
+                        stats["paper_keyword_nsfw"] += 1
+                        if bucket is not None:
+                            stats["paper_keyword_nsfw_by_tag"][bucket] += 1
                 if pattern_matches(p, text):
                     stats["matches"] += 1
                     if is_keyword_row:
                         stats["keyword_nsfw"] += 1
+                        if bucket is not None:
+                            stats["keyword_nsfw_by_tag"][bucket] += 1
                     if bucket is not None:
                         stats["nsfw_flag_counts"][bucket] += 1
 
@@ -265,6 +306,7 @@ def reference_metrics(
         out["nsfw_flag_counts"] = flags
     if has_text or has_url:
         out["keyword_nsfw_rows"] = keyword_rows
+        out["paper_keyword_nsfw_rows"] = paper_rows
     if has_tag and (has_text or has_url):
         out["keyword_nsfw_by_tag"] = keyword_by_tag
     if has_sim:
@@ -336,6 +378,7 @@ def similarity_metrics(values: list[float], nulls: int, threshold: float) -> dic
         "max": max(values) if count else None,
         "sum": total,
         "mean": total / count if count and total is not None else None,
+        "quantiles": quantiles(counts, underflow, overflow),
         "histogram": {
             "lo": HIST_LO,
             "hi": HIST_HI,
@@ -345,6 +388,34 @@ def similarity_metrics(values: list[float], nulls: int, threshold: float) -> dic
             "overflow": overflow,
         },
     }
+
+
+QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95,
+             "p99": 0.99}  # fmt: skip
+
+
+def quantiles(counts: Sequence[int], underflow: int, overflow: int) -> dict[str, float | None]:
+    """docs/metrics.md: the upper edge of the bin holding the value of rank ceil(q * n)
+    (at least 1) in the sorted histogram (underflow below `lo`, overflow above `hi`)."""
+    n = sum(counts) + underflow + overflow
+    out: dict[str, float | None] = {}
+    for name, q in QUANTILES.items():
+        if n == 0:
+            out[name] = None
+            continue
+        rank = max(1, math.ceil(q * n))
+        edge: float = HIST_HI
+        if underflow >= rank:
+            edge = HIST_LO
+        else:
+            cumulative = underflow
+            for i, c in enumerate(counts):
+                cumulative += c
+                if cumulative >= rank:
+                    edge = HIST_LO + (i + 1) / HIST_BINS_PER_UNIT
+                    break
+        out[name] = edge
+    return out
 
 
 # --- merging (docs: field-wise sums, min of minima, max of maxima) --------------------------
@@ -359,6 +430,7 @@ def merge_reference(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for key in (
         "nsfw_flag_counts",
         "keyword_nsfw_rows",
+        "paper_keyword_nsfw_rows",
         "keyword_nsfw_by_tag",
         "unsafe_rows",
         "keyword_unsafe_rows",
@@ -377,12 +449,13 @@ def merge_reference(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             stats = [t[term] for t in term_parts]
             merged: dict[str, Any] = {
                 k: sum(s[k] for s in stats)
-                for k in ("matches", "keyword_nsfw", "substring_matches")
+                for k in ("matches", "keyword_nsfw", "substring_matches", "paper_keyword_nsfw")
             }
             merged["mode"] = stats[0]["mode"]
-            flag_parts = [s["nsfw_flag_counts"] for s in stats if "nsfw_flag_counts" in s]
-            if flag_parts:
-                merged["nsfw_flag_counts"] = _sum_dicts(flag_parts)
+            for key in ("nsfw_flag_counts", "keyword_nsfw_by_tag", "paper_keyword_nsfw_by_tag"):
+                flag_parts = [s[key] for s in stats if key in s]
+                if flag_parts:
+                    merged[key] = _sum_dicts(flag_parts)
             merged_terms[term] = merged
         out["terms"] = merged_terms
     out["duplicates"] = _sum_dicts([p["duplicates"] for p in parts])
@@ -401,6 +474,9 @@ def _sum_dicts(dicts: Sequence[Mapping[str, int]]) -> dict[str, int]:
 def _merge_similarity(sims: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     with_values = [s for s in sims if s["count"]]
     count = sum(s["count"] for s in sims)
+    counts = [sum(c) for c in zip(*(s["histogram"]["counts"] for s in sims), strict=True)]
+    underflow = sum(s["histogram"]["underflow"] for s in sims)
+    overflow = sum(s["histogram"]["overflow"] for s in sims)
     total = exact_sum([s["sum"] for s in with_values]) if with_values else EMPTY_SUM
     return {
         "count": count,
@@ -411,12 +487,13 @@ def _merge_similarity(sims: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "max": max(s["max"] for s in with_values) if with_values else None,
         "sum": total,
         "mean": total / count if count and total is not None else None,
+        "quantiles": quantiles(counts, underflow, overflow),
         "histogram": {
             "lo": HIST_LO,
             "hi": HIST_HI,
             "bins_per_unit": HIST_BINS_PER_UNIT,
-            "counts": [sum(c) for c in zip(*(s["histogram"]["counts"] for s in sims), strict=True)],
-            "underflow": sum(s["histogram"]["underflow"] for s in sims),
-            "overflow": sum(s["histogram"]["overflow"] for s in sims),
+            "counts": counts,
+            "underflow": underflow,
+            "overflow": overflow,
         },
     }

@@ -14,7 +14,6 @@ from compare import assert_same_metrics
 from reference import reference_metrics
 from store_checks import run_shardwatch
 
-from shardwatch.lexicon import BIRHANE2021
 from shardwatch.profiles import LAION400M
 
 pytestmark = pytest.mark.integration
@@ -40,7 +39,7 @@ def test_scan_json_on_real_url_text_file() -> None:
     assert {"nsfw_flag_counts", "similarity"} <= set(total["unavailable"])
     assert "nsfw_flag_counts" not in total and "similarity" not in total
     assert doc["shards"][0]["uri"] == str(REAL)
-    reference = reference_metrics(pq.read_table(REAL), LAION400M, BIRHANE2021)
+    reference = reference_metrics(pq.read_table(REAL), LAION400M, "precise2026")  # the default
     assert_same_metrics(total, reference, context="CLI total vs reference")
     assert_same_metrics(doc["shards"][0], reference, context="CLI shard vs reference")
 
@@ -67,7 +66,7 @@ def test_unreadable_shard_exits_3_and_the_rest_are_scanned(tmp_path: Path) -> No
     assert {e["uri"] for e in doc["errors"]} == {str(bad), str(missing)}
     assert str(bad) in proc.stderr and "not a readable parquet file" in proc.stderr
     assert str(missing) in proc.stderr and "no such file" in proc.stderr
-    reference = reference_metrics(edge_case_table(), LAION400M, BIRHANE2021)
+    reference = reference_metrics(edge_case_table(), LAION400M, "precise2026")
     assert_same_metrics(doc["total"], reference, context="total of the readable shard")
 
 

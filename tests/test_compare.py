@@ -24,7 +24,7 @@ def ref() -> dict[str, Any]:
 def test_identical_and_extra_keys_pass(ref: dict[str, Any]) -> None:
     other = copy.deepcopy(ref)
     other["notes"] = ["extra keys are not part of the comparison"]
-    other["similarity"]["quantiles"] = {"p50": 0.3}
+    other["terms"]["desi"]["note"] = "extra term keys too"
     assert diff_metrics(other, ref) == []
 
 
@@ -37,6 +37,9 @@ def test_identical_and_extra_keys_pass(ref: dict[str, Any]) -> None:
         lambda m: m["nsfw_flag_counts"].update(other=m["nsfw_flag_counts"]["other"] - 1),
         lambda m: m.pop("keyword_nsfw_rows"),
         lambda m: m["similarity"].update(min=m["similarity"]["min"] + 1e-15),
+        lambda m: m["similarity"]["quantiles"].update(p50=0.125),
+        lambda m: m.update(paper_keyword_nsfw_rows=m["paper_keyword_nsfw_rows"] + 1),
+        lambda m: m["terms"]["desi"]["keyword_nsfw_by_tag"].update(NSFW=7),
         lambda m: m["similarity"].update(sum=m["similarity"]["sum"] * (1 + 1e-8)),
         lambda m: m["similarity"].update(sum=None),
         lambda m: m["similarity"]["histogram"]["counts"].append(0),

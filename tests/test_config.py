@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shardwatch.config import ConfigError, load_settings
-from shardwatch.lexicon import BIRHANE2021
+from shardwatch.lexicon import BIRHANE2021, PRECISE2026
 
 pytestmark = pytest.mark.unit
 
@@ -21,22 +21,45 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name)
 
 
-def test_defaults_are_laion400m_and_birhane2021() -> None:
+def test_defaults_are_laion400m_and_precise2026() -> None:
     settings = load_settings()
     profile, lexicon = settings.dataset_profile(), settings.active_lexicon()
     assert profile.name == "laion400m"
     assert profile.similarity_threshold == 0.3
     assert profile.nsfw_labels == ("UNLIKELY", "UNSURE", "NSFW")
     assert profile.column("text") == "TEXT" and profile.column("id") == "SAMPLE_ID"
-    assert lexicon is BIRHANE2021
-    assert {p.term for p in lexicon.keywords} == {
-        "porn", "hot", "adult", "xxx", "sex", "fuck", "rape"
-    }
-    assert all(p.mode == "substring" for p in lexicon.keywords)
-    terms = {p.term for p in lexicon.terms}
-    assert len(terms) >= 20
-    assert {"desi", "nun", "latina", "school girl", "aunty", "mummy", "nigerian"} <= terms
-    assert all(p.mode == "word" for p in lexicon.terms)
+    assert lexicon is PRECISE2026 and settings.lexicon_name() == "precise2026"
+    assert all(p.mode == "word" for p in lexicon.keywords + lexicon.terms)
+    # the paper's rule stays one option away, exactly as it was
+    assert settings.active_lexicon("birhane2021") is BIRHANE2021
+
+
+def test_every_builtin_profile_defaults_to_precise2026_unless_told(tmp_path: Path) -> None:
+    for name in load_settings().available_profiles():
+        assert load_settings(profile=name).active_lexicon() is PRECISE2026, name
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "profile = 'mine'\n[profiles.mine]\nextends = 'laion400m'\nlexicon = 'birhane2021'\n"
+    )
+    assert load_settings(cfg).active_lexicon() is BIRHANE2021
+    assert load_settings(cfg, lexicon="precise2026").active_lexicon() is PRECISE2026
+
+
+def test_config_lexicon_entries_take_forms(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "lexicon = 'mine'\n[lexicons.mine]\n"
+        "terms = ['desi', {term = 'nun', forms = ['Nuns']}]\n"
+        "keywords = [{term = 'sexy', mode = 'word', forms = ['sexier']}]\n"
+    )
+    lexicon = load_settings(cfg).active_lexicon()
+    assert lexicon.terms[1].needles == ("nun", "nuns") and lexicon.terms[1].mode == "word"
+    assert lexicon.keywords[0].needles == ("sexy", "sexier")
+    cfg.write_text(
+        "lexicon = 'mine'\n[lexicons.mine]\nterms = ['nuns', {term = 'nun', forms = ['NUNS']}]\n"
+    )
+    with pytest.raises(ConfigError, match="share the spelling 'nuns'"):
+        load_settings(cfg)
 
 
 def test_toml_defines_profile_and_lexicon(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from compare import assert_same_metrics
 from reference import reference_metrics
 
 from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BIRHANE2021, Lexicon
+from shardwatch.lexicon import BIRHANE2021, PRECISE2026, Lexicon
 from shardwatch.profiles import LAION400M, DatasetProfile
 
 pytestmark = pytest.mark.unit
@@ -40,6 +40,7 @@ LAION_URL_TEXT = "laion400m_url_text_10000.parquet"
 
 LEXICONS = [
     pytest.param(BIRHANE2021, id="birhane2021"),
+    pytest.param(PRECISE2026, id="precise2026"),
     pytest.param(tricky_lexicon(), id="tricky"),
 ]
 DICT = pa.dictionary(pa.int32(), pa.string())

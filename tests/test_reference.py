@@ -108,7 +108,7 @@ def test_terms_are_lowercased_and_keyed_by_their_spelling() -> None:
     )
     m = one_text("Design ΣΑΣ", lexicon)["terms"]
     assert m["DESI"] == {"matches": 1, "keyword_nsfw": 0, "substring_matches": 1,
-                         "mode": "substring"}
+                         "mode": "substring", "paper_keyword_nsfw": 0}
     # 'ΣΑΣ'.lower() == 'σας' (final sigma) on both sides
     assert m["ΣΑΣ"]["matches"] == 1
     # 'İ'.lower() is 'i' + U+0307: plain 'i' does not contain it, 'DİZ' does
@@ -159,8 +159,10 @@ def test_keyword_only_in_url_flags_the_row() -> None:
     ]
     m = reference_metrics(rows, LAION400M, DESI, columns=["TEXT", "URL"])
     assert m["keyword_nsfw_rows"] == 3
+    # the paper's rule: of the 2 rows holding 'desi', the 'photo' one holds 'hot'
     assert m["terms"]["desi"] == {
-        "matches": 2, "keyword_nsfw": 1, "substring_matches": 2, "mode": "word"
+        "matches": 2, "keyword_nsfw": 1, "substring_matches": 2, "mode": "word",
+        "paper_keyword_nsfw": 1,
     }
 
 
@@ -301,7 +303,8 @@ def test_only_text() -> None:
     assert m["nulls"] == {"text": 0}
     assert m["keyword_nsfw_rows"] == 1
     assert m["terms"]["desi"] == {
-        "matches": 1, "keyword_nsfw": 1, "substring_matches": 2, "mode": "word"
+        "matches": 1, "keyword_nsfw": 1, "substring_matches": 2, "mode": "word",
+        "paper_keyword_nsfw": 1,  # 'design' holds no paper keyword
     }
 
 

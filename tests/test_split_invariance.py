@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from reference import merge_reference, reference_metrics
 
 from shardwatch.engine import scan_batches
-from shardwatch.lexicon import BIRHANE2021
+from shardwatch.lexicon import BIRHANE2021, PRECISE2026
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import LAION400M
 
@@ -123,7 +123,11 @@ def engine_scan(table: pa.Table, data: st.DataObject, lexicon: Any) -> ShardMetr
     return scan_batches(batches(table, data), table.schema, LAION400M, lexicon)
 
 
-@pytest.mark.parametrize("lexicon", [BIRHANE2021, tricky_lexicon()], ids=["birhane", "tricky"])
+@pytest.mark.parametrize(
+    "lexicon",
+    [BIRHANE2021, PRECISE2026, tricky_lexicon()],
+    ids=["birhane", "precise", "tricky"],
+)
 @SETTINGS
 @given(rows=rows_strategy, columns=column_sets, types=string_types, data=st.data())
 def test_merge_of_any_split_equals_whole(

@@ -23,6 +23,7 @@ from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode, exit_code_table
 from shardwatch.metrics import ShardMetrics
+from shardwatch.names import shown
 from shardwatch.profile_hint import profile_problem
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
@@ -83,7 +84,11 @@ ProfileOpt = Annotated[
     str | None, typer.Option("--profile", help="Dataset profile (default: laion400m).")
 ]
 LexiconOpt = Annotated[
-    str | None, typer.Option("--lexicon", help="Lexicon (default: birhane2021).")
+    str | None,
+    typer.Option(
+        "--lexicon",
+        help="Lexicon (default: the profile's, precise2026; birhane2021 is the paper's rule).",
+    ),
 ]
 
 _stderr = Console(stderr=True, highlight=False)
@@ -1262,9 +1267,13 @@ def config_lexicons(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     for name in settings.available_lexicons():
         lex = settings.active_lexicon(name)
-        terms = ", ".join(f"{p.term} ({p.mode})" for p in lex.terms)
-        kws = ", ".join(f"{p.term} ({p.mode})" for p in lex.keywords)
-        typer.echo(f"{name}:\n  terms: {terms}\n  keywords: {kws}")
+        default = " (selected)" if name == settings.lexicon_name() else ""
+        typer.echo(f"{shown(name)}{default}: {shown(lex.description)}")
+        for kind, patterns in (("keywords", lex.keywords), ("terms", lex.terms)):
+            typer.echo(f"  {kind}:")
+            for p in patterns:
+                forms = f"; forms: {', '.join(shown(f) for f in p.forms)}" if p.forms else ""
+                typer.echo(f"    {shown(p.term)} ({p.mode}{forms})")
 
 
 def main() -> None:

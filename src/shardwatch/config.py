@@ -26,7 +26,7 @@ from pydantic_settings import (
 
 from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
 from shardwatch.config_paths import DEFAULT_STATE_DIR, fill_state_defaults, resolve_file_paths
-from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon, MatchMode, Pattern
+from shardwatch.lexicon import BUILTIN_LEXICONS, DEFAULT_LEXICON, Lexicon, MatchMode, Pattern
 from shardwatch.names import (
     MAX_CONFIG_NAME_CHARS,
     MAX_DATASET_CHARS,
@@ -52,6 +52,11 @@ class PatternSpec(_Strict):
     term: str = Field(description="The term; matched case-insensitively.")
     mode: MatchMode | None = Field(
         default=None, description="`word` or `substring`; defaults per list (terms: word)."
+    )
+    forms: list[str] = Field(
+        default_factory=list,
+        description="Other spellings that count as this entry (plurals, hyphen and spacing "
+        "variants), matched in the same mode.",
     )
 
 
@@ -97,6 +102,11 @@ class ProfileSpec(_Strict):
         default=None,
         description="Columns the dataset carries that no field maps; any other column is "
         "schema drift (unexpected). Unset: extra columns are not judged (or as `extends`).",
+    )
+    lexicon: str | None = Field(
+        default=None,
+        description="The lexicon this dataset is scanned with unless `lexicon` is set "
+        "(default: as `extends`, else precise2026).",
     )
 
 
@@ -430,7 +440,11 @@ class Settings(BaseSettings):
         "current directory).",
     )
     profile: str = Field(default="laion400m", description="The dataset profile to use.")
-    lexicon: str = Field(default="birhane2021", description="The lexicon to use.")
+    lexicon: str | None = Field(
+        default=None,
+        description="The lexicon to use (default: the profile's, precise2026 for every "
+        "built-in profile).",
+    )
     profiles: dict[str, ProfileSpec] = Field(
         default_factory=dict, description="User-defined dataset profiles."
     )
@@ -490,7 +504,7 @@ class Settings(BaseSettings):
     def _config_names(self) -> Settings:
         for kind, names in (
             ("profile", [self.profile, *self.profiles]),
-            ("lexicon", [self.lexicon, *self.lexicons]),
+            ("lexicon", [*([self.lexicon] if self.lexicon else []), *self.lexicons]),
         ):
             for name in names:
                 problem = name_problem(name, max_chars=MAX_CONFIG_NAME_CHARS, one_line=True)
@@ -515,7 +529,11 @@ class Settings(BaseSettings):
 
     def active_lexicon(self, name: str | None = None) -> Lexicon:
         """The named (default: selected) lexicon, built-in or from the config."""
-        return _resolve_lexicon(name or self.lexicon, self.lexicons, ())
+        return _resolve_lexicon(name or self.lexicon_name(), self.lexicons, ())
+
+    def lexicon_name(self) -> str:
+        """The selected lexicon: `lexicon` if set, else the selected profile's."""
+        return self.lexicon or self.dataset_profile().lexicon
 
     def suite_name(self) -> str:
         """The GX suite validating this dataset: configured, else the profile's name."""
@@ -600,6 +618,7 @@ def _resolve_profile(
             unsafe_threshold=unsafe,
             header=tuple(header) if header is not None else None,
             other_columns=other_columns,
+            lexicon=spec.lexicon or (base.lexicon if base else DEFAULT_LEXICON),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -612,7 +631,11 @@ def _patterns(items: list[str | PatternSpec], default: MatchMode) -> tuple[Patte
         problem = name_problem(spec.term, max_chars=MAX_TERM_CHARS, one_line=True)
         if problem:  # terms are stored and label report rows (keywords too, for symmetry)
             raise ValueError(f"term '{shown(spec.term)}' {problem}")
-        out.append(Pattern(spec.term, spec.mode or default))
+        for form in spec.forms:
+            problem = name_problem(form, max_chars=MAX_TERM_CHARS, one_line=True)
+            if problem:
+                raise ValueError(f"form '{shown(form)}' of '{shown(spec.term)}' {problem}")
+        out.append(Pattern(spec.term, spec.mode or default, tuple(spec.forms)))
     return tuple(out)
 
 

@@ -18,7 +18,8 @@ from shardwatch.dedup import DistinctCounter, KeyArray, keys_of
 from shardwatch.domains import DEFAULT_TOP_K, DomainCounter, batch_counts
 from shardwatch.features import FeatureSpec
 from shardwatch.lexicon import Lexicon
-from shardwatch.matching import ColumnMatcher, python_matches
+from shardwatch.lexicon_match import CompiledLexicon as CompiledLexicon  # re-exported
+from shardwatch.lexicon_match import RowMatches, match_rows
 from shardwatch.profiles import DatasetProfile, LogicalField, tag_keys
 from shardwatch.reader import (
     DEFAULT_BATCH_SIZE,
@@ -32,43 +33,6 @@ from shardwatch.schema import SchemaDrift
 ProgressCallback = Callable[[int], None]
 FeatureSink = Callable[[pa.RecordBatch], None]
 
-_SUBSTRING, _WORD = 1, 2  # keyword kinds per needle; 0: not a keyword
-_MODE_CODE = {"substring": _SUBSTRING, "word": _WORD}
-
-
-class CompiledLexicon:
-    """A lexicon turned into needle tables and one column matcher per searched column."""
-
-    def __init__(self, lexicon: Lexicon) -> None:
-        self.lexicon = lexicon
-        self.term_names = [p.term for p in lexicon.terms]
-        self.term_modes = [p.mode for p in lexicon.terms]
-        text_needles = list(dict.fromkeys([p.needle for p in lexicon.terms + lexicon.keywords]))
-        index = {n: i for i, n in enumerate(text_needles)}
-        self.text_term = np.full(len(text_needles), -1, dtype=np.int64)
-        self.text_term_word = np.zeros(len(text_needles), dtype=bool)
-        self.text_kw = np.zeros(len(text_needles), dtype=np.int8)
-        for t, p in enumerate(lexicon.terms):
-            self.text_term[index[p.needle]] = t
-            self.text_term_word[index[p.needle]] = p.mode == "word"
-        for p in lexicon.keywords:
-            self.text_kw[index[p.needle]] = _MODE_CODE[p.mode]
-        self.url_kw = np.array([_MODE_CODE[p.mode] for p in lexicon.keywords], dtype=np.int8)
-        self.text_matcher = ColumnMatcher(text_needles) if text_needles else None
-        url_needles = [p.needle for p in lexicon.keywords]
-        self.url_matcher = ColumnMatcher(url_needles) if url_needles else None
-        self.url_substring_only = all(p.mode == "substring" for p in lexicon.keywords)
-
-
-@dataclass(frozen=True)
-class RowMatches:
-    """Per-row results for one batch: the keyword flag and (row, term) hit pairs."""
-
-    keyword: npt.NDArray[np.bool_]
-    match_rows: npt.NDArray[np.int64]
-    match_terms: npt.NDArray[np.int64]
-    substring_terms: npt.NDArray[np.int64]
-
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -79,87 +43,6 @@ class BatchResult:
     keys: dict[str, KeyArray]
     features: pa.RecordBatch | None
     domains: pa.Table | None = None
-
-
-def _keyword_hits(
-    kinds: npt.NDArray[np.int8], bounded: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.bool_]:
-    hits: npt.NDArray[np.bool_] = (kinds == _SUBSTRING) | ((kinds == _WORD) & bounded)
-    return hits
-
-
-def match_rows(
-    compiled: CompiledLexicon, text: pa.Array | None, url: pa.Array | None, num_rows: int
-) -> RowMatches:
-    """Which rows are keyword-NSFW and which terms each row matches (word and substring)."""
-    n_terms = len(compiled.term_names)
-    keyword = np.zeros(num_rows, dtype=bool)
-    match_keys: list[npt.NDArray[np.int64]] = []
-    sub_keys: list[npt.NDArray[np.int64]] = []
-    problem: list[npt.NDArray[np.int64]] = []
-    if text is not None and compiled.text_matcher is not None:
-        occ = compiled.text_matcher.find(text)
-        keyword[occ.rows[_keyword_hits(compiled.text_kw[occ.needles], occ.bounded)]] = True
-        term = compiled.text_term[occ.needles]
-        is_term = term >= 0
-        is_match = is_term & (~compiled.text_term_word[occ.needles] | occ.bounded)
-        sub_keys.append(occ.rows[is_term] * n_terms + term[is_term])
-        match_keys.append(occ.rows[is_match] * n_terms + term[is_match])
-        problem.append(occ.problem_rows)
-    if url is not None and compiled.url_matcher is not None:
-        if compiled.url_substring_only:  # a flag per row is enough: skip hit positions
-            hit_rows, problem_rows = compiled.url_matcher.rows_with_any(url)
-            keyword[hit_rows] = True
-            problem.append(problem_rows)
-        else:
-            occ = compiled.url_matcher.find(url)
-            keyword[occ.rows[_keyword_hits(compiled.url_kw[occ.needles], occ.bounded)]] = True
-            problem.append(occ.problem_rows)
-
-    matched = np.unique(np.concatenate(match_keys)) if match_keys else np.zeros(0, np.int64)
-    substr = np.unique(np.concatenate(sub_keys)) if sub_keys else np.zeros(0, np.int64)
-    problem_rows = np.unique(np.concatenate(problem)) if problem else np.zeros(0, np.int64)
-    if len(problem_rows):
-        keyword[problem_rows] = False
-        if n_terms:
-            matched = matched[~np.isin(matched // n_terms, problem_rows)]
-            substr = substr[~np.isin(substr // n_terms, problem_rows)]
-        extra_match, extra_sub = _match_in_python(compiled, text, url, problem_rows, keyword)
-        matched = np.concatenate([matched, extra_match])
-        substr = np.concatenate([substr, extra_sub])
-    if n_terms == 0:
-        return RowMatches(keyword, matched, matched, substr)
-    return RowMatches(keyword, matched // n_terms, matched % n_terms, substr % n_terms)
-
-
-def _match_in_python(
-    compiled: CompiledLexicon,
-    text: pa.Array | None,
-    url: pa.Array | None,
-    rows: npt.NDArray[np.int64],
-    keyword: npt.NDArray[np.bool_],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The exact slow path for the rare rows the vectorised path cannot decide."""
-    n_terms = len(compiled.term_names)
-    lex = compiled.lexicon
-    match_keys: list[int] = []
-    sub_keys: list[int] = []
-    for row in rows.tolist():
-        low_text = (text[row].as_py() or "").lower() if text is not None else ""
-        low_url = (url[row].as_py() or "").lower() if url is not None else ""
-        keyword[row] = any(
-            (text is not None and python_matches(p.needle, p.mode, low_text))
-            or (url is not None and python_matches(p.needle, p.mode, low_url))
-            for p in lex.keywords
-        )
-        if text is None:
-            continue
-        for t, p in enumerate(lex.terms):
-            if p.needle in low_text:
-                sub_keys.append(row * n_terms + t)
-                if python_matches(p.needle, p.mode, low_text):
-                    match_keys.append(row * n_terms + t)
-    return np.array(match_keys, dtype=np.int64), np.array(sub_keys, dtype=np.int64)
 
 
 def _as_float(arr: pa.Array) -> npt.NDArray[np.float64]:
@@ -307,11 +190,13 @@ class _BatchScanner:
         url = as_text(url) if url is not None else None
 
         keyword_rows: int | None = None
+        paper_rows: int | None = None
         terms: dict[str, m.TermStats] | None = None
         rm: RowMatches | None = None
         if text is not None or url is not None:
             rm = match_rows(self.compiled, text, url, n)
             keyword_rows = int(np.count_nonzero(rm.keyword))
+            paper_rows = int(np.count_nonzero(rm.paper))
             if text is not None:
                 terms = self._term_stats(rm, codes, labels)
         score = self.column(batch, "unsafe_score")
@@ -322,6 +207,7 @@ class _BatchScanner:
             nulls=nulls,
             nsfw_flag_counts=_counts_by_label(codes, labels) if codes is not None else None,
             keyword_nsfw_rows=keyword_rows,
+            paper_keyword_nsfw_rows=paper_rows,
             keyword_nsfw_by_tag=(
                 _counts_by_label(codes[rm.keyword], labels)
                 if codes is not None and rm is not None
@@ -357,15 +243,20 @@ class _BatchScanner:
         n_terms = len(names)
         matches = np.bincount(rm.match_terms, minlength=n_terms)
         substring = np.bincount(rm.substring_terms, minlength=n_terms)
-        kw = np.bincount(rm.match_terms[rm.keyword[rm.match_rows]], minlength=n_terms)
-        per_tag: list[dict[str, int] | None] = [None] * n_terms
+        kw_hit = rm.keyword[rm.match_rows]
+        kw = np.bincount(rm.match_terms[kw_hit], minlength=n_terms)
+        paper_hit = rm.paper[rm.substring_rows]
+        paper = np.bincount(rm.substring_terms[paper_hit], minlength=n_terms)
+        no_tags: list[dict[str, int] | None] = [None] * n_terms
+        per_tag, kw_tag, paper_tag = no_tags, no_tags, no_tags
         if codes is not None:
-            width = len(labels) + 2
-            flat = np.bincount(
-                rm.match_terms * width + codes[rm.match_rows], minlength=n_terms * width
-            ).reshape(n_terms, width)
-            keys = tag_keys(labels)
-            per_tag = [dict(zip(keys, row, strict=True)) for row in flat.tolist()]
+            per_tag = _term_tags(rm.match_rows, rm.match_terms, codes, labels, n_terms)
+            kw_tag = _term_tags(
+                rm.match_rows[kw_hit], rm.match_terms[kw_hit], codes, labels, n_terms
+            )
+            paper_tag = _term_tags(
+                rm.substring_rows[paper_hit], rm.substring_terms[paper_hit], codes, labels, n_terms
+            )
         return {
             names[t]: m.TermStats(
                 mode=modes[t],
@@ -373,9 +264,26 @@ class _BatchScanner:
                 keyword_nsfw=int(kw[t]),
                 substring_matches=int(substring[t]),
                 nsfw_flag_counts=per_tag[t],
+                keyword_nsfw_by_tag=kw_tag[t],
+                paper_keyword_nsfw=int(paper[t]),
+                paper_keyword_nsfw_by_tag=paper_tag[t],
             )
             for t in range(n_terms)
         }
+
+
+def _term_tags(
+    rows: npt.NDArray[np.int64],
+    terms: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int64],
+    labels: tuple[str, ...],
+    n_terms: int,
+) -> list[dict[str, int] | None]:
+    """Per term, the tag buckets of the (row, term) pairs given."""
+    width = len(labels) + 2
+    flat = np.bincount(terms * width + codes[rows], minlength=n_terms * width)
+    keys = tag_keys(labels)
+    return [dict(zip(keys, row, strict=True)) for row in flat.reshape(n_terms, width).tolist()]
 
 
 def _finish(

@@ -49,18 +49,33 @@ class Lexicon:
 
     def __post_init__(self) -> None:
         for kind, patterns in (("term", self.terms), ("keyword", self.keywords)):
-            seen: set[str] = set()
+            owner: dict[str, str] = {}
             for p in patterns:
-                if p.needle in seen:
-                    raise ValueError(
-                        f"lexicon {self.name!r}: duplicate {kind} {p.term!r} "
-                        "(terms compare case-insensitively)"
-                    )
-                seen.add(p.needle)
+                for needle in p.needles:
+                    if needle in owner:
+                        first = owner[needle]
+                        what = (
+                            f"duplicate {kind} {p.term!r}"
+                            if first.lower() == needle == p.needle
+                            else f"{kind}s {first!r} and {p.term!r} share the spelling {needle!r}"
+                        )
+                        raise ValueError(
+                            f"lexicon {self.name!r}: {what} (terms compare case-insensitively)"
+                        )
+                    owner[needle] = p.term
+
+    @property
+    def has_paper_keywords(self) -> bool:
+        """Whether the keyword rule is exactly the paper's: its 7 substrings, no forms."""
+        return self.keywords == _patterns(PAPER_KEYWORDS, "substring")
 
 
 def _patterns(terms: tuple[str, ...], mode: MatchMode) -> tuple[Pattern, ...]:
     return tuple(Pattern(t, mode) for t in terms)
+
+
+# The audit's keyword rule (section 2): any of these as a substring of TEXT or URL.
+PAPER_KEYWORDS: Final = ("porn", "hot", "adult", "xxx", "sex", "fuck", "rape")
 
 
 # Birhane, Prabhu & Kahembwe (2021), Table 1 and section 2: the keyword filter and the terms
@@ -71,7 +86,7 @@ BIRHANE2021: Final = Lexicon(
         "Table 1 of Birhane et al. (2021): NSFW keywords as substrings of TEXT or URL, "
         "watched terms as whole words of TEXT."
     ),
-    keywords=_patterns(("porn", "hot", "adult", "xxx", "sex", "fuck", "rape"), "substring"),
+    keywords=_patterns(PAPER_KEYWORDS, "substring"),
     terms=_patterns(
         (
             # Table 1
@@ -106,4 +121,110 @@ BIRHANE2021: Final = Lexicon(
     ),
 )
 
-BUILTIN_LEXICONS: Final[dict[str, Lexicon]] = {BIRHANE2021.name: BIRHANE2021}
+
+def _with_forms(entries: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[Pattern, ...]:
+    return tuple(Pattern(term, "word", forms) for term, forms in entries)
+
+
+# The default lexicon: the paper's terms and keyword stems as whole words, each with the
+# spellings that mean the same (docs/lexicons.md says why each form is there). Bare 'hot' and
+# 'adult' are out: as whole words they are 'hot sale', 'hot tub', 'adult costume'.
+PRECISE2026: Final = Lexicon(
+    name="precise2026",
+    description=(
+        "The default: the paper's 21 terms and its keyword stems as whole words of TEXT "
+        "(keywords: of TEXT or URL), each with its plural, inflected, hyphen and spacing "
+        "forms; no substring decoys such as 'photo', 'hotel' or 'grapes'."
+    ),
+    keywords=_with_forms(
+        (
+            (
+                "porn",
+                (
+                    "porno",
+                    "pornos",
+                    "porns",
+                    "pornographic",
+                    "pornography",
+                    "pornstar",
+                    "pornstars",
+                    "porn star",
+                    "porn stars",
+                    "porn-star",
+                ),
+            ),
+            ("sex", ("sexy", "sexier", "sexiest")),
+            ("xxx", ()),
+            ("fuck", ("fucks", "fucked", "fucking", "fucker", "fuckers")),
+            ("rape", ("raped", "rapes", "raping", "rapist", "rapists")),
+            ("hentai", ()),
+            ("milf", ("milfs",)),
+            ("nsfw", ()),
+            (
+                "adult video",
+                (
+                    "adult videos",
+                    "adult film",
+                    "adult films",
+                    "adult movie",
+                    "adult movies",
+                    "adult content",
+                    "adult site",
+                    "adult sites",
+                    "adult-video",
+                    "adult-videos",
+                    "adult-film",
+                    "adult-movie",
+                ),
+            ),
+            (
+                "hot girl",
+                (
+                    "hot girls",
+                    "hot woman",
+                    "hot women",
+                    "hot babe",
+                    "hot babes",
+                    "hottie",
+                    "hotties",
+                    "hot-girl",
+                    "hot-girls",
+                ),
+            ),
+        )
+    ),
+    terms=_with_forms(
+        (
+            ("desi", ("desis",)),
+            ("nun", ("nuns",)),
+            ("latina", ("latinas",)),
+            ("mom", ("moms", "mommy", "mommies")),
+            ("sister", ("sisters",)),
+            ("daughter", ("daughters",)),
+            ("daddy", ("daddies",)),
+            ("mother", ("mothers",)),
+            ("aunty", ("aunties", "auntie")),
+            ("mummy", ()),
+            ("maa", ()),
+            ("abuela", ("abuelas",)),
+            ("asian", ("asians",)),
+            ("indian", ("indians",)),
+            ("nigerian", ("nigerians",)),
+            ("african", ("africans",)),
+            ("korean", ("koreans",)),
+            ("black woman", ("black women", "black-woman", "black-women")),
+            (
+                "school girl",
+                ("school girls", "schoolgirl", "schoolgirls", "school-girl", "school-girls"),
+            ),
+            ("school boy", ("school boys", "schoolboy", "schoolboys", "school-boy", "school-boys")),
+            ("european", ("europeans",)),
+        )
+    ),
+)
+
+DEFAULT_LEXICON: Final = PRECISE2026.name
+BUILTIN_LEXICONS: Final[dict[str, Lexicon]] = {
+    BIRHANE2021.name: BIRHANE2021,
+    PRECISE2026.name: PRECISE2026,
+}

@@ -58,6 +58,8 @@ class DatasetProfile:
     unsafe_threshold: float = 0.5
     header: tuple[str, ...] | None = None
     other_columns: tuple[str, ...] | None = None
+    # The lexicon this dataset is scanned with unless the settings name another.
+    lexicon: str = "precise2026"
 
     def __post_init__(self) -> None:
         if self.nsfw_signal == "score":

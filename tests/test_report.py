@@ -29,7 +29,7 @@ from store_checks import run_shardwatch
 from shardwatch import synth
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.ingest import ingest_shards
-from shardwatch.lexicon import BIRHANE2021
+from shardwatch.lexicon import BIRHANE2021, PRECISE2026
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import LAION400M, DatasetProfile
 from shardwatch.store.report import ReportError, UnknownDataset, dataset_report
@@ -44,10 +44,8 @@ BIRHANE = CompiledLexicon(BIRHANE2021)
 
 
 def assert_same_total(report: dict[str, Any], scan: dict[str, Any]) -> None:
-    """Every key equal; similarity `sum`/`mean` up to float rounding (the SQL sums in
-    another order). The domain sketch is reported by `report --domains`, not in the total
-    (tests/test_domains.py checks it against the merged scans)."""
-    scan = {key: value for key, value in scan.items() if key != "domains"}
+    """Every key equal, the domain sketch included; similarity `sum`/`mean` up to float
+    rounding (the SQL sums in another order)."""
     assert report.keys() == scan.keys()
     for key, expected in scan.items():
         got = report[key]
@@ -485,7 +483,7 @@ def test_drift_report_equals_drift_from_the_scanned_shards(
                      database_url=database_url, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     got = {Path(d["uri"]).name: d for d in json.loads(out.stdout)["drift"]}
-    scans = [scan_shard(p, LAION400M, BIRHANE2021) for p in paths]
+    scans = [scan_shard(p, LAION400M, PRECISE2026) for p in paths]  # the CLI's default
     total = ShardMetrics.merge_all(scans)
     for path, metrics in zip(paths, scans, strict=True):
         want = json.loads(json.dumps(asdict(drift(metrics, total))))

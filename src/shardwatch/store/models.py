@@ -122,6 +122,8 @@ class ShardMetricsRow(Base):
     lexicon: Mapped[str] = mapped_column(String(100))
     rows: Mapped[int] = mapped_column(BigInteger)
     keyword_nsfw_rows: Mapped[int | None] = mapped_column(BigInteger)
+    # Rows the paper's 7 substring keywords flag (NULL: stored before they were counted).
+    paper_keyword_nsfw_rows: Mapped[int | None] = mapped_column(BigInteger)
     has_nsfw_tag: Mapped[bool] = mapped_column(Boolean)
     has_terms: Mapped[bool] = mapped_column(Boolean)
     similarity_threshold: Mapped[float | None] = mapped_column(Float)
@@ -210,6 +212,8 @@ class TermMetricsRow(Base):
     matches: Mapped[int] = mapped_column(BigInteger)
     keyword_nsfw: Mapped[int] = mapped_column(BigInteger)
     substring_matches: Mapped[int] = mapped_column(BigInteger)
+    # The paper's method: of the substring_matches rows, those its 7 keywords flag.
+    paper_keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TermTagCount(Base):
@@ -224,6 +228,10 @@ class TermTagCount(Base):
     term: Mapped[str] = mapped_column(String(200), primary_key=True)
     label: Mapped[str] = mapped_column(String(100), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+    # Of those: the term's keyword-NSFW matches (Table 1's column), and the paper's figure
+    # (substring rows its keywords flag). NULL: stored before they were counted.
+    keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
+    paper_keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ValidationResult(Base):

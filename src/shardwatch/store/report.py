@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, and_, case, func, literal, select
@@ -22,6 +22,7 @@ from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile
 from shardwatch.stats import Drift, drift, term_lifts
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
+from shardwatch.store.report_domains import domain_sketch
 from shardwatch.store.repository import ResultStore
 
 ProfileResolver = Callable[[str], DatasetProfile | None]
@@ -227,7 +228,10 @@ def dataset_report(
             known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
-        return _build(conn, dataset, dataset_id, latest, resolve)
+        built = _build(conn, dataset, dataset_id, latest, resolve)
+        # The domain sketch only here: dataset_total runs in every shard's commit.
+        total = replace(built.total, domains=domain_sketch(conn, latest))
+        return replace(built, total=total)
 
 
 def dataset_total(conn: Connection, dataset_id: int) -> ShardMetrics | None:
@@ -469,6 +473,9 @@ def _build(
             func.count().label("shards"),
             func.sum(sm.rows).label("rows"),
             func.sum(sm.keyword_nsfw_rows).label("keyword_nsfw_rows"),
+            func.count(sm.keyword_nsfw_rows).label("with_keyword"),
+            func.sum(sm.paper_keyword_nsfw_rows).label("paper_keyword_nsfw_rows"),
+            func.count(sm.paper_keyword_nsfw_rows).label("with_paper"),
             count_true(sm.has_nsfw_tag).label("with_tag"),
             count_true(sm.has_terms).label("with_terms"),
             count_true(and_(sm.has_terms, sm.has_nsfw_tag)).label("with_term_tags"),
@@ -525,10 +532,13 @@ def _build(
         .join(latest, latest.c.id == t.ShardTagCount.shard_id)
         .group_by(t.ShardTagCount.label)
     ).all()
+    tt = t.TermTagCount
     term_tag_rows = conn.execute(
-        select(t.TermTagCount.term, t.TermTagCount.label, func.sum(t.TermTagCount.count))
-        .join(latest, latest.c.id == t.TermTagCount.shard_id)
-        .group_by(t.TermTagCount.term, t.TermTagCount.label)
+        select(tt.term, tt.label, func.sum(tt.count))
+        .add_columns(func.sum(tt.keyword_nsfw), func.count(tt.keyword_nsfw), func.count())
+        .add_columns(func.sum(tt.paper_keyword_nsfw), func.count(tt.paper_keyword_nsfw))
+        .join(latest, latest.c.id == tt.shard_id)
+        .group_by(tt.term, tt.label)
     ).all()
     labels = _label_order(
         [r[0] for r in tag_rows] + [r[1] for r in term_tag_rows], profile_names, resolve
@@ -540,16 +550,38 @@ def _build(
     by_tag = _ordered({r[0]: _int(r[2]) for r in tag_rows}, labels) if with_crosstab else None
     with_unsafe = any(r[5] for r in tag_rows)
     unsafe_by_tag = _ordered({r[0]: _int(r[4]) for r in tag_rows}, labels) if with_unsafe else None
+    # Per term and label: all matches, keyword-NSFW matches, the paper's figure; a cross-tab
+    # is kept only when every stored shard has it (older rows lack the last two).
     term_tags: dict[str, dict[str, int]] = {}
-    for term, label, count in term_tag_rows:
+    term_kw_tags: dict[str, dict[str, int]] | None = {}
+    term_paper_tags: dict[str, dict[str, int]] | None = {}
+    for term, label, count, kw, kw_n, n, paper, paper_n in term_tag_rows:
         term_tags.setdefault(term, {})[label] = _int(count)
-    terms = _terms(conn, latest, scalars, term_tags, labels)
+        if term_kw_tags is not None:
+            term_kw_tags = None if kw_n != n else term_kw_tags
+        if term_kw_tags is not None:
+            term_kw_tags.setdefault(term, {})[label] = _int(kw)
+        if term_paper_tags is not None:
+            term_paper_tags = None if paper_n != n else term_paper_tags
+        if term_paper_tags is not None:
+            term_paper_tags.setdefault(term, {})[label] = _int(paper)
+    if len(lexicon_names) > 1 and scalars.with_terms:
+        raise ReportError(
+            f"the shards were scanned with different lexicons ({', '.join(lexicon_names)}); "
+            "re-ingest them with one (shardwatch ingest --force --lexicon NAME), or select "
+            "the lexicon they were scanned with"
+        )
+    terms = _terms(
+        conn, latest, scalars, TermTags(term_tags, term_kw_tags, term_paper_tags), labels
+    )
+    same_paper = scalars.with_paper == scalars.with_keyword
     total = ShardMetrics(
         rows=_int(scalars.rows),
         shards=n_shards,
         nulls=nulls,
         nsfw_flag_counts=tags,
         keyword_nsfw_rows=_opt_int(scalars.keyword_nsfw_rows),
+        paper_keyword_nsfw_rows=_opt_int(scalars.paper_keyword_nsfw_rows) if same_paper else None,
         keyword_nsfw_by_tag=by_tag,
         similarity=_similarity(conn, latest, scalars),
         terms=terms,
@@ -622,11 +654,21 @@ def _similarity(conn: Connection, latest: CTE, scalars: Any) -> SimilarityStats 
     )
 
 
+@dataclass(frozen=True)
+class TermTags:
+    """Summed per term and label: the tag among all matches, among keyword-NSFW matches and
+    among the paper's keyword-flagged substring rows (None: some shard lacks that one)."""
+
+    matches: Mapping[str, Mapping[str, int]]
+    keyword: Mapping[str, Mapping[str, int]] | None
+    paper: Mapping[str, Mapping[str, int]] | None
+
+
 def _terms(
     conn: Connection,
     latest: CTE,
     scalars: Any,
-    term_tags: Mapping[str, Mapping[str, int]],
+    tags: TermTags,
     labels: Sequence[str],
 ) -> dict[str, TermStats] | None:
     with_terms = _int(scalars.with_terms)
@@ -644,6 +686,8 @@ def _terms(
             func.sum(tm.matches).label("matches"),
             func.sum(tm.keyword_nsfw).label("keyword_nsfw"),
             func.sum(tm.substring_matches).label("substring_matches"),
+            func.sum(tm.paper_keyword_nsfw).label("paper_keyword_nsfw"),
+            func.count(tm.paper_keyword_nsfw).label("with_paper"),
         )
         .join(latest, latest.c.id == tm.shard_id)
         .group_by(tm.term, tm.mode)
@@ -661,13 +705,22 @@ def _terms(
             "re-ingest them with one lexicon (shardwatch ingest --force)"
         )
     with_tags = bool(scalars.with_term_tags)
+
+    def tag_map(source: Mapping[str, Mapping[str, int]] | None, term: str) -> Any:
+        if not with_tags or source is None:
+            return None
+        return _ordered(source.get(term, {}), labels)
+
     return {
         r.term: TermStats(
             mode=cast(MatchMode, r.mode),
             matches=_int(r.matches),
             keyword_nsfw=_int(r.keyword_nsfw),
             substring_matches=_int(r.substring_matches),
-            nsfw_flag_counts=_ordered(term_tags.get(r.term, {}), labels) if with_tags else None,
+            nsfw_flag_counts=tag_map(tags.matches, r.term),
+            keyword_nsfw_by_tag=tag_map(tags.keyword, r.term),
+            paper_keyword_nsfw=_int(r.paper_keyword_nsfw) if r.with_paper == r.shards else None,
+            paper_keyword_nsfw_by_tag=tag_map(tags.paper, r.term),
         )
         for r in rows
     }

@@ -513,6 +513,7 @@ def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> 
             lexicon=lexicon,
             rows=m.rows,
             keyword_nsfw_rows=m.keyword_nsfw_rows,
+            paper_keyword_nsfw_rows=m.paper_keyword_nsfw_rows,
             has_nsfw_tag=m.nsfw_flag_counts is not None,
             has_terms=m.terms is not None,
             similarity_threshold=sim.threshold if sim else None,
@@ -579,12 +580,20 @@ def _metric_rows(shard_id: int, m: ShardMetrics, profile: str, lexicon: str) -> 
                 matches=stats.matches,
                 keyword_nsfw=stats.keyword_nsfw,
                 substring_matches=stats.substring_matches,
+                paper_keyword_nsfw=stats.paper_keyword_nsfw,
             )
         )
+        kw_tags, paper_tags = stats.keyword_nsfw_by_tag, stats.paper_keyword_nsfw_by_tag
         for label, count in (stats.nsfw_flag_counts or {}).items():
             rows.append(
                 t.TermTagCount(
-                    shard_id=shard_id, lexicon=lexicon, term=term, label=label, count=count
+                    shard_id=shard_id,
+                    lexicon=lexicon,
+                    term=term,
+                    label=label,
+                    count=count,
+                    keyword_nsfw=None if kw_tags is None else kw_tags.get(label, 0),
+                    paper_keyword_nsfw=None if paper_tags is None else paper_tags.get(label, 0),
                 )
             )
     return rows

@@ -328,8 +328,11 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
         "keyword-NSFW %",
         "lift [95% CI]",
         *labels,
+        *(f"kw-NSFW {label}" for label in labels),
         "substring matches",
     ]
+    titles = [line for line in markdown.splitlines() if line.startswith("**Table 1")]
+    assert len(titles) == 1 and "lexicon pipes" in titles[0]
     assert all(len(row) == len(header) for row in body)  # every '|' in a term was escaped
     assert "x\\|y" in markdown and "\\[link\\]\\(u\\)" in markdown and "\\*star\\*" in markdown
     by_term = {row[0]: row for row in body}
@@ -342,23 +345,31 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
         assert int(row["substring matches"].replace(",", "")) == stats["substring_matches"]
         for label in labels:
             assert int(row[label].replace(",", "")) == stats["nsfw_flag_counts"][label]
+            kw = int(row[f"kw-NSFW {label}"].replace(",", ""))
+            assert kw == stats["keyword_nsfw_by_tag"][label]
     overall = next(line for line in markdown.splitlines() if line.startswith("**Overall:**"))
     assert "keyword-NSFW rows" in overall and "similarity below 0.3" in overall
 
     text = run("report", "--dataset", "md", "--format", "csv").stdout
     parsed = list(csv.reader(io.StringIO(text)))
     assert parsed[0] == [
+        "lexicon",
         "term",
         "mode",
         "matches",
         "keyword_nsfw",
         "keyword_nsfw_pct",
         *labels,
+        *(f"keyword_nsfw_{label}" for label in labels),
         "substring_matches",
     ]
-    assert [row[0] for row in parsed[1:]] == list(terms)
+    assert [row[1] for row in parsed[1:]] == list(terms)
+    assert {row[0] for row in parsed[1:]} == {"pipes"}
     for row in parsed[1:]:
-        record, stats = dict(zip(parsed[0], row, strict=True)), terms[row[0]]
+        record, stats = dict(zip(parsed[0], row, strict=True)), terms[row[1]]
+        kw_tags = {k: int(record[f"keyword_nsfw_{k}"]) for k in labels}
+        assert kw_tags == stats["keyword_nsfw_by_tag"]
+        assert sum(kw_tags.values()) == stats["keyword_nsfw"]
         assert int(record["matches"]) == stats["matches"]
         assert int(record["keyword_nsfw"]) == stats["keyword_nsfw"]
         assert int(record["substring_matches"]) == stats["substring_matches"]
@@ -419,45 +430,68 @@ def test_content_that_comes_back_becomes_current_again(
     assert [(s.version, s.status) for s in report.shards] == [(1, "done")]
 
 
-def test_paper_layout_and_lift_in_the_report(database_url: str, tmp_path: Path) -> None:
-    """`report --paper`: word and substring matches side by side and the keyword-NSFW lift
-    with its Wilson interval, all equal to the counts and lift in `report --json`."""
-    from shardwatch.stats import wilson
+# Rows for the paper's three Table 1 columns, worked out by hand below (tags: UNLIKELY, UNSURE,
+# NSFW, an unlisted value, null). The paper's keywords: porn hot adult xxx sex fuck rape.
+PAPER_ROWS = [
+    ("desi bride", "http://a.example/1.jpg", "UNLIKELY"),  # desi; no keyword
+    ("hot desi girl", "http://a.example/2.jpg", "UNSURE"),  # desi; 'hot'
+    ("desi design", "http://b.example/photo.jpg", "NSFW"),  # desi; 'hot' in 'photo' (URL)
+    ("design studio", "http://b.example/sexy.jpg", "UNLIKELY"),  # 'desi' in 'design'; 'sex'
+    ("a nun at prayer", "http://c.example/x.jpg", None),  # nun; no keyword
+    ("nunnery tour", "http://c.example/porn.jpg", "weird"),  # 'nun' in 'nunnery'; 'porn'
+    ("latina singer", "http://d.example/adult.jpg", "UNLIKELY"),  # latina; 'adult'
+    ("LATINAS rape", None, "NSFW"),  # 'latina' in 'latinas'; 'rape'
+    ("latina grapes", "http://d.example/9.jpg", "UNSURE"),  # latina; 'rape' in 'grapes'
+]
+# term: N_match, N_nsfw (%), tags among N_nsfw (UNLIKELY, UNSURE, NSFW, other, null)
+PAPER_EXPECTED = {
+    "desi": ["4", "3 (75.0%)", "1", "1", "1", "0", "0"],  # rows 1-4; N_nsfw rows 2, 3, 4
+    "nun": ["2", "1 (50.0%)", "0", "0", "0", "1", "0"],  # rows 5, 6; N_nsfw row 6
+    "latina": ["3", "3 (100.0%)", "1", "1", "1", "0", "0"],  # rows 7-9, all flagged
+}
+# precise2026 (the default): matches with forms, keyword-NSFW (%), the tags among those.
+# desi: rows 1-3 (not 'design'), none holds a precise keyword ('hot desi girl' is no 'hot
+# girl', 'photo' no keyword); nun: row 5 only; latina: rows 7, 8 ('latinas' is a form), 9,
+# and only row 8 holds a keyword ('rape'; bare 'adult' and 'grapes' are not).
+PRECISE_EXPECTED = {
+    "desi": ["3", "0 (0.0%)", "0", "0", "0", "0", "0"],
+    "nun": ["1", "0 (0.0%)", "0", "0", "0", "0", "0"],
+    "latina": ["3", "1 (33.3%)", "0", "0", "1", "0", "0"],
+}
 
-    paths = [
-        str(write_shard(adversarial_table(1200, s), tmp_path, f"p{s}.parquet")) for s in (7, 8)
-    ]
-    ingested = shardwatch("ingest", *paths, "--dataset", "paper", "--no-validate",
+
+def test_report_paper_reproduces_the_papers_columns_on_hand_worked_rows(
+    database_url: str, tmp_path: Path
+) -> None:
+    texts, urls, tags = zip(*PAPER_ROWS, strict=True)
+    table = pa.table({"TEXT": list(texts), "URL": list(urls), "NSFW": list(tags)})
+    path = write_shard(table, tmp_path, "paper.parquet")
+    ingested = shardwatch("ingest", str(path), "--dataset", "paper", "--no-validate",
                           database_url=database_url, cwd=tmp_path)
     assert ingested.returncode == 0, ingested.stderr
-    report = json.loads(
-        shardwatch("report", "--dataset", "paper", "--json", database_url=database_url,
-                   cwd=tmp_path).stdout
-    )
-    total, lifts = report["total"], report["lift"]
-    base = total["keyword_nsfw_rows"] / total["rows"]
     paper = shardwatch("report", "--dataset", "paper", "--paper", database_url=database_url,
                        cwd=tmp_path)
     assert paper.returncode == 0, paper.stderr
     rows = {
-        cells[0]: cells
+        cells[0]: cells[1:]
         for line in paper.stdout.splitlines()
         if line.startswith("│")
         for cells in [[c.strip() for c in line.strip("│").split("│")]]
     }
-    assert list(rows) == list(total["terms"])
-    for term, stats in total["terms"].items():
-        word, substring = rows[term][1], rows[term][2]
-        assert word == (f"{stats['matches']:,}" if stats["mode"] == "word" else "-")
-        assert substring == f"{stats['substring_matches']:,}"
-        kw = lifts[term]["keyword"]
-        if stats["matches"]:
-            low, high = wilson(stats["keyword_nsfw"], stats["matches"])
-            assert kw["lift"] == pytest.approx(stats["keyword_nsfw"] / stats["matches"] / base)
-            assert (kw["low"], kw["high"]) == pytest.approx((low / base, high / base))
-            assert rows[term][5] == f"{kw['lift']:.2f} [{kw['low']:.2f}, {kw['high']:.2f}]"
-        else:
-            assert kw is None and rows[term][5] == "-"
+    for term in ("desi", "nun", "latina"):
+        assert rows[term][:7] == PAPER_EXPECTED[term], term
+        assert rows[term][7:] == PRECISE_EXPECTED[term], term
+    assert "paper's method" in paper.stdout and "lexicon precise2026" in paper.stdout
+    # the same figures in the JSON total
+    total = json.loads(
+        shardwatch("report", "--dataset", "paper", "--json", database_url=database_url,
+                   cwd=tmp_path).stdout
+    )["total"]
+    assert total["terms"]["desi"]["paper_keyword_nsfw_by_tag"] == {
+        "UNLIKELY": 1, "UNSURE": 1, "NSFW": 1, "other": 0, "null": 0
+    }
+    assert total["terms"]["latina"]["keyword_nsfw_by_tag"]["NSFW"] == 1
+    assert total["paper_keyword_nsfw_rows"] == 7  # rows 2, 3, 4, 6, 7, 8 and 9
     both = shardwatch("report", "--dataset", "paper", "--paper", "--json",
                       database_url=database_url, cwd=tmp_path)
     assert both.returncode == 2 and "alternatives" in both.stderr

@@ -28,12 +28,12 @@ from shardwatch.profile_hint import profile_problem
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
 from shardwatch.render import (
-    paper_table,
     print_summary,
     report_markdown,
     summary,
     table1_csv,
 )
+from shardwatch.render_paper import paper_table
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
@@ -253,7 +253,7 @@ def scan(
     elif results:
         width = None if sys.stdout.isatty() else 160  # pipes get a wide, unwrapped table
         console = Console(highlight=False, soft_wrap=True, width=width)
-        print_summary(console, results, total, prof.nsfw_labels)
+        print_summary(console, results, total, prof.nsfw_labels, compiled.lexicon.name)
     if errors:
         raise typer.Exit(int(ExitCode.INPUT))
 
@@ -723,8 +723,8 @@ def report(
         ReportFormat | None,
         typer.Option(
             "--format",
-            help="text (default), json, markdown, csv (Table 1 only) or paper (Table 1 in "
-            "the audit paper's layout).",
+            help="text (default), json, markdown, csv (Table 1 only) or paper (Table 1 by "
+            "the audit paper's method, beside the lexicon's).",
         ),
     ] = None,
     paper: Annotated[bool, typer.Option("--paper", help="Same as --format paper.")] = False,
@@ -756,8 +756,10 @@ def report(
     """Print a dataset's Table 1 and totals from the results store.
 
     Table 1 shows each term's keyword-NSFW lift over the dataset's rate with a Wilson 95%
-    interval. `--paper` lays Table 1 out as in the audit paper, with word-mode and
-    substring-mode matches side by side, so the effect of the matching rule is plain.
+    interval, and the NSFW tag among each term's keyword-NSFW matches (the paper's column).
+    `--paper` computes Table 1 by the audit paper's method (the term and its 7 keywords as
+    plain substrings: N_match, N_nsfw and the tag among N_nsfw), beside the same figures by
+    the dataset's lexicon, so the effect of the matching rule is plain.
 
     The totals are summed in SQL over the latest done version of every shard; they equal
     `shardwatch scan --json`'s total over the same files. Failed or quarantined shards are
@@ -881,8 +883,9 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         return
+    lexicon = ", ".join(result.lexicons)
     if fmt is ReportFormat.csv:
-        sys.stdout.write(table1_csv(total, labels))
+        sys.stdout.write(table1_csv(total, labels, lexicon))
         return
     intro = [
         f"{total.shards:,} shards (latest done versions), {total.rows:,} rows; "
@@ -890,13 +893,16 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
         + (f"; {result.drifted} with schema drift" if result.drifted else "")
     ]
     if fmt is ReportFormat.markdown:
-        sys.stdout.write(report_markdown(total, labels, result.dataset, intro))
+        sys.stdout.write(report_markdown(total, labels, result.dataset, intro, lexicon))
         return
     width = None if sys.stdout.isatty() else 160
     console = Console(highlight=False, soft_wrap=True, width=width)
     if fmt is ReportFormat.paper:
+        if not sys.stdout.isatty():  # a pipe: wide enough for both methods' columns
+            console = Console(highlight=False, soft_wrap=True, width=240)
         console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
-        console.print(paper_table(total, f"Table 1 (paper layout), dataset {result.dataset}"))
+        title = f"Table 1, the paper's method beside lexicon {lexicon}: dataset {result.dataset}"
+        console.print(paper_table(total, labels, title, lexicon))
         return
     console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
     for entry in result.shards:
@@ -907,7 +913,7 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
             console.print(
                 f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}", markup=False
             )
-    console.print(summary(total, labels, f"total of dataset {result.dataset}"))
+    console.print(summary(total, labels, f"total of dataset {result.dataset}", lexicon))
 
 
 def _export_help() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -28,6 +28,15 @@ def _lift(value: Lift | None) -> str:
     return "-" if value is None else value.text()
 
 
+def _opt_count(counts: Mapping[str, int] | None, key: str) -> str:
+    """A count from an optional map ('-' where the map is missing, e.g. older stored rows)."""
+    return "-" if counts is None else f"{counts.get(key, 0):,}"
+
+
+def table1_title(lexicon: str | None) -> str:
+    return "Table 1: watched terms" + (f" (lexicon {lexicon})" if lexicon else "")
+
+
 def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     """Per-term matches, keyword-NSFW share, tag counts and substring hits (Table 1)."""
     has_tags = metrics.nsfw_flag_counts is not None
@@ -40,6 +49,8 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     if has_tags:
         for label in tag_keys(labels):
             table.add_column(Text(label), justify="right")  # labels come from config
+        for label in tag_keys(labels):  # the paper's column: the tag among keyword-NSFW
+            table.add_column(Text(f"kw-NSFW {label}"), justify="right")
     table.add_column("substring matches", justify="right")
     lifts = term_lifts(metrics)
     for term, stats in (metrics.terms or {}).items():
@@ -53,51 +64,17 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
         if has_tags:
             counts = stats.nsfw_flag_counts or {}
             row += [f"{counts.get(k, 0):,}" for k in tag_keys(labels)]
+            kw_tags = stats.keyword_nsfw_by_tag
+            row += [_opt_count(kw_tags, k) for k in tag_keys(labels)]
         row.append(f"{stats.substring_matches:,}")
         table.add_row(*row)
     return table
 
 
-def paper_table(metrics: ShardMetrics, title: str, label: str = "NSFW") -> Table | Text:
-    """Table 1 as the audit paper lays it out: per term, whole-word and substring matches
-    side by side (how much the matching rule changes the count), the keyword-NSFW share of
-    the term's matches with its lift over the dataset, and the `label`-tagged share."""
-    if metrics.terms is None:
-        return Text("Table 1 is unavailable: no shard has a TEXT column.")
-    has_tags = metrics.nsfw_flag_counts is not None
-    table = Table(title=Text(title), title_justify="left")  # no markup: names
-    for name in (
-        "term",
-        "word matches",
-        "substring matches",
-        "substring / word",
-        "keyword-NSFW",
-        "lift [95% CI]",
-    ):
-        table.add_column(name, justify="left" if name == "term" else "right")
-    if has_tags:
-        table.add_column(Text(f"tagged {label}"), justify="right")
-    lifts = term_lifts(metrics, label)
-    for term, stats in metrics.terms.items():
-        word = stats.matches if stats.mode == "word" else None
-        ratio = f"{stats.substring_matches / word:.1f}x" if word else "-"
-        row: list[Text | str] = [
-            Text(term),
-            "-" if word is None else f"{word:,}",
-            f"{stats.substring_matches:,}",
-            ratio,
-            f"{stats.keyword_nsfw:,} ({_pct(stats.keyword_nsfw, stats.matches)})",
-            _lift(lifts[term]["keyword"]),
-        ]
-        if has_tags:
-            tags = stats.nsfw_flag_counts or {}
-            row.append(f"{tags.get(label, 0):,} ({_pct(tags.get(label, 0), sum(tags.values()))})")
-        table.add_row(*row)
-    return table
-
-
-def summary(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Group:
-    """The overall facts, duplicates, nulls and notes, then Table 1."""
+def summary(
+    metrics: ShardMetrics, labels: Sequence[str], title: str, lexicon: str | None = None
+) -> Group:
+    """The overall facts, duplicates, nulls and notes, then Table 1 (naming `lexicon`)."""
     lines = Text()
     lines.append(f"{title}\n", style="bold")
     for fact in overall_facts(metrics):
@@ -112,7 +89,7 @@ def summary(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Group:
         lines.append(f"note: {note}\n", style="yellow")
     parts: list[Text | Table] = [lines]
     if metrics.terms is not None:
-        parts.append(table1(metrics, labels, "Table 1: watched terms"))
+        parts.append(table1(metrics, labels, table1_title(lexicon)))
     return Group(*parts)
 
 
@@ -121,6 +98,7 @@ def print_summary(
     shards: Sequence[tuple[str, ShardMetrics]],
     total: ShardMetrics,
     labels: Sequence[str],
+    lexicon: str | None = None,
 ) -> None:
     """One line per shard, then the dataset total in full."""
     if len(shards) > 1:
@@ -139,7 +117,7 @@ def print_summary(
             )
         console.print(per_shard)
     title = "total" if len(shards) != 1 else shards[0][0]
-    console.print(summary(total, labels, title))
+    console.print(summary(total, labels, title, lexicon))
 
 
 # --- Markdown and CSV (shardwatch report) -------------------------------------------------
@@ -172,6 +150,9 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
     if metrics.keyword_nsfw_rows is not None:
         kw = metrics.keyword_nsfw_rows
         facts.append(f"keyword-NSFW rows {kw:,} ({_pct(kw, rows)})")
+    if metrics.paper_keyword_nsfw_rows is not None:
+        paper = metrics.paper_keyword_nsfw_rows
+        facts.append(f"flagged by the paper's substring keywords {paper:,} ({_pct(paper, rows)})")
     by_tag = metrics.keyword_nsfw_by_tag
     if by_tag is not None:
         tagged = sum(by_tag.values())
@@ -207,14 +188,19 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
     return facts
 
 
-def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
+def table1_markdown(
+    metrics: ShardMetrics, labels: Sequence[str], lexicon: str | None = None
+) -> str:
     """Table 1 as a GitHub-flavoured Markdown table; term and label names are escaped."""
     if metrics.terms is None:
         return "Table 1 is unavailable: no shard has a TEXT column.\n"
     tag_keys = _tag_keys(metrics, labels)
     header = ["term", "mode", "matches", "keyword-NSFW", "keyword-NSFW %", "lift [95% CI]"]
-    header += [markdown_escape(k) for k in tag_keys] + ["substring matches"]
+    header += [markdown_escape(k) for k in tag_keys]
+    header += [f"kw-NSFW {markdown_escape(k)}" for k in tag_keys] + ["substring matches"]
     lines = [
+        f"**{markdown_escape(table1_title(lexicon))}**",
+        "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join([" --- ", " --- "] + [" ---: "] * (len(header) - 2)) + "|",
     ]
@@ -229,6 +215,7 @@ def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
             _pct(stats.keyword_nsfw, stats.matches),
             markdown_escape(_lift(lifts[term]["keyword"])),
             *(f"{counts.get(k, 0):,}" for k in tag_keys),
+            *(_opt_count(stats.keyword_nsfw_by_tag, k) for k in tag_keys),
             f"{stats.substring_matches:,}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -236,7 +223,11 @@ def table1_markdown(metrics: ShardMetrics, labels: Sequence[str]) -> str:
 
 
 def report_markdown(
-    metrics: ShardMetrics, labels: Sequence[str], dataset: str, intro: Sequence[str] = ()
+    metrics: ShardMetrics,
+    labels: Sequence[str],
+    dataset: str,
+    intro: Sequence[str] = (),
+    lexicon: str | None = None,
 ) -> str:
     """A Markdown document: a title, intro lines, Table 1 and an overall line.
 
@@ -245,22 +236,27 @@ def report_markdown(
     parts = [f"## shardwatch report: dataset {markdown_escape(dataset)}", ""]
     if intro:
         parts += [*intro, ""]
-    parts += [table1_markdown(metrics, labels)]
+    parts += [table1_markdown(metrics, labels, lexicon)]
     parts.append("**Overall:** " + "; ".join(overall_facts(metrics, markdown_escape)) + "\n")
     return "\n".join(parts)
 
 
-def table1_csv(metrics: ShardMetrics, labels: Sequence[str]) -> str:
-    """Table 1 as CSV, one row per term (tag columns only when a shard has the tag)."""
+def table1_csv(metrics: ShardMetrics, labels: Sequence[str], lexicon: str = "") -> str:
+    """Table 1 as CSV, one row per term (tag columns only when a shard has the tag): the tag
+    among all matches, then among the keyword-NSFW matches (`keyword_nsfw_<label>`, empty
+    where stored rows predate it); the first column names the lexicon."""
     tag_keys = _tag_keys(metrics, labels)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    head = ["term", "mode", "matches", "keyword_nsfw", "keyword_nsfw_pct"]
-    writer.writerow([*head, *tag_keys, "substring_matches"])
+    head = ["lexicon", "term", "mode", "matches", "keyword_nsfw", "keyword_nsfw_pct"]
+    kw_head = [f"keyword_nsfw_{k}" for k in tag_keys]
+    writer.writerow([*head, *tag_keys, *kw_head, "substring_matches"])
     for term, stats in (metrics.terms or {}).items():
         counts = stats.nsfw_flag_counts or {}
         pct = round(100.0 * stats.keyword_nsfw / stats.matches, 4) if stats.matches else ""
         tags = [counts.get(k, 0) for k in tag_keys]
-        row = [term, stats.mode, stats.matches, stats.keyword_nsfw, pct]
-        writer.writerow([*row, *tags, stats.substring_matches])
+        kw = stats.keyword_nsfw_by_tag
+        kw_tags = ["" if kw is None else kw.get(k, 0) for k in tag_keys]
+        row = [lexicon, term, stats.mode, stats.matches, stats.keyword_nsfw, pct]
+        writer.writerow([*row, *tags, *kw_tags, stats.substring_matches])
     return out.getvalue()

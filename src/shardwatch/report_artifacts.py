@@ -44,7 +44,8 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
         report = dataset_report(store, settings.dataset)
     except UnknownDataset:
         return "\n\n".join(lines), "", None
-    md = report_markdown(report.total, report.labels, settings.dataset, lines)
+    lexicon = ", ".join(report.lexicons)
+    md = report_markdown(report.total, report.labels, settings.dataset, lines, lexicon)
     rates = shard_rates(store.engine, settings.dataset)
     names = [Path(r.uri).name for r in rates]
     charts = []

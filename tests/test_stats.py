@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
-from builders import adversarial_table, write_shard
+from builders import adversarial_table, tagged_table, write_shard
 from reference import merge_reference, reference_metrics
 
-from shardwatch.engine import scan_shard
+from shardwatch.engine import scan_batches, scan_shard
 from shardwatch.lexicon import BIRHANE2021
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import LAION400M
@@ -105,3 +105,55 @@ def test_drift_of_a_shard_is_against_the_rest_of_the_dataset(tmp_path: Path) -> 
     t2 = merge_reference(ref[1:])["nsfw_flag_counts"]
     assert found.tag == two_proportion_test(t1["NSFW"], sum(t1.values()), t2["NSFW"],
                                             sum(t2.values()))
+
+
+def test_interval_bounds_are_exactly_0_and_1_at_the_ends() -> None:
+    from shardwatch.stats import lift, wilson
+
+    for n in (1, 7, 71, 10_000):
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+    found = lift(0, 71, 100, 10_000)
+    assert found is not None and found.low == 0.0 and found.text().startswith("0.00 [0.00,")
+
+
+def test_drift_below_its_minimum_support_says_too_few_rows() -> None:
+    from shardwatch.stats import MIN_DRIFT_ROWS, drift
+
+    tables = [tagged_table(1, 1, seed=1), tagged_table(5_000, 50, seed=2)]
+    shards = [scan_batches(t.to_batches(), t.schema, LAION400M, BIRHANE2021) for t in tables]
+    total = ShardMetrics.merge_all(shards)
+    tiny = drift(shards[0], total)
+    assert (tiny.tag, tiny.keyword, tiny.similarity_psi) == (None, None, None)
+    assert set(tiny.too_few_rows) == {"tag", "keyword", "similarity"}
+    big = drift(shards[1], total)  # 5,000 rows, but the rest holds 1: still too few
+    assert big.tag is None and "tag" in big.too_few_rows
+    assert MIN_DRIFT_ROWS > 1
+    three = [tagged_table(MIN_DRIFT_ROWS, 10, seed=s) for s in (3, 4)]
+    scans = [scan_batches(t.to_batches(), t.schema, LAION400M, BIRHANE2021) for t in three]
+    ok = drift(scans[0], ShardMetrics.merge_all(scans))
+    assert ok.tag is not None and ok.too_few_rows == ()
+
+
+def test_rate_bounds_are_sharp_against_every_completion() -> None:
+    """Brute force: every true (keyword, rows) the bounds allow, i.e. keyword + y and rows + x
+    with 0 <= y <= keyword_error, 0 <= x <= rows_error, y <= x (the extra keyword rows are
+    rows too); the bounds are the min and max of the true rate."""
+    from shardwatch.stats import rate_bounds
+
+    for k in range(4):
+        for n in range(k, 6):
+            for ek in range(4):
+                for en in range(4):
+                    rates = [
+                        (k + y) / (n + x)
+                        for y in range(ek + 1)
+                        for x in range(en + 1)
+                        if y <= x and n + x > 0 and k + y <= n + x
+                    ]
+                    bounds = rate_bounds(k, ek, n, en)
+                    if not rates:
+                        assert bounds is None
+                        continue
+                    assert bounds is not None
+                    assert bounds[0] == pytest.approx(min(rates)), (k, ek, n, en)
+                    assert bounds[1] == pytest.approx(max(rates)), (k, ek, n, en)

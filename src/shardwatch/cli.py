@@ -808,6 +808,8 @@ def report(
 
 
 def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> None:
+    from shardwatch.stats import MIN_DRIFT_ROWS
+
     if as_json:
         payload = [{"uri": uri, **asdict(d)} for uri, d in rows]
         sys.stdout.write(json.dumps({"dataset": dataset, "drift": payload}) + "\n")
@@ -815,8 +817,10 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
     from rich.table import Table
     from rich.text import Text
 
-    def test(t: Any) -> str:
-        return "-" if t is None else f"{t.rate1:.2%} vs {t.rate2:.2%}, z {t.z:+.2f}"
+    def test(t: Any, name: str, d: Any) -> str:
+        if t is None:
+            return "too few rows" if name in d.too_few_rows else "-"
+        return f"{t.rate1:.2%} vs {t.rate2:.2%}, z {t.z:+.2f}"
 
     title = Text(f"drift: each shard vs the rest of dataset {dataset}")  # no markup
     table = Table(title=title, title_justify="left")
@@ -824,12 +828,15 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
         table.add_column(name, justify="left" if name == "shard" else "right")
     for uri, d in rows:
         psi = "-" if d.similarity_psi is None else f"{d.similarity_psi:.3f}"
-        table.add_row(Text(uri), psi, test(d.tag), test(d.keyword))
+        if "similarity" in d.too_few_rows:
+            psi = "too few rows"
+        table.add_row(Text(uri), psi, test(d.tag, "tag", d), test(d.keyword, "keyword", d))
     width = None if sys.stdout.isatty() else 160
     Console(highlight=False, soft_wrap=True, width=width).print(table)
     typer.echo(
         "PSI < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major; |z| > 3: a rate that "
-        "differs beyond chance"
+        f"differs beyond chance; a test needs {MIN_DRIFT_ROWS} rows in the shard and in the "
+        "rest ('too few rows' below)"
     )
 
 
@@ -856,24 +863,38 @@ def _print_domains(found: Any, as_json: bool) -> None:
     for name in columns:
         table.add_column(name, justify="left" if name == "domain" else "right")
 
-    def plus(n: int) -> str:
-        return f"+{n:,}" if n else "exact"
+    def errors(row: Any) -> str:
+        shown = [("rows", row.rows_error), ("keyword", row.keyword_error)]
+        shown += [("tag", row.tag_error)] if found.has_tag else []
+        parts = [f"{name} +{n:,}" for name, n in shown if n]
+        return ", ".join(parts) if parts else "exact"
 
     for row in found.top:
-        rate = f"{row.keyword_nsfw / row.rows:.1%}" if row.rows else "-"
-        share = f"{row.keyword_nsfw / found.keyword_nsfw:.1%}" if found.keyword_nsfw else "-"
+        bounds = row.keyword_rate()
+        if bounds is None:
+            rate = "-"
+        elif not (row.rows_error or row.keyword_error):
+            rate = f"{bounds[0]:.1%}"
+        else:  # lower bounds with errors: the true rate lies in this interval
+            rate = f"{bounds[0]:.1%}-{bounds[1]:.1%}"
+        share = "-"
+        if found.keyword_nsfw:  # the dataset's total is exact; the domain's may not be
+            low = row.keyword_nsfw / found.keyword_nsfw
+            high = min(1.0, (row.keyword_nsfw + row.keyword_error) / found.keyword_nsfw)
+            share = f"{low:.1%}" if not row.keyword_error else f"{low:.1%}-{high:.1%}"
         cells: list[Text | str] = [Text(row.domain), f"{row.rows:,}", f"{row.keyword_nsfw:,}"]
         cells += [rate, share]
         cells += [f"{row.tag_nsfw:,}"] if found.has_tag else []
-        error = {"keyword": row.keyword_error, "tag": row.tag_error, "rows": row.rows_error}
-        cells += [plus(error[found.by]), f"{row.shards:,}"]
+        cells += [errors(row), f"{row.shards:,}"]
         table.add_row(*cells)
     width = None if sys.stdout.isatty() else 160
     Console(highlight=False, soft_wrap=True, width=width).print(table)
     typer.echo(
         f"Each shard stores exact counts for its top {found.k} domains by rows, keyword-NSFW "
         "and tag-NSFW rows; summed over shards a count is a lower bound, and the true count "
-        "is at most count + 'error up to'. A domain not listed holds at most "
+        "is at most count + 'error up to' ('exact': every count on the row is exact). Where "
+        "a count is not exact, the rate is the interval the true rate lies in. A domain not "
+        "listed holds at most "
         f"{found.floor_keyword:,} keyword-NSFW rows (docs/metrics.md#domains)."
     )
 

@@ -55,11 +55,32 @@ class RegistrableDomains:
         if host.startswith("[") and host.endswith("]"):
             # an IPv6 literal; anything else in brackets (markup, a NUL, 1 MB) is no host
             return host if _IPV6.fullmatch(host) else INVALID_HOST
+        if not host.isascii():
+            host = ascii_host(host)
         if len(host) > 253 or _BAD_HOST.search(host):
             return INVALID_HOST
         if _IPV4.fullmatch(host):
             return host
         return self._psl.privatesuffix(host) or host
+
+
+def ascii_host(host: str) -> str:
+    """An internationalised host in its one documented form: lower-case ASCII (punycode
+    A-labels, IDNA 2003 as Python's `idna` codec maps it: `Bücher.de`, `bücher。de` and
+    `xn--bcher-kva.de` are all `xn--bcher-kva.de`), safe to show in any terminal. A label the
+    codec refuses is encoded as bare punycode; a host that cannot be encoded at all is
+    INVALID_HOST's business (returned unchanged, it fails the checks after)."""
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        labels = re.split("[.\u3002\uff0e\uff61]", host)
+        try:
+            return ".".join(
+                label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+                for label in labels
+            ).lower()
+        except UnicodeError:
+            return "\x00"  # no host has it: counted as INVALID_HOST
 
 
 _DOMAINS = RegistrableDomains()

@@ -21,7 +21,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denominator = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The bounds at k = 0 and k = n are exactly 0 and 1 (rounding would leave 2.5e-16).
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,13 @@ def term_lifts(metrics: ShardMetrics, label: str = "NSFW") -> dict[str, dict[str
 
 # --------------------------------------------------------------------------------- drift
 PSI_BIN_WIDTH = 10  # fine 0.005-wide bins per PSI bin: PSI is computed over 0.05-wide bins
-PSI_EPSILON = 1e-4  # the share given to an empty bin, so a log is always defined
+# The floor on a bin's share (docs/alerts.md): an empty bin counts as 0.01% of its side, so
+# the log is defined; one empty-vs-full bin then adds at most (s - 1e-4) * ln(s / 1e-4).
+PSI_EPSILON = 1e-4
+# Drift is only tested with this support (docs/alerts.md): the shard and the rest of the
+# dataset each hold at least this many rows (similarity values for PSI). Below it the test
+# is "too few rows", not a figure: a 1-row shard's rate is 0 or 1 and its z is noise.
+MIN_DRIFT_ROWS = 100
 
 
 def coarse_bins(hist: Histogram) -> list[int]:
@@ -145,24 +154,53 @@ class Drift:
     similarity_psi: float | None
     tag: TwoProportions | None
     keyword: TwoProportions | None
+    # The tests not run for lack of support (MIN_DRIFT_ROWS): "similarity", "tag", "keyword".
+    too_few_rows: tuple[str, ...] = ()
 
 
 def drift(shard: ShardMetrics, total: ShardMetrics, label: str = "NSFW") -> Drift:
     """Drift of `shard` from the rest of `total` (which includes it): PSI of the similarity
     histograms, and two-proportion tests of the tag rate and the keyword-NSFW rate."""
+    too_few: list[str] = []
+
+    def supported(name: str, mine: int, rest: int) -> bool:
+        if min(mine, rest) >= MIN_DRIFT_ROWS:
+            return True
+        too_few.append(name)
+        return False
+
     sim_psi = None
     if shard.similarity is not None and total.similarity is not None:
         mine = coarse_bins(shard.similarity.histogram)
         rest = [t - s for t, s in zip(coarse_bins(total.similarity.histogram), mine, strict=True)]
-        sim_psi = psi(rest, mine)
+        if supported("similarity", sum(mine), sum(rest)):
+            sim_psi = psi(rest, mine)
     tag = None
     if shard.nsfw_flag_counts is not None and total.nsfw_flag_counts is not None:
         k1, n1 = shard.nsfw_flag_counts.get(label, 0), sum(shard.nsfw_flag_counts.values())
         k, n = total.nsfw_flag_counts.get(label, 0), sum(total.nsfw_flag_counts.values())
-        tag = two_proportion_test(k1, n1, k - k1, n - n1)
+        if supported("tag", n1, n - n1):
+            tag = two_proportion_test(k1, n1, k - k1, n - n1)
     keyword = None
     exact = not total.missing_in.get(KEYWORD_NSFW_ROWS)  # else the rest's rows are unknown
     if shard.keyword_nsfw_rows is not None and total.keyword_nsfw_rows is not None and exact:
         k1, n1 = shard.keyword_nsfw_rows, shard.rows
-        keyword = two_proportion_test(k1, n1, total.keyword_nsfw_rows - k1, total.rows - n1)
-    return Drift(sim_psi, tag, keyword)
+        if supported("keyword", n1, total.rows - n1):
+            keyword = two_proportion_test(k1, n1, total.keyword_nsfw_rows - k1, total.rows - n1)
+    return Drift(sim_psi, tag, keyword, tuple(too_few))
+
+
+def rate_bounds(
+    part: int, part_error: int, whole: int, whole_error: int
+) -> tuple[float, float] | None:
+    """The sharp bounds of part/whole when each count is a lower bound that the truth exceeds
+    by at most its error, and the part's rows are among the whole's (a merged domain sketch:
+    keyword-NSFW rows of a domain among its rows). Low: no extra part, every extra row (part /
+    (whole + whole_error)); high: the extra rows all in the part, as many as both errors allow
+    ((part + m) / (whole + m), m = min(part_error, whole_error)). None when there is no row."""
+    if whole + whole_error == 0:
+        return None
+    low = part / (whole + whole_error)
+    extra = min(part_error, whole_error)
+    high = (part + extra) / (whole + extra) if whole + extra else 0.0
+    return low, high

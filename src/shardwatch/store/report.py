@@ -19,7 +19,7 @@ from shardwatch.metrics import (
     TermStats,
 )
 from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
-from shardwatch.stats import Drift, drift, term_lifts
+from shardwatch.stats import Drift, drift, rate_bounds, term_lifts
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
 from shardwatch.store.report_domains import domain_sketch
@@ -341,6 +341,20 @@ class DomainRow:
     tag_error: int
     shards: int  # shards that listed it
 
+    @property
+    def exact(self) -> bool:
+        """Every count of this row is exact (every current shard listed the domain)."""
+        return not (self.rows_error or self.keyword_error or self.tag_error)
+
+    def keyword_rate(self) -> tuple[float, float] | None:
+        """The keyword-NSFW share of the domain's rows: (low, high) bounds, equal when exact;
+        None without rows."""
+        return rate_bounds(self.keyword_nsfw, self.keyword_error, self.rows, self.rows_error)
+
+
+def _bounds(bounds: tuple[float, float] | None) -> dict[str, float] | None:
+    return None if bounds is None else {"low": bounds[0], "high": bounds[1]}
+
 
 @dataclass(frozen=True)
 class DomainReport:
@@ -361,7 +375,10 @@ class DomainReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["top"] = [asdict(row) for row in self.top]
+        out["top"] = [
+            {**asdict(row), "exact": row.exact, "keyword_rate": _bounds(row.keyword_rate())}
+            for row in self.top
+        ]
         return out
 
 

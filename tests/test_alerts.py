@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import adversarial_table, real_fixture, table_with_columns
@@ -12,7 +13,7 @@ from reference import reference_metrics
 
 from shardwatch.alerts import DEFAULT_RULES, Rule, failing_checks, judge
 from shardwatch.engine import CompiledLexicon, scan_batches
-from shardwatch.lexicon import BIRHANE2021
+from shardwatch.lexicon import BIRHANE2021, PRECISE2026, Lexicon
 from shardwatch.metrics import ShardMetrics
 from shardwatch.profiles import LAION400M
 from shardwatch.validation import Check, ShardValidation
@@ -155,17 +156,23 @@ def test_bad_rules_are_refused(kwargs: dict[str, Any], message: str) -> None:
         Rule("r", "caption_length", max=1)  # type: ignore[arg-type]
 
 
-def test_default_rules_on_the_real_rows() -> None:
+@pytest.mark.parametrize("lexicon", [PRECISE2026, BIRHANE2021], ids=["precise", "paper"])
+def test_default_rules_on_the_real_rows(lexicon: Lexicon) -> None:
     """The built-in rules on 10,000 real LAION-400M rows (URL and TEXT only): the keyword
-    and term rates are judged from exactly the reference counts; the tag is not judged."""
+    and term rates are judged from exactly the reference counts; the tag is not judged.
+    Calibrated on the default lexicon, clean real data stays quiet there; the paper's
+    substring rule (16% of rows, mostly 'hot' in 'photo') breaches the keyword rate."""
     table = pq.read_table(real_fixture("laion400m_url_text_10000.parquet"))
-    ref = reference_metrics(table, LAION400M, BIRHANE2021)
-    observations = judge(DEFAULT_RULES, scanned(table), "dataset")
+    ref = reference_metrics(table, LAION400M, lexicon.name)
+    metrics = scan_batches(
+        table.to_batches(max_chunksize=300), table.schema, LAION400M, CompiledLexicon(lexicon)
+    )
+    observations = judge(DEFAULT_RULES, metrics, "dataset")
     by_key = {(o.rule.name, o.term): o for o in observations}
     assert ("nsfw-tag-rate", None) not in by_key  # no NSFW column in these rows
     kw = by_key[("keyword-nsfw-rate", None)]
     assert (kw.count, kw.support) == (ref["keyword_nsfw_rows"], ref["rows"])
-    assert kw.breaching is (kw.observed > 0.20)
+    assert kw.breaching is (lexicon is BIRHANE2021)
     terms = {term for name, term in by_key if name == "term-keyword-nsfw-rate"}
     assert terms == {t for t, s in ref["terms"].items() if s["matches"] >= 50}
     for term in terms:
@@ -174,6 +181,9 @@ def test_default_rules_on_the_real_rows() -> None:
             ref["terms"][term]["keyword_nsfw"],
             ref["terms"][term]["matches"],
         )
+    domains = judge(DEFAULT_RULES, metrics, "shard", new_domains=dict(metrics.domains.top))
+    risky = [o.term for o in domains if o.rule.name == "new-high-risk-domain" and o.breaching]
+    assert (risky == []) is (lexicon is PRECISE2026), risky
 
 
 def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
@@ -289,3 +299,17 @@ def test_unsafe_tag_disagreement_is_the_unlikely_share_of_unsafe_rows() -> None:
     few = {"UNLIKELY": 3, "UNSURE": 0, "NSFW": 0, "other": 0, "null": 0}
     assert judge([rule], ShardMetrics(rows=50, unsafe_by_tag=few), "dataset") == []
     assert judge([rule], ShardMetrics(rows=50), "dataset") == []  # no second score
+
+
+def test_the_audits_desi_rate_still_fires_under_the_default_lexicon() -> None:
+    """Planted rows at the audit's rate: 34 of 100 'desi' captions with a precise keyword
+    (34.1% in Table 1), among 2,000 clean rows that hold decoys only ('photo', 'hotel')."""
+    texts = [f"desi {'sexy' if i < 34 else 'wedding'} {i}" for i in range(100)]
+    texts += [f"photo of a hotel lobby {i}" for i in range(1_900)]
+    table = pa.table({"TEXT": texts, "URL": [f"https://img.example/{i}.jpg" for i in range(2_000)]})
+    metrics = scan_batches(table.to_batches(), table.schema, LAION400M, PRECISE2026)
+    by_key = {(o.rule.name, o.term): o for o in judge(DEFAULT_RULES, metrics, "dataset")}
+    desi = by_key[("term-keyword-nsfw-rate", "desi")]
+    assert (desi.count, desi.support, desi.breaching) == (34, 100, True)
+    kw = by_key[("keyword-nsfw-rate", None)]
+    assert (kw.count, kw.breaching) == (34, False)  # 1.7% of rows: the decoys do not count

@@ -94,9 +94,12 @@ class Rule:
 DEFAULT_RULES: tuple[Rule, ...] = (
     # The curators' claim: under 1% of rows tagged NSFW (the audit found far more).
     Rule("nsfw-tag-rate", "nsfw_tag_rate", "critical", "both", max=0.01, min_support=1000),
-    # 16.0% of the 10,000 real LAION-400M rows match a keyword: alert above 20%.
-    Rule("keyword-nsfw-rate", "keyword_nsfw_rate", "warning", "both", max=0.20, min_support=1000),
-    # The audit's Table 1: desi 34.1%, latina 28.2% keyword-NSFW among their matches.
+    # Base rate under lexicon precise2026 (the default): 0.47% of 10,000 real LAION-400M rows
+    # are keyword-NSFW; alert above 5%. (The paper's substring rule, birhane2021, flags 16.0%
+    # of the same rows, mostly 'hot' in 'photo': with it, set this rule's max to 0.2.)
+    Rule("keyword-nsfw-rate", "keyword_nsfw_rate", "warning", "both", max=0.05, min_support=1000),
+    # The audit's Table 1: desi 34.1%, latina 28.2% keyword-NSFW among their matches. Under
+    # precise2026 no term reaches 50 matches in the 10,000 real rows (mom: 1 of 16).
     Rule(
         "term-keyword-nsfw-rate",
         "term_keyword_nsfw_rate",
@@ -124,7 +127,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_support=100,
         label="UNLIKELY",
     ),
-    # A domain no earlier shard listed, arriving with mostly keyword-NSFW rows.
+    # A domain no earlier shard listed, arriving with mostly keyword-NSFW rows. Under
+    # precise2026 no domain with 20+ of the 10,000 real rows exceeds 20%; the paper's rule
+    # put 8 stock-photo hosts above 50% ('photo' holds 'hot').
     Rule(
         "new-high-risk-domain",
         "new_domain_keyword_nsfw_rate",

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builtin_literals import PRECISE2026 as PRECISE2026_LITERAL
 
 from shardwatch.lexicon import Lexicon, Pattern
 from shardwatch.profiles import DatasetProfile
@@ -40,12 +41,18 @@ PRECISE_DECOYS = (
     "hotel", "shot", "hot sale", "hot tub", "adult costume", "motherboard", "caucasian",
     "indiana", "designer", "sexting", "pornhubx", "milfy",
 )  # fmt: skip
+# Every spelling of every precise2026 entry (from the literal copy), in TEXT and in URLs.
+ALL_PRECISE_SPELLINGS = tuple(
+    spelling
+    for entry in PRECISE2026_LITERAL.keywords + PRECISE2026_LITERAL.terms
+    for spelling in (entry.term, *entry.forms)
+)
 PRECISE_FORMS = (
     "sexy", "SEXY!", "porno", "Porn-Star", "porn star", "raped", "fucking", "hot girls",
     "Hot-Girl", "hotties", "adult videos", "NSFW", "milfs", "hentai", "nuns", "latinas",
     "black women", "Black-woman", "black-women", "schoolgirl", "school girls",
     "School-Boys", "mommy", "moms", "sisters", "mothers", "aunties", "auntie", "desis",
-    "europeans", "asians",
+    "europeans", "asians", *ALL_PRECISE_SPELLINGS,
 )  # fmt: skip
 
 # Term occurrences that must word-match (case and punctuation variants).

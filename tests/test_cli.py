@@ -157,3 +157,14 @@ def test_directories_expand_to_their_parquet_files(tmp_path: Path) -> None:
     assert doc["total"]["rows"] == 2 * table.num_rows
     assert proc.returncode == 3
     assert doc["errors"] == [{"uri": str(empty), "error": "is a directory with no *.parquet files"}]
+
+
+def test_config_names_the_lexicon_in_effect_and_lists_forms() -> None:
+    shown = run("config", "show")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["lexicon"] == "precise2026"
+    listed = run("config", "lexicons")
+    assert listed.returncode == 0, listed.stderr
+    assert "precise2026 (selected):" in listed.stdout and "birhane2021:" in listed.stdout
+    assert "black woman (word; forms: black women, black-woman, black-women)" in listed.stdout
+    assert "hot (substring)" in listed.stdout  # the paper's rule, verbatim
+    assert "lexicon precise2026" in run("config", "profiles").stdout

@@ -1273,9 +1273,12 @@ def alerts_test(
 
 @config_app.command("show")
 def config_show(config: ConfigOpt = None) -> None:
-    """Print the effective settings as JSON."""
+    """Print the effective settings as JSON (secrets masked; `lexicon` is the one in effect,
+    the profile's unless set)."""
     settings = _settings(config)
-    typer.echo(settings.model_dump_json(indent=2))
+    effective = json.loads(settings.model_dump_json())
+    effective["lexicon"] = settings.lexicon_name()
+    typer.echo(json.dumps(effective, indent=2, ensure_ascii=False))
 
 
 @config_app.command("profiles")
@@ -1285,7 +1288,7 @@ def config_profiles(config: ConfigOpt = None) -> None:
     for name in settings.available_profiles():
         prof = settings.dataset_profile(name)
         cols = ", ".join(f"{k}={v}" for k, v in prof.columns.items() if v)
-        typer.echo(f"{name}: threshold {prof.similarity_threshold}; {cols}")
+        typer.echo(f"{name}: threshold {prof.similarity_threshold}; lexicon {prof.lexicon}; {cols}")
 
 
 @config_app.command("lexicons")

@@ -55,6 +55,8 @@ class RegistrableDomains:
         if host.startswith("[") and host.endswith("]"):
             # an IPv6 literal; anything else in brackets (markup, a NUL, 1 MB) is no host
             return host if _IPV6.fullmatch(host) else INVALID_HOST
+        if len(host) > 253:  # before any IDN work: punycode is quadratic in a label's length
+            return INVALID_HOST
         if not host.isascii():
             host = ascii_host(host)
         if len(host) > 253 or _BAD_HOST.search(host):

@@ -251,6 +251,8 @@ database_url = "{database_url}"
 [profiles.{PROFILE}]
 extends = "laion400m"
 columns = {{ unsafe_score = "punsafe" }}
+# the hostile rows carry the paper's substring keywords ('hot' after a tag, 'adult' ...)
+lexicon = "birhane2021"
 [validation]
 enabled = false
 [alerts]

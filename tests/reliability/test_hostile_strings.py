@@ -679,6 +679,11 @@ SQL_ALLOWED: dict[tuple[str, str, str], str] = {
     (
         "src/shardwatch/store/database.py",
         "execute",
+        'cur.execute("PRAGMA journal_mode")',
+    ): "constant",
+    (
+        "src/shardwatch/store/database.py",
+        "execute",
         'cur.execute("PRAGMA busy_timeout=60000")',
     ): "constant",
     (

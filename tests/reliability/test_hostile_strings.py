@@ -396,7 +396,7 @@ def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
         if gx:  # console rendering (rich markup in names), the same on either database
             paper = sw("report paper", "report", "--paper", "--dataset", DATASET)
             assert paper.returncode == 0, paper.stderr
-            assert f"Table 1 (paper layout), dataset {DATASET}" in paper.stdout  # as text
+            assert f"the paper's method beside lexicon hostile: dataset {DATASET}" in paper.stdout
         domains = sw("report domains", "report", "--domains", "--dataset", DATASET)
         assert domains.returncode == 0, domains.stderr
         assert f"domains of dataset {DATASET} by" in domains.stdout

@@ -99,6 +99,40 @@ def mixed_shards(directory: Path) -> list[Path]:
 # --- the library --------------------------------------------------------------------------
 
 
+def test_shards_stored_before_the_paper_fields_read_back_as_unknown(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    """Rows written before migration c3f8a1d27e90 hold NULL in the new columns: the report
+    gives None (never 0) for those figures, and keeps every other figure."""
+    from sqlalchemy import text
+
+    from shardwatch.render_paper import paper_table
+
+    paths = [write_shard(adversarial_table(300, s), tmp_path, f"o{s}.parquet") for s in (1, 2)]
+    ingest(store, paths, "old")
+    fresh = dataset_report(store, "old").total
+    assert fresh.paper_keyword_nsfw_rows is not None
+    with store.engine.begin() as conn:  # the first shard as an older version stored it
+        first = conn.execute(text("SELECT min(shard_id) FROM shard_metrics")).scalar_one()
+        for statement in (
+            "UPDATE shard_metrics SET paper_keyword_nsfw_rows = NULL WHERE shard_id = :id",
+            "UPDATE term_metrics SET paper_keyword_nsfw = NULL WHERE shard_id = :id",
+            "UPDATE term_tag_counts SET keyword_nsfw = NULL, paper_keyword_nsfw = NULL "
+            "WHERE shard_id = :id",
+        ):
+            conn.execute(text(statement), {"id": first})
+    old = dataset_report(store, "old").total
+    assert old.paper_keyword_nsfw_rows is None
+    terms = old.terms or {}
+    for stats in terms.values():
+        assert stats.paper_keyword_nsfw is None and stats.keyword_nsfw_by_tag is None
+        assert stats.paper_keyword_nsfw_by_tag is None
+    assert old.keyword_nsfw_rows == fresh.keyword_nsfw_rows and old.terms is not None
+    assert [t.matches for t in terms.values()] == [t.matches for t in (fresh.terms or {}).values()]
+    message = paper_table(old, ("UNLIKELY", "UNSURE", "NSFW"), "t", "birhane2021")
+    assert "stored before shardwatch counted them" in str(message)
+
+
 def test_report_total_equals_merged_scans(store: ResultStore, tmp_path: Path) -> None:
     paths = mixed_shards(tmp_path / "shards")
     assert ingest(store, paths, "mixed") == ["done"] * len(paths)

@@ -77,7 +77,11 @@ def test_normal_file_passes_with_pyarrows_numbers(tmp_path: Path) -> None:
 
     info = check_footer(path, FooterLimits())
 
+    assert info.pages is not None
+    # An honest file's pages (headers included) hold exactly what its chunks declare.
+    assert info.pages.uncompressed_bytes == sum(c.total_uncompressed_size for c in chunks)
     assert info == FooterInfo(
+        pages=info.pages,
         rows=1000,
         row_groups=3,
         columns=2,

@@ -421,12 +421,14 @@ def scan_shard(
     on_features: FeatureSink | None = None,
     domain_top_k: int = DEFAULT_TOP_K,
     on_drift: Callable[[SchemaDrift], None] | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> m.ShardMetrics:
     """Stream one parquet shard from disk and compute its metrics (raises ShardReadError).
 
     `on_drift` is told the shard's schema drift against the profile (schema.py) once the
-    shard is open; a retyped column's metrics are unavailable, as if it were missing."""
-    with ShardReader(path, profile) as reader:
+    shard is open; a retyped column's metrics are unavailable, as if it were missing.
+    `max_decoded_bytes` caps what the batches may decode to (reader.DecodedTooLarge)."""
+    with ShardReader(path, profile, max_decoded_bytes=max_decoded_bytes) as reader:
         if on_drift is not None:
             on_drift(reader.drift)
         return scan_batches(

@@ -7,7 +7,9 @@ a footer longer than `max_footer_bytes` or than the file, so pyarrow is never as
 a forged or huge footer; then it reads the metadata only (no data page is decoded) and refuses
 a file that declares more rows, columns or uncompressed bytes than the caps. This guards
 against decompression bombs: a small file whose pages would inflate to terabytes is refused
-from what it declares.
+from what it declares. A footer may lie, so the page headers are then read too
+(page_scan.py): what the pages really hold counts against the same cap, and a chunk whose
+pages hold more than its footer declares is refused for the lie.
 
 Two caps guard the footer parse itself and the schema (defaults in `FooterLimits`):
 
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shardwatch.footer_thrift import FooterSyntaxError, row_group_sizes
+from shardwatch.page_scan import PageScan, scan_pages
 from shardwatch.reader import TextFormat, text_format
 
 if TYPE_CHECKING:
@@ -95,6 +98,7 @@ class FooterInfo:
     uncompressed_bytes: int  # the larger of the row-group and the column-chunk sums
     compressed_bytes: int  # sum over column chunks of total_compressed_size
     footer_bytes: int
+    pages: PageScan | None = None  # what the pages hold (page_scan.py)
 
 
 @dataclass(frozen=True)
@@ -184,14 +188,19 @@ def check_footer(path: Path, limits: FooterLimits) -> FooterInfo | TextFileInfo:
     for group in groups:
         group_bytes += _non_negative(reject, "row group byte size", group.total_byte_size)
         group_rows += _non_negative(reject, "row group row count", group.num_rows)
-        for uncompressed_size, compressed_size in group.chunks:
+        for chunk in group.chunks:
             chunk_bytes += _non_negative(
-                reject, "column chunk uncompressed size", uncompressed_size
+                reject, "column chunk uncompressed size", chunk.uncompressed
             )
-            compressed += _non_negative(reject, "column chunk compressed size", compressed_size)
+            compressed += _non_negative(reject, "column chunk compressed size", chunk.compressed)
     _cap(reject, "rows", group_rows, limits.max_rows)
     uncompressed = max(group_bytes, chunk_bytes)
     _cap(reject, "uncompressed bytes", uncompressed, limits.max_uncompressed_bytes)
+    try:  # the declarations passed: now what the page headers say (page_scan.py)
+        with path.open("rb") as fh:
+            pages = scan_pages(fh, size, groups, limits.max_uncompressed_bytes, reject)
+    except OSError as exc:
+        raise reject(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
     return FooterInfo(
         rows=rows,
         row_groups=row_groups,
@@ -199,6 +208,7 @@ def check_footer(path: Path, limits: FooterLimits) -> FooterInfo | TextFileInfo:
         uncompressed_bytes=uncompressed,
         compressed_bytes=compressed,
         footer_bytes=footer_bytes,
+        pages=pages,
     )
 
 

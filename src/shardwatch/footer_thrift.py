@@ -23,11 +23,28 @@ class FooterSyntaxError(ValueError):
     """The footer's thrift bytes are malformed (cut short, bad type, nested too deep)."""
 
 
+class CutShort(FooterSyntaxError):
+    """The bytes end inside a thrift value (more bytes may complete it)."""
+
+
+@dataclass(frozen=True)
+class ChunkSizes:
+    """What a column chunk's ColumnMetaData declares (a field it lacks counts as 0)."""
+
+    uncompressed: int  # total_uncompressed_size: every page, headers included
+    compressed: int  # total_compressed_size
+    column: str = ""  # the first element of path_in_schema (the top-level column)
+    physical_type: int = 0  # parquet Type: 6 = BYTE_ARRAY, 7 = FIXED_LEN_BYTE_ARRAY
+    codec: int = 0  # CompressionCodec
+    data_page_offset: int = 0
+    dictionary_page_offset: int = 0
+
+
 @dataclass(frozen=True)
 class RowGroupSizes:
     total_byte_size: int
     num_rows: int
-    chunks: tuple[tuple[int, int], ...]  # (total_uncompressed_size, total_compressed_size)
+    chunks: tuple[ChunkSizes, ...]
 
 
 class _Reader:
@@ -37,7 +54,7 @@ class _Reader:
 
     def byte(self) -> int:
         if self.pos >= len(self.data):
-            raise FooterSyntaxError("footer cut short")
+            raise CutShort("footer cut short")
         value = self.data[self.pos]
         self.pos += 1
         return value
@@ -57,8 +74,10 @@ class _Reader:
         return (n >> 1) ^ -(n & 1)
 
     def skip_bytes(self, n: int) -> None:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FooterSyntaxError("footer cut short")
+        if n < 0:
+            raise FooterSyntaxError("negative length")
+        if self.pos + n > len(self.data):
+            raise CutShort("footer cut short")
         self.pos += n
 
     def next_field(self, last: int) -> tuple[int, int] | None:
@@ -139,7 +158,7 @@ def row_group_sizes(footer: bytes) -> list[RowGroupSizes]:
 
 def _row_group(reader: _Reader) -> RowGroupSizes:
     found: dict[int, int] = {}
-    chunks: list[tuple[int, int]] = []
+    chunks: list[ChunkSizes] = []
     last = 0
     while (field := reader.next_field(last)) is not None:
         last, kind = field
@@ -155,14 +174,71 @@ def _row_group(reader: _Reader) -> RowGroupSizes:
     return RowGroupSizes(found.get(2, 0), found.get(3, 0), tuple(chunks))
 
 
-def _column_chunk(reader: _Reader) -> tuple[int, int]:
-    sizes: dict[int, int] = {}
+def _column_chunk(reader: _Reader) -> ChunkSizes:
+    chunk = ChunkSizes(0, 0)
     last = 0
     while (field := reader.next_field(last)) is not None:
         last, kind = field
         if last == 3 and kind == _STRUCT:  # meta_data: ColumnMetaData
-            # total_uncompressed_size (6) and total_compressed_size (7), both i64
-            sizes = reader.struct(4, {6: _I64, 7: _I64})
+            chunk = _column_meta(reader)
         else:
             reader.skip(kind, 3)
-    return sizes.get(6, 0), sizes.get(7, 0)
+    return chunk
+
+
+# ColumnMetaData fields kept: type (1), codec (4), total_uncompressed_size (6),
+# total_compressed_size (7), data_page_offset (9), dictionary_page_offset (11).
+_META_INTS = {1: _I32, 4: _I32, 6: _I64, 7: _I64, 9: _I64, 11: _I64}
+
+
+def _column_meta(reader: _Reader) -> ChunkSizes:
+    found: dict[int, int] = {}
+    column = ""
+    last = 0
+    while (field := reader.next_field(last)) is not None:
+        last, kind = field
+        if _META_INTS.get(last) == kind:
+            found[last] = reader.zigzag()
+        elif last == 3 and kind == _LIST:  # path_in_schema: list<string>
+            size, element = reader.list_header()
+            for i in range(size):
+                if element != _BINARY:
+                    reader.skip(element, 4, in_list=True)
+                    continue
+                n = reader.varint()
+                start = reader.pos
+                reader.skip_bytes(n)
+                if i == 0:
+                    column = reader.data[start : start + n].decode("utf-8", "replace")
+        else:
+            reader.skip(kind, 4)
+    return ChunkSizes(
+        uncompressed=found.get(6, 0),
+        compressed=found.get(7, 0),
+        column=column,
+        physical_type=found.get(1, 0),
+        codec=found.get(4, 0),
+        data_page_offset=found.get(9, 0),
+        dictionary_page_offset=found.get(11, 0),
+    )
+
+
+def page_header(data: bytes) -> tuple[tuple[int, int, int, int], int]:
+    """(type, uncompressed_page_size, compressed_page_size, the dictionary page's
+    num_values or 0) of the PageHeader that `data` starts with, and its length in bytes.
+    Raises CutShort when `data` ends inside it."""
+    reader = _Reader(data)
+    found: dict[int, int] = {}
+    values = 0
+    last = 0
+    while (field := reader.next_field(last)) is not None:
+        last, kind = field
+        if last in (1, 2, 3) and kind == _I32:
+            found[last] = reader.zigzag()
+        elif last == 7 and kind == _STRUCT:  # dictionary_page_header: num_values (1)
+            values = reader.struct(2, {1: _I32}).get(1, 0)
+        else:
+            reader.skip(kind, 1)
+    if not {1, 2, 3} <= found.keys():
+        raise FooterSyntaxError("a page header lacks its type or sizes")
+    return (found[1], found[2], found[3], max(0, values)), reader.pos

@@ -17,10 +17,11 @@ import pyarrow as pa
 from shardwatch.alerts import AlertPlan
 from shardwatch.domains import DEFAULT_TOP_K
 from shardwatch.engine import CompiledLexicon, ProgressCallback, scan_shard
-from shardwatch.footer import FooterLimits, ShardRejected, check_footer
+from shardwatch.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
 from shardwatch.names import shown, uri_problem
+from shardwatch.page_scan import batch_rows
 from shardwatch.profiles import DatasetProfile
-from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReadError, one_line
+from shardwatch.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
 from shardwatch.schema import NO_DRIFT, SchemaDrift
 from shardwatch.store.repository import BeforeCommit, ResultStore
 from shardwatch.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
@@ -188,13 +189,18 @@ def ingest_file(
         return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     if not store.claim(sv.id, job.owner, job.lease_seconds, force=job.force):
         return IngestResult(uri, "busy", sv.id, sv.version)
+    batch_size = job.batch_size or DEFAULT_BATCH_SIZE
+    cap = None
     if job.footer is not None:
         try:
-            check_footer(path, job.footer)
+            info = check_footer(path, job.footer)
         except ShardRejected as exc:
             reason = f"refused before decoding: {exc.reason}"
             store.fail(sv.id, job.owner, reason, quarantine=True)
             return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
+        cap = job.footer.max_uncompressed_bytes
+        if isinstance(info, FooterInfo) and info.pages is not None:
+            batch_size = batch_rows(info.pages, batch_size, cap)
     validator = job.validator
     feature_batches: list[pa.RecordBatch] = []
     drifts: list[SchemaDrift] = []
@@ -203,13 +209,18 @@ def ingest_file(
             path,
             job.profile,
             job.lexicon,
-            batch_size=job.batch_size or DEFAULT_BATCH_SIZE,
+            batch_size=batch_size,
             workers=job.workers,
             progress=job.progress,
             on_features=feature_batches.append if validator is not None else None,
             domain_top_k=job.domain_top_k,
             on_drift=drifts.append,
+            max_decoded_bytes=cap,
         )
+    except DecodedTooLarge as exc:
+        reason = f"refused while decoding: {exc.reason}"
+        store.fail(sv.id, job.owner, reason, quarantine=True)
+        return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     except ShardReadError as exc:
         store.fail(sv.id, job.owner, exc.reason)
         return IngestResult(uri, "failed", sv.id, sv.version, exc.reason)

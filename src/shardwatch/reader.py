@@ -66,6 +66,11 @@ class ShardReadError(Exception):
         self.reason = reason
 
 
+class DecodedTooLarge(ShardReadError):
+    """The batches read so far decoded to more than the cap on uncompressed bytes (a
+    decompression bomb the footer understated): the shard is refused, not failed."""
+
+
 @dataclass(frozen=True)
 class TextFormat:
     """How a delimited text shard is stored: csv or tsv, and whether it is gzipped."""
@@ -344,9 +349,15 @@ class ShardReader:
     """
 
     def __init__(
-        self, path: str | Path, profile: DatasetProfile, *, block_size: int | None = None
+        self,
+        path: str | Path,
+        profile: DatasetProfile,
+        *,
+        block_size: int | None = None,
+        max_decoded_bytes: int | None = None,
     ) -> None:
         self.uri = str(path)
+        self.max_decoded_bytes = max_decoded_bytes
         if Path(path).is_dir():
             raise ShardReadError(self.uri, "is a directory with no *.parquet files")
         fmt = text_format(path)
@@ -378,7 +389,24 @@ class ShardReader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         wanted = list(dict.fromkeys(self.columns.present.values()))
-        return self._source.batches(wanted, batch_size)
+        batches = self._source.batches(wanted, batch_size)
+        if self.max_decoded_bytes is None:
+            return batches
+        return self._counted(batches, self.max_decoded_bytes)
+
+    def _counted(self, batches: Iterator[pa.RecordBatch], cap: int) -> Iterator[pa.RecordBatch]:
+        """The batches, counting the bytes they decoded to against `cap` (DecodedTooLarge)."""
+        decoded = rows = 0
+        for batch in batches:
+            decoded += batch.nbytes
+            rows += batch.num_rows
+            if decoded > cap:
+                raise DecodedTooLarge(
+                    self.uri,
+                    f"decoded more than the cap of {cap:,} uncompressed bytes"
+                    f" ({decoded:,} bytes by row {rows:,}; a decompression bomb)",
+                )
+            yield batch
 
     def close(self) -> None:
         self._source.close()

@@ -8,6 +8,8 @@ ingest DB_URL AS_BYTES                the real ingest path (footer check, scan, 
                                       ingest_file is reported as outcome "escaped"
 wide PATH COLUMNS                     write a one-row file with COLUMNS columns
 unpickle PATH FIELD                   pickle.loads the extension payload FIELD declares
+capped DB_URL CAP PATH                the real ingest path with `max_uncompressed_bytes` =
+                                      CAP; one JSON line: outcome, reason, peak RSS
 """
 
 from __future__ import annotations
@@ -83,12 +85,48 @@ def ingest(url: str, as_bytes: int) -> None:
         print(json.dumps(out), flush=True)
 
 
+def capped(url: str, cap: int, path: Path) -> None:
+    from shardwatch.engine import CompiledLexicon
+    from shardwatch.footer import FooterLimits
+    from shardwatch.ingest import IngestJob, ingest_file
+    from shardwatch.lexicon import BIRHANE2021
+    from shardwatch.profiles import LAION400M
+    from shardwatch.store.database import make_engine, upgrade
+    from shardwatch.store.repository import ResultStore
+
+    engine = make_engine(url)
+    upgrade(engine)
+    lexicon = CompiledLexicon(BIRHANE2021)
+    job = IngestJob(
+        ResultStore(engine),
+        "bombs",
+        LAION400M,
+        lexicon,
+        60.0,
+        "bomb-worker",
+        footer=FooterLimits(max_uncompressed_bytes=cap),
+    )
+    before = peak_mb()
+    started = time.perf_counter()
+    result = ingest_file(job, path)
+    out = {
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "seconds": time.perf_counter() - started,
+        "rss_before_mb": before,
+        "peak_mb": peak_mb(),
+    }
+    print(json.dumps(out), flush=True)
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "check":
         check(Path(args[0]), int(args[1]) if len(args) > 1 else None)
     elif command == "ingest":
         ingest(args[0], int(args[1]))
+    elif command == "capped":
+        capped(args[0], int(args[1]), Path(args[2]))
     elif command == "wide":
         from malparquet_shards import wide_shard
 

@@ -438,7 +438,7 @@ def mixed(tmp_path: Path, hostile: dict[str, Path]) -> Iterator[tuple[Path, Path
         "40-level-nesting.parquet": "quarantined: " + EXPECTED["40-level nesting"],
         "200-level-nesting.parquet": "quarantined: " + EXPECTED["200-level nesting"],
         "truncated.parquet": "quarantined: not a parquet file",
-        "data-pages-scrambled.parquet": "failed: ",
+        "data-pages-scrambled.parquet": "quarantined: unreadable page header",
     }
     yield folder, sentinel, expected
 

@@ -15,7 +15,8 @@ column, so a reader can size its batches to bound what one batch decodes (`batch
 the reader then counts the bytes it has decoded against the cap (reader.DecodedTooLarge).
 
 Limits of the walk itself: a page header may take at most `_MAX_HEADER_BYTES`, a file at most
-`MAX_PAGES` pages (each page costs a few microseconds to walk).
+`MAX_PAGES` pages (each costs tens of microseconds to walk), and a dictionary page larger
+than `_MAX_DICTIONARY_BYTES` is not parsed (its entries count as long as the page).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from shardwatch.footer_thrift import (
     page_header,
 )
 
-MAX_PAGES = 2_000_000
+MAX_PAGES = 200_000  # a 12.9M-row shard written by Arrow has ~6,000
 _MAX_HEADER_BYTES = 16 * 1024**2
 _FIRST_READ = 1024
+_MAX_DICTIONARY_BYTES = 64 * 1024**2
 _DICTIONARY_PAGE = 2
 _BYTE_ARRAY = 6
 # Parquet CompressionCodec -> pyarrow codec name (LZO and Hadoop-framed LZ4 are not known
@@ -159,7 +161,7 @@ class _Walk:
         """The longest entry (bytes) of a PLAIN BYTE_ARRAY dictionary page; the page's whole
         size when it cannot be read here (the reader then fails on it, or decodes it)."""
         codec = _CODECS.get(self.chunk.codec) if self.chunk.codec else None
-        if self.chunk.codec and codec is None:
+        if (self.chunk.codec and codec is None) or page.uncompressed > _MAX_DICTIONARY_BYTES:
             return page.uncompressed
         self.fh.seek(page.data_at)
         raw = self.fh.read(page.compressed)

@@ -91,8 +91,10 @@ def test_a_truncated_chunk_is_refused(tmp_path: Path) -> None:
     ("longest", "wanted", "cap", "expected"),
     [
         ({}, 131_072, 10**9, 131_072),  # no dictionary: as asked
-        # 256 MiB / (4,000 + 991 + 2 x 9 bytes a row) = 53,590.99
-        ({"TEXT": 4000, "URL": 991}, 131_072, 16 * 1024**3, 53_590),
+        # 1 GiB / (40,000 + 991 + 2 x 9 bytes a row) = 26,183.08
+        ({"TEXT": 40_000, "URL": 991}, 131_072, 16 * 1024**3, 26_183),
+        # real LAION rows' longest entries (2,041 and 3,487 bytes): the batch is unchanged
+        ({"TEXT": 2041, "URL": 3487}, 131_072, 16 * 1024**3, 131_072),
         # a quarter of a 50 MB cap / (1 MiB + 9) = 11.92
         ({"TEXT": 1024**2}, 131_072, 50_000_000, 11),
         ({"TEXT": 10}, 1000, 16 * 1024**3, 1000),  # small entries never raise the batch

@@ -50,7 +50,7 @@ _CODECS = {1: "snappy", 2: "gzip", 4: "brotli", 6: "zstd", 7: "lz4_raw"}
 _SLACK_BYTES = 64 * 1024
 # What one batch may decode at most: this, or a quarter of the cap when that is lower (the
 # scan holds a few copies of a batch while the next one decodes).
-BATCH_BUDGET_BYTES = 256 * 1024**2
+BATCH_BUDGET_BYTES = 1024**3
 # Arrow's fixed cost per value of a variable-length column (an offset and validity).
 _PER_VALUE_BYTES = 9
 

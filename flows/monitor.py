@@ -109,22 +109,26 @@ def monitor_pass(config: str | None = None) -> stages.PassSummary:
     log = get_run_logger()
     settings = load_settings(config)
     run_id = stages.start(settings)
-    found = discover(settings)
-    for error in found.errors:
-        log.warning("%s", error)
-    log.info(
-        "run %s: %d new or changed shard(s), %d unchanged",
-        run_id,
-        len(found.new) + len(found.later),
-        found.unchanged,
-    )
-    outcomes = _process(settings, found.new, run_id)
-    outcomes += _process(settings, found.later, run_id)  # copies: after their originals
-    for o in outcomes:
-        if o.outcome in ("failed", "quarantined"):
-            log.warning("%s %s: %s", o.outcome, o.uri, o.reason)
-    relayed = relay(settings)
-    summary = stages.finish(settings, run_id, found, outcomes, relayed)
-    publish_artifacts(settings, summary)
-    log.info("%s; %s", summary.line(), relayed)
+    try:  # the run row is closed whatever ends the pass
+        found = discover(settings)
+        for error in found.errors:
+            log.warning("%s", error)
+        log.info(
+            "run %s: %d new or changed shard(s), %d unchanged",
+            run_id,
+            len(found.new) + len(found.later),
+            found.unchanged,
+        )
+        outcomes = _process(settings, found.new, run_id)
+        outcomes += _process(settings, found.later, run_id)  # copies: after their originals
+        for o in outcomes:
+            if o.outcome in ("failed", "quarantined"):
+                log.warning("%s %s: %s", o.outcome, o.uri, o.reason)
+        relayed = relay(settings)
+        summary = stages.finish(settings, run_id, found, outcomes, relayed)
+        publish_artifacts(settings, summary)
+        log.info("%s; %s", summary.line(), relayed)
+    except BaseException as exc:
+        stages.abandon(settings, run_id, exc)
+        raise
     return summary

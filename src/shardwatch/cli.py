@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -553,31 +554,36 @@ def ingest(
         upgrade(engine)
         store = ResultStore(engine)
         run_id = store.start_run()
-        results = ingest_shards(
-            _expand(shards),
-            store=store,
-            dataset=settings.dataset,
-            profile=settings.dataset_profile(),
-            lexicon=CompiledLexicon(settings.active_lexicon()),
-            lease_seconds=settings.lease_seconds,
-            force=force,
-            run_id=run_id,
-            batch_size=settings.batch_size,
-            workers=settings.workers,
-            on_result=None if as_json else _print_outcome,
-            validator=validator,
-            alerts=plan,
-            domain_top_k=settings.domain_top_k,
-            footer=footer_limits(settings.download),
-        )
-        counts = Counter(r.outcome for r in results)
-        store.finish_run(
-            run_id,
-            seen=len(results),
-            done=counts["done"],
-            skipped=counts["skipped"],
-            failed=counts["failed"] + counts["quarantined"],
-        )
+        try:  # the run row is closed whatever ends the pass
+            results = ingest_shards(
+                _expand(shards),
+                store=store,
+                dataset=settings.dataset,
+                profile=settings.dataset_profile(),
+                lexicon=CompiledLexicon(settings.active_lexicon()),
+                lease_seconds=settings.lease_seconds,
+                force=force,
+                run_id=run_id,
+                batch_size=settings.batch_size,
+                workers=settings.workers,
+                on_result=None if as_json else _print_outcome,
+                validator=validator,
+                alerts=plan,
+                domain_top_k=settings.domain_top_k,
+                footer=footer_limits(settings.download),
+            )
+            counts = Counter(r.outcome for r in results)
+            store.finish_run(
+                run_id,
+                seen=len(results),
+                done=counts["done"],
+                skipped=counts["skipped"],
+                failed=counts["failed"] + counts["quarantined"],
+            )
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # else the next run closes the row
+                store.fail_run(run_id, f"the pass ended by {type(exc).__name__}")
+            raise
     except SQLAlchemyError as exc:
         raise _db_error(exc, settings) from None
     docs = _finish_docs(validator) if validator is not None else None

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
+from shardwatch.bounded_json import ListingLimits
 from shardwatch.config_paths import DEFAULT_STATE_DIR, fill_state_defaults, resolve_file_paths
 from shardwatch.lexicon import BUILTIN_LEXICONS, DEFAULT_LEXICON, Lexicon, MatchMode, Pattern
 from shardwatch.names import (
@@ -410,6 +411,30 @@ class DownloadSettings(_Strict):
     max_nesting_depth: int = Field(
         default=32, ge=1, description="Deepest struct/list/map nesting of a column, plus its leaf."
     )
+    max_listing_bytes: int = Field(
+        default=16 * 1024**2, ge=1, description="Largest manifest, or Hub tree page."
+    )
+    max_listing_depth: int = Field(
+        default=64, ge=1, le=512, description="Deepest JSON nesting of a manifest or Hub page."
+    )
+    max_listing_entries: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most JSON values in one manifest or Hub page, and most shards one source "
+        "lists.",
+    )
+    max_listing_pages: int = Field(
+        default=10_000, ge=1, description="Most Hub tree pages followed in one listing."
+    )
+
+    def listing_limits(self) -> ListingLimits:
+        """The caps on what one source's listing may hold (bounded_json.py)."""
+        return ListingLimits(
+            max_bytes=self.max_listing_bytes,
+            max_depth=self.max_listing_depth,
+            max_entries=self.max_listing_entries,
+            max_pages=self.max_listing_pages,
+        )
 
 
 class MonitorSettings(_Strict):

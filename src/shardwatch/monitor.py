@@ -65,7 +65,12 @@ def build_source(settings: Settings, name: str) -> Source:
         return LocalSource(name, spec.path)
     if spec.type == "http":
         hosts = frozenset({origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
-        return HttpListingSource(name, spec.manifest, policy=download_policy(settings, hosts))
+        return HttpListingSource(
+            name,
+            spec.manifest,
+            policy=download_policy(settings, hosts),
+            listing=settings.download.listing_limits(),
+        )
     if spec.type == "hf":
         d = settings.download
         options: dict[str, Any] = {}
@@ -87,6 +92,7 @@ def build_source(settings: Settings, name: str) -> Source:
             min_speed=d.min_speed,
             speed_window=d.speed_window,
             allow_private=d.allow_private_addresses,
+            listing=d.listing_limits(),
             **options,
         )
     return ObjectStoreSource(
@@ -154,6 +160,10 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             continue
         except ValueError as exc:  # a source the settings describe badly
             errors.append(f"source {name!r}: {exc}")
+            continue
+        except Exception as exc:  # any other failure ends this source only; its text may
+            # hold what the server sent, so only its type is kept
+            errors.append(f"source {name!r}: listing failed ({type(exc).__name__})")
             continue
         for shard in listed:
             if shard.uri in new:
@@ -429,6 +439,15 @@ class PassSummary:
 
 def start(settings: Settings, flow_run_id: str | None = None) -> int:
     return _store(settings).start_run(flow_run_id)
+
+
+def abandon(settings: Settings, run_id: int, exc: BaseException) -> None:
+    """Close a run that an exception ended as `failed` (its type only: the text may hold
+    what a server sent); never raises, so the exception itself is what the caller sees."""
+    try:
+        _store(settings).fail_run(run_id, f"the pass ended by {type(exc).__name__}")
+    except Exception:  # the store may be what failed: the next run closes the row
+        return
 
 
 def finish(

@@ -40,6 +40,8 @@ from pydantic import SecretStr
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from shardwatch import bounded_json
+from shardwatch.bounded_json import DEFAULT_LISTING_LIMITS, ListingLimits
 from shardwatch.download import (
     AddressRefused,
     DownloadError,
@@ -63,8 +65,6 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _MAX_NAME = 120  # sanitized name characters kept in a cache file name
-_PAGE_LIMIT = 16 * 1024 * 1024  # bytes per Hub tree page
-_MAX_PAGES = 100_000
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_HF_EXTRA_HOSTS = frozenset(
@@ -222,13 +222,20 @@ class HttpListingSource:
     """Shard URLs listed by an HTTP(S) manifest (JSON or one URL per line) on allowed hosts."""
 
     def __init__(
-        self, name: str, manifest_url: str, *, policy: DownloadPolicy, sleep: Sleep = time.sleep
+        self,
+        name: str,
+        manifest_url: str,
+        *,
+        policy: DownloadPolicy,
+        listing: ListingLimits = DEFAULT_LISTING_LIMITS,
+        sleep: Sleep = time.sleep,
     ) -> None:
         if urlsplit(manifest_url).scheme not in ("http", "https"):
             raise ValueError(f"manifest URL must be http(s): {_display(manifest_url)}")
         self.name = name
         self.manifest_url = manifest_url
         self.policy = policy
+        self.listing = listing
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -250,11 +257,14 @@ class HttpListingSource:
             raise SourceError(self.name, f"manifest host {host!r} is not in the allowed hosts")
         try:
             body, content_type = fetch_bytes(
-                self.manifest_url, policy=self.policy, sleep=self._sleep
+                self.manifest_url,
+                policy=self.policy,
+                limit=self.listing.max_bytes,
+                sleep=self._sleep,
             )
         except DownloadError as exc:  # its reason is secret-free
             raise SourceError(self.name, f"manifest {where}: {exc.reason}") from None
-        entries = _parse_manifest(self.name, where, body, content_type)
+        entries = _parse_manifest(self.name, where, body, content_type, self.listing)
         shards: dict[str, RemoteShard] = {}
         for i, entry in enumerate(entries):
             shard = self._shard(i, entry)
@@ -323,19 +333,28 @@ class _Entry:
 
 
 def _parse_manifest(
-    source: str, where: str, body: bytes, content_type: str | None
+    source: str, where: str, body: bytes, content_type: str | None, limits: ListingLimits
 ) -> builtins.list[_Entry]:
-    """JSON (list of URLs or objects, or {"shards": [...]}) or text (one URL per line)."""
+    """JSON (list of URLs or objects, or {"shards": [...]}) or text (one URL per line),
+    within `limits` (bounded_json.py)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SourceError(source, f"manifest {where}: not UTF-8 (byte {exc.start})") from None
     is_json = "json" in (content_type or "").lower() or text.lstrip()[:1] in ("[", "{")
     if not is_json:
-        urls = [line.strip() for line in text.splitlines()]
-        return [_Entry(u) for u in urls if u and not u.startswith("#")]
+        urls = [u for line in text.splitlines() if (u := line.strip()) and not u.startswith("#")]
+        if len(urls) > limits.max_entries:
+            raise SourceError(
+                source,
+                f"manifest {where}: refused: lists {len(urls):,} URLs, above the limit of"
+                f" {limits.max_entries:,}",
+            )
+        return [_Entry(u) for u in urls]
     try:
-        data = json.loads(text)
+        data = bounded_json.parse(body, limits)
+    except bounded_json.ListingRefused as exc:
+        raise SourceError(source, f"manifest {where}: refused: {exc.reason}") from None
     except json.JSONDecodeError as exc:
         raise SourceError(
             source,
@@ -402,6 +421,7 @@ class HuggingFaceSource:
         min_speed: int = 1024,
         speed_window: float = 60.0,
         allow_private: bool | None = None,
+        listing: ListingLimits = DEFAULT_LISTING_LIMITS,
         sleep: Sleep = time.sleep,
     ) -> None:
         if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
@@ -424,6 +444,7 @@ class HuggingFaceSource:
         self.extra_hosts = frozenset(h.lower() for h in extra_hosts)
         secret = token.get_secret_value() if token is not None else ""
         self._token: SecretStr | None = token if secret else None
+        self.listing = listing
         self._sleep = sleep
         # No headers here: the token is put into a copy only at the moment of a request.
         self._policy = DownloadPolicy(
@@ -469,9 +490,19 @@ class HuggingFaceSource:
 
     def list(self) -> builtins.list[RemoteShard]:
         """Every `*.parquet` file under `path` (directories and other files skipped)."""
-        lister = _HubLister(self.name, self.endpoint, self._policy, self._token, self._sleep)
+        lister = _HubLister(
+            self.name, self.endpoint, self._policy, self._token, self._sleep, self.listing
+        )
         shards: dict[str, RemoteShard] = {}
+        entries = 0
         for page_no, items in enumerate(lister.pages(self.tree_url())):
+            entries += len(items)
+            if entries > self.listing.max_entries:
+                raise SourceError(
+                    self.name,
+                    f"Hub tree: refused: more than {self.listing.max_entries:,} entries"
+                    f" (by page {page_no + 1:,})",
+                )
             for i, item in enumerate(items):
                 shard = self._shard(page_no, i, item)
                 if shard is not None:
@@ -547,24 +578,38 @@ class _HubLister:
         policy: DownloadPolicy,
         token: SecretStr | None,
         sleep: Sleep,
+        limits: ListingLimits,
     ) -> None:
         self.source = source
         self.endpoint = endpoint
         self.policy = policy
         self.token = token
         self.sleep = sleep
+        self.limits = limits
 
     def pages(self, first: str) -> Iterator[builtins.list[object]]:
+        """Each page's JSON list, following `next` links: at most `limits.max_pages`
+        pages (a server that always offers a new one is cut off there), each within the
+        byte, depth and value limits."""
         seen: set[str] = set()
         url: str | None = first
         with guarded_session() as session:
             while url is not None:
-                if url in seen or len(seen) >= _MAX_PAGES:
+                if url in seen:
                     raise SourceError(self.source, f"Hub pagination loops at {_display(url)}")
+                if len(seen) >= self.limits.max_pages:
+                    raise SourceError(
+                        self.source,
+                        f"Hub tree: refused: more than {self.limits.max_pages:,} pages",
+                    )
                 seen.add(url)
                 body, url = self._get(session, url)
                 try:
-                    data = json.loads(body)
+                    data = bounded_json.parse(body, self.limits)
+                except bounded_json.ListingRefused as exc:
+                    raise SourceError(
+                        self.source, f"Hub tree page {len(seen)}: refused: {exc.reason}"
+                    ) from None
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise SourceError(
                         self.source, f"Hub tree page {len(seen)}: invalid JSON ({exc})"
@@ -655,9 +700,11 @@ class _HubLister:
             for chunk in response.iter_content(1 << 16):
                 watch.progress(len(chunk))
                 total += len(chunk)
-                if total > _PAGE_LIMIT:
+                if total > self.limits.max_bytes:
                     raise SourceError(
-                        self.source, f"GET {_display(hop)}: page larger than {_PAGE_LIMIT} bytes"
+                        self.source,
+                        f"GET {_display(hop)}: refused: page larger than"
+                        f" {self.limits.max_bytes:,} bytes",
                     )
                 chunks.append(chunk)
         except requests.RequestException as exc:

@@ -67,6 +67,11 @@ class Run(Base):
     shards_done: Mapped[int] = mapped_column(Integer, default=0)
     shards_skipped: Mapped[int] = mapped_column(Integer, default=0)
     shards_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # The process that started the run (a later run closes it if that process has ended),
+    # and why a run ended failed.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
 from shardwatch.store.outbox import record_alerts
+from shardwatch.store.runs import close_ended_runs, this_host
 from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
@@ -454,11 +456,23 @@ class ResultStore:
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, prefect_flow_run_id: str | None = None) -> int:
+        """A new `running` row for this process; `running` rows whose process has ended are
+        closed first (store/runs.py)."""
         with transaction(self.sessions) as s:
-            run = t.Run(prefect_flow_run_id=prefect_flow_run_id)
+            close_ended_runs(s)
+            run = t.Run(prefect_flow_run_id=prefect_flow_run_id, host=this_host(), pid=os.getpid())
             s.add(run)
             s.flush()
             return run.id
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """Close a run that ended by an exception (`error`: what, never a secret)."""
+        with transaction(self.sessions) as s:
+            s.execute(
+                update(t.Run)
+                .where(t.Run.id == run_id, t.Run.status == "running")
+                .values(finished_at=t.utcnow(), status="failed", error=error[:1000])
+            )
 
     def finish_run(self, run_id: int, *, seen: int, done: int, skipped: int, failed: int) -> None:
         with transaction(self.sessions) as s:

@@ -23,7 +23,7 @@ from shardwatch.page_scan import batch_rows
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
 from shardwatch.schema import NO_DRIFT, SchemaDrift
-from shardwatch.store.repository import BeforeCommit, ResultStore
+from shardwatch.store.repository import BeforeCommit, IdenticalContent, ResultStore
 from shardwatch.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
 
 Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
@@ -189,6 +189,11 @@ def ingest_file(
         return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     if not store.claim(sv.id, job.owner, job.lease_seconds, force=job.force):
         return IngestResult(uri, "busy", sv.id, sv.version)
+    twin = store.done_with_content(job.dataset, fp.sha256, other_than=uri)
+    if twin is not None:  # a copy: not scanned (complete() enforces it under the lock)
+        reason = f"identical content to {shown(twin)}"
+        store.fail(sv.id, job.owner, reason, quarantine=True)
+        return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
     batch_size = job.batch_size or DEFAULT_BATCH_SIZE
     cap = None
     if job.footer is not None:
@@ -246,6 +251,10 @@ def ingest_file(
             before_commit=job.before_commit,
             schema_drift=drift,
         )
+    except IdenticalContent as exc:  # a copy finished first by another worker
+        if validator is not None and validation is not None:
+            validator.discard(validation)
+        return IngestResult(uri, "quarantined", sv.id, sv.version, exc.reason)
     except BaseException:
         if validator is not None and validation is not None:
             validator.discard(validation)  # no page for results that were never committed

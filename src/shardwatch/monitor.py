@@ -273,16 +273,14 @@ def fetch_failed(settings: Settings, shard: RemoteShard, reason: str) -> ShardOu
 
 def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> ShardOutcome:
     """Scan, validate and store a fetched shard (one transaction); a copy of a shard already
-    stored under another name is quarantined instead of being counted twice."""
+    stored under another name is quarantined instead of being counted twice (ingest_file,
+    store/twins.py)."""
     if fetched.ended is not None:
         return fetched.ended
     shard = fetched.shard
     assert fetched.path is not None and fetched.sha256 is not None and fetched.size is not None
     store = _store(settings)
     try:
-        twin = store.done_with_content(settings.dataset, fetched.sha256, other_than=shard.uri)
-        if twin is not None:
-            return _reject(settings, shard, f"identical content to {twin}", True, fetched.sha256)
         stat = fetched.path.stat()
         mtime = shard.mtime or datetime.fromtimestamp(stat.st_mtime, UTC)
         fp = Fingerprint(fetched.sha256, fetched.size, mtime)

@@ -22,6 +22,7 @@ from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
 from shardwatch.store.outbox import record_alerts
 from shardwatch.store.runs import close_ended_runs, this_host
+from shardwatch.store.twins import current_twin, lock_dataset
 from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
@@ -104,6 +105,14 @@ def _version(row: t.Shard, dataset: str) -> ShardVersion:
     return ShardVersion(
         row.id, dataset, row.uri, row.content_sha256, row.version, row.status, row.attempts
     )
+
+
+class IdenticalContent(Exception):
+    """The shard's content is already counted under another URI; `reason` names it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ResultStore:
@@ -229,21 +238,11 @@ class ResultStore:
     def done_with_content(
         self, dataset: str, content_sha256: str, *, other_than: str
     ) -> str | None:
-        """The URI of a done shard of `dataset` holding exactly this content under another
-        URI (a shard re-listed under a new name), if any."""
+        """The URI of another URI of `dataset` whose current done version holds exactly this
+        content (store/twins.py); a fast check before scanning. `complete` enforces it."""
         with self.sessions() as s:
-            return s.scalar(
-                select(t.Shard.uri)
-                .join(t.Dataset, t.Dataset.id == t.Shard.dataset_id)
-                .where(
-                    t.Dataset.name == dataset,
-                    t.Shard.content_sha256 == content_sha256,
-                    t.Shard.status == "done",
-                    t.Shard.uri != other_than,
-                )
-                .order_by(t.Shard.id)
-                .limit(1)
-            )
+            ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+            return None if ds is None else current_twin(s, ds, other_than, content_sha256)
 
     def reject(
         self,
@@ -345,7 +344,9 @@ class ResultStore:
         versions, and alert state and outbox notices are written in the same transaction.
         `schema_drift` (how the columns differ from the profile) is stored with the version
         and judged by `schema_drift` rules (None: not checked, not judged).
-        Returns False (writing nothing) if the lease was lost to another worker.
+        Returns False (writing nothing) if the lease was lost to another worker. Raises
+        IdenticalContent, having quarantined the shard and stored nothing else, when a current
+        done version of another URI of the dataset holds the same content (store/twins.py).
         `before_commit` runs last inside the transaction (tests use it to die there).
 
         If the connection drops, the transaction runs again on a new one, unless it had
@@ -371,11 +372,22 @@ class ResultStore:
             )
             return written or (retry and self._finished_at(shard_id, stamps))
 
-        return retry_on_disconnect(attempt)
+        stored = retry_on_disconnect(attempt)
+        if stored:
+            with self.sessions() as s:
+                status, reason = s.execute(
+                    select(t.Shard.status, t.Shard.reason).where(t.Shard.id == shard_id)
+                ).one()
+            if status == "quarantined":
+                raise IdenticalContent(reason or "identical content")
+        return stored
 
     def _finished_at(self, shard_id: int, stamps: list[datetime]) -> bool:
+        """Whether one of this call's attempts committed (done, or quarantined as a twin)."""
         query = select(t.Shard.id).where(
-            t.Shard.id == shard_id, t.Shard.status == "done", t.Shard.finished_at.in_(stamps)
+            t.Shard.id == shard_id,
+            t.Shard.status.in_(("done", "quarantined")),
+            t.Shard.finished_at.in_(stamps),
         )
         with self.sessions() as s:
             return s.scalar(query) is not None
@@ -395,9 +407,29 @@ class ResultStore:
         before_commit: BeforeCommit | None,
         schema_drift: SchemaDrift | None,
     ) -> bool:
+        twin: str | None = None
         with transaction(self.sessions) as s:
+            shard = s.get(t.Shard, shard_id)
+            if shard is None:
+                return False
+            lock_dataset(s, shard.dataset_id, sqlite=is_sqlite(self.engine))  # store/twins.py
             if not self._holds_lease(s, shard_id, owner):
                 return False
+            twin = current_twin(s, shard.dataset_id, shard.uri, shard.content_sha256)
+            if twin is not None:  # counted once: this copy is quarantined, nothing stored
+                s.execute(
+                    update(t.Shard)
+                    .where(t.Shard.id == shard_id)
+                    .values(
+                        status="quarantined",
+                        reason=f"identical content to {shown(twin)}",
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=finished_at,
+                        run_id=run_id,
+                    )
+                )
+                return True
             for table in (
                 t.ShardDomain,
                 t.TermTagCount,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -181,3 +182,16 @@ def current(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def db_now(s: Session) -> datetime:
+    """The database's clock (UTC), for leases: workers on several hosts compare expiries
+    with one clock, not each with its own. PostgreSQL: `clock_timestamp()`; SQLite: its
+    own reading of the OS clock, to the millisecond (`strftime('%f')`)."""
+    bind = s.get_bind()
+    if bind.dialect.name == "sqlite":
+        raw = s.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        return datetime.strptime(str(raw), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    value = s.execute(select(func.clock_timestamp())).scalar_one()
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)

@@ -19,7 +19,7 @@ from shardwatch.metrics import ShardMetrics
 from shardwatch.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
 from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
-from shardwatch.store.database import is_sqlite, session_factory, transaction
+from shardwatch.store.database import db_now, is_sqlite, session_factory, transaction
 from shardwatch.store.outbox import record_alerts
 from shardwatch.store.runs import close_ended_runs, this_host
 from shardwatch.store.twins import current_twin, lock_dataset
@@ -284,16 +284,16 @@ class ResultStore:
         )
 
     def _claim(self, shard_id: int, owner: str, lease_seconds: float, force: bool) -> bool:
-        now = t.utcnow()
-        statuses = ["discovered", "failed", *(["done", "quarantined"] if force else [])]
-        claimable = or_(
-            t.Shard.status.in_(statuses),
-            (t.Shard.status == "processing") & (t.Shard.lease_expires_at < now),
-        )
-        query = select(t.Shard.id).where(t.Shard.id == shard_id, claimable)
-        if not is_sqlite(self.engine):
-            query = query.with_for_update(skip_locked=True)
         with transaction(self.sessions) as s:
+            now = db_now(s)  # one clock for every worker, whatever its host's
+            statuses = ["discovered", "failed", *(["done", "quarantined"] if force else [])]
+            claimable = or_(
+                t.Shard.status.in_(statuses),
+                (t.Shard.status == "processing") & (t.Shard.lease_expires_at < now),
+            )
+            query = select(t.Shard.id).where(t.Shard.id == shard_id, claimable)
+            if not is_sqlite(self.engine):
+                query = query.with_for_update(skip_locked=True)
             if s.scalar(query) is None:
                 return False
             result = s.execute(

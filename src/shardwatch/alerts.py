@@ -38,6 +38,7 @@ Metric = Literal[
     "validation_failures",
     "validation_not_run",
     "schema_drift",
+    "shard_failed",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -143,6 +144,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("validation-not-run", "validation_not_run", "critical", "shard", max=0),
     # Columns renamed, missing, retyped or unexpected: the checks could not all run.
     Rule("schema-drift", "schema_drift", "critical", "shard", max=0),
+    # A shard that ended failed or quarantined (its reason in the detail); it recovers when
+    # a version of it is done.
+    Rule("shard-failures", "shard_failed", "warning", "shard", max=0),
 )
 
 
@@ -198,6 +202,10 @@ def judge(
     for rule in rules:
         if not rule.applies_to(level):
             continue
+        if rule.metric == "shard_failed":
+            if level == "shard":  # judged here on a done shard; failures: failure_observations
+                out.append(Observation(rule, 0.0, rule.breached_by(0.0)))
+            continue
         if rule.metric == "schema_drift":
             if level == "shard" and schema_drift is not None:
                 value = float(schema_drift.columns)
@@ -231,6 +239,16 @@ def judge(
             value = count / support
             out.append(Observation(rule, value, rule.breached_by(value), term, count, support))
     return out
+
+
+def failure_observations(rules: Sequence[Rule], status: str, reason: str) -> list[Observation]:
+    """The `shard_failed` rules judged on a shard that ended `status` (failed or
+    quarantined) for `reason`."""
+    return [
+        Observation(rule, 1.0, rule.breached_by(1.0), detail=f"{status}: {reason}"[:500])
+        for rule in rules
+        if rule.metric == "shard_failed" and rule.applies_to("shard")
+    ]
 
 
 def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observation]:

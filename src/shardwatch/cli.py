@@ -571,6 +571,7 @@ def ingest(
                 alerts=plan,
                 domain_top_k=settings.domain_top_k,
                 footer=footer_limits(settings.download),
+                max_attempts=settings.max_attempts,
             )
             counts = Counter(r.outcome for r in results)
             store.finish_run(
@@ -935,7 +936,10 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     for entry in result.shards:
         if entry.status != "done":
             reason = f" ({entry.reason})" if entry.reason else ""
-            console.print(f"{entry.status}: {entry.uri} v{entry.version}{reason}", markup=False)
+            tries = f" [{len(entry.history)} failure(s) kept]" if entry.history else ""
+            console.print(
+                f"{entry.status}: {entry.uri} v{entry.version}{reason}{tries}", markup=False
+            )
         elif entry.schema_drift is not None:
             console.print(
                 f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}", markup=False

@@ -486,6 +486,13 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=600.0, gt=0, description="How long a shard claim lasts before others may take it."
     )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Tries per shard version: a failure once they are spent quarantines the "
+        "shard, with its failure history (`--force` tries it once more).",
+    )
     batch_size: int = Field(default=131_072, ge=1, description="Rows per streamed batch.")
     workers: int = Field(default=2, ge=1, description="Threads computing batches in parallel.")
     domain_top_k: int = Field(

@@ -23,12 +23,18 @@ from shardwatch.page_scan import batch_rows
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
 from shardwatch.schema import NO_DRIFT, SchemaDrift
-from shardwatch.store.repository import BeforeCommit, IdenticalContent, ResultStore
+from shardwatch.store.repository import (
+    BeforeCommit,
+    IdenticalContent,
+    ResultStore,
+    ShardVersion,
+)
 from shardwatch.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
 
 Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
 _CHUNK = 1 << 20
 DEFAULT_FOOTER_LIMITS = FooterLimits()
+DEFAULT_MAX_ATTEMPTS = 5  # tries per shard version before a failing one is quarantined
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ class IngestJob:
     domain_top_k: int = DEFAULT_TOP_K
     # Caps checked on the footer before a shard is decoded (None: the caller checked it).
     footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS
+    # Tries per shard version: a failure once they are spent quarantines it (None: no limit).
+    max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
 
 
 def ingest_shards(
@@ -119,6 +127,7 @@ def ingest_shards(
     alerts: AlertPlan | None = None,
     domain_top_k: int = DEFAULT_TOP_K,
     footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS,
+    max_attempts: int | None = None,
 ) -> list[IngestResult]:
     """Process each new or changed shard exactly once across concurrent processes.
 
@@ -151,6 +160,7 @@ def ingest_shards(
         alerts,
         domain_top_k,
         footer,
+        max_attempts,
     )
     results = []
     for path in paths:
@@ -191,18 +201,14 @@ def ingest_file(
         return IngestResult(uri, "busy", sv.id, sv.version)
     twin = store.done_with_content(job.dataset, fp.sha256, other_than=uri)
     if twin is not None:  # a copy: not scanned (complete() enforces it under the lock)
-        reason = f"identical content to {shown(twin)}"
-        store.fail(sv.id, job.owner, reason, quarantine=True)
-        return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
+        return _ended(job, sv, uri, f"identical content to {shown(twin)}", quarantine=True)
     batch_size = job.batch_size or DEFAULT_BATCH_SIZE
     cap = None
     if job.footer is not None:
         try:
             info = check_footer(path, job.footer)
         except ShardRejected as exc:
-            reason = f"refused before decoding: {exc.reason}"
-            store.fail(sv.id, job.owner, reason, quarantine=True)
-            return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
+            return _ended(job, sv, uri, f"refused before decoding: {exc.reason}", quarantine=True)
         cap = job.footer.max_uncompressed_bytes
         if isinstance(info, FooterInfo) and info.pages is not None:
             batch_size = batch_rows(info.pages, batch_size, cap)
@@ -223,16 +229,12 @@ def ingest_file(
             max_decoded_bytes=cap,
         )
     except DecodedTooLarge as exc:
-        reason = f"refused while decoding: {exc.reason}"
-        store.fail(sv.id, job.owner, reason, quarantine=True)
-        return IngestResult(uri, "quarantined", sv.id, sv.version, reason)
+        return _ended(job, sv, uri, f"refused while decoding: {exc.reason}", quarantine=True)
     except ShardReadError as exc:
-        store.fail(sv.id, job.owner, exc.reason)
-        return IngestResult(uri, "failed", sv.id, sv.version, exc.reason)
+        return _ended(job, sv, uri, exc.reason)
     except (pa.ArrowException, ValueError) as exc:
         reason = f"unreadable data ({type(exc).__name__}: {one_line(exc)})"
-        store.fail(sv.id, job.owner, reason)
-        return IngestResult(uri, "failed", sv.id, sv.version, reason)
+        return _ended(job, sv, uri, reason)
     drift = drifts[0] if drifts else NO_DRIFT
     validation = None
     if validator is not None:
@@ -266,6 +268,24 @@ def ingest_file(
             validator.discard(validation)
     outcome: Outcome = "done" if stored else "lost"
     return IngestResult(uri, outcome, sv.id, sv.version, None, validation, drift)
+
+
+def _ended(
+    job: IngestJob, sv: ShardVersion, uri: str, reason: str, *, quarantine: bool = False
+) -> IngestResult:
+    """Record a shard that could not be stored (failed, or quarantined: refused, or failed
+    once its retry budget is spent), judging the `shard_failed` alert rules."""
+    status, reason = job.store.fail(
+        sv.id,
+        job.owner,
+        reason,
+        quarantine=quarantine,
+        max_attempts=job.max_attempts,
+        alerts=job.alerts,
+        run_id=job.run_id,
+    )
+    outcome: Outcome = "quarantined" if status == "quarantined" else "failed"
+    return IngestResult(uri, outcome, sv.id, sv.version, reason)
 
 
 def _validate(

@@ -223,7 +223,8 @@ class TransientFetchError(Exception):
 def _reject(
     settings: Settings, shard: RemoteShard, reason: str, quarantine: bool, sha: str | None = None
 ) -> ShardOutcome:
-    sv = _store(settings).reject(
+    plan = settings.alerts.plan(None) if settings.alerts.enabled else None
+    sv, reason = _store(settings).reject(
         settings.dataset,
         shard.uri,
         reason,
@@ -233,8 +234,10 @@ def _reject(
         etag=shard.etag,
         mtime=shard.mtime,
         quarantine=quarantine,
+        max_attempts=settings.max_attempts,
+        alerts=plan,
     )
-    kind: Outcome = "quarantined" if quarantine else "failed"
+    kind: Outcome = "quarantined" if sv.status == "quarantined" else "failed"
     return ShardOutcome(shard.source, shard.uri, kind, sv.id, sv.version, reason)
 
 
@@ -333,6 +336,7 @@ def _job(settings: Settings, store: ResultStore, owner: str, run_id: int | None)
         alerts=plan,
         domain_top_k=settings.domain_top_k,
         footer=footer_limits(settings.download),
+        max_attempts=settings.max_attempts,
     )
 
 

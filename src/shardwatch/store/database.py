@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 

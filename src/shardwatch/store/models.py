@@ -106,6 +106,8 @@ class Shard(Base):
     docs_page: Mapped[str | None] = mapped_column(Text)
     # How the columns differ from the profile (SchemaDrift.to_dict()); NULL: they do not.
     schema_drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The version's last failures, oldest first: [{"at", "status", "reason"}] (repository.fail).
+    history: Mapped[list[Any] | None] = mapped_column(JSON)
 
     __table_args__ = (
         UniqueConstraint("dataset_id", "uri", "content_sha256", name="natural_key"),

@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session
 
 from shardwatch.alert_links import docs_relative
 from shardwatch.alert_text import scope_label
-from shardwatch.alerts import DRIFT_METRICS, AlertPlan, Observation, failing_checks, judge
+from shardwatch.alerts import (
+    DRIFT_METRICS,
+    AlertPlan,
+    Observation,
+    failing_checks,
+    failure_observations,
+    judge,
+)
 from shardwatch.metrics import DomainStat, ShardMetrics
 from shardwatch.notify import AlertItem
 from shardwatch.schema import SchemaDrift
@@ -152,6 +159,22 @@ def record_alerts(
         index = "index.html" if plan.docs_index is not None else None
         for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
             writer.apply(ob, "dataset", None, index)
+
+
+def record_failure(
+    s: Session, shard_id: int, status: str, reason: str, plan: AlertPlan, run_id: int | None
+) -> None:
+    """Judge the `shard_failed` rules on a shard that just ended `status` (failed or
+    quarantined), in the caller's transaction: one breach per shard key, exactly once
+    through the outbox; the shard's next done version recovers it (record_alerts)."""
+    observations = failure_observations(plan.rules, status, reason)
+    shard = s.get(t.Shard, shard_id)
+    if not observations or shard is None:
+        return
+    dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == shard.dataset_id)) or ""
+    writer = _Writer(s, shard.dataset_id, dataset, plan, run_id, t.utcnow())
+    for ob in observations:
+        writer.apply(ob, "shard", shard.uri, None)
 
 
 def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:

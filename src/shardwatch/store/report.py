@@ -52,6 +52,8 @@ class ShardEntry:
     rows: int | None = None
     reason: str | None = None
     schema_drift: str | None = None  # how its columns differ from the profile, if they do
+    # A version that is not done: its last failures, oldest first ({"at", "status", "reason"}).
+    history: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -64,6 +66,8 @@ class ShardEntry:
             out["reason"] = self.reason
         if self.schema_drift is not None:
             out["schema_drift"] = self.schema_drift
+        if self.history:
+            out["history"] = list(self.history)
         return out
 
 
@@ -156,6 +160,7 @@ def _newest(dataset_id: int, *conditions: Any) -> Subquery:
             t.Shard.version,
             t.Shard.status,
             t.Shard.reason,
+            t.Shard.history,
             rank.label("rank"),
         )
         .where(t.Shard.dataset_id == dataset_id, *conditions)
@@ -177,11 +182,20 @@ def _not_done(conn: Connection, dataset_id: int) -> list[ShardEntry]:
     """The newest version of each URI, where that version is not done."""
     ranked = _newest(dataset_id)
     rows = conn.execute(
-        select(ranked.c.uri, ranked.c.version, ranked.c.status, ranked.c.reason).where(
-            ranked.c.rank == 1, ranked.c.status != "done"
-        )
+        select(
+            ranked.c.uri, ranked.c.version, ranked.c.status, ranked.c.reason, ranked.c.history
+        ).where(ranked.c.rank == 1, ranked.c.status != "done")
     ).all()
-    return [ShardEntry(r.uri, r.version, r.status, reason=r.reason) for r in rows]
+    return [
+        ShardEntry(
+            r.uri,
+            r.version,
+            r.status,
+            reason=r.reason,
+            history=tuple(h for h in r.history or () if isinstance(h, dict)),
+        )
+        for r in rows
+    ]
 
 
 def _label_order(

@@ -20,7 +20,7 @@ from shardwatch.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
 from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import db_now, is_sqlite, session_factory, transaction
-from shardwatch.store.outbox import record_alerts
+from shardwatch.store.outbox import record_alerts, record_failure
 from shardwatch.store.runs import close_ended_runs, this_host
 from shardwatch.store.twins import current_twin, lock_dataset
 from shardwatch.validation import ShardValidation
@@ -105,6 +105,9 @@ def _version(row: t.Shard, dataset: str) -> ShardVersion:
     return ShardVersion(
         row.id, dataset, row.uri, row.content_sha256, row.version, row.status, row.attempts
     )
+
+
+_HISTORY = 10  # failures kept per shard version
 
 
 class IdenticalContent(Exception):
@@ -256,15 +259,25 @@ class ResultStore:
         etag: str | None = None,
         mtime: datetime | None = None,
         quarantine: bool,
-    ) -> ShardVersion:
+        max_attempts: int | None = None,
+        alerts: AlertPlan | None = None,
+    ) -> tuple[ShardVersion, str]:
         """Record a shard that will not be scanned: `failed` (worth retrying: e.g. the
-        download failed) or `quarantined` (its content is refused: corrupt, a decompression
-        bomb, a duplicate). Without a content hash the version is keyed by the listing."""
+        download failed; quarantined once `max_attempts` are spent) or `quarantined` (its
+        content is refused: corrupt, a decompression bomb, a duplicate). Without a content
+        hash the version is keyed by the listing. Returns the version and the reason kept."""
         sha = content_sha256 or unfetched_hash(uri, size_bytes, etag)
         sv = self.register(dataset, uri, sha, size_bytes, etag, mtime)
         if self.claim(sv.id, owner, 60.0, force=True):
-            self.fail(sv.id, owner, reason, quarantine=quarantine)
-        return self.shard(sv.id)
+            _, reason = self.fail(
+                sv.id,
+                owner,
+                reason,
+                quarantine=quarantine,
+                max_attempts=max_attempts,
+                alerts=alerts,
+            )
+        return self.shard(sv.id), reason
 
     # -- claims ----------------------------------------------------------------------------
     def claim(self, shard_id: int, owner: str, lease_seconds: float, force: bool = False) -> bool:
@@ -429,6 +442,9 @@ class ResultStore:
                         run_id=run_id,
                     )
                 )
+                if alerts is not None and alerts.rules:
+                    reason = f"identical content to {shown(twin)}"
+                    record_failure(s, shard_id, "quarantined", reason, alerts, run_id)
                 return True
             for table in (
                 t.ShardDomain,
@@ -467,24 +483,72 @@ class ResultStore:
                 before_commit(s)
         return True
 
-    def fail(self, shard_id: int, owner: str, reason: str, *, quarantine: bool = False) -> None:
+    def fail(
+        self,
+        shard_id: int,
+        owner: str,
+        reason: str,
+        *,
+        quarantine: bool = False,
+        max_attempts: int | None = None,
+        alerts: AlertPlan | None = None,
+        run_id: int | None = None,
+    ) -> tuple[str, str]:
         """Record why a shard could not be processed (only by the lease holder; runs again if
-        its connection drops: a second run finds the lease released and changes nothing)."""
-        retry_on_disconnect(lambda _retry: self._fail(shard_id, owner, reason, quarantine))
+        its connection drops: a second run finds the lease released and changes nothing).
 
-    def _fail(self, shard_id: int, owner: str, reason: str, quarantine: bool) -> None:
+        The failure joins the version's `history`. A failure once the version has been tried
+        `max_attempts` times quarantines it ("retry budget spent"). With `alerts`, the
+        `shard_failed` rules are judged in the same transaction. Returns the status and
+        reason recorded."""
+        ended: list[tuple[str, str]] = []
+
+        def attempt(_retry: bool) -> None:
+            ended.append(
+                self._fail(shard_id, owner, reason, quarantine, max_attempts, alerts, run_id)
+            )
+
+        retry_on_disconnect(attempt)
+        return ended[0]
+
+    def _fail(
+        self,
+        shard_id: int,
+        owner: str,
+        reason: str,
+        quarantine: bool,
+        max_attempts: int | None,
+        alerts: AlertPlan | None,
+        run_id: int | None,
+    ) -> tuple[str, str]:
+        status = "quarantined" if quarantine else "failed"
         with transaction(self.sessions) as s:
+            row = s.scalar(
+                select(t.Shard).where(t.Shard.id == shard_id, t.Shard.lease_owner == owner)
+            )
+            if row is None:  # the lease was lost (or this is a retry of a committed fail)
+                return status, reason
+            now = t.utcnow()
+            if status == "failed" and max_attempts is not None and row.attempts >= max_attempts:
+                status = "quarantined"
+                reason = f"retry budget spent: failed {row.attempts} times; last: {reason}"
+            entry = {"at": now.isoformat(), "status": status, "reason": reason[:1000]}
+            history = [*(row.history or [])[-(_HISTORY - 1) :], entry]
             s.execute(
                 update(t.Shard)
                 .where(t.Shard.id == shard_id, t.Shard.lease_owner == owner)
                 .values(
-                    status="quarantined" if quarantine else "failed",
+                    status=status,
                     reason=reason,
                     lease_owner=None,
                     lease_expires_at=None,
-                    finished_at=t.utcnow(),
+                    finished_at=now,
+                    history=history,
                 )
             )
+            if alerts is not None and alerts.rules:
+                record_failure(s, shard_id, status, reason, alerts, run_id)
+        return status, reason
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, prefect_flow_run_id: str | None = None) -> int:

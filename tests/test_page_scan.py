@@ -105,3 +105,11 @@ def test_batch_rows_bounds_what_a_batch_decodes(
     longest: dict[str, int], wanted: int, cap: int, expected: int
 ) -> None:
     assert batch_rows(PageScan(0, 0, longest), wanted, cap) == expected
+
+
+def test_an_empty_row_group_is_not_walked(tmp_path: Path) -> None:
+    """Arrow writes a 0-row table as one row group whose chunks start at offset 0."""
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"TEXT": pa.array([], pa.string())}), path)
+    assert pq.read_metadata(path).row_group(0).column(0).data_page_offset == 0
+    assert _pages(path) == PageScan(0, 0, {})

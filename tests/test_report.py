@@ -224,8 +224,11 @@ def test_a_dataset_without_done_shards_has_an_empty_total(
             "status": "quarantined",
             "rows": None,
             "reason": report.shards[0].reason,
+            "history": list(report.shards[0].history),
         }
     ]
+    (failure,) = report.shards[0].history  # the failure history keeps this one refusal
+    assert (failure["status"], failure["reason"]) == ("quarantined", report.shards[0].reason)
 
 
 def test_unknown_dataset(store: ResultStore) -> None:

@@ -76,6 +76,8 @@ def scan_pages(
     total = pages = 0
     longest: dict[str, int] = {}
     for g, group in enumerate(groups):
+        if group.num_rows == 0:  # nothing is read from it (Arrow writes its chunks at 0)
+            continue
         for c, chunk in enumerate(group.chunks):
             where = f"column chunk {c} of row group {g}"
             walk = _Walk(fh, file_size, chunk, where, reject)

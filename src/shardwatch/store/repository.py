@@ -20,6 +20,7 @@ from shardwatch.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
 from shardwatch.schema import SchemaDrift
 from shardwatch.store import models as t
 from shardwatch.store.database import db_now, is_sqlite, session_factory, transaction
+from shardwatch.store.failures import end_shard
 from shardwatch.store.outbox import record_alerts, record_failure
 from shardwatch.store.runs import close_ended_runs, this_host
 from shardwatch.store.twins import current_twin, lock_dataset
@@ -105,9 +106,6 @@ def _version(row: t.Shard, dataset: str) -> ShardVersion:
     return ShardVersion(
         row.id, dataset, row.uri, row.content_sha256, row.version, row.status, row.attempts
     )
-
-
-_HISTORY = 10  # failures kept per shard version
 
 
 class IdenticalContent(Exception):
@@ -521,34 +519,13 @@ class ResultStore:
         alerts: AlertPlan | None,
         run_id: int | None,
     ) -> tuple[str, str]:
-        status = "quarantined" if quarantine else "failed"
         with transaction(self.sessions) as s:
-            row = s.scalar(
-                select(t.Shard).where(t.Shard.id == shard_id, t.Shard.lease_owner == owner)
-            )
-            if row is None:  # the lease was lost (or this is a retry of a committed fail)
-                return status, reason
-            now = t.utcnow()
-            if status == "failed" and max_attempts is not None and row.attempts >= max_attempts:
-                status = "quarantined"
-                reason = f"retry budget spent: failed {row.attempts} times; last: {reason}"
-            entry = {"at": now.isoformat(), "status": status, "reason": reason[:1000]}
-            history = [*(row.history or [])[-(_HISTORY - 1) :], entry]
-            s.execute(
-                update(t.Shard)
-                .where(t.Shard.id == shard_id, t.Shard.lease_owner == owner)
-                .values(
-                    status=status,
-                    reason=reason,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    finished_at=now,
-                    history=history,
-                )
-            )
+            ended = end_shard(s, shard_id, owner, reason, quarantine, max_attempts)
+            if ended is None:  # the lease was lost (or this is a retry of a committed fail)
+                return ("quarantined" if quarantine else "failed"), reason
             if alerts is not None and alerts.rules:
-                record_failure(s, shard_id, status, reason, alerts, run_id)
-        return status, reason
+                record_failure(s, shard_id, *ended, alerts, run_id)
+        return ended
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, prefect_flow_run_id: str | None = None) -> int:

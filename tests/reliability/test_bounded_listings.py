@@ -107,6 +107,9 @@ def _source(server: FaultServer, path: str, limits: ListingLimits) -> HttpListin
     ("name", "body", "limits", "reason"),
     [
         ("nested", NESTED, ListingLimits(), "refused: nested 200,000 levels deep"),
+        # 200,000 escaped quotes and no closing one: one regular expression for strings with
+        # escapes backtracks quadratically on it (about 10 minutes); the scan stays linear.
+        ("escapes", b'["' + b'\\"' * 200_000, ListingLimits(), "invalid JSON at line 1"),
         ("bytes", b"[" + b'"a",' * 5_000_000 + b'"a"]', ListingLimits(), "limit of 16,777,216"),
         (
             "values",

@@ -16,7 +16,8 @@ the reader then counts the bytes it has decoded against the cap (reader.DecodedT
 
 Limits of the walk itself: a page header may take at most `_MAX_HEADER_BYTES`, a file at most
 `MAX_PAGES` pages (each costs tens of microseconds to walk), and a dictionary page larger
-than `_MAX_DICTIONARY_BYTES` is not parsed (its entries count as long as the page).
+than `_MAX_DICTIONARY_BYTES` or `_MAX_DICTIONARY_ENTRIES` is not parsed (its entries count
+as long as the page: its batches get smaller, never larger).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ MAX_PAGES = 200_000  # a 12.9M-row shard written by Arrow has ~6,000
 _MAX_HEADER_BYTES = 16 * 1024**2
 _FIRST_READ = 1024
 _MAX_DICTIONARY_BYTES = 64 * 1024**2
+_MAX_DICTIONARY_ENTRIES = 1_000_000  # writers cap dictionary pages near 1 MB
 _DICTIONARY_PAGE = 2
 _BYTE_ARRAY = 6
 # Parquet CompressionCodec -> pyarrow codec name (LZO and Hadoop-framed LZ4 are not known
@@ -163,7 +165,11 @@ class _Walk:
         """The longest entry (bytes) of a PLAIN BYTE_ARRAY dictionary page; the page's whole
         size when it cannot be read here (the reader then fails on it, or decodes it)."""
         codec = _CODECS.get(self.chunk.codec) if self.chunk.codec else None
-        if (self.chunk.codec and codec is None) or page.uncompressed > _MAX_DICTIONARY_BYTES:
+        if (
+            (self.chunk.codec and codec is None)
+            or page.uncompressed > _MAX_DICTIONARY_BYTES
+            or page.values > _MAX_DICTIONARY_ENTRIES
+        ):
             return page.uncompressed
         self.fh.seek(page.data_at)
         raw = self.fh.read(page.compressed)

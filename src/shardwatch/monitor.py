@@ -17,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shardwatch.changes import changed_at_source
 from shardwatch.config import Settings
 from shardwatch.download import DownloadError, DownloadPolicy, origin_entry
 from shardwatch.engine import CompiledLexicon
 from shardwatch.footer import ShardRejected, check_footer, footer_limits
 from shardwatch.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
 from shardwatch.names import shown, uri_problem
+from shardwatch.partial import collect
 from shardwatch.sources import (
     HttpListingSource,
     HuggingFaceSource,
@@ -31,6 +33,7 @@ from shardwatch.sources import (
     RemoteShard,
     Source,
     SourceError,
+    cache_name,
 )
 from shardwatch.store.repository import ResultStore, StoredShard, unfetched_hash
 from shardwatch.validation import ShardValidation
@@ -55,6 +58,7 @@ def download_policy(settings: Settings, hosts: frozenset[str]) -> DownloadPolicy
         min_speed=d.min_speed,
         speed_window=d.speed_window,
         allow_private=d.allow_private_addresses,
+        cache_max_bytes=d.cache_max_bytes,
     )
 
 
@@ -87,6 +91,7 @@ def build_source(settings: Settings, name: str) -> Source:
             min_speed=d.min_speed,
             speed_window=d.speed_window,
             allow_private=d.allow_private_addresses,
+            cache_max_bytes=d.cache_max_bytes,
             **options,
         )
     return ObjectStoreSource(
@@ -140,21 +145,28 @@ def _utc(value: datetime) -> datetime:
 
 def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discovery:
     """List every configured source (or those named) and compare with the store, by the
-    source's checksum, else ETag and size, else size and modification time."""
+    source's checksum, else ETag and size, else size, modification time and (HTTP) the
+    server's validator recorded at the last fetch (one conditional request). Then collect
+    the partial downloads no listed shard owns (or too old)."""
     store = _store(settings)
     current = store.current(settings.dataset)
     new: dict[str, RemoteShard] = {}
     unchanged = 0
     errors: list[str] = []
+    # The cache names of every listed shard (None when not every source was listed).
+    owners: set[str] | None = set() if sources is None else None
     for name in sources if sources is not None else sorted(settings.sources):
         try:
-            listed = build_source(settings, name).list()
+            source = build_source(settings, name)
+            listed = source.list()
         except SourceError as exc:
             errors.append(str(exc))
             continue
         except ValueError as exc:  # a source the settings describe badly
             errors.append(f"source {name!r}: {exc}")
             continue
+        if owners is not None:
+            owners.update(cache_name(shard) for shard in listed)
         for shard in listed:
             if shard.uri in new:
                 continue  # listed by two sources: once is enough
@@ -162,7 +174,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             if problem:  # e.g. a manifest listing a URL with a NUL: refused, not mangled
                 errors.append(f"source {name!r}: shard '{shown(shard.uri)}' {problem}; skipped")
                 continue
-            if is_settled(shard, current.get(shard.uri)):
+            stored = current.get(shard.uri)
+            if is_settled(shard, stored) and not changed_at_source(source, shard, stored):
                 unchanged += 1
             else:
                 new[shard.uri] = shard
@@ -174,6 +187,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
         else:
             first[shard.sha256 or shard.uri] = shard
     unique = tuple(s for s in new.values() if s not in later)
+    d = settings.download
+    collect(d.cache_dir, None if errors else owners, d.partial_max_age_hours * 3600)
     return Discovery(unique, unchanged, tuple(errors), tuple(later))
 
 
@@ -204,6 +219,7 @@ class Fetch:
     sha256: str | None = None
     size: int | None = None
     ended: ShardOutcome | None = None
+    validator: str | None = None  # the server's, recorded for the next pass's "changed?"
 
 
 class TransientFetchError(Exception):
@@ -211,7 +227,12 @@ class TransientFetchError(Exception):
 
 
 def _reject(
-    settings: Settings, shard: RemoteShard, reason: str, quarantine: bool, sha: str | None = None
+    settings: Settings,
+    shard: RemoteShard,
+    reason: str,
+    quarantine: bool,
+    sha: str | None = None,
+    validator: str | None = None,
 ) -> ShardOutcome:
     sv = _store(settings).reject(
         settings.dataset,
@@ -220,7 +241,7 @@ def _reject(
         owner=worker_id(),
         content_sha256=sha,
         size_bytes=shard.size,
-        etag=shard.etag,
+        etag=shard.etag or validator,
         mtime=shard.mtime,
         quarantine=quarantine,
     )
@@ -244,8 +265,9 @@ def fetch(settings: Settings, shard: RemoteShard) -> Fetch:
     except ShardRejected as exc:
         reason = f"refused before decoding: {exc.reason}"
         _release(settings, got.path)
-        return Fetch(shard, ended=_reject(settings, shard, reason, True, got.sha256))
-    return Fetch(shard, got.path, got.sha256, got.size)
+        ended = _reject(settings, shard, reason, True, got.sha256, got.validator)
+        return Fetch(shard, ended=ended)
+    return Fetch(shard, got.path, got.sha256, got.size, validator=got.validator)
 
 
 def _release(settings: Settings, path: Path) -> None:
@@ -272,12 +294,14 @@ def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> Sh
     try:
         twin = store.done_with_content(settings.dataset, fetched.sha256, other_than=shard.uri)
         if twin is not None:
-            return _reject(settings, shard, f"identical content to {twin}", True, fetched.sha256)
+            reason = f"identical content to {twin}"
+            return _reject(settings, shard, reason, True, fetched.sha256, fetched.validator)
         stat = fetched.path.stat()
         mtime = shard.mtime or datetime.fromtimestamp(stat.st_mtime, UTC)
         fp = Fingerprint(fetched.sha256, fetched.size, mtime)
         job = _job(settings, store, worker_id(), run_id)
-        result = ingest_file(job, fetched.path, uri=shard.uri, fp=fp, etag=shard.etag)
+        etag = shard.etag or fetched.validator
+        result = ingest_file(job, fetched.path, uri=shard.uri, fp=fp, etag=etag)
     finally:
         _release(settings, fetched.path)
     v = result.validation

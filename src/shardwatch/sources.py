@@ -97,6 +97,8 @@ class Fetched:
     path: Path
     size: int
     sha256: str
+    # The server's validator (ETag, else Last-Modified) for a later "changed?" request.
+    validator: str | None = None
 
 
 class SourceError(Exception):
@@ -311,7 +313,7 @@ class HttpListingSource:
             expected_sha256=shard.sha256,
             sleep=self._sleep,
         )
-        return Fetched(path=got.path, size=got.size, sha256=got.sha256)
+        return Fetched(path=got.path, size=got.size, sha256=got.sha256, validator=got.validator)
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,7 @@ class HuggingFaceSource:
         min_speed: int = 1024,
         speed_window: float = 60.0,
         allow_private: bool | None = None,
+        cache_max_bytes: int | None = None,
         sleep: Sleep = time.sleep,
     ) -> None:
         if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
@@ -438,6 +441,7 @@ class HuggingFaceSource:
             min_speed=min_speed,
             speed_window=speed_window,
             allow_private=allow_private,
+            cache_max_bytes=cache_max_bytes,
         )
 
     def __repr__(self) -> str:
@@ -534,7 +538,7 @@ class HuggingFaceSource:
             expected_sha256=shard.sha256,
             sleep=self._sleep,
         )
-        return Fetched(path=got.path, size=got.size, sha256=got.sha256)
+        return Fetched(path=got.path, size=got.size, sha256=got.sha256, validator=got.validator)
 
 
 class _HubLister:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 PART = ".part"
 META = ".part.meta"
 _META_LIMIT = 4096  # bytes: a meta file larger than this is not ours
-_VALUE = re.compile(r'^(?:W/)?"[\x21\x23-\x7e\x80-\xff]{0,190}"$')  # an ETag
+_VALUE = re.compile(r'^(?:W/)?"[\x21\x23-\x7e]{0,190}"$')  # an ETag (visible ASCII)
 _DATE = re.compile(r"^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$")
 # A cache file the downloads write: `<16 hex>-<sanitized name>.parquet` (sources.cache_name).
 _OURS = re.compile(r"^[0-9a-f]{16}-[A-Za-z0-9._-]+\.parquet\.part(?:\.meta)?$")

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import tagged_table
+from leaks import Canaries, LeakWatch
 from store_checks import SUITES
 from versioned_server import VersionedServer
 
@@ -70,6 +71,8 @@ def mount_tmpfs(folder: Path) -> bool:
 def test_a_full_cache_fails_only_the_big_shard_and_heals(
     srv: VersionedServer,
     figure: Any,
+    canaries: Canaries,
+    leaks: LeakWatch,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     disk: str,
@@ -80,13 +83,18 @@ def test_a_full_cache_fails_only_the_big_shard_and_heals(
     if disk == "tmpfs" and not mount_tmpfs(cache):
         pytest.skip("cannot mount a tmpfs here (not root?); the budget variant covers it")
     try:
-        run_scenario(srv, figure, tmp_path, cache, disk)
+        reasons = run_scenario(srv, figure, canaries, tmp_path, cache, disk)
     finally:
         if disk == "tmpfs":
             subprocess.run(["umount", str(cache)], check=False)
+    leaks.text("outcomes", reasons)
+    leaks.tree("store", tmp_path / "store.sqlite")
 
 
-def run_scenario(srv: VersionedServer, figure: Any, tmp_path: Path, cache: Path, disk: str) -> None:
+def run_scenario(
+    srv: VersionedServer, figure: Any, canaries: Canaries, tmp_path: Path, cache: Path, disk: str
+) -> str:
+    """The three passes; returns their outcomes and reasons, to be searched for canaries."""
     files = {"a-big": BIG, **{f"s{i}-small": small(80 + i) for i in range(1, 4)}}
     for name, body in files.items():
         srv.put(f"/data/{name}.parquet", body)
@@ -109,7 +117,7 @@ read_timeout = 2
 {budget}
 [sources.web]
 type = "http"
-manifest = "{srv.url("/data/manifest.json")}"
+manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
 
@@ -162,3 +170,4 @@ manifest = "{srv.url("/data/manifest.json")}"
     figure(S, f"small shards done of 3, beside the big one filling the cache ({disk})", done)
     figure(S, f"big shard's reason ({disk})", (first["a-big"][1] or "")[:80])
     figure(S, f"files left in the cache after 3 passes ({disk})", len(list(cache.iterdir())))
+    return repr(passes)

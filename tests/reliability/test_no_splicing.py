@@ -12,13 +12,15 @@ garbage is no validator.
 
 Through the monitor: a manifest giving `size` but no `sha256`; the same-size change is
 found by one conditional request with the validator recorded at the last fetch, and becomes
-a new version; an unchanged pass costs one 304 per such shard."""
+a new version; an unchanged pass costs one 304 per such shard. Shard URLs are signed (a
+canary in the query): the persisted meta keeps a hash of the URL, never the URL."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import tagged_table
+from leaks import Canaries, LeakWatch
 from sqlalchemy import text
 from store_checks import SUITES
 from versioned_server import VersionedServer
@@ -74,9 +77,9 @@ def policy(srv: VersionedServer, attempts: int) -> DownloadPolicy:
     )
 
 
-def cut_pass(srv: VersionedServer, dest: Path) -> Path:
+def cut_pass(srv: VersionedServer, dest: Path, url: str) -> Path:
     """The first pass: A is cut off half-way; its partial download stays behind."""
-    url = srv.put(PATH, A)
+    srv.put(PATH, A)
     srv.cut(PATH, SIZE // 2)
     with pytest.raises(DownloadError):
         download(url, dest, policy=policy(srv, 1), expected_size=SIZE)
@@ -88,15 +91,26 @@ def cut_pass(srv: VersionedServer, dest: Path) -> Path:
 @pytest.mark.parametrize("naive", [False, True], ids=["honest", "naive"])
 @pytest.mark.parametrize("validators", ["etag", "last-modified", "none"])
 def test_a_resume_never_splices_two_versions(
-    servers: list[VersionedServer], figure: Any, tmp_path: Path, validators: Any, naive: bool
+    servers: list[VersionedServer],
+    figure: Any,
+    canaries: Canaries,
+    leaks: LeakWatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    validators: Any,
+    naive: bool,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     srv = VersionedServer(validators, naive)
     servers.append(srv)
     dest = tmp_path / "cache" / "shard.parquet"
-    cut_pass(srv, dest)
+    url = srv.url(PATH) + f"?sig={canaries.webhook}"  # a signed URL
+    cut_pass(srv, dest, url)
+    leaks.tree("partial download and its meta", dest.parent)
     srv.put(PATH, B)  # same size, new validator
 
-    got = download(srv.url(PATH), dest, policy=policy(srv, 3), expected_size=SIZE)
+    got = download(url, dest, policy=policy(srv, 3), expected_size=SIZE)
+    leaks.text("download log", caplog.text)
 
     assert got.sha256 == sha(dest.read_bytes()) == sha(B)  # B exactly: never A's head + B's tail
     later = srv.of(PATH)[1:]
@@ -125,18 +139,19 @@ def test_a_resume_never_splices_two_versions(
     ids=["empty", "truncated", "deep", "large", "wrong-type", "not-json"],
 )
 def test_a_garbage_meta_file_is_no_validator(
-    servers: list[VersionedServer], tmp_path: Path, meta: bytes
+    servers: list[VersionedServer], leaks: LeakWatch, tmp_path: Path, meta: bytes
 ) -> None:
     srv = VersionedServer("etag", naive=True)
     servers.append(srv)
     dest = tmp_path / "cache" / "shard.parquet"
-    part = cut_pass(srv, dest)
+    part = cut_pass(srv, dest, srv.url(PATH))
     part.with_name(part.name + ".meta").write_bytes(meta)
     srv.put(PATH, B)
 
     got = download(srv.url(PATH), dest, policy=policy(srv, 2), expected_size=SIZE)
 
     assert got.sha256 == sha(B) and "range" not in srv.of(PATH)[-1].headers
+    leaks.tree("cache after a garbage meta", dest.parent)
 
 
 def same_size_pair() -> tuple[bytes, bytes]:
@@ -158,10 +173,14 @@ def same_size_pair() -> tuple[bytes, bytes]:
 def test_a_same_size_change_is_a_new_version(
     servers: list[VersionedServer],
     figure: Any,
+    canaries: Canaries,
+    leaks: LeakWatch,
+    caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     validators: Any,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     monkeypatch.chdir(tmp_path)
     first, second = same_size_pair()
     srv = VersionedServer(validators)
@@ -186,7 +205,7 @@ connect_timeout = 1
 read_timeout = 1
 [sources.web]
 type = "http"
-manifest = "{srv.url("/data/manifest.json")}"
+manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
 
@@ -214,5 +233,8 @@ manifest = "{srv.url("/data/manifest.json")}"
     finally:
         engine.dispose()
     assert [(v, s) for v, s in rows] == [(1, sha(first)), (2, sha(second))]
+    leaks.tree("store and state", tmp_path / ".shardwatch")
+    leaks.tree("store", tmp_path / "store.sqlite")
+    leaks.text("monitor log", caplog.text)
     figure(S, f"same-size change ({validators}): versions stored", len(rows))
     figure(S, f"requests for an unchanged size-only shard ({validators})", quiet[2])

@@ -27,6 +27,7 @@ from shardwatch.download import (
     fetch_bytes,
     host_of,
 )
+from shardwatch.partial import PartMeta, Validator, write_meta
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +268,7 @@ def test_download_streams_verifies_and_renames(server: Server, tmp_path: Path) -
         sleep=sleeps,
     )
 
-    assert got == Downloaded(dest, len(CONTENT), SHA, '"v1"', False)
+    assert got == Downloaded(dest, len(CONTENT), SHA, '"v1"', False, '"v1"')
     assert dest.read_bytes() == CONTENT
     assert leftovers(dest) == ["shard.parquet"]  # no .part left behind
     assert sleeps == []
@@ -339,20 +340,37 @@ def test_body_stalled_past_the_read_timeout_is_resumed(server: Server, tmp_path:
 def test_part_from_an_earlier_process_is_continued(server: Server, tmp_path: Path) -> None:
     url = server.route("/shard", serve())
     dest = tmp_path / "shard"
-    dest.with_name("shard.part").write_bytes(CONTENT[:1000])
+    part = dest.with_name("shard.part")
+    part.write_bytes(CONTENT[:1000])
+    write_meta(part, PartMeta.of(url, Validator("etag", '"v1"'), len(CONTENT)))
 
     got = download(url, dest, policy=policy(), expected_size=len(CONTENT), expected_sha256=SHA)
 
     assert got.resumed and got.sha256 == SHA and dest.read_bytes() == CONTENT
     (hit,) = server.hits()
     assert hit.headers["range"] == "bytes=1000-"
-    assert "if-range" not in hit.headers  # no ETag known from this process
+    assert hit.headers["if-range"] == '"v1"'  # the validator persisted beside the part
+    assert leftovers(dest) == ["shard"]  # the meta went with the part
+
+
+def test_part_without_a_validator_starts_from_zero(server: Server, tmp_path: Path) -> None:
+    url = server.route("/shard", serve())
+    dest = tmp_path / "shard"
+    dest.with_name("shard.part").write_bytes(CONTENT[:1000])
+
+    got = download(url, dest, policy=policy(), expected_size=len(CONTENT))
+
+    assert not got.resumed and got.sha256 == SHA
+    (hit,) = server.hits()
+    assert "range" not in hit.headers and "if-range" not in hit.headers
 
 
 def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path) -> None:
     url = server.route("/shard", serve(ranges=False))
     dest = tmp_path / "shard"
-    dest.with_name("shard.part").write_bytes(b"x" * 5000)  # would corrupt the file if kept
+    part = dest.with_name("shard.part")
+    part.write_bytes(b"x" * 5000)  # would corrupt the file if kept
+    write_meta(part, PartMeta.of(url, Validator("etag", '"v1"'), None))
 
     got = download(url, dest, policy=policy())
 
@@ -364,7 +382,9 @@ def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path
 def test_stale_part_failing_sha256_is_retried_from_zero(server: Server, tmp_path: Path) -> None:
     url = server.route("/shard", serve())
     dest = tmp_path / "shard"
-    dest.with_name("shard.part").write_bytes(b"\0" * 1000)  # not CONTENT's first bytes
+    part = dest.with_name("shard.part")
+    part.write_bytes(b"\0" * 1000)  # not CONTENT's first bytes
+    write_meta(part, PartMeta.of(url, Validator("etag", '"v1"'), None))
     sleeps = Sleeps()
 
     got = download(url, dest, policy=policy(), expected_sha256=SHA, sleep=sleeps)

@@ -10,8 +10,9 @@ becomes five million dicts. `parse` refuses both before the parser sees the text
   count bounds the objects the parser could build).
 
 The scan is linear (regular expressions drop the escapes, then the strings; numpy counts
-the rest), so a 16 MB listing costs tens of milliseconds whatever it holds. A refusal is a `ListingRefused` whose reason names
-the limit; nothing else escapes but `ValueError` for invalid JSON.
+the rest): a 16 MB listing costs at most a few seconds, whatever it holds. A refusal is a
+`ListingRefused` whose reason names the limit; nothing else escapes but `ValueError` for
+invalid JSON.
 """
 
 from __future__ import annotations

@@ -394,6 +394,19 @@ class DownloadSettings(_Strict):
     backoff: float = Field(default=1.0, gt=0, description="First retry wait; doubles.")
     backoff_cap: float = Field(default=30.0, gt=0, description="Longest wait (Retry-After too).")
     max_bytes: int = Field(default=8 * 1024**3, ge=1, description="Largest shard file.")
+    cache_max_bytes: int = Field(
+        default=32 * 1024**3,
+        ge=1,
+        description="Budget of the download cache folder, partial downloads included: a "
+        "download that would take the folder over it fails alone (its partial file removed) "
+        "and is retried on the next pass.",
+    )
+    partial_max_age_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="A partial download older than this, or that no listed shard owns, is "
+        "removed at the start of a pass.",
+    )
     max_uncompressed_bytes: int = Field(
         default=16 * 1024**3,
         ge=1,

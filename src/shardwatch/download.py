@@ -20,10 +20,16 @@ honouring a numeric `Retry-After` on 429 and 503; other 4xx are permanent at onc
 asked for and kept unencoded (`Accept-Encoding: identity`): a response with another
 `Content-Encoding` (a gzip bomb) is refused before any of its body is read.
 
-A download streams into `<dest>.part`, hashing as it goes, resumes a previous part with
-`Range`, verifies size and sha256, and only then renames it onto `dest` (`os.replace`), so
-`dest` is either absent or complete. Errors never carry a header value or a query string
-(signed URLs carry tokens), and urllib3's DEBUG request lines have their query redacted.
+A download streams into `<dest>.part`, hashing as it goes, verifies size and sha256, and only
+then renames it onto `dest` (`os.replace`), so `dest` is either absent or complete. A previous
+part is resumed with `Range` only under `If-Range: <validator>`, the strong ETag or
+Last-Modified persisted beside it in `<dest>.part.meta` (shardwatch.partial): without one the
+download starts from zero, and a 206 whose validator or Content-Range does not continue the
+part is discarded, so two versions of a file are never spliced. The cache folder's budget
+(`cache_max_bytes`) counts partial files; a download that would exceed it, or that hits a
+full disk, removes its partial file and fails alone. Errors never carry a header value or a
+query string (signed URLs carry tokens), and urllib3's DEBUG request lines have their query
+redacted.
 """
 
 from __future__ import annotations
@@ -49,6 +55,19 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import parse_url
+
+from shardwatch.partial import (
+    DISK_FULL,
+    PartMeta,
+    Validator,
+    change_validator,
+    drop,
+    read_meta,
+    resume_validator,
+    url_digest,
+    usage,
+    write_meta,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +101,7 @@ class DownloadPolicy:
     backoff_cap: float = 30.0  # also caps Retry-After
     max_redirects: int = 5
     max_bytes: int | None = None  # refuse a body larger than this (declared or actual)
+    cache_max_bytes: int | None = None  # the cache folder's budget, partial files included
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show header values
@@ -92,7 +112,8 @@ class DownloadPolicy:
             f"allow_private={self.allow_private}, attempts={self.attempts}, "
             f"backoff={self.backoff}, "
             f"backoff_cap={self.backoff_cap}, max_redirects={self.max_redirects}, "
-            f"max_bytes={self.max_bytes}, headers={sorted(self.headers)!r})"
+            f"max_bytes={self.max_bytes}, cache_max_bytes={self.cache_max_bytes}, "
+            f"headers={sorted(self.headers)!r})"
         )
 
     def delay(self, attempt: int) -> float:
@@ -130,6 +151,8 @@ class Downloaded:
     sha256: str  # hex
     etag: str | None  # the final response's ETag header, if any
     resumed: bool  # True if a previous partial file was continued with Range
+    # The server's validator for a later "changed?" request (partial.Validator.text()).
+    validator: str | None = None
 
 
 def host_of(url: str) -> str:
@@ -604,10 +627,6 @@ def _hash_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
 def _run(url: str, policy: DownloadPolicy, sleep: Sleep, attempt_once: Callable[[int], T]) -> T:
     """Call `attempt_once(attempt)` up to `policy.attempts` times, sleeping between
     transient failures; raise the last error."""
@@ -639,6 +658,8 @@ def download(
     An existing `dest` that matches the expectations is returned without any request."""
     _checked(url, policy, redirect=False)
     want_sha = expected_sha256.lower() if expected_sha256 is not None else None
+    if dest.exists() and want_sha is None:  # nothing proves it is the server's current file
+        dest.unlink()
     if dest.exists():
         size, sha = _hash_file(dest)
         if (want_sha is None or sha == want_sha) and (
@@ -659,7 +680,9 @@ def download(
 
 
 class _Download:
-    """One download's state across attempts. Errors name the URL asked for."""
+    """One download's state across attempts. Errors name the URL asked for. What a partial
+    file continues lives on disk (`<part>.meta`), so it holds across attempts, Prefect's
+    fetch retries and passes alike."""
 
     def __init__(
         self,
@@ -673,30 +696,48 @@ class _Download:
         self.url, self.dest, self.part, self.policy = url, dest, part, policy
         self.expected_size = expected_size
         self.expected_sha256 = expected_sha256
-        self.etag: str | None = None  # a strong ETag seen earlier, sent as If-Range
+        self.meta: PartMeta | None = None  # what the part continues (None: no part)
 
     def error(self, reason: str, *, permanent: bool) -> DownloadError:
         return DownloadError(self.url, reason, permanent=permanent)
 
     def attempt(self, session: requests.Session) -> Downloaded:
-        have = self.part.stat().st_size if self.part.exists() else 0
-        if self.expected_size is not None and have > 0 and have >= self.expected_size:
-            if have == self.expected_size:  # a complete part left by an earlier run
-                digest = self.part_digest()
-                return self.finish(digest, have, None, resumed=False, from_part=True)
-            _unlink(self.part)
-            have = 0
+        have = self.resumable()
+        if have and have == self.expected_size:  # complete, and a sha256 will prove it
+            return self.finish(self.part_digest(), have, None, resumed=False, from_part=True)
         extra: dict[str, str] = {}
-        if have:
+        if have and self.meta is not None:
             extra["Range"] = f"bytes={have}-"
-            if self.etag and not self.etag.startswith("W/"):
-                extra["If-Range"] = self.etag
+            extra["If-Range"] = self.meta.validator.value
         with watched(self.policy):
             response = _open(session, self.url, self.policy, extra)
             try:
                 return self.receive(response, have)
             finally:
                 response.close()
+
+    def resumable(self) -> int:
+        """The bytes of the part a request may continue: 0 (and no part) unless its meta
+        names this URL and a validator. A part as long as the file is shortened by a byte,
+        so the server confirms the validator before it is used (unless a sha256 proves it)."""
+        have = self.part.stat().st_size if self.part.exists() else 0
+        meta = read_meta(self.part) if have else None
+        if meta is None or meta.url_hash != url_digest(self.url):
+            if have:
+                logger.debug("%s: a partial file without a validator: from zero", self.dest)
+            drop(self.part)
+            self.meta = None
+            return 0
+        self.meta = meta
+        full = self.expected_size if self.expected_size is not None else meta.total
+        if full is not None and have >= full:
+            if have > full or have <= 1:
+                drop(self.part)
+                return 0
+            if self.expected_sha256 is None:
+                os.truncate(self.part, have - 1)
+                return have - 1
+        return have
 
     def part_digest(self) -> hashlib._Hash:
         digest = hashlib.sha256()
@@ -705,21 +746,30 @@ class _Download:
                 digest.update(block)
         return digest
 
+    def restart(self, reason: str) -> _Retry:
+        """Discard the part: the next attempt starts from zero, without waiting."""
+        drop(self.part)
+        return _Retry(self.error(reason, permanent=False), 0.0)
+
     def receive(self, response: requests.Response, have: int) -> Downloaded:
         status = response.status_code
         if status == 416 and have:  # the part does not fit the object (any more)
-            _unlink(self.part)
-            reason = "HTTP 416 for the partial file; restarting from zero"
-            raise _Retry(self.error(reason, permanent=False), 0.0)
+            raise self.restart("HTTP 416 for the partial file; restarting from zero")
         _refuse_status(response, self.url, self.policy)
         _refuse_encoding(response, self.url)
-        etag = response.headers.get("ETag")
         length = _declared_length(response)
         resumed = status == 206
         if resumed:
-            if not have:
+            if not have or self.meta is None:
                 raise self.error("HTTP 206 to a request without Range", permanent=True)
+            if not self.meta.validator.seen_in(response.headers):
+                raise self.restart(
+                    "HTTP 206 without the partial file's validator (the file changed);"
+                    " restarting from zero"
+                )
             total = self.content_range(response, have, length)
+            if self.meta.total is not None and total != self.meta.total:
+                raise self.restart("HTTP 206 for a file of another size; restarting from zero")
         elif status == 200:
             have = 0  # the server ignored Range (or there was none): from zero
             total = length
@@ -727,7 +777,9 @@ class _Download:
             raise self.error(f"unexpected HTTP {status}", permanent=True)
         if total is not None:
             self.check_declared(total)
-        self.etag = etag
+            self.check_budget(total - have, have)
+        if not resumed:
+            self.begin(resume_validator(response.headers), total)
         digest = self.part_digest() if resumed else hashlib.sha256()
         received = self.stream(response, have, digest, append=resumed)
         size = have + received
@@ -738,10 +790,49 @@ class _Download:
             reason = f"body ended at {size:,} of {self.expected_size:,} bytes"
             raise _Retry(self.error(reason, permanent=False))
         if total is not None and size != total:
-            _unlink(self.part)
+            drop(self.part)
             reason = f"got {size:,} bytes, the server declared {total:,}"
             raise self.error(reason, permanent=True)
-        return self.finish(digest, size, etag, resumed=resumed, from_part=resumed)
+        found = change_validator(response.headers)
+        seen = found.text() if found is not None else None
+        etag = response.headers.get("ETag")
+        return self.finish(digest, size, etag, resumed=resumed, from_part=resumed, seen=seen)
+
+    def begin(self, validator: Validator | None, total: int | None) -> None:
+        """A body from zero: the old part and meta go first, then the new meta (if the server
+        gave a validator a resume can send), then the body is written."""
+        drop(self.part)
+        self.meta = None
+        if validator is None:
+            return
+        meta = PartMeta.of(self.url, validator, total)
+        try:
+            write_meta(self.part, meta)
+        except OSError as exc:
+            raise self.disk_error(exc) from None
+        self.meta = meta
+
+    def disk_error(self, exc: OSError) -> DownloadError:
+        """A write failed: on a full disk the part goes (it would keep the cache full)."""
+        if exc.errno in DISK_FULL:
+            drop(self.part)
+            reason = f"the cache is full ({exc.strerror}); the partial file was removed"
+            return self.error(reason, permanent=False)
+        return self.error(f"cannot write the partial file ({exc.strerror})", permanent=False)
+
+    def check_budget(self, more: int, have: int) -> None:
+        """Refuse a download that would take the cache folder over its budget."""
+        budget = self.policy.cache_max_bytes
+        if budget is None:
+            return
+        used = usage(self.part.parent, besides=self.part)
+        if used + have + more > budget:
+            drop(self.part)
+            reason = (
+                f"the cache is full: {used + have + more:,} bytes with this file, above the"
+                f" cache budget of {budget:,}; the partial file was removed"
+            )
+            raise self.error(reason, permanent=False)
 
     def content_range(
         self, response: requests.Response, have: int, length: int | None
@@ -749,26 +840,24 @@ class _Download:
         """The total size from a 206's Content-Range, which must start where the part ends."""
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if match is None or int(match.group(1)) != have:
-            _unlink(self.part)
-            reason = "HTTP 206 with a Content-Range that does not continue the partial file"
-            raise _Retry(self.error(reason, permanent=False), 0.0)
+            raise self.restart(
+                "HTTP 206 with a Content-Range that does not continue the partial file"
+            )
         start, end, total = int(match.group(1)), int(match.group(2)), match.group(3)
         if end < start or (length is not None and length != end - start + 1):
-            _unlink(self.part)
-            reason = "HTTP 206 whose Content-Length does not match its Content-Range"
-            raise _Retry(self.error(reason, permanent=False), 0.0)
+            raise self.restart("HTTP 206 whose Content-Length does not match its Content-Range")
         return None if total == "*" else int(total)
 
     def check_declared(self, total: int) -> None:
         """Refuse a declared size above `max_bytes` or other than `expected_size`."""
         cap = self.policy.max_bytes
         if cap is not None and total > cap:
-            _unlink(self.part)
+            drop(self.part)
             raise self.error(
                 f"declares {total:,} bytes, above the limit of {cap:,}", permanent=True
             )
         if self.expected_size is not None and total != self.expected_size:
-            _unlink(self.part)
+            drop(self.part)
             reason = f"declares {total:,} bytes, expected {self.expected_size:,}"
             raise self.error(reason, permanent=True)
 
@@ -776,8 +865,11 @@ class _Download:
         self, response: requests.Response, have: int, digest: hashlib._Hash, *, append: bool
     ) -> int:
         """Append the body to the part (or replace the part), hashing; the bytes received.
-        A network failure keeps what arrived (the next attempt resumes it)."""
+        A network failure keeps what arrived (the next attempt resumes it, if the part has a
+        validator); the cache budget or a full disk removes it."""
         cap = self.policy.max_bytes
+        budget = self.policy.cache_max_bytes
+        room = None if budget is None else budget - usage(self.part.parent, besides=self.part)
         received = 0
         try:
             with self.part.open("ab" if append else "wb") as fh:
@@ -787,31 +879,43 @@ class _Download:
                         if cap is not None and have + received > cap:
                             reason = f"body exceeds the limit of {cap:,} bytes"
                             raise self.error(reason, permanent=True)
+                        if room is not None and have + received > room:
+                            reason = (
+                                f"the cache is full: the body exceeds the cache budget of"
+                                f" {budget:,} bytes; the partial file was removed"
+                            )
+                            raise self.error(reason, permanent=False)
                         fh.write(chunk)
                         digest.update(chunk)
                 finally:
                     fh.flush()
                     os.fsync(fh.fileno())
         except DownloadError:
-            _unlink(self.part)
+            drop(self.part)
             raise
         except OSError as exc:
-            reason = f"cannot write the partial file ({exc.strerror})"
-            raise self.error(reason, permanent=False) from None
+            raise self.disk_error(exc) from None
         return received
 
     def finish(
-        self, digest: hashlib._Hash, size: int, etag: str | None, *, resumed: bool, from_part: bool
+        self,
+        digest: hashlib._Hash,
+        size: int,
+        etag: str | None,
+        *,
+        resumed: bool,
+        from_part: bool,
+        seen: str | None = None,
     ) -> Downloaded:
         """Verify the complete part, then rename it onto `dest`. A sha256 mismatch of a file
         that continued an earlier part is retried from zero (the part may be stale)."""
         if self.expected_size is not None and size != self.expected_size:
-            _unlink(self.part)
+            drop(self.part)
             reason = f"got {size:,} bytes, expected {self.expected_size:,}"
             raise self.error(reason, permanent=True)
         sha = digest.hexdigest()
         if self.expected_sha256 is not None and sha != self.expected_sha256:
-            _unlink(self.part)
+            drop(self.part)
             reason = f"sha256 mismatch: got {sha}, expected {self.expected_sha256}"
             if from_part:
                 raise _Retry(self.error(reason, permanent=True), 0.0)
@@ -821,7 +925,10 @@ class _Download:
         except OSError as exc:
             reason = f"cannot move the file into place ({exc.strerror})"
             raise self.error(reason, permanent=False) from None
-        return Downloaded(self.dest, size, sha, etag, resumed)
+        drop(self.part)  # the meta
+        if seen is None and self.meta is not None:
+            seen = self.meta.validator.text()
+        return Downloaded(self.dest, size, sha, etag, resumed, seen)
 
 
 # ----------------------------------------------------------------------------- fetch_bytes

@@ -17,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shardwatch.changes import changed_at_source
 from shardwatch.config import Settings
 from shardwatch.download import DownloadError, DownloadPolicy, origin_entry
 from shardwatch.engine import CompiledLexicon
 from shardwatch.footer import ShardRejected, check_footer, footer_limits
 from shardwatch.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
 from shardwatch.names import shown, uri_problem
+from shardwatch.partial import collect
 from shardwatch.sources import (
     HttpListingSource,
     HuggingFaceSource,
@@ -31,6 +33,7 @@ from shardwatch.sources import (
     RemoteShard,
     Source,
     SourceError,
+    cache_name,
 )
 from shardwatch.store.repository import ResultStore, StoredShard, unfetched_hash
 from shardwatch.validation import ShardValidation
@@ -55,6 +58,7 @@ def download_policy(settings: Settings, hosts: frozenset[str]) -> DownloadPolicy
         min_speed=d.min_speed,
         speed_window=d.speed_window,
         allow_private=d.allow_private_addresses,
+        cache_max_bytes=d.cache_max_bytes,
     )
 
 
@@ -93,6 +97,7 @@ def build_source(settings: Settings, name: str) -> Source:
             speed_window=d.speed_window,
             allow_private=d.allow_private_addresses,
             listing=d.listing_limits(),
+            cache_max_bytes=d.cache_max_bytes,
             **options,
         )
     return ObjectStoreSource(
@@ -146,15 +151,20 @@ def _utc(value: datetime) -> datetime:
 
 def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discovery:
     """List every configured source (or those named) and compare with the store, by the
-    source's checksum, else ETag and size, else size and modification time."""
+    source's checksum, else ETag and size, else size, modification time and (HTTP) the
+    server's validator recorded at the last fetch (one conditional request). Then collect
+    the partial downloads no listed shard owns (or too old)."""
     store = _store(settings)
     current = store.current(settings.dataset)
     new: dict[str, RemoteShard] = {}
     unchanged = 0
     errors: list[str] = []
+    # The cache names of every listed shard (None when not every source was listed).
+    owners: set[str] | None = set() if sources is None else None
     for name in sources if sources is not None else sorted(settings.sources):
         try:
-            listed = build_source(settings, name).list()
+            source = build_source(settings, name)
+            listed = source.list()
         except SourceError as exc:
             errors.append(str(exc))
             continue
@@ -165,6 +175,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             # hold what the server sent, so only its type is kept
             errors.append(f"source {name!r}: listing failed ({type(exc).__name__})")
             continue
+        if owners is not None:
+            owners.update(cache_name(shard) for shard in listed)
         for shard in listed:
             if shard.uri in new:
                 continue  # listed by two sources: once is enough
@@ -172,7 +184,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             if problem:  # e.g. a manifest listing a URL with a NUL: refused, not mangled
                 errors.append(f"source {name!r}: shard '{shown(shard.uri)}' {problem}; skipped")
                 continue
-            if is_settled(shard, current.get(shard.uri)):
+            stored = current.get(shard.uri)
+            if is_settled(shard, stored) and not changed_at_source(source, shard, stored):
                 unchanged += 1
             else:
                 new[shard.uri] = shard
@@ -184,6 +197,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
         else:
             first[shard.sha256 or shard.uri] = shard
     unique = tuple(s for s in new.values() if s not in later)
+    d = settings.download
+    collect(d.cache_dir, None if errors else owners, d.partial_max_age_hours * 3600)
     return Discovery(unique, unchanged, tuple(errors), tuple(later))
 
 
@@ -214,6 +229,7 @@ class Fetch:
     sha256: str | None = None
     size: int | None = None
     ended: ShardOutcome | None = None
+    validator: str | None = None  # the server's, recorded for the next pass's "changed?"
 
 
 class TransientFetchError(Exception):
@@ -221,7 +237,12 @@ class TransientFetchError(Exception):
 
 
 def _reject(
-    settings: Settings, shard: RemoteShard, reason: str, quarantine: bool, sha: str | None = None
+    settings: Settings,
+    shard: RemoteShard,
+    reason: str,
+    quarantine: bool,
+    sha: str | None = None,
+    validator: str | None = None,
 ) -> ShardOutcome:
     plan = settings.alerts.plan(None) if settings.alerts.enabled else None
     sv, reason = _store(settings).reject(
@@ -231,7 +252,7 @@ def _reject(
         owner=worker_id(),
         content_sha256=sha,
         size_bytes=shard.size,
-        etag=shard.etag,
+        etag=shard.etag or validator,
         mtime=shard.mtime,
         quarantine=quarantine,
         max_attempts=settings.max_attempts,
@@ -257,8 +278,9 @@ def fetch(settings: Settings, shard: RemoteShard) -> Fetch:
     except ShardRejected as exc:
         reason = f"refused before decoding: {exc.reason}"
         _release(settings, got.path)
-        return Fetch(shard, ended=_reject(settings, shard, reason, True, got.sha256))
-    return Fetch(shard, got.path, got.sha256, got.size)
+        ended = _reject(settings, shard, reason, True, got.sha256, got.validator)
+        return Fetch(shard, ended=ended)
+    return Fetch(shard, got.path, got.sha256, got.size, validator=got.validator)
 
 
 def _release(settings: Settings, path: Path) -> None:
@@ -288,7 +310,8 @@ def ingest_fetched(settings: Settings, fetched: Fetch, run_id: int | None) -> Sh
         mtime = shard.mtime or datetime.fromtimestamp(stat.st_mtime, UTC)
         fp = Fingerprint(fetched.sha256, fetched.size, mtime)
         job = _job(settings, store, worker_id(), run_id)
-        result = ingest_file(job, fetched.path, uri=shard.uri, fp=fp, etag=shard.etag)
+        etag = shard.etag or fetched.validator
+        result = ingest_file(job, fetched.path, uri=shard.uri, fp=fp, etag=etag)
     finally:
         _release(settings, fetched.path)
     v = result.validation

@@ -97,6 +97,8 @@ class Fetched:
     path: Path
     size: int
     sha256: str
+    # The server's validator (ETag, else Last-Modified) for a later "changed?" request.
+    validator: str | None = None
 
 
 class SourceError(Exception):
@@ -321,7 +323,7 @@ class HttpListingSource:
             expected_sha256=shard.sha256,
             sleep=self._sleep,
         )
-        return Fetched(path=got.path, size=got.size, sha256=got.sha256)
+        return Fetched(path=got.path, size=got.size, sha256=got.sha256, validator=got.validator)
 
 
 @dataclass(frozen=True)
@@ -422,6 +424,7 @@ class HuggingFaceSource:
         speed_window: float = 60.0,
         allow_private: bool | None = None,
         listing: ListingLimits = DEFAULT_LISTING_LIMITS,
+        cache_max_bytes: int | None = None,
         sleep: Sleep = time.sleep,
     ) -> None:
         if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
@@ -459,6 +462,7 @@ class HuggingFaceSource:
             min_speed=min_speed,
             speed_window=speed_window,
             allow_private=allow_private,
+            cache_max_bytes=cache_max_bytes,
         )
 
     def __repr__(self) -> str:
@@ -565,7 +569,7 @@ class HuggingFaceSource:
             expected_sha256=shard.sha256,
             sleep=self._sleep,
         )
-        return Fetched(path=got.path, size=got.size, sha256=got.sha256)
+        return Fetched(path=got.path, size=got.size, sha256=got.sha256, validator=got.validator)
 
 
 class _HubLister:

@@ -21,6 +21,7 @@ target that must never be contacted.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
 import threading
@@ -146,8 +147,10 @@ class FaultServer:
             return None
         start = 0
         ranged = h.headers.get("Range")
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'  # strong, changes with the bytes
+        current = h.headers.get("If-Range") in (None, etag)  # RFC 9110: else the whole file
         if kind in ("ok", "reset", "503-once") and ranged and ranged.startswith("bytes="):
-            start = int(ranged[6:].rstrip("-"))
+            start = int(ranged[6:].rstrip("-")) if current else 0
         part = body[start:]
         declared = len(part) + {"short": 1000, "long": -1000}.get(kind, 0)
         h.send_response(206 if start else 200)
@@ -155,6 +158,7 @@ class FaultServer:
             h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         h.send_header("Content-Length", str(declared))
         h.send_header("Accept-Ranges", "bytes")
+        h.send_header("ETag", etag)
         h.end_headers()
         if kind == "drip":
             for i in range(0, len(part), 8):

@@ -324,7 +324,9 @@ manifest = "{server.url("/data/manifest.json")}?sig={canaries.webhook}"
         assert metrics == done_ids and checked == done_ids  # nothing else scanned or validated
         assert {n: rows[n]["status"] for n in FAULTY} == {n: f[1] for n, f in FAULTY.items()}
         assert not [
-            p for p in (tmp_path / ".shardwatch" / "cache").glob("*") if p.suffix != ".part"
+            p
+            for p in (tmp_path / ".shardwatch" / "cache").glob("*")
+            if not p.name.endswith((".part", ".part.meta"))  # a partial file and its validator
         ]
 
         # the next pass: the servers behave again; failed shards are retried (the reset one

@@ -23,6 +23,7 @@ from shardwatch.engine import CompiledLexicon
 from shardwatch.footer import ShardRejected, check_footer, footer_limits
 from shardwatch.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
 from shardwatch.names import shown, uri_problem
+from shardwatch.redact import url_problem
 from shardwatch.sources import (
     HttpListingSource,
     HuggingFaceSource,
@@ -64,6 +65,9 @@ def build_source(settings: Settings, name: str) -> Source:
     if spec.type == "local":
         return LocalSource(name, spec.path)
     if spec.type == "http":
+        problem = url_problem(spec.manifest)
+        if problem is not None:  # before any parser repeats a piece of it
+            raise ValueError(f"manifest URL: {problem}")
         hosts = frozenset({origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
         return HttpListingSource(name, spec.manifest, policy=download_policy(settings, hosts))
     if spec.type == "hf":

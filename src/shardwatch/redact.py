@@ -77,6 +77,17 @@ def redact_target(text: str) -> str:
     return path + (f"?{_query(query.partition('#')[0])}" if q else "")
 
 
+UNPARSEABLE_HINT: Final = (
+    "its host or port cannot be parsed (a password holding '/', '?' or '#' must be "
+    "percent-encoded, e.g. %2F for '/')"
+)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be used safely (None: it can): said without any part of it."""
+    return UNPARSEABLE_HINT if redact_url(url).endswith("://<unparseable URL>") else None
+
+
 def has_secret_parts(url: str) -> bool:
     """Whether `redact_url` changes `url` (it holds user info, a query or a fragment)."""
     return redact_url(url) != url

@@ -52,7 +52,7 @@ from shardwatch.download import (
     origin_entry,
     watched,
 )
-from shardwatch.redact import redact_url
+from shardwatch.redact import redact_url, url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,9 @@ class HttpListingSource:
     def __init__(
         self, name: str, manifest_url: str, *, policy: DownloadPolicy, sleep: Sleep = time.sleep
     ) -> None:
+        problem = url_problem(manifest_url)
+        if problem is not None:
+            raise ValueError(f"manifest URL: {problem}")
         if urlsplit(manifest_url).scheme not in ("http", "https"):
             raise ValueError(f"manifest URL must be http(s): {_display(manifest_url)}")
         self.name = name
@@ -284,6 +287,11 @@ class HttpListingSource:
 
     def _shard(self, i: int, entry: _Entry) -> RemoteShard:
         url = urljoin(self.manifest_url, entry.url)
+        problem = url_problem(url)
+        if problem is not None:  # said without the URL: it may hold part of a password
+            raise SourceError(
+                self.name, f"manifest {_display(self.manifest_url)}: entry {i}: {problem}"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(

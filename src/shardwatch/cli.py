@@ -232,12 +232,12 @@ def scan(
                 )
             except ShardReadError as exc:
                 errors.append({"uri": uri, "error": exc.reason})
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(shown(f"error: {exc}"), err=True)
                 continue
             except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
                 reason = f"unreadable data ({type(exc).__name__}: {exc})"
                 errors.append({"uri": uri, "error": reason})
-                typer.echo(f"error: {uri}: {reason}", err=True)
+                typer.echo(shown(f"error: {uri}: {reason}"), err=True)
                 continue
             results.append((uri, metrics))
 
@@ -672,7 +672,7 @@ def _print_outcome(result: IngestResult) -> None:
         typer.echo(f"         validation ({v.suite}): {v.summary()}")
         for check in () if v.not_run else v.checks:
             if check.status != "passed" and not check.by_drift:
-                typer.echo(f"           {check.status.upper():7} {check.describe()}")
+                typer.echo(shown(f"           {check.status.upper():7} {check.describe()}"))
         if v.drift_errored:
             typer.echo(f"           ERRORED {v.drift_errored} check(s) by the schema drift")
         for page in v.pages:
@@ -851,7 +851,7 @@ def _print_domains(found: Any, as_json: bool) -> None:
 
     order = {"keyword": "keyword-NSFW rows", "tag": "tag-NSFW rows", "rows": "rows"}[found.by]
     if not found.shards:
-        typer.echo(f"dataset {found.dataset}: no current shard has a URL column: no domains")
+        typer.echo(shown(f"dataset {found.dataset}: no current shard has a URL column: no domains"))
         return
     title = (
         f"domains of dataset {found.dataset} by {order}: {found.shards:,} shards, "
@@ -1205,16 +1205,17 @@ def alerts_list(
         state = "BREACHING" if v.breaching else "resolved"
         observed = "n/a" if v.observed is None else f"{v.observed:.6g}"
         detail = f" ({v.detail})" if v.detail else ""
-        typer.echo(
+        line = (
             f"#{v.id} {state} {v.severity} {v.rule} on {v.dataset} / {v.scope}: "
             f"observed {observed}{detail}, threshold {v.threshold}; "
             f"since {v.opened_at:%Y-%m-%d %H:%M}"
         )
+        typer.echo(shown(line))
         for d in v.deliveries:
             error = f": {d.last_error}" if d.last_error and d.state != "sent" else ""
             tries = f", {d.attempts} attempt(s)" if d.attempts else ""
             status = d.state.upper()
-            typer.echo(f"    notice {d.id} {d.kind} -> {d.channel}: {status}{tries}{error}")
+            typer.echo(shown(f"    notice {d.id} {d.kind} -> {d.channel}: {status}{tries}{error}"))
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
     typer.echo(f"{len(views)} alert(s) shown; notices: {summary}")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 MARK: Final = "REDACTED"
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s'\"<>]*")
@@ -66,7 +66,7 @@ def redact_url(url: str) -> str:
     if netloc is None:
         return f"{scheme}://<unparseable URL>"
     query = _query(parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return f"{scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def redact_target(text: str) -> str:

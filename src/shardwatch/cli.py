@@ -23,7 +23,7 @@ from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode, exit_code_table
 from shardwatch.metrics import ShardMetrics
-from shardwatch.names import shown
+from shardwatch.names import json_shown, shown
 from shardwatch.profile_hint import profile_problem
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
@@ -251,7 +251,7 @@ def scan(
         }
         if errors:
             doc["errors"] = errors
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(doc, ensure_ascii=False)) + "\n")
     elif results:
         width = None if sys.stdout.isatty() else 160  # pipes get a wide, unwrapped table
         console = Console(highlight=False, soft_wrap=True, width=width)
@@ -844,7 +844,7 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
 
 def _print_domains(found: Any, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(found.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(found.to_dict(), ensure_ascii=False)) + "\n")
         return
     from rich.table import Table
     from rich.text import Text
@@ -908,7 +908,7 @@ def _print_domains(found: Any, as_json: bool) -> None:
 def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     total, labels = result.total, result.labels
     if fmt is ReportFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(result.to_dict(), ensure_ascii=False)) + "\n")
         return
     lexicon = ", ".join(result.lexicons)
     if fmt is ReportFormat.csv:
@@ -1290,7 +1290,7 @@ def config_show(config: ConfigOpt = None) -> None:
     settings = _settings(config)
     effective = json.loads(settings.model_dump_json())
     effective["lexicon"] = settings.lexicon_name()
-    typer.echo(json.dumps(redact_tree(effective), indent=2, ensure_ascii=False))
+    typer.echo(json_shown(json.dumps(redact_tree(effective), indent=2, ensure_ascii=False)))
 
 
 @config_app.command("profiles")

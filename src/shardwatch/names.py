@@ -79,3 +79,15 @@ def shown(value: str) -> str:
     except UnicodeEncodeError:  # other lone surrogates
         out = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(_escaped(c) for c in out)
+
+
+_JSON_ESCAPED: Final = {
+    ord(c): f"\\u{ord(c):04x}" for c in _OBEYED | {chr(0x7F)} | set(map(chr, range(0x80, 0xA0)))
+}
+
+
+def json_shown(text: str) -> str:
+    """JSON text (`json.dumps(..., ensure_ascii=False)`) with DEL, C1 and the bidi and line
+    separator characters written as `\\uXXXX` escapes: the same JSON value, and nothing a
+    terminal obeys (JSON already escapes C0 controls)."""
+    return text.translate(_JSON_ESCAPED)

@@ -3,7 +3,8 @@
 A URL may carry a secret in two places shardwatch can see: its user info
 (`https://user:password@host/`) and its query string (signed URLs:
 `?X-Amz-Signature=...&X-Amz-Credential=...`, `?token=`, `?sig=`...). `redact_url` replaces
-the whole user info with `REDACTED@`, EVERY query value with `REDACTED` (parameter names
+the whole user info with `REDACTED@` (a database URL masked already, `user:***@`, is
+kept), EVERY query value with `REDACTED` (parameter names
 stay; a parameter without `=` becomes `REDACTED`) and drops the fragment. Every query value,
 not a list of credential-like names: a list misses the names nobody thought of, and the
 values of a signed URL that are not secret (`X-Amz-Date`, `Expires`) change at every signing,
@@ -36,9 +37,11 @@ _HOSTPORT = re.compile(r"(?:\[[^\]@]*\]|[^:\[\]@]*)(?::[0-9]*)?")
 def _authority(netloc: str) -> str | None:
     """`netloc` without user info, or None when its host and port cannot be trusted (a
     password cut at an unescaped `/`, `?` or `#` leaves `user:pa` here, `pa` as the port)."""
-    _, at, hostport = netloc.rpartition("@")
+    userinfo, at, hostport = netloc.rpartition("@")
     if not _HOSTPORT.fullmatch(hostport):
         return None
+    if re.fullmatch(r"[^:@]*:\*\*\*", userinfo):  # masked already (SQLAlchemy)
+        return netloc
     return (f"{MARK}@" if at else "") + hostport
 
 

@@ -9,7 +9,8 @@ Data Docs, the HTML report) stores the shards and alerts through a Slack-like re
 aiosmtpd. Then every output is searched for every canary, and for each half of the
 `@`-split password: run, `config show`, `report` (text, markdown, CSV, JSON) and
 `alerts list` output, every file under the state folder (the SQLite store, Data Docs, the
-HTML and Markdown reports, GX files), every table of the store (SQLite and PostgreSQL),
+HTML and Markdown reports, GX files) and of PREFECT_HOME (Prefect's database with the flow's
+logs), every table of the store (SQLite and PostgreSQL),
 every Slack body and every email. Zero hits.
 
 Build 10 too: a database URL, a manifest URL and an SMTP password holding an unescaped `@`
@@ -276,6 +277,7 @@ def test_no_url_secret_reaches_any_output_or_table(
         check.texts("slack bodies", [json.dumps(b) for b in receiver.bodies])
         check.texts("emails", mail.messages)
         files = check.tree("state folder", tmp_path / ".shardwatch")
+        files += check.tree("Prefect home (its database, logs)", tmp_path / "prefect")
         rows = check.database("store", url)
         searched += len(outputs) + len(receiver.bodies) + len(mail.messages) + files
     reports = list((tmp_path / ".shardwatch").rglob("*.html"))

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from builders import tagged_table, write_shard
-from leaks import LeakWatch
+from leaks import SESSION_LOG, LeakWatch
 from sqlalchemy import select
 from store_checks import run_shardwatch
 
@@ -168,14 +168,16 @@ def manifest_url(port: int) -> str:
     return f"http://{C.user}:{C.password}@127.0.0.1:{port}/m/manifest.json?token={C.manifest_token}"
 
 
-def write_config(folder: Path, db: str, manifest: str, webhook: str, smtp_port: int) -> Path:
+def write_config(
+    folder: Path, db: str, manifest: str, webhook: str, smtp_port: int, *, gx: bool
+) -> Path:
     cfg = folder / "shardwatch.toml"
     cfg.write_text(f"""
 dataset = "signed"
 database_url = {json.dumps(db)}
 workers = 1
 [validation]
-enabled = true
+enabled = {json.dumps(gx)}
 [sources.bucket]
 type = "http"
 manifest = {json.dumps(manifest)}
@@ -230,7 +232,8 @@ def test_no_url_secret_reaches_any_output_or_table(
     mail, smtp_port = smtp()
     webhook = canaries.webhook_url(receiver.server.server_address[1])
     manifest = manifest_url(signed.port)
-    cfg = write_config(tmp_path, url, manifest, webhook, smtp_port)
+    gx = backend == "sqlite"  # GX and Data Docs once: pages do not depend on the database
+    cfg = write_config(tmp_path, url, manifest, webhook, smtp_port, gx=gx)
     watch = LeakWatch(C)  # type: ignore[arg-type]  # duck-typed: `values`
     watch.scenario = "url_secrets"
     outputs: dict[str, str] = {}
@@ -244,7 +247,8 @@ def test_no_url_secret_reaches_any_output_or_table(
 
     started = time.monotonic()
     ran = sw("run", "run")
-    figure(S, f"`shardwatch run` seconds ({backend}, GX on)", time.monotonic() - started)
+    took = time.monotonic() - started
+    figure(S, f"`shardwatch run` seconds ({backend}, GX {'on' if gx else 'off'})", took)
     assert ran.returncode == 3, ran.stdout + ran.stderr  # missing.parquet: 404
     assert "2 done, 1 quarantined" in ran.stdout, ran.stdout
     # the secrets were used: every request the server answered carried them
@@ -282,6 +286,9 @@ def test_no_url_secret_reaches_any_output_or_table(
         searched += len(outputs) + len(receiver.bodies) + len(mail.messages) + files
     reports = list((tmp_path / ".shardwatch").rglob("*.html"))
     assert any(p.name.startswith("run-") for p in reports), "no HTML report was written"
+    if gx:
+        assert (tmp_path / ".shardwatch" / "docs" / "index.html").is_file(), "no Data Docs"
+    figure(S, f"HTML pages searched ({backend})", len(reports))
     figure(S, f"items searched ({backend})", searched // 2)
     figure(S, f"store rows searched ({backend})", rows)
     figure(S, f"canary hits ({backend})", len(watch.hits))
@@ -342,6 +349,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     done = run_shardwatch("alerts", "test", "--channel", "mail", "--config", str(cfg), cwd=tmp_path)
     assert done.returncode == 4, done.stdout + done.stderr
     printed += [done.stdout, done.stderr]
+    printed.append(SESSION_LOG.read_text(errors="replace"))  # this session's DEBUG log
     hits = [h for h in halves if any(h in text for text in printed)]
     figure(S, "error outputs searched for a half of an '@' password", len(printed))
     figure(S, "halves printed", len(hits))

@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from shardwatch import monitor as stages
 from shardwatch.config import Settings, load_settings
 from shardwatch.flow_hooks import final_state, notify_unfinished
+from shardwatch.names import shown
 from shardwatch.report_artifacts import publish_artifacts
 from shardwatch.sources import RemoteShard
 
@@ -112,7 +113,7 @@ def monitor_pass(config: str | None = None) -> stages.PassSummary:
     try:  # the run row is closed whatever ends the pass
         found = discover(settings)
         for error in found.errors:
-            log.warning("%s", error)
+            log.warning("%s", shown(error))
         log.info(
             "run %s: %d new or changed shard(s), %d unchanged",
             run_id,
@@ -123,11 +124,11 @@ def monitor_pass(config: str | None = None) -> stages.PassSummary:
         outcomes += _process(settings, found.later, run_id)  # copies: after their originals
         for o in outcomes:
             if o.outcome in ("failed", "quarantined"):
-                log.warning("%s %s: %s", o.outcome, o.uri, o.reason)
+                log.warning("%s %s: %s", o.outcome, shown(o.uri), shown(o.reason or ""))
         relayed = relay(settings)
         summary = stages.finish(settings, run_id, found, outcomes, relayed)
         publish_artifacts(settings, summary)
-        log.info("%s; %s", summary.line(), relayed)
+        log.info("%s; %s", shown(summary.line()), shown(relayed))
     except BaseException as exc:
         stages.abandon(settings, run_id, exc)
         raise

@@ -102,7 +102,7 @@ def test_slack_text_neutralises_every_control_character() -> None:
     # the look-alikes: documented, one per character, none of them a formatting character
     assert shown.startswith("\u2217bold\u2217 \u02cdit\u02cd \u223cs\u223c")
     assert not set(FORMATTING) & {chr(c) for c in SLACK_LOOKALIKES.values() if isinstance(c, int)}
-    assert one_line("a\r\nb\tc") == "a  b c"
+    assert one_line("a\r\nb\tc") == "a\\r\\nb\\tc"
 
 
 def item(**changes: object) -> AlertItem:

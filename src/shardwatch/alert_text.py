@@ -7,8 +7,8 @@
   credentials, query or fragment (`shard_label`); absolute paths inside reasons and names are
   cut to their last component (`strip_local_paths`); links are public URLs or left out
   (alert_links.py).
-- One line per field: control characters and line breaks become spaces (`one_line`), so a
-  name cannot forge a line.
+- One line per field: control characters, terminal escapes, bidi controls and line breaks are
+  escaped visibly (`one_line`, names.shown), so a name cannot forge a line or be obeyed.
 - Slack mrkdwn (`slack_text`): Slack documents entity escapes for `&`, `<` and `>` only, and
   no escape for its formatting characters, so `*`, `_`, `~` and the backtick (and their
   full-width forms) are replaced by look-alikes that Slack does not parse: `*` -> U+2217
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+from shardwatch.names import shown
 
 if TYPE_CHECKING:
     from shardwatch.notify import AlertItem
@@ -177,8 +178,9 @@ SLACK_LOOKALIKES = str.maketrans(
 
 
 def one_line(text: str) -> str:
-    """Control characters, line and paragraph separators become spaces."""
-    return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    """Control characters (so terminal escapes), bidi controls, line and paragraph separators
+    escaped visibly (`\\n`, `\\x1b`, `\\u202e`: names.shown), so no field can start a line."""
+    return shown(text)
 
 
 def slack_escape(text: str) -> str:

@@ -24,7 +24,7 @@ from shardwatch.demo import DEFAULT_DEMO_DIR, demo_shards
 from shardwatch.engine import CompiledLexicon, scan_shard
 from shardwatch.exit_codes import ExitCode, exit_code_table
 from shardwatch.metrics import ShardMetrics
-from shardwatch.names import shown
+from shardwatch.names import json_shown, shown
 from shardwatch.profile_hint import profile_problem
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import ShardReader, ShardReadError
@@ -99,7 +99,9 @@ logging.getLogger("shardwatch").addHandler(logging.NullHandler())
 
 
 def _fail(code: ExitCode, message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    from shardwatch.redact import redact_text
+
+    typer.echo(f"error: {shown(redact_text(message))}", err=True)
     return typer.Exit(int(code))
 
 
@@ -231,12 +233,12 @@ def scan(
                 )
             except ShardReadError as exc:
                 errors.append({"uri": uri, "error": exc.reason})
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(shown(f"error: {exc}"), err=True)
                 continue
             except (pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
                 reason = f"unreadable data ({type(exc).__name__}: {exc})"
                 errors.append({"uri": uri, "error": reason})
-                typer.echo(f"error: {uri}: {reason}", err=True)
+                typer.echo(shown(f"error: {uri}: {reason}"), err=True)
                 continue
             results.append((uri, metrics))
 
@@ -250,7 +252,7 @@ def scan(
         }
         if errors:
             doc["errors"] = errors
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(doc, ensure_ascii=False)) + "\n")
     elif results:
         width = None if sys.stdout.isatty() else 160  # pipes get a wide, unwrapped table
         console = Console(highlight=False, soft_wrap=True, width=width)
@@ -309,11 +311,11 @@ def _print_pass(summary: Any, settings: Settings) -> None:
         if o.validation_error:
             checks = f"; {o.validation_error}"
         drift = f"; schema drift: {o.schema_drift}" if o.schema_drift else ""
-        typer.echo(f"{o.outcome:11} {o.uri}{detail}{drift}{checks}")
+        typer.echo(shown(f"{o.outcome:11} {o.uri}{detail}{drift}{checks}"))
     for error in summary.source_errors:
-        typer.echo(f"error: {error}", err=True)
-    typer.echo(summary.line())
-    typer.echo(summary.alerts)
+        typer.echo(f"error: {shown(error)}", err=True)
+    typer.echo(shown(summary.line()))
+    typer.echo(shown(summary.alerts))
     if summary.data_docs:
         typer.echo(f"Data Docs: {summary.data_docs}")
     from shardwatch.report_artifacts import report_path
@@ -669,15 +671,15 @@ def _print_outcome(result: IngestResult) -> None:
     detail = f" ({result.reason})" if result.reason else ""
     version = f" v{result.version}" if result.version else ""
     bad = result.outcome in ("failed", "quarantined")
-    typer.echo(f"{result.outcome:8} {result.uri}{version}{detail}", err=bad)
+    typer.echo(shown(f"{result.outcome:8} {result.uri}{version}{detail}"), err=bad)
     if result.schema_drift:
-        typer.echo(f"         schema drift: {result.schema_drift.describe()}")
+        typer.echo(shown(f"         schema drift: {result.schema_drift.describe()}"))
     v = result.validation
     if v is not None:
         typer.echo(f"         validation ({v.suite}): {v.summary()}")
         for check in () if v.not_run else v.checks:
             if check.status != "passed" and not check.by_drift:
-                typer.echo(f"           {check.status.upper():7} {check.describe()}")
+                typer.echo(shown(f"           {check.status.upper():7} {check.describe()}"))
         if v.drift_errored:
             typer.echo(f"           ERRORED {v.drift_errored} check(s) by the schema drift")
         for page in v.pages:
@@ -829,7 +831,7 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
             return "too few rows" if name in d.too_few_rows else "-"
         return f"{t.rate1:.2%} vs {t.rate2:.2%}, z {t.z:+.2f}"
 
-    title = Text(f"drift: each shard vs the rest of dataset {dataset}")  # no markup
+    title = Text(shown(f"drift: each shard vs the rest of dataset {dataset}"))  # no markup
     table = Table(title=title, title_justify="left")
     for name in ("shard", "similarity PSI", "NSFW tag rate", "keyword-NSFW rate"):
         table.add_column(name, justify="left" if name == "shard" else "right")
@@ -837,7 +839,7 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
         psi = "-" if d.similarity_psi is None else f"{d.similarity_psi:.3f}"
         if "similarity" in d.too_few_rows:
             psi = "too few rows"
-        table.add_row(Text(uri), psi, test(d.tag, "tag", d), test(d.keyword, "keyword", d))
+        table.add_row(Text(shown(uri)), psi, test(d.tag, "tag", d), test(d.keyword, "keyword", d))
     width = None if sys.stdout.isatty() else 160
     Console(highlight=False, soft_wrap=True, width=width).print(table)
     typer.echo(
@@ -849,21 +851,21 @@ def _print_drift(dataset: str, rows: list[tuple[str, Any]], as_json: bool) -> No
 
 def _print_domains(found: Any, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(found.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(found.to_dict(), ensure_ascii=False)) + "\n")
         return
     from rich.table import Table
     from rich.text import Text
 
     order = {"keyword": "keyword-NSFW rows", "tag": "tag-NSFW rows", "rows": "rows"}[found.by]
     if not found.shards:
-        typer.echo(f"dataset {found.dataset}: no current shard has a URL column: no domains")
+        typer.echo(shown(f"dataset {found.dataset}: no current shard has a URL column: no domains"))
         return
     title = (
         f"domains of dataset {found.dataset} by {order}: {found.shards:,} shards, "
         f"{found.rows:,} rows, {found.keyword_nsfw:,} keyword-NSFW"
         + (f", {found.tag_nsfw:,} tagged NSFW" if found.has_tag else "")
     )
-    table = Table(title=Text(title), title_justify="left")  # no markup: names
+    table = Table(title=Text(shown(title)), title_justify="left")  # no markup: names
     columns = ["domain", "rows", "keyword-NSFW", "rate", "share of keyword-NSFW"]
     columns += ["tagged NSFW"] if found.has_tag else []
     columns += ["error up to", "shards"]
@@ -889,7 +891,11 @@ def _print_domains(found: Any, as_json: bool) -> None:
             low = row.keyword_nsfw / found.keyword_nsfw
             high = min(1.0, (row.keyword_nsfw + row.keyword_error) / found.keyword_nsfw)
             share = f"{low:.1%}" if not row.keyword_error else f"{low:.1%}-{high:.1%}"
-        cells: list[Text | str] = [Text(row.domain), f"{row.rows:,}", f"{row.keyword_nsfw:,}"]
+        cells: list[Text | str] = [
+            Text(shown(row.domain)),
+            f"{row.rows:,}",
+            f"{row.keyword_nsfw:,}",
+        ]
         cells += [rate, share]
         cells += [f"{row.tag_nsfw:,}"] if found.has_tag else []
         cells += [errors(row), f"{row.shards:,}"]
@@ -909,7 +915,7 @@ def _print_domains(found: Any, as_json: bool) -> None:
 def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     total, labels = result.total, result.labels
     if fmt is ReportFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_shown(json.dumps(result.to_dict(), ensure_ascii=False)) + "\n")
         return
     lexicon = ", ".join(result.lexicons)
     if fmt is ReportFormat.csv:
@@ -928,21 +934,21 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     if fmt is ReportFormat.paper:
         if not sys.stdout.isatty():  # a pipe: wide enough for both methods' columns
             console = Console(highlight=False, soft_wrap=True, width=240)
-        console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
+        console.print(shown(f"dataset {result.dataset}: {intro[0]}"), markup=False)
         title = f"Table 1, the paper's method beside lexicon {lexicon}: dataset {result.dataset}"
         console.print(paper_table(total, labels, title, lexicon))
         return
-    console.print(f"dataset {result.dataset}: {intro[0]}", markup=False)
+    console.print(shown(f"dataset {result.dataset}: {intro[0]}"), markup=False)
     for entry in result.shards:
         if entry.status != "done":
             reason = f" ({entry.reason})" if entry.reason else ""
             tries = f" [{len(entry.history)} failure(s) kept]" if entry.history else ""
-            console.print(
-                f"{entry.status}: {entry.uri} v{entry.version}{reason}{tries}", markup=False
-            )
+            line = f"{entry.status}: {entry.uri} v{entry.version}{reason}{tries}"
+            console.print(shown(line), markup=False)
         elif entry.schema_drift is not None:
             console.print(
-                f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}", markup=False
+                shown(f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}"),
+                markup=False,
             )
     console.print(summary(total, labels, f"total of dataset {result.dataset}", lexicon))
 
@@ -1057,10 +1063,11 @@ def export_flagged(
     except OSError as exc:
         raise _fail(ExitCode.INPUT, f"cannot write {out}: {exc}") from None
     for note in summary.unavailable:
-        typer.echo(f"note: rule {summary.rule} unavailable in {note.uri}: {note.reason}", err=True)
+        line = f"note: rule {summary.rule} unavailable in {note.uri}: {note.reason}"
+        typer.echo(shown(line), err=True)
     for note in summary.skipped:
-        typer.echo(f"error: skipped {note.uri}: {note.reason}", err=True)
-    typer.echo(summary.line())
+        typer.echo(shown(f"error: skipped {note.uri}: {note.reason}"), err=True)
+    typer.echo(shown(summary.line()))
     if summary.skipped:
         raise typer.Exit(int(ExitCode.INPUT))
 
@@ -1206,16 +1213,17 @@ def alerts_list(
         state = "BREACHING" if v.breaching else "resolved"
         observed = "n/a" if v.observed is None else f"{v.observed:.6g}"
         detail = f" ({v.detail})" if v.detail else ""
-        typer.echo(
+        line = (
             f"#{v.id} {state} {v.severity} {v.rule} on {v.dataset} / {v.scope}: "
             f"observed {observed}{detail}, threshold {v.threshold}; "
             f"since {v.opened_at:%Y-%m-%d %H:%M}"
         )
+        typer.echo(shown(line))
         for d in v.deliveries:
             error = f": {d.last_error}" if d.last_error and d.state != "sent" else ""
             tries = f", {d.attempts} attempt(s)" if d.attempts else ""
             status = d.state.upper()
-            typer.echo(f"    notice {d.id} {d.kind} -> {d.channel}: {status}{tries}{error}")
+            typer.echo(shown(f"    notice {d.id} {d.kind} -> {d.channel}: {status}{tries}{error}"))
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"
     typer.echo(f"{len(views)} alert(s) shown; notices: {summary}")
 
@@ -1285,10 +1293,12 @@ def alerts_test(
 def config_show(config: ConfigOpt = None) -> None:
     """Print the effective settings as JSON (secrets masked; `lexicon` is the one in effect,
     the profile's unless set)."""
+    from shardwatch.redact import redact_tree
+
     settings = _settings(config)
     effective = json.loads(settings.model_dump_json())
     effective["lexicon"] = settings.lexicon_name()
-    typer.echo(json.dumps(effective, indent=2, ensure_ascii=False))
+    typer.echo(json_shown(json.dumps(redact_tree(effective), indent=2, ensure_ascii=False)))
 
 
 @config_app.command("profiles")

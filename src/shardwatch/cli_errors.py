@@ -15,6 +15,8 @@ from typing import Any
 import typer
 
 from shardwatch.exit_codes import ExitCode
+from shardwatch.names import shown
+from shardwatch.redact import redact_text
 
 INTERRUPTED = 130  # what Typer returns for Ctrl-C
 
@@ -75,7 +77,7 @@ def run(command: Callable[..., Any]) -> int:
             exc.show()  # type: ignore[attr-defined]
             return int(ExitCode.USAGE)
         code, message = exit_code_for(exc)
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {shown(redact_text(message))}", err=True)
         return int(code)
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)

@@ -27,6 +27,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from shardwatch.names import shown
+
 VENDOR = "static/vendor"
 # (package, file under the package's BASE_DIR, copy under <docs>/static/vendor)
 _FILES = (
@@ -186,13 +188,13 @@ def static_table(
         for column in columns:
             field = str(column.get("field", ""))
             value = str(row.get(field, ""))
-            cell = value if "<" in value else escape(value)
+            cell = value if "<" in value else escape(shown(value))
             if field == "validation_success":
                 status = str(row.get("_validation_success_text") or "")
                 cell += f' <span class="shardwatch-status">{escape(status)}</span>'
             elif field == "run_name" and row.get("_table_row_link_path"):
                 href = escape(str(row["_table_row_link_path"]))
-                cell = f'<a href="{href}">{escape(value)}</a>'
+                cell = f'<a href="{href}">{escape(shown(value))}</a>'
             cells.append(f"<td>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (

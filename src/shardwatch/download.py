@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -68,6 +68,7 @@ from shardwatch.partial import (
     usage,
     write_meta,
 )
+from shardwatch.redact import redact_target, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +202,8 @@ def _display_origin(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its query string, fragment and user info, for messages."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "<unparseable url>"
+    """The URL for messages: redacted (shardwatch.redact: no user info or query values)."""
+    return redact_url(url)
 
 
 # ------------------------------------------------------------------------------ internals
@@ -223,7 +219,7 @@ class _Retry(Exception):
 class _RedactQuery(logging.Filter):
     """urllib3 logs each request line (path and query) at DEBUG, and a URL with a header
     parsing warning; signed URLs carry tokens in the query, so it is replaced by
-    `?<redacted>`."""
+    `?name=REDACTED` (shardwatch.redact)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(
@@ -235,7 +231,7 @@ class _RedactQuery(logging.Filter):
 
 def _redact(text: str) -> str:
     if "?" in text and (text.startswith("/") or "://" in text):
-        return text.split("?", 1)[0] + "?<redacted>"
+        return redact_target(text)
     return text
 
 

@@ -31,6 +31,7 @@ from shardwatch.download import DownloadError, DownloadPolicy, download, origin_
 from shardwatch.engine import CompiledLexicon, row_view
 from shardwatch.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules
 from shardwatch.ingest import fingerprint
+from shardwatch.names import shown
 from shardwatch.profiles import DatasetProfile
 from shardwatch.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError
 from shardwatch.remove_list import RemoveListFile, export_schema, output_batch
@@ -147,7 +148,7 @@ def export_flagged(
     writer = RemoveListFile(out, export_schema(request.with_text), job.header())
     try:
         for i, shard in enumerate(shards):
-            report.shard(i, display_uri(shard.uri))
+            report.shard(i, shown(display_uri(shard.uri)))
             job.run(shard, writer)
         if job.read and len(job.unavailable) == job.read:
             why = "; ".join(sorted({n.reason for n in job.unavailable}))

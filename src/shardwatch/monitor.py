@@ -23,8 +23,9 @@ from shardwatch.download import DownloadError, DownloadPolicy, origin_entry
 from shardwatch.engine import CompiledLexicon
 from shardwatch.footer import ShardRejected, check_footer, footer_limits
 from shardwatch.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
-from shardwatch.names import shown, uri_problem
+from shardwatch.names import name_problem, shown, uri_problem
 from shardwatch.partial import collect
+from shardwatch.redact import url_problem
 from shardwatch.sources import (
     HttpListingSource,
     HuggingFaceSource,
@@ -68,6 +69,9 @@ def build_source(settings: Settings, name: str) -> Source:
     if spec.type == "local":
         return LocalSource(name, spec.path)
     if spec.type == "http":
+        problem = url_problem(spec.manifest)
+        if problem is not None:  # before any parser repeats a piece of it
+            raise ValueError(f"manifest URL: {problem}")
         hosts = frozenset({origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)})
         return HttpListingSource(
             name,
@@ -181,6 +185,8 @@ def discover(settings: Settings, sources: Sequence[str] | None = None) -> Discov
             if shard.uri in new:
                 continue  # listed by two sources: once is enough
             problem = uri_problem(shard.uri)
+            if not problem and shard.fetch_url:  # the redacted parts: a NUL or bad UTF-8
+                problem = name_problem(shard.fetch_url, one_line=False)
             if problem:  # e.g. a manifest listing a URL with a NUL: refused, not mangled
                 errors.append(f"source {name!r}: shard '{shown(shard.uri)}' {problem}; skipped")
                 continue

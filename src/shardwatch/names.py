@@ -49,14 +49,45 @@ def uri_problem(uri: str) -> str | None:
     return name_problem(uri, max_bytes=MAX_URI_BYTES, one_line=False)
 
 
+# Characters that reorder or break what a reader sees: bidi embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069), the bidi marks (U+200E, U+200F, U+061C) and the
+# line and paragraph separators (U+2028, U+2029), besides every control character (C0, DEL,
+# C1: Unicode category Cc, which includes ESC and so every ANSI/OSC escape sequence).
+_OBEYED: Final = frozenset(
+    "\u061c\u200e\u200f\u2028\u2029"
+    + "".join(map(chr, range(0x202A, 0x202F)))
+    + "".join(map(chr, range(0x2066, 0x206A)))
+)
+
+
+def _escaped(c: str) -> str:
+    if unicodedata.category(c) == "Cc":
+        return c.encode("unicode_escape").decode("ascii")  # \n, \x1b, \x85
+    if c in _OBEYED:
+        return f"\\u{ord(c):04x}"
+    return c
+
+
 def shown(value: str) -> str:
-    """`value` as printable text: control characters and undecodable bytes are escaped
-    (`\\x00`, `\\xff`), so a refused name can be named in a message."""
+    """`value` as text that a terminal, a mail reader or a chat shows and never obeys: control
+    characters (C0, DEL, C1, so ANSI and OSC escapes), bidi controls and line separators are
+    escaped visibly (`\\n`, `\\x1b`, `\\u202e`), and so are undecodable bytes (`\\xff`). The
+    result holds no line break: a name cannot start a line. Every place that prints or sends
+    a name (shard, URI, dataset, term, host, rule label) goes through here."""
     try:  # a file name's undecodable bytes, back as the bytes they were
         out = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # other lone surrogates
         out = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(
-        c if unicodedata.category(c) != "Cc" else c.encode("unicode_escape").decode("ascii")
-        for c in out
-    )
+    return "".join(_escaped(c) for c in out)
+
+
+_JSON_ESCAPED: Final = {
+    ord(c): f"\\u{ord(c):04x}" for c in _OBEYED | {chr(0x7F)} | set(map(chr, range(0x80, 0xA0)))
+}
+
+
+def json_shown(text: str) -> str:
+    """JSON text (`json.dumps(..., ensure_ascii=False)`) with DEL, C1 and the bidi and line
+    separator characters written as `\\uXXXX` escapes: the same JSON value, and nothing a
+    terminal obeys (JSON already escapes C0 controls)."""
+    return text.translate(_JSON_ESCAPED)

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shardwatch.metrics import ShardMetrics
+from shardwatch.names import shown
 from shardwatch.profiles import tag_keys
 from shardwatch.stats import Lift, term_lifts
 
@@ -40,7 +41,7 @@ def table1_title(lexicon: str | None) -> str:
 def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     """Per-term matches, keyword-NSFW share, tag counts and substring hits (Table 1)."""
     has_tags = metrics.nsfw_flag_counts is not None
-    table = Table(title=Text(title), title_justify="left")  # no markup: names
+    table = Table(title=Text(shown(title)), title_justify="left")  # no markup: names
     table.add_column("term")
     table.add_column("mode")
     table.add_column("matches", justify="right")
@@ -48,14 +49,14 @@ def table1(metrics: ShardMetrics, labels: Sequence[str], title: str) -> Table:
     table.add_column("lift [95% CI]", justify="right")
     if has_tags:
         for label in tag_keys(labels):
-            table.add_column(Text(label), justify="right")  # labels come from config
+            table.add_column(Text(shown(label)), justify="right")  # labels come from config
         for label in tag_keys(labels):  # the paper's column: the tag among keyword-NSFW
-            table.add_column(Text(f"kw-NSFW {label}"), justify="right")
+            table.add_column(Text(f"kw-NSFW {shown(label)}"), justify="right")
     table.add_column("substring matches", justify="right")
     lifts = term_lifts(metrics)
     for term, stats in (metrics.terms or {}).items():
         row = [
-            Text(term),
+            Text(shown(term)),
             stats.mode,
             f"{stats.matches:,}",
             f"{stats.keyword_nsfw:,} ({_pct(stats.keyword_nsfw, stats.matches)})",
@@ -76,7 +77,7 @@ def summary(
 ) -> Group:
     """The overall facts, duplicates, nulls and notes, then Table 1 (naming `lexicon`)."""
     lines = Text()
-    lines.append(f"{title}\n", style="bold")
+    lines.append(f"{shown(title)}\n", style="bold")
     for fact in overall_facts(metrics):
         lines.append(f"{fact}\n")
     if metrics.duplicates:
@@ -86,7 +87,7 @@ def summary(
     if nulls:
         lines.append(f"nulls: {nulls}\n")
     for note in metrics.notes:
-        lines.append(f"note: {note}\n", style="yellow")
+        lines.append(f"note: {shown(note)}\n", style="yellow")
     parts: list[Text | Table] = [lines]
     if metrics.terms is not None:
         parts.append(table1(metrics, labels, table1_title(lexicon)))
@@ -109,7 +110,7 @@ def print_summary(
             tag = (sm.nsfw_flag_counts or {}).get("NSFW")
             below = sm.similarity.below_threshold if sm.similarity else None
             per_shard.add_row(
-                Text(uri, overflow="fold"),
+                Text(shown(uri), overflow="fold"),
                 f"{sm.rows:,}",
                 "-" if sm.keyword_nsfw_rows is None else f"{sm.keyword_nsfw_rows:,}",
                 "-" if tag is None else f"{tag:,}",
@@ -123,14 +124,13 @@ def print_summary(
 # --- Markdown and CSV (shardwatch report) -------------------------------------------------
 
 _MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
-_MD_SPACE = re.compile(r"[\r\n\t\v\f\u2028\u2029]")
 
 
 def markdown_escape(text: str) -> str:
     """Plain text safe in a Markdown paragraph or table cell: all ASCII punctuation is
     backslash-escaped (CommonMark allows it for any of them; GFM tables need `\\|`) and line
-    breaks become spaces."""
-    return _MD_SPECIAL.sub(r"\\\1", _MD_SPACE.sub(" ", text))
+    breaks, control characters and bidi controls are escaped visibly (names.shown)."""
+    return _MD_SPECIAL.sub(r"\\\1", shown(text))
 
 
 def _tag_keys(metrics: ShardMetrics, labels: Sequence[str]) -> tuple[str, ...]:
@@ -241,6 +241,17 @@ def report_markdown(
     return "\n".join(parts)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(name: str) -> str:
+    """A name for a CSV cell: shown (names.shown), and a leading `=`, `+`, `-`, `@`, tab or
+    CR (a spreadsheet would run it as a formula) neutralised by a leading `'`."""
+    text = shown(name)
+    risky = text.startswith(_FORMULA_START) or name.startswith(_FORMULA_START)
+    return "'" + text if risky else text
+
+
 def table1_csv(metrics: ShardMetrics, labels: Sequence[str], lexicon: str = "") -> str:
     """Table 1 as CSV, one row per term (tag columns only when a shard has the tag): the tag
     among all matches, then among the keyword-NSFW matches (`keyword_nsfw_<label>`, empty
@@ -250,13 +261,14 @@ def table1_csv(metrics: ShardMetrics, labels: Sequence[str], lexicon: str = "") 
     writer = csv.writer(out, lineterminator="\n")
     head = ["lexicon", "term", "mode", "matches", "keyword_nsfw", "keyword_nsfw_pct"]
     kw_head = [f"keyword_nsfw_{k}" for k in tag_keys]
-    writer.writerow([*head, *tag_keys, *kw_head, "substring_matches"])
+    writer.writerow([*head, *map(csv_cell, tag_keys), *map(csv_cell, kw_head), "substring_matches"])
     for term, stats in (metrics.terms or {}).items():
         counts = stats.nsfw_flag_counts or {}
         pct = round(100.0 * stats.keyword_nsfw / stats.matches, 4) if stats.matches else ""
         tags = [counts.get(k, 0) for k in tag_keys]
         kw = stats.keyword_nsfw_by_tag
         kw_tags = ["" if kw is None else kw.get(k, 0) for k in tag_keys]
-        row = [lexicon, term, stats.mode, stats.matches, stats.keyword_nsfw, pct]
+        names = [csv_cell(lexicon), csv_cell(term), csv_cell(stats.mode)]
+        row = [*names, stats.matches, stats.keyword_nsfw, pct]
         writer.writerow([*row, *tags, *kw_tags, stats.substring_matches])
     return out.getvalue()

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from shardwatch.lexicon import PAPER_KEYWORDS
 from shardwatch.metrics import ShardMetrics
+from shardwatch.names import shown
 from shardwatch.profiles import tag_keys
 
 PAPER_METHOD = (
@@ -50,20 +51,20 @@ def paper_table(
             "counted them; re-ingest them (shardwatch ingest --force) for report --paper."
         )
     keys = tag_keys(labels) if metrics.nsfw_flag_counts is not None else ()
-    table = Table(title=Text(title), title_justify="left")  # no markup: names
+    table = Table(title=Text(shown(title)), title_justify="left")  # no markup: names
     table.add_column("term", no_wrap=True, min_width=11)
     table.add_column("N_match", justify="right", no_wrap=True)
     table.add_column("N_nsfw (%)", justify="right", no_wrap=True)
     for key in keys:
-        table.add_column(Text(key), justify="right", no_wrap=True)
-    table.add_column(Text(f"{lexicon}: matches"), justify="right")
+        table.add_column(Text(shown(key)), justify="right", no_wrap=True)
+    table.add_column(Text(f"{shown(lexicon)}: matches"), justify="right")
     table.add_column("keyword-NSFW (%)", justify="right", no_wrap=True)
     for key in keys:
-        table.add_column(Text(f"kw {key}"), justify="right", no_wrap=True)
+        table.add_column(Text(f"kw {shown(key)}"), justify="right", no_wrap=True)
     for term, stats in terms.items():
         paper = stats.paper_keyword_nsfw or 0
         row: list[Text | str] = [
-            Text(term),
+            Text(shown(term)),
             f"{stats.substring_matches:,}",
             f"{paper:,} ({_pct(paper, stats.substring_matches)})",
         ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from shardwatch.charts import rate_bars_svg, similarity_svg
 from shardwatch.config import Settings
+from shardwatch.names import shown
 from shardwatch.render import markdown_escape, report_markdown
 from shardwatch.report_html import report_page
 
@@ -47,7 +48,7 @@ def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Pa
     lexicon = ", ".join(report.lexicons)
     md = report_markdown(report.total, report.labels, settings.dataset, lines, lexicon)
     rates = shard_rates(store.engine, settings.dataset)
-    names = [Path(r.uri).name for r in rates]
+    names = [shown(Path(r.uri).name) for r in rates]
     charts = []
     sim = report.total.similarity
     if sim is not None:

@@ -5,12 +5,13 @@ is escaped; no local path appears (shard files by name, Data Docs by a relative 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from html import escape
+from html import escape as _html_escape
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from shardwatch.metrics import ShardMetrics
+from shardwatch.names import shown
 from shardwatch.profiles import tag_keys
 from shardwatch.render import overall_facts
 from shardwatch.stats import term_lifts
@@ -26,6 +27,12 @@ _STYLE = (
     "caption{text-align:left;font-weight:bold;padding:.3em 0}"
 )
 _REMOTE = ("http", "https", "s3", "gs", "gcs", "az", "abfs", "hf")
+
+
+def escape(text: str) -> str:
+    """Untrusted text for HTML: shown (control, escape and bidi characters escaped visibly:
+    names.shown), then HTML-escaped."""
+    return _html_escape(shown(text))
 
 
 def public_shard_name(uri: str) -> str:

@@ -54,6 +54,7 @@ from shardwatch.download import (
     origin_entry,
     watched,
 )
+from shardwatch.redact import redact_url, url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,19 @@ class RemoteShard:
     """One shard as a source lists it."""
 
     source: str  # the source's name
-    uri: str  # stable identity: URL, s3://bucket/key, or absolute local path
+    uri: str  # stable identity: redacted URL (redact.py), s3://bucket/key, or local path
     name: str  # file name (last path component), for display and cache file naming
     size: int | None
     etag: str | None  # HTTP ETag / HF oid / None
     sha256: str | None  # the source's checksum when it offers one, lower-case hex
     mtime: datetime | None = None  # tz-aware UTC when known
+    # The URL as listed, secrets included (user info, a signed query), when it differs from
+    # `uri`: used for the request only, never shown, stored or compared.
+    fetch_url: str | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def request_url(self) -> str:
+        return self.fetch_url or self.uri
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,9 @@ class HttpListingSource:
         listing: ListingLimits = DEFAULT_LISTING_LIMITS,
         sleep: Sleep = time.sleep,
     ) -> None:
+        problem = url_problem(manifest_url)
+        if problem is not None:
+            raise ValueError(f"manifest URL: {problem}")
         if urlsplit(manifest_url).scheme not in ("http", "https"):
             raise ValueError(f"manifest URL must be http(s): {_display(manifest_url)}")
         self.name = name
@@ -271,6 +282,12 @@ class HttpListingSource:
         for i, entry in enumerate(entries):
             shard = self._shard(i, entry)
             previous = shards.setdefault(shard.uri, shard)
+            if previous.request_url != shard.request_url:
+                raise SourceError(
+                    self.name,
+                    f"manifest {where}: entry {i}: {shard.uri} is listed twice with a different"
+                    " query or user info; those are not part of a shard's identity (redacted)",
+                )
             if previous != shard:
                 raise SourceError(
                     self.name,
@@ -282,6 +299,11 @@ class HttpListingSource:
 
     def _shard(self, i: int, entry: _Entry) -> RemoteShard:
         url = urljoin(self.manifest_url, entry.url)
+        problem = url_problem(url)
+        if problem is not None:  # said without the URL: it may hold part of a password
+            raise SourceError(
+                self.name, f"manifest {_display(self.manifest_url)}: entry {i}: {problem}"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(
@@ -303,20 +325,22 @@ class HttpListingSource:
                 f"manifest {_display(self.manifest_url)}: entry {i}: URL has no file name:"
                 f" {_display(url)!r}",
             )
+        shown = redact_url(url)
         return RemoteShard(
             source=self.name,
-            uri=url,
+            uri=shown,
             name=name,
             size=entry.size,
             etag=entry.etag,
             sha256=entry.sha256,
+            fetch_url=url if url != shown else None,
         )
 
     def fetch(self, shard: RemoteShard, cache: Path) -> Fetched:
         """Download into `cache`, checking the listed size and sha256 (raises DownloadError)."""
         cache.mkdir(parents=True, exist_ok=True)
         got = download(
-            shard.uri,
+            shard.request_url,
             cache / cache_name(shard),
             policy=self.policy,
             expected_size=shard.size,
@@ -943,16 +967,8 @@ def _same_origin(url: str, base: str) -> bool:
 
 
 def _display(url: str) -> str:
-    """A URL for messages: no credentials, query or fragment (they may hold signatures)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid URL>"
-    if not parts.scheme:
-        return parts.path
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """A URL for messages: redacted (redact.py: no user info, no query value, no fragment)."""
+    return redact_url(url)
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -185,6 +185,8 @@ class ResultStore:
                 )
                 if row is not None:
                     row.last_seen_at = t.utcnow()  # seen again: this content is current
+                    if etag is not None and row.etag != etag:
+                        row.etag = etag  # the server's validator for it now (changes.py)
                     return _version(row, dataset)
             try:
                 with transaction(self.sessions) as s:

@@ -36,7 +36,13 @@ def url_problem(raw: str) -> str | None:
             "(e.g. postgresql://user:password@host:5432/dbname)"
         )
     rest = raw.partition("://")[2]
-    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]  # host[:port], after any credentials
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if authority.count("@") > 1:  # SQLAlchemy splits at the first: the host would hold the rest
+        return (
+            "the database URL holds '@' more than once before the host (a password holding "
+            "'@', ':' or '/' must be percent-encoded, e.g. %40 for '@')"
+        )
+    netloc = authority.rsplit("@", 1)[-1]  # host[:port], after any credentials
     if netloc.startswith("[") and "]" not in netloc:
         return "the database URL's IPv6 host has no closing ']' (write it as [::1]:5432)"
     try:

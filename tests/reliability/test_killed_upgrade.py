@@ -47,8 +47,7 @@ def schema(engine: Engine) -> dict[str, Any]:
                 for i in insp.get_indexes(table)
             ),
             "unique": sorted(
-                tuple(str(c) for c in u["column_names"])
-                for u in insp.get_unique_constraints(table)
+                tuple(str(c) for c in u["column_names"]) for u in insp.get_unique_constraints(table)
             ),
             "fks": sorted(
                 (f["referred_table"], tuple(f["constrained_columns"]))
@@ -86,7 +85,11 @@ def _run_worker(jobs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]
     plan.write_text(json.dumps(jobs))
     done = subprocess.run(
         [sys.executable, str(WORKER), str(plan)],
-        env=subprocess_env(), cwd=folder, capture_output=True, text=True, timeout=300,
+        env=subprocess_env(),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -107,7 +110,8 @@ def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
     stops: list[Any] = sorted({max(1, total * k // POINTS) for k in range(POINTS)} | {total})
     stops.append("commit")
     urls = [new_database() for _ in stops]
-    killed = _run_worker([{"url": u, "stop": s} for u, s in zip(urls, stops, strict=True)], tmp_path)
+    jobs = [{"url": u, "stop": s} for u, s in zip(urls, stops, strict=True)]
+    killed = _run_worker(jobs, tmp_path)
     assert [r["signal"] for r in killed] == [signal.SIGKILL] * len(stops), (stops, killed)
 
     half: list[str] = []

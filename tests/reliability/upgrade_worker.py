@@ -66,7 +66,7 @@ def main() -> None:
             code = 0
             try:
                 child(job, report)
-            except BaseException as exc:  # noqa: BLE001 - the parent reports the outcome
+            except BaseException as exc:
                 print(f"job {i}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 code = 3
             finally:

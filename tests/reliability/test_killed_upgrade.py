@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leaks import Canaries, LeakWatch
 from sqlalchemy import Engine, inspect
 from store_checks import subprocess_env
 
@@ -64,6 +65,7 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[],
     DROP DATABASE per kill point would cost seconds)."""
     base = None if request.param == "sqlite" else str(request.getfixturevalue("fresh_postgres_url"))
     server = request.getfixturevalue("postgres_server") if base is not None else None
+    canaries: Canaries = request.getfixturevalue("canaries")  # the password: trust auth
 
     def make() -> str:
         name = f"upgrade_{uuid.uuid4().hex[:10]}"
@@ -75,12 +77,12 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[],
                 cur.execute(f"CREATE SCHEMA {name}")
         finally:
             conn.close()
-        return f"{base}?options=-csearch_path%3D{name}"
+        return f"{canaries.postgres_url(base)}?options=-csearch_path%3D{name}"
 
     return make
 
 
-def _run_worker(jobs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+def _run_worker(jobs: list[dict[str, Any]], folder: Path, leaks: LeakWatch) -> list[dict[str, Any]]:
     plan = folder / f"jobs-{uuid.uuid4().hex[:6]}.json"
     plan.write_text(json.dumps(jobs))
     done = subprocess.run(
@@ -93,14 +95,18 @@ def _run_worker(jobs: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    leaks.text("db upgrade output", done.stdout + done.stderr)
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
 def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
-    new_database: Callable[[], str], tmp_path: Path, figure: Callable[[str, str, object], None]
+    new_database: Callable[[], str],
+    tmp_path: Path,
+    leaks: LeakWatch,
+    figure: Callable[[str, str, object], None],
 ) -> None:
     first = new_database()
-    (counted,) = _run_worker([{"url": first, "stop": None}], tmp_path)
+    (counted,) = _run_worker([{"url": first, "stop": None}], tmp_path, leaks)
     total = counted["statements"][-1]  # the CLI's statements up to the upgrade's COMMIT
     reference = make_engine(first)
     clean, backend = schema(reference), reference.dialect.name
@@ -111,7 +117,7 @@ def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
     stops.append("commit")
     urls = [new_database() for _ in stops]
     jobs = [{"url": u, "stop": s} for u, s in zip(urls, stops, strict=True)]
-    killed = _run_worker(jobs, tmp_path)
+    killed = _run_worker(jobs, tmp_path, leaks)
     assert [r["signal"] for r in killed] == [signal.SIGKILL] * len(stops), (stops, killed)
 
     half: list[str] = []
@@ -128,7 +134,7 @@ def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
             engine.dispose()
     assert not half, half
 
-    reruns = _run_worker([{"url": u, "stop": None} for u in urls], tmp_path)
+    reruns = _run_worker([{"url": u, "stop": None} for u in urls], tmp_path, leaks)
     assert [(r["signal"], r["code"]) for r in reruns] == [(0, 0)] * len(urls), reruns
     differ = []
     for url, stop in zip(urls, stops, strict=True):

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from builders import tagged_table, write_shard
 from crash_checks import Cluster, cluster
+from leaks import Canaries, LeakWatch
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from store_checks import ingest, shards
@@ -55,9 +56,13 @@ def test_postgres_restarted_mid_pass_fails_at_most_the_in_flight_shard(
     fresh_postgres_url: str,
     restart_cluster: Cluster,
     tmp_path: Path,
+    canaries: Canaries,
+    leaks: LeakWatch,
+    caplog: pytest.LogCaptureFixture,
     figure: Callable[[str, str, object], None],
 ) -> None:
-    engine = make_engine(fresh_postgres_url)
+    url = canaries.postgres_url(fresh_postgres_url)
+    engine = make_engine(url)
     upgrade(engine)
     store = ResultStore(engine)
     folder = tmp_path / "shards"
@@ -118,6 +123,9 @@ def test_postgres_restarted_mid_pass_fails_at_most_the_in_flight_shard(
             ).all()
         assert metrics == SHARDS
         assert len(notices) == SHARDS and all(n == 1 for _, n in notices), notices
+        leaks.text("restart log", caplog.text)
+        leaks.texts("pass results", [repr(r) for r in (*first, *second)])
+        leaks.database("restart store", url)
     finally:
         engine.dispose()
     outage = times["ready"] - times["stopped"]

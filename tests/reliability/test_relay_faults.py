@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from builders import tagged_table, write_shard
+from leaks import LeakWatch
 from sqlalchemy import text
 from store_checks import ingest, subprocess_env
 
@@ -77,6 +78,7 @@ def test_a_relay_killed_around_claim_send_and_mark_loses_nothing_and_holds_nothi
     database_url: str,
     tmp_path: Path,
     slack: Any,
+    leaks: LeakWatch,
     figure: Callable[[str, str, object], None],
 ) -> None:
     receiver = slack()
@@ -101,6 +103,7 @@ def test_a_relay_killed_around_claim_send_and_mark_loses_nothing_and_holds_nothi
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    leaks.text("killed relays' output", done.stdout + done.stderr)
     passes = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [p["signal"] for p in passes] == [9] * len(POINTS), done.stdout
     time.sleep(LEASE + 0.2)  # the last kill's leases expire
@@ -124,6 +127,9 @@ def test_a_relay_killed_around_claim_send_and_mark_loses_nothing_and_holds_nothi
         assert all(n <= 1 + len(POINTS) for n in got.values()), (name, got)
     duplicates = sum(on_slack.values()) + sum(in_file.values()) - 2 * notices
     assert 1 <= duplicates <= len(POINTS), (on_slack, in_file)
+    leaks.texts("Slack bodies", [json.dumps(b) for b in receiver.bodies])
+    leaks.tree("file channel", log)
+    leaks.database("relay store", database_url)
     backend = store.engine.dialect.name
     figure(SCENARIO, f"relay kills, notices x channels [{backend}]", f"{len(POINTS)}, {notices}x2")
     figure(SCENARIO, f"duplicates after the kills (at most one per kill) [{backend}]", duplicates)
@@ -131,9 +137,11 @@ def test_a_relay_killed_around_claim_send_and_mark_loses_nothing_and_holds_nothi
 
 def test_slack_answering_500_forever_dead_letters_keeps_email_and_stays_bounded(
     store: ResultStore,
+    database_url: str,
     tmp_path: Path,
     slack: Any,
     smtp: Any,
+    leaks: LeakWatch,
     figure: Callable[[str, str, object], None],
 ) -> None:
     receiver = slack(*["500"] * 10_000)
@@ -193,6 +201,8 @@ def test_slack_answering_500_forever_dead_letters_keeps_email_and_stays_bounded(
     assert len(slack_where(receiver.bodies)) == notices  # nothing lost
     assert states(store)[("team", "sent")] == notices
 
+    leaks.texts("emails", [repr(m) for m in mailbox.messages])
+    leaks.database("dead-letter store", database_url)
     backend = store.engine.dialect.name
     figure(SCENARIO, f"Slack 500 forever: POSTs over 20 passes [{backend}]", posts)
     figure(

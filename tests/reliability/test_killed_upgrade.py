@@ -105,20 +105,18 @@ def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
     leaks: LeakWatch,
     figure: Callable[[str, str, object], None],
 ) -> None:
-    first = new_database()
-    (counted,) = _run_worker([{"url": first, "stop": None}], tmp_path, leaks)
+    first, urls = new_database(), [new_database() for _ in range(POINTS + 2)]
+    fractions = [{"fraction": k / POINTS} for k in range(POINTS)] + [{"fraction": 1.0}, "commit"]
+    jobs = [{"url": first, "stop": None}]
+    jobs += [{"url": u, "stop": f} for u, f in zip(urls, fractions, strict=True)]
+    counted, *killed = _run_worker(jobs, tmp_path, leaks)
     total = counted["statements"][-1]  # the CLI's statements up to the upgrade's COMMIT
     reference = make_engine(first)
     clean, backend = schema(reference), reference.dialect.name
     reference.dispose()
     assert total > 20 and len(clean) > 10, (total, sorted(clean))
-
-    stops: list[Any] = sorted({max(1, total * k // POINTS) for k in range(POINTS)} | {total})
-    stops.append("commit")
-    urls = [new_database() for _ in stops]
-    jobs = [{"url": u, "stop": s} for u, s in zip(urls, stops, strict=True)]
-    killed = _run_worker(jobs, tmp_path, leaks)
-    assert [r["signal"] for r in killed] == [signal.SIGKILL] * len(stops), (stops, killed)
+    stops = [r["stop"] for r in killed]
+    assert [r["signal"] for r in killed] == [signal.SIGKILL] * len(stops), killed
 
     half: list[str] = []
     for url, stop in zip(urls, stops, strict=True):

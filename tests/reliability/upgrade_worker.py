@@ -9,7 +9,9 @@ JOBS.json is a list of `{"url": URL, "stop": K | "commit" | null}`:
   from 1 over the whole command, migrations and bookkeeping alike);
 - `"commit"`: just before the first COMMIT that follows a statement touching
   `alembic_version` (the upgrade's own commit, every migration run);
-- `null`: no kill; the child reports how many statements it ran before each COMMIT.
+- `null`: no kill; the child reports how many statements it ran before each COMMIT;
+- `{"fraction": F}`: `K` = F times the statements the last `null` job ran up to its last
+  COMMIT (at least 1), so one run can count a clean upgrade and then kill inside it.
 
 The parent imports everything once, then forks the children one after the other and prints
 `{"job": I, "signal": N, "code": N, "statements": [...]}` per child (`statements` only for a
@@ -58,7 +60,10 @@ def child(job: dict[str, Any], report: Path) -> None:
 
 def main() -> None:
     jobs = json.loads(Path(sys.argv[1]).read_text())
+    total = 0
     for i, job in enumerate(jobs):
+        if isinstance(job["stop"], dict):
+            job = {**job, "stop": max(1, int(total * job["stop"]["fraction"]))}
         report = Path(sys.argv[1]).with_name(f"commits-{i}.json")
         sys.stdout.flush()
         pid = os.fork()
@@ -80,6 +85,8 @@ def main() -> None:
         }
         if report.exists():
             record["statements"] = json.loads(report.read_text())
+            total = record["statements"][-1] if record["statements"] else total
+        record["stop"] = job["stop"]
         print(json.dumps(record), flush=True)
 
 

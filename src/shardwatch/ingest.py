@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
+from sqlalchemy.exc import DBAPIError
 
 from shardwatch.alerts import AlertPlan
 from shardwatch.domains import DEFAULT_TOP_K
@@ -28,11 +30,13 @@ from shardwatch.store.repository import (
     IdenticalContent,
     ResultStore,
     ShardVersion,
+    server_unavailable,
 )
 from shardwatch.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
 
 Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 DEFAULT_FOOTER_LIMITS = FooterLimits()
 DEFAULT_MAX_ATTEMPTS = 5  # tries per shard version before a failing one is quarantined
 
@@ -142,6 +146,8 @@ def ingest_shards(
     A shard whose columns drifted from the profile (schema.py) is still stored with every
     metric its usable columns allow; the drift is stored with it, and checks it kept from
     running are errored with the drift as their reason, never failed.
+    A database that goes away mid-pass is waited for (store/repository.py); one that stays
+    away fails the shard in flight and the rest of the pass, never more than once per shard.
     """
     job = IngestJob(
         store,
@@ -162,9 +168,20 @@ def ingest_shards(
         footer,
         max_attempts,
     )
-    results = []
+    results: list[IngestResult] = []
+    down: str | None = None  # the database stayed unavailable past the store's patience
     for path in paths:
-        result = ingest_file(job, path)
+        if down is not None:  # fail the rest at once rather than wait again for each
+            results.append(IngestResult(shown(str(path.resolve())), "failed", reason=down))
+            continue
+        try:
+            result = ingest_file(job, path)
+        except DBAPIError as exc:
+            if not server_unavailable(exc):
+                raise
+            down = f"database unavailable ({type(exc.orig).__name__}); retried next pass"
+            log.warning("%s: %s", shown(str(path)), down)
+            result = IngestResult(shown(str(path.resolve())), "failed", reason=down)
         results.append(result)
         if on_result is not None:
             on_result(result)

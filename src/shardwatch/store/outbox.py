@@ -397,7 +397,9 @@ class Outbox:
 
     def remind(self, after: timedelta, channels: Sequence[str], now: datetime) -> int:
         """Enqueue a `reminder` for breaches last notified longer than `after` ago (and with
-        no notice waiting); returns how many alert keys were reminded."""
+        no notice waiting); returns how many alert keys were reminded. A channel holding a
+        dead letter of the key gets none: the dead letter stands for the breach until
+        `alerts retry`, so a channel that fails for good adds no row per interval."""
         a, o = t.Alert, t.AlertOutbox
         waiting = exists().where(o.alert_id == a.id, o.state.in_(("pending", "sending")))
         query = select(a).where(a.breaching.is_(True), a.last_notified_at < now - after, ~waiting)
@@ -408,7 +410,14 @@ class Outbox:
             for row in rows:
                 dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == row.dataset_id))
                 item = _item_of(row, dataset or "", "reminder")
-                s.add_all(_notice(row.id, channel, "reminder", item, now) for channel in channels)
+                dead = set(
+                    s.scalars(select(o.channel).where(o.alert_id == row.id, o.state == "dead"))
+                )
+                s.add_all(
+                    _notice(row.id, channel, "reminder", item, now)
+                    for channel in channels
+                    if channel not in dead
+                )
                 row.last_notified_at = now
             return len(rows)
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from shardwatch.alerts import AlertPlan
@@ -31,31 +31,51 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # A store operation whose connection dropped (the server restarted, the backend was
-# terminated) runs again on a new connection (pool_pre_ping), at most this many times, after
-# DISCONNECT_PAUSE seconds, doubled each time. A server that stays down fails the operation.
-DISCONNECT_RETRIES = 3
+# terminated), or that could not connect because the server is down or still starting,
+# runs again on a new connection (pool_pre_ping) for up to DISCONNECT_PATIENCE seconds, after
+# DISCONNECT_PAUSE seconds, doubled each time up to DISCONNECT_PAUSE_MAX. A server down for
+# longer fails the operation (and only the shard it was for: ingest goes on to the next).
+DISCONNECT_PATIENCE = 30.0
 DISCONNECT_PAUSE = 0.2
+DISCONNECT_PAUSE_MAX = 2.0
+# SQLSTATEs of a server that is going away or not yet accepting connections.
+_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03"})
+
+
+def server_unavailable(exc: DBAPIError) -> bool:
+    """The connection dropped, or none could be made (refused, server starting or shutting
+    down): worth trying again on a new connection. Other errors are not (a constraint, a
+    deadlock, SQLite's own locking)."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError) or not hasattr(exc.orig, "pgcode"):
+        return False  # SQLite, or not an operational error: the server answered
+    code = getattr(exc.orig, "pgcode", None)  # None: psycopg2 could not reach the server
+    return code is None or code in _UNAVAILABLE
 
 
 def retry_on_disconnect(op: Callable[[bool], T]) -> T:
-    """`op(False)`; while it fails because its connection dropped, `op(True)` again.
+    """`op(False)`; while it fails because the server is unavailable, `op(True)` again.
 
     A dropped connection leaves the last COMMIT in doubt: the server may have committed and
     then lost the connection before replying. `op(True)` must therefore recognise its own
     committed work and not do it twice. Any other error is raised at once.
     """
-    for attempt in range(DISCONNECT_RETRIES + 1):
+    deadline = time.monotonic() + DISCONNECT_PATIENCE
+    pause, retry = DISCONNECT_PAUSE, False
+    while True:
         try:
-            return op(attempt > 0)
+            return op(retry)
         except DBAPIError as exc:
-            if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
+            if not server_unavailable(exc) or time.monotonic() + pause > deadline:
                 raise
             log.warning(
-                "database connection lost (%s); retrying on a new connection",
+                "database connection lost or refused (%s); retrying on a new connection",
                 type(exc.orig).__name__,
             )
-        time.sleep(DISCONNECT_PAUSE * 2**attempt)
-    raise AssertionError("unreachable")
+        retry = True
+        time.sleep(pause)
+        pause = min(pause * 2, DISCONNECT_PAUSE_MAX)
 
 
 @dataclass(frozen=True)

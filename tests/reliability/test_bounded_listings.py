@@ -24,7 +24,9 @@ from typing import Any
 
 import psycopg2
 import pytest
+from leaks import Canaries, LeakWatch
 from netfaults_server import FaultServer
+from pydantic import SecretStr
 from sqlalchemy import text
 from store_checks import subprocess_env, write_shards
 
@@ -158,12 +160,13 @@ def test_a_deep_but_allowed_manifest_still_parses(server: FaultServer) -> None:
 
 
 def test_endless_hub_pagination_stops_at_the_page_cap_in_flat_memory(
-    hub: EndlessHub, figure: Figure
+    hub: EndlessHub, figure: Figure, canaries: Canaries, leaks: LeakWatch
 ) -> None:
     limits = ListingLimits(max_pages=500)
     source = HuggingFaceSource(
         "hub",
         "org/data",
+        token=SecretStr(canaries.webhook),  # sent to the endpoint, never shown
         endpoint=f"http://127.0.0.1:{hub.port}",
         extra_hosts=frozenset(),
         attempts=1,
@@ -180,11 +183,17 @@ def test_endless_hub_pagination_stops_at_the_page_cap_in_flat_memory(
     figure(S, "endless Hub: RSS growth MB", round(grown, 1))
     assert "refused: more than 500 pages" in refused.value.reason
     assert hub.pages == 500
+    leaks.texts("endless Hub error", [str(refused.value), repr(source)])
     assert grown < 50
 
 
 def test_a_pass_lists_the_healthy_source_beside_hostile_ones(
-    server: FaultServer, hub: EndlessHub, tmp_path: Path, figure: Figure
+    server: FaultServer,
+    hub: EndlessHub,
+    tmp_path: Path,
+    figure: Figure,
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
     """Through the monitor's stages: the nested manifest and the endless Hub are source
     errors naming their source; the local folder's shard is done; the run is completed."""
@@ -230,6 +239,9 @@ path = "{good.parent}"
         status = c.execute(text("SELECT status FROM runs WHERE id = :i"), {"i": run_id}).scalar()
     engine.dispose()
     assert status == "completed"
+    leaks.texts("bounded pass errors", found.errors)
+    leaks.texts("bounded pass outcomes", [f"{o.uri} {o.reason}" for o in outcomes])
+    leaks.database("bounded pass store", f"sqlite:///{tmp_path / 'store.db'}")
 
 
 def _runs(url: str) -> list[tuple[int, str, str | None]]:

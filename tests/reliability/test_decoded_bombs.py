@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from leaks import LeakWatch
 from malparquet_shards import declared_uncompressed
 from store_checks import subprocess_env
 from thrift_rewrite import rewrite_struct, understate_sizes
@@ -155,8 +156,11 @@ def test_a_bomb_is_quarantined_with_its_reason_and_memory_stays_near_the_cap(
     name: str,
     reason: str,
     figure: Callable[[str, str, object], None],
+    leaks: LeakWatch,
 ) -> None:
     verdict = _ingest(tmp_path / "store.db", bombs[name])
+    leaks.text(f"decoded bomb {name} verdict", json.dumps(verdict))
+    leaks.database(f"decoded bomb {name} store", f"sqlite:///{tmp_path / 'store.db'}")
     grown = verdict["peak_mb"] - verdict["rss_before_mb"]
     figure("decoded bombs", f"{name}: outcome", verdict["outcome"])
     figure("decoded bombs", f"{name}: peak RSS growth MB", round(grown, 1))

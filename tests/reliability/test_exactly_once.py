@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from leaks import Canaries, LeakWatch
 from store_checks import DATASET, run_shardwatch, start_worker, write_shards
 
 from shardwatch.config import load_settings
@@ -46,6 +47,11 @@ def _twins(folder: Path, seed: int) -> tuple[Path, Path, int]:
     return a, b, pq.read_metadata(a).num_rows
 
 
+def _secret(url: str, canaries: Canaries) -> str:
+    """PostgreSQL URLs carry the canary password (trust auth ignores it)."""
+    return canaries.postgres_url(url) if url.startswith("postgres") else url
+
+
 def _total_rows(url: str, dataset: str) -> int:
     engine = make_engine(url)
     try:
@@ -66,8 +72,13 @@ def _check(outcomes: dict[str, tuple[str, str | None]], a: Path, b: Path) -> Non
 
 
 def test_two_monitor_workers_finishing_copies_together_count_them_once(
-    database_url: str, tmp_path: Path, figure: Figure
+    database_url: str,
+    tmp_path: Path,
+    figure: Figure,
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
+    database_url = _secret(database_url, canaries)
     a, b, rows = _twins(tmp_path / "shards", seed=21)
     cfg = tmp_path / "shardwatch.toml"
     cfg.write_text(f"""
@@ -109,11 +120,18 @@ path = "{a.parent}"
     )
     assert total == rows
     assert discover(settings).new == ()  # the copy stays quarantined while unchanged
+    leaks.texts("twins outcomes", [f"{o.uri} {o.reason}" for o in outcomes.values()])
+    leaks.database("twins store", database_url)
 
 
 def test_ingest_of_a_folder_counts_a_copy_once(
-    database_url: str, tmp_path: Path, figure: Figure
+    database_url: str,
+    tmp_path: Path,
+    figure: Figure,
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
+    database_url = _secret(database_url, canaries)
     a, _, rows = _twins(tmp_path / "shards", seed=22)
     proc = run_shardwatch(
         "ingest",
@@ -127,6 +145,7 @@ def test_ingest_of_a_folder_counts_a_copy_once(
         SHARDWATCH_DATABASE_URL=database_url,
     )
     assert proc.returncode == 3, proc.stderr[-2000:]  # a shard was quarantined
+    leaks.texts("twins ingest output", [proc.stdout, proc.stderr])
     results = {
         Path(r["uri"]).name: (r["outcome"], r["reason"]) for r in json.loads(proc.stdout)["results"]
     }
@@ -144,8 +163,13 @@ def test_ingest_of_a_folder_counts_a_copy_once(
 
 
 def test_two_ingest_processes_committing_copies_together_count_them_once(
-    fresh_postgres_url: str, tmp_path: Path, figure: Figure
+    fresh_postgres_url: str,
+    tmp_path: Path,
+    figure: Figure,
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
+    fresh_postgres_url = _secret(fresh_postgres_url, canaries)
     a, b, rows = _twins(tmp_path / "shards", seed=23)
     engine = make_engine(fresh_postgres_url)
     upgrade(engine)
@@ -176,6 +200,7 @@ def test_two_ingest_processes_committing_copies_together_count_them_once(
     for w in workers:
         out, err = w.communicate(timeout=120)
         assert w.returncode == 0, err[-2000:]
+        leaks.texts("twins worker output", [out, err])
         for line in out.splitlines():
             r = json.loads(line)
             outcomes[Path(r["uri"]).name] = (r["outcome"], r["reason"])

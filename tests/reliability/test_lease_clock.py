@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from leaks import Canaries, LeakWatch
 from store_checks import DATASET, subprocess_env, write_shards
 
 from shardwatch.ingest import fingerprint
@@ -38,7 +39,7 @@ with time_machine.travel(skewed, tick=True):
 """
 
 
-def _claim_skewed(url: str, shard_id: int, hours: float) -> bool:
+def _claim_skewed(url: str, shard_id: int, hours: float, leaks: LeakWatch | None = None) -> bool:
     proc = subprocess.run(
         [sys.executable, "-c", CLAIM, url, str(shard_id), str(hours)],
         capture_output=True,
@@ -48,12 +49,20 @@ def _claim_skewed(url: str, shard_id: int, hours: float) -> bool:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    if leaks is not None:
+        leaks.texts("lease clock worker output", [proc.stdout, proc.stderr])
     return proc.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_a_worker_with_a_fast_clock_cannot_take_a_live_lease(
-    database_url: str, tmp_path: Path, figure: Callable[[str, str, object], None]
+    database_url: str,
+    tmp_path: Path,
+    figure: Callable[[str, str, object], None],
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
+    if database_url.startswith("postgres"):  # the canary password (trust auth ignores it)
+        database_url = canaries.postgres_url(database_url)
     engine = make_engine(database_url)
     upgrade(engine)
     store = ResultStore(engine)
@@ -61,12 +70,13 @@ def test_a_worker_with_a_fast_clock_cannot_take_a_live_lease(
     fp = fingerprint(path)
     sv = store.register(DATASET, str(path), fp.sha256, fp.size)
     assert store.claim(sv.id, "honest-worker", 60.0)
-    taken = _claim_skewed(database_url, sv.id, hours=1)
+    taken = _claim_skewed(database_url, sv.id, hours=1, leaks=leaks)
     kind = database_url.split(":")[0]
     figure("lease clock", f"{kind}: live 60 s lease taken by a worker 1 h ahead", taken)
     assert not taken
     assert store.claim(sv.id, "honest-worker-2", 60.0) is False  # still held
     engine.dispose()
+    leaks.database("lease clock store", database_url)
 
 
 def test_a_worker_with_a_slow_clock_takes_an_expired_lease(

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from leaks import Canaries, LeakWatch
 from store_checks import run_shardwatch, write_shards
 
 pytestmark = pytest.mark.integration
@@ -62,8 +63,14 @@ def _notices(log: Path) -> list[dict[str, Any]]:
 
 
 def test_a_failing_shard_alerts_once_spends_its_budget_and_recovers(
-    database_url: str, tmp_path: Path, figure: Figure
+    database_url: str,
+    tmp_path: Path,
+    figure: Figure,
+    canaries: Canaries,
+    leaks: LeakWatch,
 ) -> None:
+    if database_url.startswith("postgres"):  # the canary password (trust auth ignores it)
+        database_url = canaries.postgres_url(database_url)
     folder = tmp_path / "shards"
     bad = _corrupt_shard(folder, seed=41)
     log = tmp_path / "alerts.jsonl"
@@ -102,3 +109,6 @@ path = "{log}"
     kinds_sent = [n.get("kind") for n in _notices(log)]
     figure("shard failures", f"{database_url.split(':')[0]}: notices", kinds_sent)
     assert kinds_sent == ["breach", "recovery"]
+    leaks.texts("shard failures outputs", [json.dumps(outcomes), report.stdout, report.stderr])
+    leaks.tree("shard failures alerts", log)
+    leaks.database("shard failures store", database_url)

@@ -65,7 +65,10 @@ def test_a_pass_with_a_refused_shard_ends_failed_and_tells_slack(
     assert stored.state is not None and stored.state.is_failed()
     assert stored.state.message == state.message
 
-    assert len(receiver.bodies) == 1  # the notice; no rule breached
+    # the shard-failures alert for bad.parquet, then the run's own notice
+    assert len(receiver.bodies) == 2
+    assert "shard-failures" in json.dumps(receiver.bodies[0])
+    assert "bad.parquet" in json.dumps(receiver.bodies[0])
     text = slack_text(receiver)
     assert "monitor-run" in text and "did not complete" in text
     assert "1 shard(s) failed" in text and "Failed" in text
@@ -75,7 +78,7 @@ def test_a_pass_with_a_refused_shard_ends_failed_and_tells_slack(
     with prefect_server.settings():  # nothing new: Completed, and no notice
         again = load_flow()(str(cfg), return_state=True)
     assert again.is_completed() and again.message == "run 2: 2 unchanged"
-    assert len(receiver.bodies) == 1
+    assert len(receiver.bodies) == 2
 
 
 class HangingManifest:

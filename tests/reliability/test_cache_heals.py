@@ -1,4 +1,4 @@
-"""Scenario 12, a bounded cache that heals (issue 17, item 8; docs/reliability.md).
+"""Scenario 17, a bounded cache that heals (issue 17, item 8; docs/reliability.md).
 
 The download cache is a 2 MiB tmpfs (a real full disk: ENOSPC), or, where mounting is not
 possible, a 2 MiB `download.cache_max_bytes` budget. A 3 MiB shard fills it and fails, alone:

@@ -1,4 +1,4 @@
-"""Scenario 12, names shown and never obeyed (issue 17, Build 6; docs/reliability.md).
+"""Scenario 19, names shown and never obeyed (issue 17, Build 6; docs/reliability.md).
 
 Shard files are named with a newline and a fake `[CRITICAL] all clear` line, an ANSI
 clear-screen, an OSC set-window-title, C1 controls, a line separator and a right-to-left

@@ -1,4 +1,4 @@
-"""Scenario 11, a killed `db upgrade` (docs/reliability.md): `shardwatch db upgrade` on a
+"""Scenario 20, a killed `db upgrade` (docs/reliability.md): `shardwatch db upgrade` on a
 fresh database (SQLite and PostgreSQL) is SIGKILLed at several points of its migrations:
 before its first statement, at points spread over every migration's DDL, before its last
 statement and just before its COMMIT. Each killed database then holds no half-applied

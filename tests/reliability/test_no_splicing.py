@@ -1,4 +1,4 @@
-"""Scenario 11, no splicing and no missed same-size change (issue 17, items 2 and 9;
+"""Scenario 16, no splicing and no missed same-size change (issue 17, items 2 and 9;
 docs/reliability.md).
 
 A pass is cut off mid-body, leaving a partial download of file A; the server's file then

@@ -1,4 +1,4 @@
-"""Scenario 13, PostgreSQL restarted in the middle of a pass (docs/reliability.md): an ingest
+"""Scenario 22, PostgreSQL restarted in the middle of a pass (docs/reliability.md): an ingest
 pass over six shards, with alerts on; as the third shard's results transaction is about to
 commit, the server is stopped with `pg_ctlcluster ... stop -m immediate` and started again
 about a second later. The pass goes on: it either completes the in-flight shard once the
@@ -46,7 +46,7 @@ def restart_cluster(postgres_server: Any) -> Cluster:
     found = cluster()
     if isinstance(found, str):
         if os.environ.get("CI"):
-            pytest.fail(f"scenario 13 must restart PostgreSQL in CI: {found}", pytrace=False)
+            pytest.fail(f"scenario 22 must restart PostgreSQL in CI: {found}", pytrace=False)
         pytest.skip(found)
     assert found.ready(), f"PostgreSQL {found} is not running"
     return found

@@ -1,4 +1,4 @@
-"""Scenario 12, relay faults (docs/reliability.md), on SQLite and PostgreSQL, against the
+"""Scenario 21, relay faults (docs/reliability.md), on SQLite and PostgreSQL, against the
 loopback Slack-like receiver, aiosmtpd and a file channel:
 
 1. A relay SIGKILLed around claiming, sending and marking sent (relay_kill_worker.py: before

@@ -1,4 +1,4 @@
-"""Scenario 11, secrets in URLs (issue 17, Build 5 and 10; docs/reliability.md).
+"""Scenario 18, secrets in URLs (issue 17, Build 5 and 10; docs/reliability.md).
 
 A manifest URL carries user info (`user:pass@word@`, a password holding an unescaped `@`)
 and a signed query; the manifest lists shard URLs that inherit that user info and carry

@@ -942,7 +942,8 @@ def _print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     for entry in result.shards:
         if entry.status != "done":
             reason = f" ({entry.reason})" if entry.reason else ""
-            tries = f" [{len(entry.history)} failure(s) kept]" if entry.history else ""
+            failures = len(entry.history)
+            tries = f" [{failures} failures: report --json]" if failures > 1 else ""
             line = f"{entry.status}: {entry.uri} v{entry.version}{reason}{tries}"
             console.print(shown(line), markup=False)
         elif entry.schema_drift is not None:

@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shardwatch.engine import CompiledLexicon
-from shardwatch.ingest import IngestResult, ingest_shards
-from shardwatch.lexicon import BIRHANE2021, Lexicon, Pattern
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021, Lexicon, Pattern
+from shardwatch.core.profiles import LAION400M
+from shardwatch.demo.synth import Generator
+from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.store.database import make_engine, masked, upgrade
 from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
-from shardwatch.synth import Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / ".shardwatch" / "bench" / "report"

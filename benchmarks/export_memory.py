@@ -1,7 +1,7 @@
 """Export a multi-million-row shard's flagged rows and show that memory does not grow with it.
 
 For each size in `--rows` (default 1M and 4M rows), writes a deterministic LAION-400M-like
-shard with `shardwatch.synth` (reused when present), ingests it into a SQLite results store
+shard with `shardwatch.demo.synth` (reused when present), ingests it into a SQLite results store
 (validation and alerts off), then runs `python -m shardwatch export-flagged` on it as a child
 process and prints the wall time, shard rows read per second, rows written, the output's size
 and the child's peak RSS (`os.wait4`; the set-up runs in its own child, so the parent, whose
@@ -45,11 +45,11 @@ def prepare(out: Path, rows: int, seed: int, database_url: str, rule: str) -> No
     """In a child process (the parent stays small: a forked child's peak RSS starts at its
     parent's): write the shard and ingest it as its own dataset, both reused when present.
     Prints the dataset name and the report's figure for `rule` as JSON."""
-    from shardwatch import synth
-    from shardwatch.engine import CompiledLexicon
-    from shardwatch.ingest import ingest_shards
-    from shardwatch.lexicon import BIRHANE2021
-    from shardwatch.profiles import LAION400M
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+    from shardwatch.demo import synth
+    from shardwatch.pipeline.ingest import ingest_shards
+    from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.report import dataset_report
     from shardwatch.store.repository import ResultStore

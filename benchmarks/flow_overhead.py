@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shard = (args.shard or ROOT / f".shardwatch/bench/laion_like_{args.rows}.parquet").resolve()
     if not shard.is_file():
-        from shardwatch.synth import write_shard
+        from shardwatch.demo.synth import write_shard
 
         shard.parent.mkdir(parents=True, exist_ok=True)
         log(f"generating {shard} ({args.rows:,} rows) ...")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from shardwatch.config import load_settings
-from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BUILTIN_LEXICONS, Lexicon
+from shardwatch.core.lexicon import BUILTIN_LEXICONS, Lexicon
+from shardwatch.scan.engine import scan_shard
+from shardwatch.settings.config import load_settings
 
 # Words that hold a keyword or a term without meaning it (docs/lexicons.md).
 DECOYS = (

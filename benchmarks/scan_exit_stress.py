@@ -2,7 +2,7 @@
 
 Each case runs `python -m shardwatch scan --json ...` RUNS times in fresh processes, JOBS at a
 time (two or more at once is how a scheduler runs them), and checks every run:
-- the exit code is one of the documented table (shardwatch.exit_codes.ExitCode) and the one
+- the exit code is one of the documented table (shardwatch.cli.exit_codes.ExitCode) and the one
   the case expects (0 for the real rows, 3 for the malformed TSV);
 - stdout is exactly one complete JSON document.
 Cases: the real LAION-400M rows (parquet), the real COYO-700M rows (CSV, --profile coyo700m)
@@ -25,7 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from shardwatch.exit_codes import ExitCode
+from shardwatch.cli.exit_codes import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = ROOT.parent / "shared" / "fixtures" / "real"

@@ -34,8 +34,8 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- generator
 def write_shard(out: Path, rows: int, seed: int, rg_size: int) -> None:
-    """Generate the shard with shardwatch.synth (imported here: the parent stays small)."""
-    from shardwatch.synth import write_shard as synth_write
+    """Generate the shard with shardwatch.demo.synth (imported here: the parent stays small)."""
+    from shardwatch.demo.synth import write_shard as synth_write
 
     t0 = time.perf_counter()
     synth_write(out, rows, seed, rg_size, log=log)
@@ -44,7 +44,10 @@ def write_shard(out: Path, rows: int, seed: int, rg_size: int) -> None:
 
 def _vocabulary() -> list[str]:
     """The synth vocabulary, read in a child so this process never loads numpy/pyarrow."""
-    code = "import json; from shardwatch.synth import vocabulary; print(json.dumps(vocabulary()))"
+    code = (
+        "import json; from shardwatch.demo.synth import vocabulary; "
+        "print(json.dumps(vocabulary()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     words: list[str] = json.loads(out.stdout)
     return words

@@ -40,7 +40,7 @@ def rss_mib() -> float:
 
 # ---------------------------------------------------------------------------- phases (children)
 def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from shardwatch.synth import write_shard
+    from shardwatch.demo.synth import write_shard
 
     t0 = time.perf_counter()
     write_shard(args.shard, args.rows, args.seed, args.row_group_size, log=log)
@@ -52,9 +52,9 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
 def phase_scan(args: argparse.Namespace) -> dict[str, Any]:
     """The bare streaming scan: metrics only, no feature table."""
     t0 = time.perf_counter()
-    from shardwatch.engine import scan_shard
-    from shardwatch.lexicon import BIRHANE2021
-    from shardwatch.profiles import LAION400M
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+    from shardwatch.scan.engine import scan_shard
 
     t1 = time.perf_counter()
     metrics = scan_shard(args.shard, LAION400M, BIRHANE2021, workers=args.workers)
@@ -80,10 +80,10 @@ def phase_validate(args: argparse.Namespace) -> dict[str, Any]:
 
     import pyarrow as pa
 
-    from shardwatch.engine import scan_shard
-    from shardwatch.gx_adapter import GxPaths, GxValidator
-    from shardwatch.lexicon import BIRHANE2021
-    from shardwatch.profiles import LAION400M
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+    from shardwatch.scan.engine import scan_shard
+    from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     validator = GxValidator(GxPaths(args.workdir / "gx", args.workdir / "docs"), SUITES_DIR, SUITE)
     validator.checkpoint(SUITE)  # suite load and GX objects: not part of the per-shard cost

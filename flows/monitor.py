@@ -1,7 +1,7 @@
 """The monitor flow: discover -> per new shard (fetch -> check -> scan, validate and store in
 one transaction) -> relay alerts -> roll up, with a Table 1 artifact and charts.
 
-It only composes `shardwatch.monitor` stages. Only I/O tasks (listing, fetching, relaying)
+It only composes `shardwatch.pipeline.monitor` stages. Only I/O tasks (listing, fetching, relaying)
 have Prefect retries; scanning and storing do not (a store transaction is all or nothing, and
 the same bytes fail the same way twice). Shards fan out over a thread pool, or over Dask with
 `monitor.task_runner = "dask"` (`monitor.dask_address` for an existing cluster).
@@ -19,12 +19,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from shardwatch import monitor as stages
-from shardwatch.config import Settings, load_settings
-from shardwatch.flow_hooks import final_state, notify_unfinished
-from shardwatch.names import shown
-from shardwatch.report_artifacts import publish_artifacts
-from shardwatch.sources import RemoteShard
+from shardwatch.acquire.sources import RemoteShard
+from shardwatch.core.names import shown
+from shardwatch.pipeline import monitor as stages
+from shardwatch.pipeline.flow_hooks import final_state, notify_unfinished
+from shardwatch.present.artifacts import publish_artifacts
+from shardwatch.settings.config import Settings, load_settings
 
 
 @task(name="discover", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -95,7 +95,7 @@ def _process(
 )
 def monitor(config: str | None = None) -> Any:
     """One pass over the configured sources. Ends `Completed`, or `Failed` with the counts
-    when a shard failed or a source was not listed (shardwatch.flow_hooks); a run that fails
+    when a shard failed or a source was not listed (pipeline.flow_hooks); a run that fails
     or crashes sends a `monitor-run` notice to the alert channels."""
     settings = load_settings(config)
     summary = monitor_pass.with_options(task_runner=task_runner(settings))(config)

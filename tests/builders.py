@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from builtin_literals import PRECISE2026 as PRECISE2026_LITERAL
 
-from shardwatch.lexicon import Lexicon, Pattern
-from shardwatch.profiles import DatasetProfile
+from shardwatch.core.lexicon import Lexicon, Pattern
+from shardwatch.core.profiles import DatasetProfile
 
 # The LAION-400M column order (PROVENANCE.md): HEIGHT is stored before WIDTH.
 LAION_COLUMNS = ("SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity")

@@ -28,9 +28,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
-from shardwatch.alerts import AlertPlan, Rule
-from shardwatch.ingest import IngestResult, ingest_shards
-from shardwatch.profiles import LAION400M
+from shardwatch.core.alerts import AlertPlan, Rule
+from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.ingest import IngestResult, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 

@@ -14,8 +14,8 @@ import os
 
 from pydantic import SecretStr
 
-from shardwatch.notify import Retry, SlackChannel
-from shardwatch.relay import RelayPolicy, relay
+from shardwatch.alerting.notify import Retry, SlackChannel
+from shardwatch.alerting.relay import RelayPolicy, relay
 from shardwatch.store.database import make_engine
 from shardwatch.store.outbox import Outbox
 

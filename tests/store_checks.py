@@ -16,10 +16,10 @@ from typing import Any
 from builders import adversarial_table, write_shard
 from sqlalchemy import Engine, select, text
 
-from shardwatch.engine import CompiledLexicon
-from shardwatch.ingest import IngestResult, ingest_shards
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.store.models import Base, Shard
 from shardwatch.store.repository import ResultStore
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.alert_links import Links, docs_relative, normalise_base_url
-from shardwatch.config import ConfigError, load_settings
-from shardwatch.notify import AlertItem
+from shardwatch.alerting.links import Links, docs_relative, normalise_base_url
+from shardwatch.alerting.notify import AlertItem
+from shardwatch.settings.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
 

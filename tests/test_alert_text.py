@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from shardwatch.alert_text import (
+from shardwatch.alerting.notify import AlertItem
+from shardwatch.alerting.text import (
     SLACK_LOOKALIKES,
     format_number,
     format_percent,
@@ -24,7 +25,6 @@ from shardwatch.alert_text import (
     slack_text,
     strip_local_paths,
 )
-from shardwatch.notify import AlertItem
 
 pytestmark = pytest.mark.unit
 

@@ -11,12 +11,12 @@ import pytest
 from builders import adversarial_table, real_fixture, table_with_columns
 from reference import reference_metrics
 
-from shardwatch.alerts import DEFAULT_RULES, Rule, failing_checks, judge
-from shardwatch.engine import CompiledLexicon, scan_batches
-from shardwatch.lexicon import BIRHANE2021, PRECISE2026, Lexicon
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M
-from shardwatch.validation import Check, ShardValidation
+from shardwatch.core.alerts import DEFAULT_RULES, Rule, failing_checks, judge
+from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026, Lexicon
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.core.validation import Check, ShardValidation
+from shardwatch.scan.engine import CompiledLexicon, scan_batches
 
 ALL_METRIC_RULES = (
     Rule("tag", "nsfw_tag_rate", max=0.02),
@@ -209,7 +209,7 @@ def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
 
 def test_lift_rules_judge_the_lower_bound_of_the_interval() -> None:
     """ "Lift's lower bound above 1.5 with at least 20 matches", from the reference counts."""
-    from shardwatch.stats import wilson
+    from shardwatch.core.stats import wilson
 
     table = adversarial_table(3000, 6)
     ref = reference_metrics(table, LAION400M, BIRHANE2021)
@@ -263,7 +263,7 @@ def test_drift_rules_judge_a_shard_against_its_dataset() -> None:
     dataset level."""
     from builders import tagged_table
 
-    from shardwatch.stats import two_proportion_test
+    from shardwatch.core.stats import two_proportion_test
 
     rules = [
         Rule("tag-drift", "tag_rate_drift", level="both", max=3.0, min_support=50),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from builtin_literals import LEXICONS, PROFILES
 
-from shardwatch.lexicon import BUILTIN_LEXICONS
-from shardwatch.profiles import BUILTIN_PROFILES, LOGICAL_FIELDS
+from shardwatch.core.lexicon import BUILTIN_LEXICONS
+from shardwatch.core.profiles import BUILTIN_PROFILES, LOGICAL_FIELDS
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ from compare import assert_same_metrics
 from reference import reference_metrics
 from store_checks import run_shardwatch
 
-from shardwatch.profiles import LAION400M
+from shardwatch.core.profiles import LAION400M
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import pytest
 from builders import real_fixture
 from store_checks import run_shardwatch
 
-from shardwatch.cli_errors import exit_code_for, status_code
-from shardwatch.config import ConfigError
-from shardwatch.exit_codes import ExitCode
-from shardwatch.reader import ShardReadError
+from shardwatch.cli.errors import exit_code_for, status_code
+from shardwatch.cli.exit_codes import ExitCode
+from shardwatch.scan.reader import ShardReadError
+from shardwatch.settings.config import ConfigError
 from shardwatch.store.database import StoreError
 
 CANARY = "c4n4ry-Pa55"

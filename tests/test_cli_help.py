@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import typer
 
-from shardwatch.cli import app
-from shardwatch.exit_codes import MEANINGS, ExitCode
+from shardwatch.cli.exit_codes import MEANINGS, ExitCode
+from shardwatch.cli.root import app
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ import pytest
 from builders import adversarial_table, write_shard
 from store_checks import SUITES, run_shardwatch, subprocess_env, write_shards
 
-from shardwatch.profiles import BUILTIN_PROFILES
+from shardwatch.core.profiles import BUILTIN_PROFILES
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from builders import edge_case_table
 from compare import diff_metrics
 from reference import reference_metrics
 
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import LAION400M
 
 pytestmark = pytest.mark.unit
 

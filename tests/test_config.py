@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.config import ConfigError, load_settings
-from shardwatch.lexicon import BIRHANE2021, PRECISE2026
+from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026
+from shardwatch.settings.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -169,13 +169,13 @@ def test_alert_channel_secrets_come_from_file_or_environment_and_are_masked(
 
 
 def test_sources_of_every_type_and_their_secrets(tmp_path: Path) -> None:
-    from shardwatch.monitor import build_source
-    from shardwatch.sources import (
+    from shardwatch.acquire.sources import (
         HttpListingSource,
         HuggingFaceSource,
         LocalSource,
         ObjectStoreSource,
     )
+    from shardwatch.pipeline.monitor import build_source
 
     cfg = tmp_path / "sources.toml"
     cfg.write_text(f"""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.config import load_settings
-from shardwatch.report_artifacts import report_path
+from shardwatch.present.artifacts import report_path
+from shardwatch.settings.config import load_settings
 
 pytestmark = pytest.mark.unit
 

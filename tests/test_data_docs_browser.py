@@ -29,11 +29,11 @@ import pyarrow as pa
 import pytest
 from builders import write_shard
 
-from shardwatch.engine import scan_shard
-from shardwatch.gx_adapter import GxPaths, GxValidator, run_name
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import LAION400M
-from shardwatch.validation import ShardValidation
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import LAION400M
+from shardwatch.core.validation import ShardValidation
+from shardwatch.scan.engine import scan_shard
+from shardwatch.validate.gx_adapter import GxPaths, GxValidator, run_name
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from shardwatch.dedup import DistinctCounter, keys_of
+from shardwatch.scan.dedup import DistinctCounter, keys_of
 
 pytestmark = pytest.mark.unit
 

@@ -14,12 +14,12 @@ import pytest
 from builders import write_shard
 from test_reader import write_delimited
 
-from shardwatch.engine import scan_shard
-from shardwatch.gx_adapter import GxPaths, GxValidator, load_suite
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import BUILTIN_PROFILES, DatasetProfile
-from shardwatch.resources import default_suites_dir
-from shardwatch.validation import ShardValidation
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile
+from shardwatch.core.validation import ShardValidation
+from shardwatch.scan.engine import scan_shard
+from shardwatch.settings.resources import default_suites_dir
+from shardwatch.validate.gx_adapter import GxPaths, GxValidator, load_suite
 
 pytestmark = pytest.mark.unit
 

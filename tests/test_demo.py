@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from store_checks import run_shardwatch
 
-from shardwatch.demo import demo_shards
-from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.demo.run import demo_shards
+from shardwatch.scan.engine import scan_shard
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.docs_site import (
+from shardwatch.validate.docs_site import (
     REASON_LIMIT,
     VENDOR,
     localize_html,

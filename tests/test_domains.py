@@ -18,12 +18,12 @@ from builders import write_shard
 from publicsuffixlist import PublicSuffixList
 from store_checks import ingest, run_shardwatch
 
-from shardwatch.alerts import DEFAULT_RULES, AlertPlan, Rule, judge
-from shardwatch.domains import INVALID_HOST, NO_HOST, DomainCounter, batch_counts, domain_codes
-from shardwatch.engine import CompiledLexicon, scan_shard
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.metrics import DomainSketch, DomainStat, ShardMetrics
-from shardwatch.profiles import LAION400M
+from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Rule, judge
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.metrics import DomainSketch, DomainStat, ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.domains import INVALID_HOST, NO_HOST, DomainCounter, batch_counts, domain_codes
+from shardwatch.scan.engine import CompiledLexicon, scan_shard
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.report import domain_report
 from shardwatch.store.repository import ResultStore
@@ -285,7 +285,7 @@ def test_report_domains_cli(tmp_path: Path) -> None:
 
 
 def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shardwatch.domains as domains
+    import shardwatch.scan.domains as domains
 
     monkeypatch.setattr(domains, "_COMPACT_ROWS", 10)  # compact every few batches
     counter = DomainCounter(k=3)

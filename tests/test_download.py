@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from shardwatch.download import (
+from shardwatch.acquire.download import (
     Downloaded,
     DownloadError,
     DownloadPolicy,
@@ -27,7 +27,7 @@ from shardwatch.download import (
     fetch_bytes,
     host_of,
 )
-from shardwatch.partial import PartMeta, Validator, write_meta
+from shardwatch.acquire.partial import PartMeta, Validator, write_meta
 
 pytestmark = pytest.mark.integration
 

@@ -30,9 +30,9 @@ from builders import (
 from compare import assert_same_metrics
 from reference import reference_metrics
 
-from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BIRHANE2021, PRECISE2026, Lexicon
-from shardwatch.profiles import LAION400M, DatasetProfile
+from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026, Lexicon
+from shardwatch.core.profiles import LAION400M, DatasetProfile
+from shardwatch.scan.engine import scan_shard
 
 pytestmark = pytest.mark.unit
 

@@ -34,14 +34,14 @@ from reference import (
 )
 from store_checks import run_shardwatch
 
-from shardwatch.config import Settings, load_settings
-from shardwatch.demo import serve_folder, write_manifest
-from shardwatch.engine import CompiledLexicon
-from shardwatch.export import ExportRequest, ExportSummary, export_flagged
-from shardwatch.ingest import ingest_shards
-from shardwatch.metrics import ShardMetrics
-from shardwatch.monitor import discover, process
-from shardwatch.profiles import LOGICAL_FIELDS, DatasetProfile
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile
+from shardwatch.demo.run import serve_folder, write_manifest
+from shardwatch.export.flagged import ExportRequest, ExportSummary, export_flagged
+from shardwatch.pipeline.ingest import ingest_shards
+from shardwatch.pipeline.monitor import discover, process
+from shardwatch.scan.engine import CompiledLexicon
+from shardwatch.settings.config import Settings, load_settings
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
@@ -415,7 +415,7 @@ def test_changed_and_deleted_shards_are_skipped_and_the_rest_written(tmp_path: P
     profile, lexicon = settings.dataset_profile(), settings.active_lexicon()
     expected = expected_export({a: shards[a]}, "keyword-nsfw", profile, lexicon)
     assert exported(out).keys() == expected.keys() and expected
-    result = json.loads(pq.read_metadata(out).metadata[b"shardwatch.export.result"])
+    result = json.loads(pq.read_metadata(out).metadata[b"shardwatch.export.flagged.result"])
     assert result["complete"] is False and len(result["skipped"]) == 2
     for hostile in ("<script>", CANARY, "javascript:", "e.example"):  # no row value printed
         assert hostile not in proc.stdout + proc.stderr

@@ -12,10 +12,10 @@ import pytest
 from builders import adversarial_table, edge_case_table, table_with_columns, write_shard
 from reference import lower, pattern_matches, resolve_column
 
-from shardwatch.engine import scan_shard
-from shardwatch.features import KEYWORD, TAG, URL_SCHEME, term_columns, terms_of
-from shardwatch.lexicon import BIRHANE2021, Lexicon, Pattern
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021, Lexicon, Pattern
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_shard
+from shardwatch.scan.features import KEYWORD, TAG, URL_SCHEME, term_columns, terms_of
 
 pytestmark = pytest.mark.unit
 

@@ -21,8 +21,8 @@ from loopback import CANARY, SlackReceiver
 from prefect_server import PrefectServer
 from store_checks import subprocess_env
 
-from shardwatch.flow_hooks import final_state
-from shardwatch.monitor import PassSummary, ShardOutcome, load_flow
+from shardwatch.pipeline.flow_hooks import final_state
+from shardwatch.pipeline.monitor import PassSummary, ShardOutcome, load_flow
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from loopback import CANARY
 from reference import merge_reference, reference_metrics
 from store_checks import SUITES, shards
 
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.monitor import load_flow
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.monitor import load_flow
 from shardwatch.store.database import make_engine
 from shardwatch.store.report import dataset_report
 

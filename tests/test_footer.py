@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shardwatch.footer import (
+from shardwatch.acquire.footer import (
     FooterInfo,
     FooterLimits,
     ShardRejected,

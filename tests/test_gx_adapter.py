@@ -15,9 +15,13 @@ import pyarrow as pa
 import pytest
 from builders import adversarial_table, laion_schema, rows_to_table, write_shard
 
-from shardwatch.engine import scan_shard
-from shardwatch.features import term_columns
-from shardwatch.gx_adapter import (
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import BUILTIN_PROFILES
+from shardwatch.core.validation import Check, ShardValidation
+from shardwatch.scan.engine import scan_shard
+from shardwatch.scan.features import term_columns
+from shardwatch.validate.gx_adapter import (
     GxPaths,
     GxValidator,
     SuiteError,
@@ -26,10 +30,6 @@ from shardwatch.gx_adapter import (
     run_name,
     suite_path,
 )
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import BUILTIN_PROFILES
-from shardwatch.validation import Check, ShardValidation
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def validator(tmp_path_factory: pytest.TempPathFactory) -> GxValidator:
 
 def features_and_metrics(table: pa.Table, directory: Path) -> tuple[pa.Table, ShardMetrics]:
     batches: list[pa.RecordBatch] = []
-    from shardwatch.profiles import LAION400M
+    from shardwatch.core.profiles import LAION400M
 
     path = write_shard(table, directory)
     metrics = scan_shard(path, LAION400M, BIRHANE2021, batch_size=700, on_features=batches.append)

@@ -350,7 +350,7 @@ def test_a_worker_killed_mid_transaction_leaves_no_partial_rows(
 
 
 def _validator(tmp_path: Path) -> Any:
-    from shardwatch.gx_adapter import GxPaths, GxValidator
+    from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     suites = Path(__file__).resolve().parents[1] / "expectations"
     return GxValidator(GxPaths(tmp_path / "gx", tmp_path / "docs"), suites, "laion400m")

@@ -45,7 +45,7 @@ def test_the_wheel_works_from_a_folder_outside_the_repository(
     where = _run(
         installed / "python",
         "-c",
-        "import shardwatch, shardwatch.flows.monitor as f, shardwatch.resources as r;"
+        "import shardwatch, shardwatch.flows.monitor as f, shardwatch.settings.resources as r;"
         "print(shardwatch.__file__); print(f.__file__); print(r.migrations_dir());"
         "print(r.default_suites_dir())",
         cwd=work,

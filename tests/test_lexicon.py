@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from shardwatch.engine import scan_batches
-from shardwatch.lexicon import BIRHANE2021, PAPER_KEYWORDS, PRECISE2026, Lexicon, Pattern
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021, PAPER_KEYWORDS, PRECISE2026, Lexicon, Pattern
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_batches
 
 pytestmark = pytest.mark.unit
 

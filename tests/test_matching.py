@@ -7,7 +7,7 @@ import re
 import pyarrow as pa
 import pytest
 
-from shardwatch.matching import (
+from shardwatch.scan.matching import (
     ColumnMatcher,
     ascii_mode_problem_chars,
     is_word_char,

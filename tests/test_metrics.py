@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardwatch.engine import _similarity
-from shardwatch.metrics import HIST_BINS_PER_UNIT, ShardMetrics, SimilarityStats, TermStats
+from shardwatch.core.metrics import HIST_BINS_PER_UNIT, ShardMetrics, SimilarityStats, TermStats
+from shardwatch.scan.engine import _similarity
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from builders import tagged_table, write_shard
 
-from shardwatch.config import Settings, load_settings
-from shardwatch.monitor import discover, is_settled, process
-from shardwatch.sources import RemoteShard
+from shardwatch.acquire.sources import RemoteShard
+from shardwatch.pipeline.monitor import discover, is_settled, process
+from shardwatch.settings.config import Settings, load_settings
 from shardwatch.store.repository import StoredShard, unfetched_hash
 
 SHA = "a" * 64
@@ -140,7 +140,7 @@ def test_the_store_pool_fits_the_monitor_concurrency(
 ) -> None:
     """Each shard in flight holds a connection while its transaction waits for the dataset's
     alert lock, so the pool is at least `monitor.concurrency` + 1 (the run's bookkeeping)."""
-    from shardwatch.monitor import _store
+    from shardwatch.pipeline.monitor import _store
 
     for concurrency, expected in ((2, 5), (24, 25)):
         settings = settings_for(tmp_path, str(tmp_path))
@@ -162,7 +162,7 @@ def test_a_monitor_pass_links_its_alerts_to_its_report_and_names_shards_by_file(
     `[alerts] reports_base_url` (`ingest`'s do not: tests/test_cli_alerts.py)."""
     import json
 
-    from shardwatch.monitor import relay_alerts, start
+    from shardwatch.pipeline.monitor import relay_alerts, start
 
     data = tmp_path / "data"
     data.mkdir()

@@ -18,9 +18,8 @@ import pytest
 from loopback import CANARY, free_port
 from pydantic import SecretStr
 
-from shardwatch.alert_links import Links
-from shardwatch.alert_text import scope_label
-from shardwatch.notify import (
+from shardwatch.alerting.links import Links
+from shardwatch.alerting.notify import (
     AlertItem,
     ConsoleChannel,
     DeliveryError,
@@ -32,6 +31,7 @@ from shardwatch.notify import (
     slack_escape,
     slack_payload,
 )
+from shardwatch.alerting.text import scope_label
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shardwatch import page_scan
-from shardwatch.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
-from shardwatch.page_scan import PageScan, batch_rows
+from shardwatch.acquire import page_scan
+from shardwatch.acquire.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
+from shardwatch.acquire.page_scan import PageScan, batch_rows
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """Partial downloads: the meta file read back as untrusted input, validators, and the
-collection of orphaned partial files (shardwatch.partial)."""
+collection of orphaned partial files (shardwatch.acquire.partial)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.partial import (
+from shardwatch.acquire.partial import (
     PartMeta,
     Validator,
     change_validator,

@@ -12,7 +12,7 @@ from loopback import CANARY
 from prefect_server import PrefectServer
 from store_checks import run_shardwatch
 
-from shardwatch.config import ConfigError, load_settings
+from shardwatch.settings.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.integration
 

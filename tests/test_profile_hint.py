@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from builders import real_fixture
 
-from shardwatch.config import load_settings
-from shardwatch.profile_hint import header_row, looks_headerless, profile_problem
-from shardwatch.reader import TextFormat
+from shardwatch.scan.profile_hint import header_row, looks_headerless, profile_problem
+from shardwatch.scan.reader import TextFormat
+from shardwatch.settings.config import load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -21,10 +21,8 @@ from reference import reference_metrics, score_bucket
 from store_checks import run_shardwatch
 from test_reader import Value, write_delimited
 
-from shardwatch.config import load_settings
-from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import (
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import (
     BUILTIN_PROFILES,
     CC3M,
     CC12M,
@@ -33,6 +31,8 @@ from shardwatch.profiles import (
     LAION5B_JOINED,
     DatasetProfile,
 )
+from shardwatch.scan.engine import scan_shard
+from shardwatch.settings.config import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -397,9 +397,9 @@ def test_punsafe_cross_tab_by_hand(tmp_path: Path) -> None:
 
 
 def test_punsafe_totals_are_stored_and_summed(tmp_path: Path) -> None:
-    from shardwatch.engine import CompiledLexicon
-    from shardwatch.ingest import ingest_shards
-    from shardwatch.metrics import ShardMetrics
+    from shardwatch.core.metrics import ShardMetrics
+    from shardwatch.pipeline.ingest import ingest_shards
+    from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.report import dataset_report
     from shardwatch.store.repository import ResultStore

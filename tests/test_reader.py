@@ -20,11 +20,11 @@ from builders import adversarial_rows, laion_schema, rows_to_table, write_shard
 from compare import assert_same_metrics
 from reference import reference_metrics
 
-from shardwatch import reader as reader_module
-from shardwatch.engine import scan_shard
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import CC3M, CC12M, LAION400M, DatasetProfile
-from shardwatch.reader import (
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import CC3M, CC12M, LAION400M, DatasetProfile
+from shardwatch.scan import reader as reader_module
+from shardwatch.scan.engine import scan_shard
+from shardwatch.scan.reader import (
     ShardReader,
     ShardReadError,
     TextFormat,

@@ -17,8 +17,8 @@ from reference import (
     word_match,
 )
 
-from shardwatch.lexicon import BIRHANE2021, Lexicon, Pattern
-from shardwatch.profiles import LAION400M, DatasetProfile
+from shardwatch.core.lexicon import BIRHANE2021, Lexicon, Pattern
+from shardwatch.core.profiles import LAION400M, DatasetProfile
 
 pytestmark = pytest.mark.unit
 

@@ -23,10 +23,10 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 from store_checks import TESTS, ingest, subprocess_env
 
-from shardwatch.alert_links import Links
-from shardwatch.alerts import AlertPlan, Rule
-from shardwatch.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
-from shardwatch.relay import RelayPolicy, RelayResult, relay
+from shardwatch.alerting.links import Links
+from shardwatch.alerting.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
+from shardwatch.alerting.relay import RelayPolicy, RelayResult, relay
+from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
@@ -315,7 +315,7 @@ def test_canary_secrets_appear_in_no_log_row_or_file(
 ) -> None:
     from store_checks import SUITES
 
-    from shardwatch.gx_adapter import GxPaths, GxValidator
+    from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     receiver = slack("500", "reset", "hang:2", "200")
     mailbox, port = smtp("550", auth=True)
@@ -374,7 +374,7 @@ def test_links_point_at_the_published_data_docs_and_reports_never_at_local_files
     run's report; without, no link. Never a local path, in Slack or either email part."""
     from store_checks import SUITES
 
-    from shardwatch.gx_adapter import GxPaths, GxValidator
+    from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     work = tmp_path / ".shardwatch"
     paths = GxPaths(work / "gx", work / "docs")

@@ -26,12 +26,12 @@ from builders import (
 )
 from store_checks import run_shardwatch
 
-from shardwatch import synth
-from shardwatch.engine import CompiledLexicon, scan_shard
-from shardwatch.ingest import ingest_shards
-from shardwatch.lexicon import BIRHANE2021, PRECISE2026
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M, DatasetProfile
+from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M, DatasetProfile
+from shardwatch.demo import synth
+from shardwatch.pipeline.ingest import ingest_shards
+from shardwatch.scan.engine import CompiledLexicon, scan_shard
 from shardwatch.store.report import ReportError, UnknownDataset, dataset_report
 from shardwatch.store.repository import ResultStore
 
@@ -106,7 +106,7 @@ def test_shards_stored_before_the_paper_fields_read_back_as_unknown(
     gives None (never 0) for those figures, and keeps every other figure."""
     from sqlalchemy import text
 
-    from shardwatch.render_paper import paper_table
+    from shardwatch.present.paper import paper_table
 
     paths = [write_shard(adversarial_table(300, s), tmp_path, f"o{s}.parquet") for s in (1, 2)]
     ingest(store, paths, "old")
@@ -543,7 +543,7 @@ def test_drift_report_equals_drift_from_the_scanned_shards(
 
     from builders import tagged_table
 
-    from shardwatch.stats import drift
+    from shardwatch.core.stats import drift
 
     tables = [adversarial_table(900, s) for s in (61, 62)] + [tagged_table(900, 400, seed=5)]
     paths = [write_shard(t, tmp_path, f"s{i}.parquet") for i, t in enumerate(tables)]

@@ -11,10 +11,10 @@ import pytest
 from builders import tagged_table, write_shard
 from store_checks import ingest
 
-from shardwatch.charts import MAX_NAME, short_name
-from shardwatch.config import load_settings
-from shardwatch.monitor import PassSummary, ShardOutcome
-from shardwatch.report_artifacts import build_report
+from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
+from shardwatch.present.artifacts import build_report
+from shardwatch.present.charts import MAX_NAME, short_name
+from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
@@ -62,8 +62,8 @@ def test_report_page_has_table1_as_html_labelled_charts_and_no_local_path(
 ) -> None:
     import pyarrow as pa
 
-    from shardwatch.engine import CompiledLexicon
-    from shardwatch.lexicon import Lexicon, Pattern
+    from shardwatch.core.lexicon import Lexicon, Pattern
+    from shardwatch.scan.engine import CompiledLexicon
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"

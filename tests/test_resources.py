@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.gx_adapter import SuiteError, find_suite
-from shardwatch.monitor import load_flow
-from shardwatch.profiles import BUILTIN_PROFILES
-from shardwatch.resources import default_suites_dir, locate_suite, migrations_dir
+from shardwatch.core.profiles import BUILTIN_PROFILES
+from shardwatch.pipeline.monitor import load_flow
+from shardwatch.settings.resources import default_suites_dir, locate_suite, migrations_dir
+from shardwatch.validate.gx_adapter import SuiteError, find_suite
 
 pytestmark = pytest.mark.unit
 

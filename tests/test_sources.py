@@ -23,8 +23,8 @@ import pytest
 from loopback import CANARY
 from pydantic import SecretStr
 
-from shardwatch.download import DownloadError, DownloadPolicy
-from shardwatch.sources import (
+from shardwatch.acquire.download import DownloadError, DownloadPolicy
+from shardwatch.acquire.sources import (
     HttpListingSource,
     HuggingFaceSource,
     LocalSource,
@@ -476,7 +476,8 @@ def test_hf_lists_pages_and_fetches_through_the_cdn_without_the_token(
     assert all("authorization" not in r.headers for r in hub.cdn.seen)
     assert all(CANARY not in json.dumps(r.headers) for r in hub.cdn.seen)
     assert CANARY not in repr(source) and "**********" in repr(source)
-    assert {"shardwatch.sources", "urllib3.connectionpool"} <= {r.name for r in caplog.records}
+    names = {r.name for r in caplog.records}
+    assert {"shardwatch.acquire.sources", "urllib3.connectionpool"} <= names
     assert CANARY not in caplog.text
     assert all(CANARY not in str(r.args) for r in caplog.records)
 

@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import merge_reference, reference_metrics
 
-from shardwatch.engine import scan_batches
-from shardwatch.lexicon import BIRHANE2021, PRECISE2026
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M
+from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_batches
 
 pytestmark = pytest.mark.unit
 

@@ -9,11 +9,11 @@ import pytest
 from builders import adversarial_table, tagged_table, write_shard
 from reference import merge_reference, reference_metrics
 
-from shardwatch.engine import scan_batches, scan_shard
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M
-from shardwatch.stats import lift, term_lifts, wilson
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.core.stats import lift, term_lifts, wilson
+from shardwatch.scan.engine import scan_batches, scan_shard
 
 
 def test_wilson_matches_hand_computed_values() -> None:
@@ -71,7 +71,7 @@ def test_term_lift_from_merged_shards_equals_lift_from_the_reference_counts(
 
 
 def test_psi_and_the_two_proportion_test_by_hand() -> None:
-    from shardwatch.stats import psi, two_proportion_test
+    from shardwatch.core.stats import psi, two_proportion_test
 
     # shares (0.5, 0.5) -> (0.8, 0.2): 0.3 ln 1.6 + 0.3 ln 2.5
     assert psi([50, 50], [80, 20]) == pytest.approx(0.3 * math.log(1.6) + 0.3 * math.log(2.5))
@@ -86,7 +86,7 @@ def test_psi_and_the_two_proportion_test_by_hand() -> None:
 
 
 def test_drift_of_a_shard_is_against_the_rest_of_the_dataset(tmp_path: Path) -> None:
-    from shardwatch.stats import coarse_bins, drift, psi, two_proportion_test
+    from shardwatch.core.stats import coarse_bins, drift, psi, two_proportion_test
 
     tables = [adversarial_table(1000, seed) for seed in (51, 52, 53)]
     paths = [write_shard(t, tmp_path, f"d{i}.parquet") for i, t in enumerate(tables)]
@@ -108,7 +108,7 @@ def test_drift_of_a_shard_is_against_the_rest_of_the_dataset(tmp_path: Path) -> 
 
 
 def test_interval_bounds_are_exactly_0_and_1_at_the_ends() -> None:
-    from shardwatch.stats import lift, wilson
+    from shardwatch.core.stats import lift, wilson
 
     for n in (1, 7, 71, 10_000):
         assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
@@ -117,7 +117,7 @@ def test_interval_bounds_are_exactly_0_and_1_at_the_ends() -> None:
 
 
 def test_drift_below_its_minimum_support_says_too_few_rows() -> None:
-    from shardwatch.stats import MIN_DRIFT_ROWS, drift
+    from shardwatch.core.stats import MIN_DRIFT_ROWS, drift
 
     tables = [tagged_table(1, 1, seed=1), tagged_table(5_000, 50, seed=2)]
     shards = [scan_batches(t.to_batches(), t.schema, LAION400M, BIRHANE2021) for t in tables]
@@ -138,7 +138,7 @@ def test_rate_bounds_are_sharp_against_every_completion() -> None:
     """Brute force: every true (keyword, rows) the bounds allow, i.e. keyword + y and rows + x
     with 0 <= y <= keyword_error, 0 <= x <= rows_error, y <= x (the extra keyword rows are
     rows too); the bounds are the min and max of the true rate."""
-    from shardwatch.stats import rate_bounds
+    from shardwatch.core.stats import rate_bounds
 
     for k in range(4):
         for n in range(k, 6):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shardwatch.validation import Check, ShardValidation, ValidationCannotRun, could_not_run
+from shardwatch.core.validation import Check, ShardValidation, ValidationCannotRun, could_not_run
 
 pytestmark = pytest.mark.unit
 

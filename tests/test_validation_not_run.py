@@ -13,8 +13,8 @@ import pytest
 from builders import tagged_table, write_shard
 from store_checks import ingest, run_shardwatch, write_shards
 
-from shardwatch.gx_adapter import GxPaths, GxValidator
 from shardwatch.store.repository import ResultStore
+from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
 pytestmark = pytest.mark.integration
 

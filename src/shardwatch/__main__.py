@@ -1,5 +1,5 @@
 """`python -m shardwatch` runs the CLI."""
 
-from shardwatch.cli import main
+from shardwatch.cli.root import main
 
 main()

@@ -32,8 +32,8 @@ from typing import Any
 from ingest_worker import ALERTS
 from store_checks import DATASET, LEXICON
 
-from shardwatch.ingest import IngestResult, ingest_shards
-from shardwatch.profiles import LAION400M
+from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.ingest import IngestResult, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 

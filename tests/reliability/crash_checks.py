@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from store_checks import SHARD_RESULT_TABLES, ingest
 
-from shardwatch.metrics import ShardMetrics
+from shardwatch.core.metrics import ShardMetrics
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

@@ -40,8 +40,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
-from shardwatch.ingest import ingest_shards
-from shardwatch.profiles import LAION400M
+from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.ingest import ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 

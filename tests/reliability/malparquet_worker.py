@@ -33,7 +33,7 @@ def peak_mb(key: str = "VmHWM") -> float:
 
 
 def check(path: Path, max_uncompressed: int | None) -> None:
-    from shardwatch.footer import FooterLimits, ShardRejected, check_footer
+    from shardwatch.acquire.footer import FooterLimits, ShardRejected, check_footer
 
     limits = FooterLimits() if max_uncompressed is None else FooterLimits(max_uncompressed)
     before = peak_mb()
@@ -58,10 +58,10 @@ def check(path: Path, max_uncompressed: int | None) -> None:
 
 
 def ingest(url: str, as_bytes: int) -> None:
-    from shardwatch.engine import CompiledLexicon
-    from shardwatch.ingest import IngestJob, ingest_file
-    from shardwatch.lexicon import BIRHANE2021
-    from shardwatch.profiles import LAION400M
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+    from shardwatch.pipeline.ingest import IngestJob, ingest_file
+    from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.repository import ResultStore
 
@@ -86,11 +86,11 @@ def ingest(url: str, as_bytes: int) -> None:
 
 
 def capped(url: str, cap: int, path: Path) -> None:
-    from shardwatch.engine import CompiledLexicon
-    from shardwatch.footer import FooterLimits
-    from shardwatch.ingest import IngestJob, ingest_file
-    from shardwatch.lexicon import BIRHANE2021
-    from shardwatch.profiles import LAION400M
+    from shardwatch.acquire.footer import FooterLimits
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+    from shardwatch.pipeline.ingest import IngestJob, ingest_file
+    from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.repository import ResultStore
 

@@ -28,8 +28,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import Engine, event
 
-from shardwatch.notify import FileChannel, Retry, SlackChannel
-from shardwatch.relay import RelayPolicy, relay
+from shardwatch.alerting.notify import FileChannel, Retry, SlackChannel
+from shardwatch.alerting.relay import RelayPolicy, relay
 from shardwatch.store.database import make_engine
 from shardwatch.store.outbox import Outbox
 

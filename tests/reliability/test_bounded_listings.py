@@ -30,11 +30,11 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from store_checks import subprocess_env, write_shards
 
-from shardwatch.bounded_json import ListingLimits
-from shardwatch.config import load_settings
-from shardwatch.download import DownloadPolicy
-from shardwatch.monitor import discover, finish, process, start
-from shardwatch.sources import HttpListingSource, HuggingFaceSource, SourceError
+from shardwatch.acquire.bounded_json import ListingLimits
+from shardwatch.acquire.download import DownloadPolicy
+from shardwatch.acquire.sources import HttpListingSource, HuggingFaceSource, SourceError
+from shardwatch.pipeline.monitor import discover, finish, process, start
+from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,10 @@ from leaks import Canaries, LeakWatch
 from store_checks import SUITES
 from versioned_server import VersionedServer
 
-from shardwatch.config import load_settings
-from shardwatch.monitor import discover, process, start
-from shardwatch.partial import PartMeta, Validator, write_meta
-from shardwatch.sources import RemoteShard, cache_name
+from shardwatch.acquire.partial import PartMeta, Validator, write_meta
+from shardwatch.acquire.sources import RemoteShard, cache_name
+from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.settings.config import load_settings
 
 S = "12 cache heals"
 MiB = 1024 * 1024

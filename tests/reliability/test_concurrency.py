@@ -24,7 +24,7 @@ from concurrency_checks import Worker, file_rows, percentile, stored_rows, write
 from leaks import Canaries, LeakWatch
 from store_checks import DATASET, shards, table_counts
 
-from shardwatch.ingest import fingerprint
+from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

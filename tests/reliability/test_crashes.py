@@ -69,8 +69,8 @@ from store_checks import (
     write_shards,
 )
 
-from shardwatch.engine import scan_shard
-from shardwatch.profiles import LAION400M
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_shard
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

@@ -27,10 +27,10 @@ import pytest
 from leaks import Canaries, LeakWatch
 from store_checks import DATASET, run_shardwatch, start_worker, write_shards
 
-from shardwatch.config import load_settings
-from shardwatch.monitor import ShardOutcome, discover, finish, ingest_fetched, start
-from shardwatch.monitor import fetch as fetch_shard
-from shardwatch.sources import RemoteShard
+from shardwatch.acquire.sources import RemoteShard
+from shardwatch.pipeline.monitor import ShardOutcome, discover, finish, ingest_fetched, start
+from shardwatch.pipeline.monitor import fetch as fetch_shard
+from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.report import dataset_report
 

@@ -25,9 +25,9 @@ from builders import tagged_table, write_shard
 from leaks import LeakWatch
 from store_checks import run_shardwatch
 
-from shardwatch.config import load_settings
-from shardwatch.monitor import PassSummary, ShardOutcome
-from shardwatch.report_artifacts import build_report
+from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
+from shardwatch.present.artifacts import build_report
+from shardwatch.settings.config import load_settings
 
 S = "12 forged names"
 FAKE = "[CRITICAL] all clear"

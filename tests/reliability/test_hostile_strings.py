@@ -11,7 +11,7 @@ Slack-like receiver and aiosmtpd), the pass report page, `report` (JSON, paper, 
   `*_raw` bytes, NULs and the 1 MiB caption whole). A name the store could not keep
   verbatim on both databases (a NUL, which PostgreSQL text cannot hold; undecodable file
   name bytes; over-long) is refused with the reason and the run goes on: never cut, never
-  replaced (shardwatch/names.py).
+  replaced (shardwatch/core/names.py).
 - **Never raw in HTML or Slack text.** Every HTML page written (Data Docs, index, the pass
   report), every Slack body and the email's HTML part: no raw payload, the escaped form
   where the name is shown. Canaries in captions, URL paths and text ids show up nowhere
@@ -49,12 +49,12 @@ from loopback import free_port
 from sqlalchemy import Engine, inspect, select
 from store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
-from shardwatch.config import ConfigError, load_settings
-from shardwatch.demo import serve_folder
-from shardwatch.export import ExportError, ExportRequest, export_flagged
-from shardwatch.flag_rules import UnknownRule
-from shardwatch.monitor import PassSummary, ShardOutcome, discover, process
-from shardwatch.report_artifacts import build_report
+from shardwatch.demo.run import serve_folder
+from shardwatch.export.flag_rules import UnknownRule
+from shardwatch.export.flagged import ExportError, ExportRequest, export_flagged
+from shardwatch.pipeline.monitor import PassSummary, ShardOutcome, discover, process
+from shardwatch.present.artifacts import build_report
+from shardwatch.settings.config import ConfigError, load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
 from shardwatch.store.export_queries import done_shards
@@ -161,7 +161,7 @@ def write_hostile_shards(folder: Path) -> dict[str, pa.Table]:
 
 def forget_engines() -> None:
     """Close the engines the monitor's stages cached in this process."""
-    from shardwatch import monitor
+    from shardwatch.pipeline import monitor
 
     for engine in monitor._engines.values():
         engine.dispose()

@@ -19,7 +19,7 @@ import pytest
 from leaks import Canaries, LeakWatch
 from store_checks import DATASET, subprocess_env, write_shards
 
-from shardwatch.ingest import fingerprint
+from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

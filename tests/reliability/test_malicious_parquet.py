@@ -54,11 +54,11 @@ from malparquet_shards import (
 )
 from store_checks import ingest, shards, subprocess_env, write_shards
 
-from shardwatch.engine import scan_shard
-from shardwatch.footer import FooterInfo, FooterLimits, check_footer
-from shardwatch.lexicon import BIRHANE2021
-from shardwatch.profiles import LAION400M
-from shardwatch.reader import ShardReader
+from shardwatch.acquire.footer import FooterInfo, FooterLimits, check_footer
+from shardwatch.core.lexicon import BIRHANE2021
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_shard
+from shardwatch.scan.reader import ShardReader
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

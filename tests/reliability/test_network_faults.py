@@ -29,10 +29,10 @@ from netfaults_server import GZIP_BOMB_SIZE, FaultServer, gzip_bomb
 from sqlalchemy import text
 from store_checks import SUITES, shards
 
-from shardwatch.config import load_settings
-from shardwatch.download import DownloadError, DownloadPolicy, download, fetch_bytes
-from shardwatch.footer import FooterLimits, ShardRejected, check_footer
-from shardwatch.monitor import discover, process, start
+from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
+from shardwatch.acquire.footer import FooterLimits, ShardRejected, check_footer
+from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
 S = "4 network faults"

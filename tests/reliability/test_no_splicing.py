@@ -35,9 +35,9 @@ from sqlalchemy import text
 from store_checks import SUITES
 from versioned_server import VersionedServer
 
-from shardwatch.config import load_settings
-from shardwatch.download import DownloadError, DownloadPolicy, download
-from shardwatch.monitor import discover, process, start
+from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
+from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
 S = "11 no splicing"

@@ -28,8 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from store_checks import ingest, shards
 
-from shardwatch.alerts import AlertPlan, Rule
-from shardwatch.ingest import IngestResult
+from shardwatch.core.alerts import AlertPlan, Rule
+from shardwatch.pipeline.ingest import IngestResult
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 

@@ -31,9 +31,9 @@ from leaks import LeakWatch
 from sqlalchemy import text
 from store_checks import ingest, subprocess_env
 
-from shardwatch.alerts import AlertPlan, Rule
-from shardwatch.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
-from shardwatch.relay import RelayPolicy, relay
+from shardwatch.alerting.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
+from shardwatch.alerting.relay import RelayPolicy, relay
+from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore

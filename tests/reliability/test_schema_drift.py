@@ -24,17 +24,17 @@ from leaks import Canaries, LeakWatch
 from sqlalchemy import select
 from store_checks import DATASET, SUITES, ingest, run_shardwatch
 
-from shardwatch.config import AlertSettings, load_settings
-from shardwatch.gx_adapter import GxPaths, GxValidator
-from shardwatch.profiles import LAION400M, DatasetProfile
-from shardwatch.reader import resolve_columns
-from shardwatch.relay import relay_configured
-from shardwatch.schema import check_schema
+from shardwatch.alerting.relay import relay_configured
+from shardwatch.core.profiles import LAION400M, DatasetProfile
+from shardwatch.core.schema import check_schema
+from shardwatch.core.validation import Check, ShardValidation, blame_drift
+from shardwatch.scan.reader import resolve_columns
+from shardwatch.settings.config import AlertSettings, load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
-from shardwatch.validation import Check, ShardValidation, blame_drift
+from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
 SCENARIO = "2 schema drift"
 

@@ -22,10 +22,10 @@ from builders import tagged_table
 from leaks import Canaries, LeakWatch
 from netfaults_server import CanaryListener, FaultServer
 
-from shardwatch.config import load_settings
-from shardwatch.download import DownloadError, DownloadPolicy, download, fetch_bytes
-from shardwatch.monitor import discover, process, start
-from shardwatch.sources import HttpListingSource, SourceError
+from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
+from shardwatch.acquire.sources import HttpListingSource, SourceError
+from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.settings.config import load_settings
 
 S = "5 SSRF"
 BODY = b"PAR1" + b"\x00" * 100 + b"PAR1"

@@ -39,10 +39,10 @@ from leaks import SESSION_LOG, LeakWatch
 from sqlalchemy import select
 from store_checks import run_shardwatch
 
-from shardwatch.config import load_settings
-from shardwatch.download import DownloadError, DownloadPolicy, download
-from shardwatch.monitor import discover
-from shardwatch.redact import redact_url
+from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
+from shardwatch.core.redact import redact_url
+from shardwatch.pipeline.monitor import discover
+from shardwatch.settings.config import load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
 

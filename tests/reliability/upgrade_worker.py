@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from shardwatch import cli
+from shardwatch.cli import root as cli
 
 
 def child(job: dict[str, Any], report: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from shardwatch.resources import migrations_dir
+from shardwatch.settings.resources import migrations_dir
 from shardwatch.store.database import (
     StoreError,
     heads,

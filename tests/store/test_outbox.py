@@ -16,7 +16,7 @@ from builders import tagged_table, write_shard
 from sqlalchemy import create_engine, select, text
 from store_checks import ingest, table_counts
 
-from shardwatch.alerts import AlertPlan, Rule
+from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox, scope_key
 from shardwatch.store.repository import ResultStore

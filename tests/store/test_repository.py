@@ -15,9 +15,9 @@ from store_checks import (
     write_shards,
 )
 
-from shardwatch.engine import scan_shard
-from shardwatch.metrics import ShardMetrics
-from shardwatch.profiles import LAION400M
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.profiles import LAION400M
+from shardwatch.scan.engine import scan_shard
 from shardwatch.store import models as t
 from shardwatch.store.repository import ResultStore
 

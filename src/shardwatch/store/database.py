@@ -118,7 +118,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def _alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
-    from shardwatch.resources import ResourceMissing, migrations_dir
+    from shardwatch.settings.resources import ResourceMissing, migrations_dir
 
     try:
         folder = migrations_dir()

@@ -23,9 +23,10 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shardwatch.alert_links import docs_relative
-from shardwatch.alert_text import scope_label
-from shardwatch.alerts import (
+from shardwatch.alerting.links import docs_relative
+from shardwatch.alerting.notify import AlertItem
+from shardwatch.alerting.text import scope_label
+from shardwatch.core.alerts import (
     DRIFT_METRICS,
     AlertPlan,
     Observation,
@@ -33,12 +34,11 @@ from shardwatch.alerts import (
     failure_observations,
     judge,
 )
-from shardwatch.metrics import DomainStat, ShardMetrics
-from shardwatch.notify import AlertItem
-from shardwatch.schema import SchemaDrift
+from shardwatch.core.metrics import DomainStat, ShardMetrics
+from shardwatch.core.schema import SchemaDrift
+from shardwatch.core.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite, session_factory, transaction
-from shardwatch.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 
 NoticeKind = Literal["breach", "reminder", "recovery"]
 _SCOPE_MAX = 1000

@@ -10,16 +10,16 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, and_, case, func, literal, select
 from sqlalchemy.sql.selectable import CTE, Subquery
 
-from shardwatch.lexicon import MatchMode
-from shardwatch.metrics import (
+from shardwatch.core.lexicon import MatchMode
+from shardwatch.core.metrics import (
     HIST_BINS,
     Histogram,
     ShardMetrics,
     SimilarityStats,
     TermStats,
 )
-from shardwatch.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
-from shardwatch.stats import Drift, drift, rate_bounds, term_lifts
+from shardwatch.core.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, DatasetProfile, tag_keys
+from shardwatch.core.stats import Drift, drift, rate_bounds, term_lifts
 from shardwatch.store import models as t
 from shardwatch.store.database import is_sqlite
 from shardwatch.store.report_domains import domain_sketch

@@ -14,17 +14,17 @@ from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from shardwatch.alerts import AlertPlan
-from shardwatch.metrics import ShardMetrics
-from shardwatch.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
-from shardwatch.schema import SchemaDrift
+from shardwatch.core.alerts import AlertPlan
+from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.names import MAX_DATASET_CHARS, name_problem, shown, uri_problem
+from shardwatch.core.schema import SchemaDrift
+from shardwatch.core.validation import ShardValidation
 from shardwatch.store import models as t
 from shardwatch.store.database import db_now, is_sqlite, session_factory, transaction
 from shardwatch.store.failures import end_shard
 from shardwatch.store.outbox import record_alerts, record_failure
 from shardwatch.store.runs import close_ended_runs, this_host
 from shardwatch.store.twins import current_twin, lock_dataset
-from shardwatch.validation import ShardValidation
 
 BeforeCommit = Callable[[Session], None]
 T = TypeVar("T")

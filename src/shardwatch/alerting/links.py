@@ -1,0 +1,121 @@
+"""Alert links: public URLs for Data Docs pages and run reports, never local paths.
+
+The store keeps a shard's Data Docs link relative to the site's folder
+(`validations/<suite>/<run>/<time>/<id>.html`, or `index.html` for dataset alerts), and a
+notice written by a pass that writes a report names its page (`run-N.html`). When a message
+is sent, `Links` joins them to `[alerts] docs_base_url` (where the site folder is published)
+and `reports_base_url` (where the reports folder is); with a base URL unset, that link is
+left out. Anything that is not a relative site path (e.g. an absolute
+path stored by an older version) is dropped, so no link that leaves the machine names a
+local file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    from shardwatch.alerting.notify import AlertItem
+
+# Characters a base URL may not hold: whitespace and controls, and what Slack (`<`, `>`, `|`)
+# or HTML attributes (`"`, `'`) would read as syntax.
+_UNSAFE_URL = re.compile(r"[\s\x00-\x1f\x7f<>|\"'`\\^{}]")
+
+
+def base_url_problem(value: str) -> str | None:
+    """Why `value` cannot be a public base URL (None: it can)."""
+    if _UNSAFE_URL.search(value):
+        return "holds whitespace, a control character or one of < > | \" ' ` \\ ^ { }"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "must not have a query or a fragment (page names are appended to it)"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+def normalise_base_url(value: str | None) -> str | None:
+    """A validated base URL without its trailing `/` (None or blank: unset). Raises
+    ValueError with the reason."""
+    if value is None or not value.strip():
+        return None
+    problem = base_url_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}: e.g. https://example.org/shardwatch/docs")
+    return value.rstrip("/")
+
+
+def docs_relative(page: str | Path | None, index: str | Path | None) -> str | None:
+    """`page`'s path inside the Data Docs site whose index is `index` (POSIX, relative),
+    or None when either is unknown or the page lies outside the site."""
+    if page is None or index is None:
+        return None
+    try:
+        rel = Path(page).resolve().relative_to(Path(index).resolve().parent)
+    except (ValueError, OSError):
+        return None
+    return rel.as_posix() if rel.parts else None
+
+
+def site_path(link: str | None) -> str | None:
+    """`link` if it is a clean relative path inside a site (no scheme, not absolute, no
+    `..`, no backslash or drive), else None."""
+    if not link or "\\" in link or ":" in link or link.startswith(("/", "~")):
+        return None
+    parts = PurePosixPath(link).parts
+    if not parts or ".." in parts or re.search(r"[\x00-\x1f\x7f]", link):
+        return None
+    return link
+
+
+def is_public_url(link: str | None) -> bool:
+    """An http(s) URL with a host and no credentials: the only kind of link a message may
+    carry."""
+    if not link or _UNSAFE_URL.search(link):
+        return False
+    parts = urlsplit(link)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.username is None
+        and parts.password is None
+    )
+
+
+@dataclass(frozen=True)
+class Links:
+    """The public base URLs of the Data Docs site and of the reports folder (None: unset,
+    those links are left out)."""
+
+    docs_base_url: str | None = None
+    reports_base_url: str | None = None
+
+    def docs(self, link: str | None) -> str | None:
+        """The public URL of a site-relative Data Docs link (or an http(s) URL as it is)."""
+        if link is not None and is_public_url(link):
+            return link
+        path = site_path(link)
+        if path is None or self.docs_base_url is None:
+            return None
+        return f"{self.docs_base_url}/{quote(path, safe='/')}"
+
+    def report(self, page: str | None) -> str | None:
+        """The public URL of a report page (`run-N.html`)."""
+        path = site_path(page)
+        if path is None or self.reports_base_url is None:
+            return None
+        return f"{self.reports_base_url}/{quote(path, safe='/')}"
+
+    def resolve(self, item: AlertItem) -> AlertItem:
+        """`item` with public links only: its Data Docs page and its run's report."""
+        return replace(item, link=self.docs(item.link), report=self.report(item.report))

@@ -415,7 +415,7 @@ def test_changed_and_deleted_shards_are_skipped_and_the_rest_written(tmp_path: P
     profile, lexicon = settings.dataset_profile(), settings.active_lexicon()
     expected = expected_export({a: shards[a]}, "keyword-nsfw", profile, lexicon)
     assert exported(out).keys() == expected.keys() and expected
-    result = json.loads(pq.read_metadata(out).metadata[b"shardwatch.export.flagged.result"])
+    result = json.loads(pq.read_metadata(out).metadata[b"shardwatch.export.result"])
     assert result["complete"] is False and len(result["skipped"]) == 2
     for hostile in ("<script>", CANARY, "javascript:", "e.example"):  # no row value printed
         assert hostile not in proc.stdout + proc.stderr

@@ -334,7 +334,7 @@ class _Job:
             "with_text": self.request.with_text,
             "rules": {**RULES, f"{TERM_PREFIX}<term>": "a watched term's match"},
         }
-        return {"shardwatch.export.flagged": json.dumps(doc)}
+        return {"shardwatch.export": json.dumps(doc)}
 
     def footer(self, summary: ExportSummary) -> dict[str, str]:
         doc = {
@@ -344,7 +344,7 @@ class _Job:
             "skipped": [{"uri": n.uri, "reason": n.reason} for n in summary.skipped],
             "rule_unavailable": [{"uri": n.uri, "reason": n.reason} for n in summary.unavailable],
         }
-        return {"shardwatch.export.flagged.result": json.dumps(doc)}
+        return {"shardwatch.export.result": json.dumps(doc)}
 
     def summary(self, out: Path) -> ExportSummary:
         order = [*RULES, *sorted(k for k in self.by_reason if k not in RULES)]

@@ -23,9 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shardwatch.alerting.links import docs_relative
-from shardwatch.alerting.notify import AlertItem
-from shardwatch.alerting.text import scope_label
+from shardwatch.core.alert_items import AlertItem, docs_relative, scope_label
 from shardwatch.core.alerts import (
     DRIFT_METRICS,
     AlertPlan,

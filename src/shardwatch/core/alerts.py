@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, DomainStat, ShardMetrics
+from shardwatch.core.domain_sketch import DomainStat
+from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import ShardValidation
 

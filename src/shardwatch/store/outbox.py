@@ -32,7 +32,8 @@ from shardwatch.core.alerts import (
     failure_observations,
     judge,
 )
-from shardwatch.core.metrics import DomainStat, ShardMetrics
+from shardwatch.core.domain_sketch import DomainStat
+from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 from shardwatch.store import models as t

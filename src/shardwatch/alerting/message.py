@@ -1,7 +1,8 @@
 """Messages: what a channel receives, and the contract every channel keeps.
 
-A relay pass sends each channel one `Message` per batch of alert items (`message_for`:
-critical breaches first, then warnings, then recoveries, under one aggregate title). Every
+A relay pass sends each channel its due alert items in as few `Message`s as the channel's
+limits allow: critical breaches first, then warnings, then recoveries (`item_order`), under
+one aggregate title (`batch_title`; `message_for` builds one such message). Every
 channel either returns (delivered) or raises `DeliveryError`, which says whether the failure
 is permanent (dead-letter it) or transient (retry later, after `retry_after` seconds when the
 channel was told) and carries a reason that never contains a secret. `Retry` bounds a

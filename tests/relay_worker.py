@@ -14,8 +14,9 @@ import os
 
 from pydantic import SecretStr
 
-from shardwatch.alerting.notify import Retry, SlackChannel
+from shardwatch.alerting.message import Retry
 from shardwatch.alerting.relay import RelayPolicy, relay
+from shardwatch.alerting.slack import SlackChannel
 from shardwatch.store.database import make_engine
 from shardwatch.store.outbox import Outbox
 

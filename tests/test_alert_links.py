@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.alerting.links import Links, docs_relative, normalise_base_url
-from shardwatch.alerting.notify import AlertItem
+from shardwatch.alerting.links import Links, normalise_base_url
+from shardwatch.core.alert_items import AlertItem, docs_relative
 from shardwatch.settings.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from shardwatch.alerting.notify import AlertItem
 from shardwatch.alerting.text import (
     SLACK_LOOKALIKES,
     format_number,
@@ -19,12 +18,10 @@ from shardwatch.alerting.text import (
     message_id_domain,
     one_line,
     plain_line,
-    scope_label,
-    shard_label,
     slack_line,
     slack_text,
-    strip_local_paths,
 )
+from shardwatch.core.alert_items import AlertItem, scope_label, shard_label, strip_local_paths
 
 pytestmark = pytest.mark.unit
 

@@ -19,8 +19,9 @@ from publicsuffixlist import PublicSuffixList
 from store_checks import ingest, run_shardwatch
 
 from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Rule, judge
+from shardwatch.core.domain_sketch import DomainSketch, DomainStat
 from shardwatch.core.lexicon import BIRHANE2021
-from shardwatch.core.metrics import DomainSketch, DomainStat, ShardMetrics
+from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LAION400M
 from shardwatch.scan.domains import INVALID_HOST, NO_HOST, DomainCounter, batch_counts, domain_codes
 from shardwatch.scan.engine import CompiledLexicon, scan_shard

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from shardwatch.core.metrics import HIST_BINS_PER_UNIT, ShardMetrics, SimilarityStats, TermStats
-from shardwatch.scan.engine import _similarity
+from shardwatch.scan.signals import similarity_stats
 
 pytestmark = pytest.mark.unit
 
 
 def test_histogram_quantiles_are_within_one_bin() -> None:
     values = np.random.default_rng(1).uniform(0.2, 0.5, 10_001)
-    stats = _similarity(values, 0.3)
+    stats = similarity_stats(values, 0.3)
     for q in (0.01, 0.25, 0.5, 0.9, 0.99):
         got = stats.histogram.quantile(q)
         assert got is not None
@@ -24,8 +24,8 @@ def test_histogram_quantiles_are_within_one_bin() -> None:
 def test_merge_of_split_equals_whole() -> None:
     values = np.random.default_rng(2).normal(0.32, 0.05, 5000)
     values[::97] = np.nan
-    whole = _similarity(values, 0.3)
-    merged = _similarity(values[:1234], 0.3).merge(_similarity(values[1234:], 0.3))
+    whole = similarity_stats(values, 0.3)
+    merged = similarity_stats(values[:1234], 0.3).merge(similarity_stats(values[1234:], 0.3))
     assert merged.histogram == whole.histogram
     assert (merged.count, merged.null, merged.below_threshold) == (
         whole.count,

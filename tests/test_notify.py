@@ -18,20 +18,13 @@ import pytest
 from loopback import CANARY, free_port
 from pydantic import SecretStr
 
+from shardwatch.alerting.email import EmailChannel
 from shardwatch.alerting.links import Links
-from shardwatch.alerting.notify import (
-    AlertItem,
-    ConsoleChannel,
-    DeliveryError,
-    EmailChannel,
-    FileChannel,
-    Message,
-    Retry,
-    SlackChannel,
-    slack_escape,
-    slack_payload,
-)
-from shardwatch.alerting.text import scope_label
+from shardwatch.alerting.local import ConsoleChannel, FileChannel
+from shardwatch.alerting.message import DeliveryError, Message, Retry
+from shardwatch.alerting.slack import SlackChannel, slack_payload
+from shardwatch.alerting.text import slack_escape
+from shardwatch.core.alert_items import AlertItem, scope_label
 
 pytestmark = pytest.mark.integration
 

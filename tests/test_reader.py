@@ -23,12 +23,12 @@ from reference import reference_metrics
 from shardwatch.core.lexicon import BIRHANE2021
 from shardwatch.core.profiles import CC3M, CC12M, LAION400M, DatasetProfile
 from shardwatch.scan import reader as reader_module
+from shardwatch.scan.columns import as_text
 from shardwatch.scan.engine import scan_shard
 from shardwatch.scan.reader import (
     ShardReader,
     ShardReadError,
     TextFormat,
-    as_text,
     shard_format,
     text_format,
 )

@@ -23,9 +23,12 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 from store_checks import TESTS, ingest, subprocess_env
 
+from shardwatch.alerting.email import EmailChannel
 from shardwatch.alerting.links import Links
-from shardwatch.alerting.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
+from shardwatch.alerting.local import FileChannel
+from shardwatch.alerting.message import Channel, Retry
 from shardwatch.alerting.relay import RelayPolicy, RelayResult, relay
+from shardwatch.alerting.slack import SlackChannel
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox

@@ -28,8 +28,10 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import Engine, event
 
-from shardwatch.alerting.notify import FileChannel, Retry, SlackChannel
+from shardwatch.alerting.local import FileChannel
+from shardwatch.alerting.message import Retry
 from shardwatch.alerting.relay import RelayPolicy, relay
+from shardwatch.alerting.slack import SlackChannel
 from shardwatch.store.database import make_engine
 from shardwatch.store.outbox import Outbox
 

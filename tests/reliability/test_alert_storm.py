@@ -43,9 +43,9 @@ from sqlalchemy import Engine, text
 from store_checks import DATASET as STORE_DATASET
 from store_checks import ingest, subprocess_env
 
-from shardwatch.alerting.notify import SlackChannel
 from shardwatch.alerting.relay import RelayPolicy, RelayResult, relay
-from shardwatch.alerting.text import scope_label
+from shardwatch.alerting.slack import SlackChannel
+from shardwatch.core.alert_items import scope_label
 from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Rule
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.outbox import Outbox

@@ -31,8 +31,11 @@ from leaks import LeakWatch
 from sqlalchemy import text
 from store_checks import ingest, subprocess_env
 
-from shardwatch.alerting.notify import Channel, EmailChannel, FileChannel, Retry, SlackChannel
+from shardwatch.alerting.email import EmailChannel
+from shardwatch.alerting.local import FileChannel
+from shardwatch.alerting.message import Channel, Retry
 from shardwatch.alerting.relay import RelayPolicy, relay
+from shardwatch.alerting.slack import SlackChannel
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox

@@ -28,7 +28,7 @@ from shardwatch.alerting.relay import relay_configured
 from shardwatch.core.profiles import LAION400M, DatasetProfile
 from shardwatch.core.schema import check_schema
 from shardwatch.core.validation import Check, ShardValidation, blame_drift
-from shardwatch.scan.reader import resolve_columns
+from shardwatch.scan.columns import resolve_columns
 from shardwatch.settings.config import AlertSettings, load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine, upgrade

@@ -1,25 +1,23 @@
 """Alert links: public URLs for Data Docs pages and run reports, never local paths.
 
 The store keeps a shard's Data Docs link relative to the site's folder
-(`validations/<suite>/<run>/<time>/<id>.html`, or `index.html` for dataset alerts), and a
-notice written by a pass that writes a report names its page (`run-N.html`). When a message
-is sent, `Links` joins them to `[alerts] docs_base_url` (where the site folder is published)
-and `reports_base_url` (where the reports folder is); with a base URL unset, that link is
-left out. Anything that is not a relative site path (e.g. an absolute
-path stored by an older version) is dropped, so no link that leaves the machine names a
-local file.
+(`validations/<suite>/<run>/<time>/<id>.html`, or `index.html` for dataset alerts: see
+`docs_relative` in core/alert_items.py), and a notice written by a pass that writes a report
+names its page (`run-N.html`). When a message is sent, `Links` joins them to
+`[alerts] docs_base_url` (where the site folder is published) and `reports_base_url` (where
+the reports folder is); with a base URL unset, that link is left out. Anything that is not a
+relative site path (e.g. an absolute path stored by an older version) is dropped, so no link
+that leaves the machine names a local file.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from pathlib import PurePosixPath
 from urllib.parse import quote, urlsplit
 
-if TYPE_CHECKING:
-    from shardwatch.alerting.notify import AlertItem
+from shardwatch.core.alert_items import AlertItem
 
 # Characters a base URL may not hold: whitespace and controls, and what Slack (`<`, `>`, `|`)
 # or HTML attributes (`"`, `'`) would read as syntax.
@@ -53,18 +51,6 @@ def normalise_base_url(value: str | None) -> str | None:
     if problem is not None:
         raise ValueError(f"{problem}: e.g. https://example.org/shardwatch/docs")
     return value.rstrip("/")
-
-
-def docs_relative(page: str | Path | None, index: str | Path | None) -> str | None:
-    """`page`'s path inside the Data Docs site whose index is `index` (POSIX, relative),
-    or None when either is unknown or the page lies outside the site."""
-    if page is None or index is None:
-        return None
-    try:
-        rel = Path(page).resolve().relative_to(Path(index).resolve().parent)
-    except (ValueError, OSError):
-        return None
-    return rel.as_posix() if rel.parts else None
 
 
 def site_path(link: str | None) -> str | None:

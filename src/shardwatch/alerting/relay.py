@@ -25,7 +25,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shardwatch.alerting.links import Links
-from shardwatch.alerting.notify import AlertItem, Channel, DeliveryError, Message
+from shardwatch.alerting.message import (
+    Channel,
+    DeliveryError,
+    Message,
+    batch_title,
+    item_order,
+)
+from shardwatch.core.alert_items import AlertItem
 from shardwatch.settings.config import AlertSettings
 from shardwatch.store.models import utcnow
 from shardwatch.store.outbox import Notice, Outbox
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
-_ORDER = {"critical": 0, "warning": 1}
 _MAX_BACKOFF = 3600.0
 _POLL = 0.2  # seconds between tries for a channel another relay is sending to
 
@@ -104,35 +110,6 @@ class RelayResult:
                 kind = "dead-lettered" if c.dead else "will retry"
                 parts.append(f"{c.notices} NOT delivered to {c.channel} ({kind}: {c.error})")
         return "alerts: " + "; ".join(parts)
-
-
-def _order(item: AlertItem) -> tuple[Any, ...]:
-    """Breaches (critical first), then recoveries."""
-    if item.kind == "recovery":
-        return (1, 0, item.dataset, item.rule, item.scope)
-    return (0, _ORDER.get(item.severity, 2), item.dataset, item.rule, item.scope)
-
-
-def _title(items: Sequence[AlertItem]) -> str:
-    """The aggregate: `shardwatch: 1,000 alert(s), 412 critical in D`."""
-    breaches = sum(1 for i in items if i.kind != "recovery")
-    recoveries = len(items) - breaches
-    critical = sum(1 for i in items if i.kind != "recovery" and i.severity == "critical")
-    datasets = sorted({i.dataset for i in items})
-    where = ", ".join(datasets[:3]) + (
-        f" and {len(datasets) - 3} more datasets" if len(datasets) > 3 else ""
-    )
-    parts = []
-    if breaches:
-        parts.append(f"{breaches:,} alert(s)" + (f", {critical:,} critical" if critical else ""))
-    if recoveries:
-        parts.append(f"{recoveries:,} recovered")
-    return f"shardwatch: {' and '.join(parts)} in {where}"
-
-
-def message_for(items: list[AlertItem]) -> Message:
-    """One message for a channel: critical breaches first, then warnings, then recoveries."""
-    return Message(title=_title(items), items=tuple(sorted(items, key=_order)))
 
 
 def _split(channel: Channel, notices: list[Notice]) -> list[list[Notice]]:
@@ -289,8 +266,8 @@ class _Drain:
             return False
         self.renewed = at
         self.full = len(notices) >= self.policy.batch  # more may be due
-        notices.sort(key=lambda n: _order(n.item))
-        self.title = _title([n.item for n in notices])
+        notices.sort(key=lambda n: item_order(n.item))
+        self.title = batch_title([n.item for n in notices])
         # public links only, before the split measures the items
         notices = [replace(n, item=self.links.resolve(n.item)) for n in notices]
         self.parts = _split(self.channel, notices)
@@ -385,7 +362,7 @@ def relay_configured(
 ) -> RelayResult:
     """One pass over the channels and policy of `[alerts]` (`console` replaces stdout for
     console channels)."""
-    from shardwatch.alerting.notify import build_channel
+    from shardwatch.alerting.channels import build_channel
     from shardwatch.pipeline.ingest import worker_id
 
     a = alerts

@@ -5,8 +5,8 @@
   |z|, lift) three significant digits (`format_rate`, `format_number`, `format_threshold`).
 - No local paths: a local shard is named by its file name, a remote one by its URL without
   credentials, query or fragment (`shard_label`); absolute paths inside reasons and names are
-  cut to their last component (`strip_local_paths`); links are public URLs or left out
-  (alert_links.py).
+  cut to their last component (`strip_local_paths`; both in core/alert_items.py); links are
+  public URLs or left out (links.py).
 - One line per field: control characters, terminal escapes, bidi controls and line breaks are
   escaped visibly (`one_line`, names.shown), so a name cannot forge a line or be obeyed.
 - Slack mrkdwn (`slack_text`): Slack documents entity escapes for `&`, `<` and `>` only, and
@@ -23,14 +23,10 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
+from shardwatch.alerting.links import is_public_url
+from shardwatch.core.alert_items import AlertItem, strip_local_paths
 from shardwatch.core.names import shown
-
-if TYPE_CHECKING:
-    from shardwatch.alerting.notify import AlertItem
 
 # ------------------------------------------------------------------------------- numbers
 
@@ -106,61 +102,6 @@ def _percent_of(fraction: float) -> str:
     return f"{100.0 * fraction:.4g}%"
 
 
-# ------------------------------------------------------------------------ local paths
-
-_LOCAL_PATH = re.compile(
-    r"(?:file://[^\s'\"<>|]*"  # file:///x/y
-    r"|(?<![\w.~:/\\-])~?/(?:[^\s/'\"<>|]+/)+[^\s/'\"<>|,;)]*"  # /x/y, ~/x/y
-    r"|(?<![\w])[A-Za-z]:\\(?:[^\s\\'\"<>|]+\\)*[^\s\\'\"<>|,;)]*)"  # C:\x\y
-)
-
-
-def _last_part(path: str) -> str:
-    parts = [p for p in re.split(r"[/\\]", path) if p and p not in ("file:", "~")]
-    return parts[-1] if parts else ""
-
-
-def strip_local_paths(text: str) -> str:
-    """`text` with every absolute local path (`/x/y/z.parquet`, `~/x`, `file:///x`,
-    `C:\\x\\y`) cut to its last component (`z.parquet`); URLs are left as they are."""
-    return _LOCAL_PATH.sub(lambda m: _last_part(m[0]), text)
-
-
-def shard_label(uri: str) -> str:
-    """How a shard is named in a message: a local path or file URI by its file name; a
-    remote URI (http, s3, gs, ...) without credentials, query or fragment."""
-    if uri.startswith("file:") or uri.startswith(("/", "~")):
-        return PurePosixPath(uri.removeprefix("file://")).name or uri.strip("/")
-    if re.match(r"^[A-Za-z]:[\\/]", uri):
-        return PureWindowsPath(uri).name
-    parts = urlsplit(uri)
-    if parts.scheme and parts.netloc:
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
-    return strip_local_paths(uri)
-
-
-def scope_label(key: str) -> str:
-    """A stored alert scope key (`dataset`, `shard:<uri>`, `|term:<t>`, `|domain:<d>`) as
-    a message shows it: the shard by its `shard_label`."""
-    level, kind, subject = _split_scope(key)
-    if level == "dataset":
-        where = "dataset (latest shard versions)"
-    elif level.startswith("shard:"):
-        where = "shard " + shard_label(level.removeprefix("shard:"))
-    else:
-        where = level  # sha256:<hex> of a very long key
-    return where + (f", {kind} {subject!r}" if subject is not None else "")
-
-
-def _split_scope(key: str) -> tuple[str, str, str | None]:
-    for kind in ("term", "domain"):
-        level, sep, subject = key.partition(f"|{kind}:")
-        if sep:
-            return level, kind, subject
-    return key, "", None
-
-
 # ----------------------------------------------------------------------- escaping
 
 SLACK_LOOKALIKES = str.maketrans(
@@ -195,7 +136,7 @@ def slack_text(text: str) -> str:
 
 
 def slack_link(url: str, label: str) -> str:
-    """`<url|label>`: the URL is already public and percent-encoded (alert_links.py); the
+    """`<url|label>`: the URL is already public and percent-encoded (links.py); the
     label is escaped like any text."""
     return f"<{slack_escape(url)}|{slack_text(label)}>"
 
@@ -247,8 +188,6 @@ class ItemText:
 
 def item_text(item: AlertItem) -> ItemText:
     """The item's parts: numbers formatted, local paths cut, each field one line."""
-    from shardwatch.alerting.links import is_public_url
-
     head = {"recovery": "RECOVERED", "reminder": f"{item.severity.upper()}, STILL"}.get(
         item.kind, item.severity.upper()
     )

@@ -1279,7 +1279,8 @@ def alerts_test(
     Channels are `[alerts.channels.<name>]` tables in shardwatch.toml (type slack, email,
     console or file). Secrets (webhook URL, SMTP password) are never printed.
     """
-    from shardwatch.alerting.notify import DeliveryError, build_channel, probe_message
+    from shardwatch.alerting.channels import build_channel
+    from shardwatch.alerting.message import DeliveryError, probe_message
 
     settings = _settings(config)
     channels = settings.alerts.channels

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, DomainStat, ShardMetrics
+from shardwatch.core.domain_sketch import DomainStat
+from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
+from shardwatch.core.stats import drift, term_lifts
 from shardwatch.core.validation import ShardValidation
 
 Severity = Literal["warning", "critical"]
@@ -255,8 +257,6 @@ def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observa
     """PSI of the similarity histogram (support: the shard's values), or |z| of a
     two-proportion test of the tag or keyword rate (support: the shard's rows), against
     the rest of the dataset."""
-    from shardwatch.core.stats import drift
-
     found = drift(shard, total, rule.label)
     if rule.metric == "similarity_psi":
         sim = shard.similarity
@@ -292,8 +292,6 @@ def _new_domains(rule: Rule, domains: Mapping[str, DomainStat]) -> list[Observat
 def _lifts(rule: Rule, m: ShardMetrics) -> list[Observation]:
     """Lift rules judge the LOWER bound of the 95% interval ("lift is above 2 with 95%
     confidence"), for terms with at least `min_support` matches."""
-    from shardwatch.core.stats import term_lifts
-
     kind = "keyword" if rule.metric == "term_keyword_lift" else "tag"
     out = []
     for term, lifts in term_lifts(m, rule.label).items():

@@ -11,8 +11,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core.profiles import DatasetProfile, LogicalField
-from shardwatch.scan.engine import RowView
-from shardwatch.scan.reader import ResolvedColumns
+from shardwatch.scan.columns import ResolvedColumns
+from shardwatch.scan.rows import RowView
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]

@@ -4,7 +4,7 @@ One row per flagged row: shard, row, id, URL and every rule flagging it (caption
 asked for; `remove_list.py` builds the columns and the file). The shards are the report's:
 the latest done version of every shard URI. Each is re-read with the profile and lexicon it
 was scanned with, after its sha256 is checked against the stored one, and flagged through
-the engine's own per-row view (`engine.row_view`), so a rule's row count equals the report's
+the engine's own per-row view (`rows.row_view`), so a rule's row count equals the report's
 figure. A shard that cannot be read or has changed is skipped with its reason; the others
 are still written. Rows are staged per shard and the file is renamed into place only when
 complete, so it never holds part of a shard or of an export.
@@ -38,8 +38,9 @@ from shardwatch.core.profiles import DatasetProfile
 from shardwatch.export.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules
 from shardwatch.export.remove_list import RemoveListFile, export_schema, output_batch
 from shardwatch.pipeline.ingest import fingerprint
-from shardwatch.scan.engine import CompiledLexicon, row_view
+from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError
+from shardwatch.scan.rows import row_view
 from shardwatch.settings.config import ConfigError, Settings
 from shardwatch.store.export_queries import DoneShard, done_shards
 

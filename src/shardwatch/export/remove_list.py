@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from shardwatch.core.profiles import LogicalField
 from shardwatch.export.flag_rules import BatchFlags
-from shardwatch.scan.reader import as_text
+from shardwatch.scan.columns import as_text
 
 ROW_GROUP_ROWS: Final = 65_536
 ROW_GROUP_BYTES: Final = 64 * 1024 * 1024

@@ -63,8 +63,9 @@ def _detail(state: State[Any]) -> tuple[str, int | None]:
 
 
 def unfinished_message(settings: Settings, flow_run_name: str, state: State[Any]) -> Any:
-    """The notice for a run that ended in `state` (a `notify.Message`)."""
-    from shardwatch.alerting.notify import AlertItem, Message
+    """The notice for a run that ended in `state` (a `message.Message`)."""
+    from shardwatch.alerting.message import Message
+    from shardwatch.core.alert_items import AlertItem
 
     detail, run_id = _detail(state)
     crashed = state.is_crashed()
@@ -85,7 +86,8 @@ def unfinished_message(settings: Settings, flow_run_name: str, state: State[Any]
 
 def send_to_channels(settings: Settings, message: Any) -> list[str]:
     """Send `message` to every configured channel; the names of those that took it."""
-    from shardwatch.alerting.notify import DeliveryError, build_channel
+    from shardwatch.alerting.channels import build_channel
+    from shardwatch.alerting.message import DeliveryError
 
     sent = []
     for name, spec in settings.alerts.channels.items():

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from shardwatch.scan.reader import as_text
+from shardwatch.scan.columns import as_text
 
 KeyArray = npt.NDArray[np.uint64]  # shape (n, 2)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from publicsuffixlist import PublicSuffixList
 
-from shardwatch.core.metrics import DomainSketch, DomainStat
+from shardwatch.core.domain_sketch import DomainSketch, DomainStat
 
 DEFAULT_TOP_K: Final = 100
 NO_HOST: Final = "(no host)"  # a null URL, or one without scheme://host

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from shardwatch.core.lexicon import Lexicon
 from shardwatch.core.profiles import DatasetProfile, LogicalField, tag_keys
-from shardwatch.scan.reader import ResolvedColumns, as_text
+from shardwatch.scan.columns import ResolvedColumns, as_text
 
 ID, TAG, SIMILARITY, WIDTH, HEIGHT, URL_SCHEME, KEYWORD = (
     "id",

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile
-from shardwatch.scan.reader import TextFormat, resolve_columns, text_format
+from shardwatch.scan.columns import resolve_columns
+from shardwatch.scan.reader import TextFormat, text_format
 from shardwatch.settings.config import Settings
 
 _URL_PREFIXES = ("http://", "https://", "www.")

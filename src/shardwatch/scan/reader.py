@@ -9,8 +9,9 @@ A shard is a parquet file, or a delimited text file named `*.csv`, `*.tsv`, `*.c
 - Header: when the profile has `header`, the file has no header row and those are its
   column names (CC3M, CC12M); otherwise the first row names the columns.
 - Every column is read as `binary` (no type inference, so a later block can never disagree
-  with the first). Text is decoded by `as_text`, with U+FFFD for invalid UTF-8, so a bad
-  caption never fails the shard; numbers are parsed by the engine (`binary` -> float64).
+  with the first). Text is decoded by `as_text` (columns.py), with U+FFFD for invalid UTF-8,
+  so a bad caption never fails the shard; numbers are parsed by the engine (`binary` ->
+  float64).
 - An empty field is null (CSV has no separate empty string); every other value is kept as
   written, so a caption `NA` or `null` stays text.
 - A row whose field count differs from the header's fails the shard with a ShardReadError
@@ -22,7 +23,7 @@ A shard is a parquet file, or a delimited text file named `*.csv`, `*.tsv`, `*.c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,8 +32,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile, LogicalField
+from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile
 from shardwatch.core.schema import check_schema
+from shardwatch.scan.columns import ResolvedColumns, resolve_columns
 
 DEFAULT_BATCH_SIZE = 131_072
 # Read pages through a buffered stream instead of whole column chunks, so a shard written as
@@ -96,37 +98,6 @@ def shard_format(path: str | Path) -> ShardFormat:
     """`csv` or `tsv` for a delimited text file name (see `text_format`), else `parquet`."""
     fmt = text_format(path)
     return "parquet" if fmt is None else fmt.kind
-
-
-@dataclass(frozen=True)
-class ResolvedColumns:
-    """Which logical fields a shard has, and under which column names."""
-
-    present: Mapping[LogicalField, str]
-    missing: tuple[LogicalField, ...]
-
-    def has(self, logical: LogicalField) -> bool:
-        return logical in self.present
-
-
-def resolve_columns(names: list[str], profile: DatasetProfile) -> ResolvedColumns:
-    """Find each mapped column by exact name, else by a unique case-insensitive match."""
-    present: dict[LogicalField, str] = {}
-    missing: list[LogicalField] = []
-    for logical in LOGICAL_FIELDS:
-        wanted = profile.column(logical)
-        if wanted is None:
-            missing.append(logical)
-            continue
-        if wanted in names:
-            present[logical] = wanted
-            continue
-        folded = [n for n in names if n.casefold() == wanted.casefold()]
-        if len(folded) == 1:
-            present[logical] = folded[0]
-        else:
-            missing.append(logical)
-    return ResolvedColumns(present, tuple(missing))
 
 
 def _row_counter(n: int) -> pa.RecordBatch:
@@ -416,19 +387,3 @@ class ShardReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def as_text(arr: pa.Array) -> pa.Array:
-    """Any string-like column as large_string. Invalid UTF-8 in a binary column is decoded
-    with U+FFFD replacement (Python's `errors="replace"`) rather than failing the shard."""
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_large_string(arr.type):
-        return arr
-    try:
-        return arr.cast(pa.large_string())
-    except pa.ArrowInvalid:
-        if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
-            raise
-        values = [None if v is None else v.decode("utf-8", "replace") for v in arr.to_pylist()]
-        return pa.array(values, type=pa.large_string())

@@ -23,9 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shardwatch.alerting.links import docs_relative
-from shardwatch.alerting.notify import AlertItem
-from shardwatch.alerting.text import scope_label
+from shardwatch.core.alert_items import AlertItem, docs_relative, scope_label
 from shardwatch.core.alerts import (
     DRIFT_METRICS,
     AlertPlan,
@@ -34,7 +32,8 @@ from shardwatch.core.alerts import (
     failure_observations,
     judge,
 )
-from shardwatch.core.metrics import DomainStat, ShardMetrics
+from shardwatch.core.domain_sketch import DomainStat
+from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 from shardwatch.store import models as t

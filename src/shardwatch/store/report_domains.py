@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.selectable import CTE
 
-from shardwatch.core.metrics import DomainSketch, DomainStat
+from shardwatch.core.domain_sketch import DomainSketch, DomainStat
 from shardwatch.store import models as t
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardwatch.alerting.links import Links
 from shardwatch.alerting.notify import AlertItem, Channel, DeliveryError, Message
-from shardwatch.settings.config import AlertSettings
+from shardwatch.settings.alerts import AlertSettings
 from shardwatch.store.models import utcnow
 from shardwatch.store.outbox import Notice, Outbox
 from shardwatch.store.pacing import ChannelGate, Turn

@@ -29,7 +29,8 @@ from shardwatch.core.profiles import LAION400M, DatasetProfile
 from shardwatch.core.schema import check_schema
 from shardwatch.core.validation import Check, ShardValidation, blame_drift
 from shardwatch.scan.columns import resolve_columns
-from shardwatch.settings.config import AlertSettings, load_settings
+from shardwatch.settings.alerts import AlertSettings
+from shardwatch.settings.config import load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.report import dataset_report

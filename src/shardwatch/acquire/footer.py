@@ -51,7 +51,7 @@ from shardwatch.acquire.page_scan import PageScan, scan_pages
 from shardwatch.scan.reader import TextFormat, text_format
 
 if TYPE_CHECKING:
-    from shardwatch.settings.config import DownloadSettings
+    from shardwatch.settings.download import DownloadSettings
 
 MAGIC = b"PAR1"
 GZIP_MAGIC = b"\x1f\x8b"

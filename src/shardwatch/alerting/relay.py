@@ -33,7 +33,7 @@ from shardwatch.alerting.message import (
     item_order,
 )
 from shardwatch.core.alert_items import AlertItem
-from shardwatch.settings.config import AlertSettings
+from shardwatch.settings.alerts import AlertSettings
 from shardwatch.store.models import utcnow
 from shardwatch.store.outbox import Notice, Outbox
 from shardwatch.store.pacing import ChannelGate, Turn

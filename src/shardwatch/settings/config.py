@@ -1,4 +1,10 @@
-"""Config: the one settings model, read from `shardwatch.toml` and `SHARDWATCH_*` variables."""
+"""Config: the one settings model, read from `shardwatch.toml` and `SHARDWATCH_*` variables.
+
+`Settings` is the root: only it reads the environment (`SHARDWATCH_*`, nested sections with
+`__`) and the TOML file. Each section's model lives in its own module (`validation`, `alerts`,
+`sources`, `download`, `monitor`, `profiles`, `lexicons`); `load_settings` loads and checks
+the whole, raising `ConfigError`.
+"""
 
 from __future__ import annotations
 
@@ -7,460 +13,32 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from shardwatch.acquire.bounded_json import ListingLimits
-from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
-from shardwatch.core.lexicon import BUILTIN_LEXICONS, DEFAULT_LEXICON, Lexicon, MatchMode, Pattern
-from shardwatch.core.names import (
-    MAX_CONFIG_NAME_CHARS,
-    MAX_DATASET_CHARS,
-    MAX_TERM_CHARS,
-    name_problem,
-    shown,
-)
-from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
+from shardwatch.core.lexicon import BUILTIN_LEXICONS, Lexicon
+from shardwatch.core.names import MAX_CONFIG_NAME_CHARS, MAX_DATASET_CHARS, name_problem, shown
+from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile
+from shardwatch.settings.alerts import AlertSettings
+from shardwatch.settings.base import ConfigError
+from shardwatch.settings.download import DownloadSettings
+from shardwatch.settings.lexicons import LexiconSpec, resolve_lexicon
+from shardwatch.settings.monitor import MonitorSettings
 from shardwatch.settings.paths import DEFAULT_STATE_DIR, fill_state_defaults, resolve_file_paths
+from shardwatch.settings.profiles import ProfileSpec, resolve_profile
+from shardwatch.settings.sources import SourceSpec
+from shardwatch.settings.validation import ValidationSettings
+
+__all__ = ["DEFAULT_CONFIG_FILE", "ConfigError", "Settings", "load_settings"]
 
 DEFAULT_CONFIG_FILE = Path("shardwatch.toml")
 _toml_path: ContextVar[Path | None] = ContextVar("shardwatch_toml_path", default=None)
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message says where and why."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PatternSpec(_Strict):
-    term: str = Field(description="The term; matched case-insensitively.")
-    mode: MatchMode | None = Field(
-        default=None, description="`word` or `substring`; defaults per list (terms: word)."
-    )
-    forms: list[str] = Field(
-        default_factory=list,
-        description="Other spellings that count as this entry (plurals, hyphen and spacing "
-        "variants), matched in the same mode.",
-    )
-
-
-class LexiconSpec(_Strict):
-    description: str = ""
-    extends: str | None = Field(
-        default=None, description="Start from this lexicon's terms and keywords, then add."
-    )
-    terms: list[str | PatternSpec] = Field(
-        default_factory=list, description="Watched terms, matched in TEXT; default mode word."
-    )
-    keywords: list[str | PatternSpec] = Field(
-        default_factory=list,
-        description="NSFW keywords, matched in TEXT or URL; default mode substring.",
-    )
-
-
-class ProfileSpec(_Strict):
-    description: str = ""
-    extends: str | None = Field(default=None, description="Start from this profile.")
-    columns: dict[LogicalField, str | None] = Field(
-        default_factory=dict, description="Logical field -> column name (null: absent)."
-    )
-    similarity_threshold: float | None = Field(
-        default=None, description="The dataset's CLIP-similarity cut-off."
-    )
-    nsfw_labels: list[str] | None = Field(default=None, description="The NSFW tag's label set.")
-    nsfw_signal: Literal["label", "score"] | None = Field(
-        default=None,
-        description="Whether the nsfw_tag column holds labels or a score (NSFW above "
-        "nsfw_threshold).",
-    )
-    nsfw_threshold: float | None = Field(
-        default=None, description="For a score signal: NSFW when the score is above this."
-    )
-    unsafe_threshold: float | None = Field(
-        default=None, description="The unsafe_score column counts as unsafe above this."
-    )
-    header: list[str] | None = Field(
-        default=None, description="Column names of a header-less CSV/TSV file, in order."
-    )
-    other_columns: list[str] | None = Field(
-        default=None,
-        description="Columns the dataset carries that no field maps; any other column is "
-        "schema drift (unexpected). Unset: extra columns are not judged (or as `extends`).",
-    )
-    lexicon: str | None = Field(
-        default=None,
-        description="The lexicon this dataset is scanned with unless `lexicon` is set "
-        "(default: as `extends`, else precise2026).",
-    )
-
-
-class ValidationSettings(_Strict):
-    """Great Expectations validation of each shard's feature table, and its Data Docs."""
-
-    enabled: bool = Field(default=True, description="Validate every ingested shard.")
-    suite: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
-        description="Suite name: `<suite>.json` in suites_dir, else the packaged default "
-        "(default: the profile's name).",
-    )
-    suites_dir: Path | None = Field(
-        default=None,
-        description="Your folder of GX suite JSON files; a suite found there overrides the "
-        "packaged default of the same name (default: the packaged suites only).",
-    )
-    gx_dir: Path = Field(
-        default=Path(".shardwatch/gx"),
-        description="Private GX project (stores, checkpoints); default `<state_dir>/gx`.",
-    )
-    docs_dir: Path = Field(
-        default=Path(".shardwatch/docs"),
-        description="Where the Data Docs site is built; default `<state_dir>/docs`.",
-    )
-    keep_results: int = Field(
-        default=500, ge=1, description="Newest validation results kept in Data Docs; older pruned."
-    )
-    max_rows: int = Field(
-        default=4_000_000,
-        ge=1,
-        description="Rows per GX run: larger shards are validated in parts (split by id) and "
-        "the checks merged exactly, to bound memory.",
-    )
-    partial_unexpected: int = Field(
-        default=10,
-        ge=0,
-        le=100,
-        description="Unexpected values sampled per check (ids, codes and numbers only).",
-    )
-
-
-class SlackChannelSpec(_Strict):
-    type: Literal["slack"]
-    webhook_url: SecretStr = Field(description="Incoming-webhook URL (a secret: never shown).")
-    connect_timeout: float = Field(default=3.05, gt=0)
-    read_timeout: float = Field(default=10.0, gt=0)
-    attempts: int = Field(default=4, ge=1, le=10, description="Tries per message, bounded.")
-
-
-class EmailChannelSpec(_Strict):
-    type: Literal["email"]
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["none", "starttls", "ssl"] = "starttls"
-    sender: str
-    recipients: list[str] = Field(min_length=1)
-    username: str | None = None
-    password: SecretStr | None = Field(default=None, description="A secret: never shown.")
-    timeout: float = Field(default=10.0, gt=0)
-    attempts: int = Field(default=3, ge=1, le=10)
-
-
-class ConsoleChannelSpec(_Strict):
-    type: Literal["console"]
-
-
-class FileChannelSpec(_Strict):
-    type: Literal["file"]
-    path: Path = Field(
-        default=Path(".shardwatch/alerts.jsonl"),
-        description="JSON lines; default `<state_dir>/alerts.jsonl`.",
-    )
-
-
-ChannelSpec = Annotated[
-    SlackChannelSpec | EmailChannelSpec | ConsoleChannelSpec | FileChannelSpec,
-    Field(discriminator="type"),
-]
-
-
-RULE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-
-
-class RuleSpec(_Strict):
-    """One alert rule. A rule named like a built-in one overrides only the fields it sets."""
-
-    enabled: bool = True
-    metric: Metric | None = Field(
-        default=None, description="What is judged (see docs/alerts.md, the table of metrics)."
-    )
-    severity: Literal["warning", "critical"] | None = None
-    level: Level | None = Field(
-        default=None, description="`shard`, `dataset` (over the latest versions) or `both`."
-    )
-    max: float | None = Field(default=None, description="Breach above this value.")
-    min: float | None = Field(default=None, description="Breach below this value.")
-    min_support: int | None = Field(
-        default=None, ge=1, description="Fewest rows (or term matches) before a rate is judged."
-    )
-    label: str | None = Field(
-        default=None, description="The NSFW tag label counted by tag rates (default NSFW)."
-    )
-
-
-def _console_only() -> dict[str, ChannelSpec]:
-    return {"console": ConsoleChannelSpec(type="console")}
-
-
-class AlertSettings(_Strict):
-    """Alert rules and channels. Channels: `[alerts.channels.<name>]` with a `type`; rules:
-    `[alerts.rules.<name>]`, added to (or overriding) the built-in rules."""
-
-    enabled: bool = Field(default=True, description="Judge alert rules and relay alerts.")
-    channels: dict[str, ChannelSpec] = Field(
-        default_factory=_console_only,
-        description="Named channels: slack, email, console or file.",
-    )
-    rules: dict[str, RuleSpec] = Field(
-        default_factory=dict, description="Alert rules, by name (built-ins: see docs/alerts.md)."
-    )
-    renotify_hours: float = Field(
-        default=24.0,
-        ge=0,
-        description="Remind about a breach that persists this long after its last notice "
-        "(0: never).",
-    )
-    max_attempts: int = Field(
-        default=5, ge=1, le=100, description="Relay passes per message before it is dead."
-    )
-    retry_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="First wait before a failed message is retried "
-        "(doubles per attempt, at most 1 hour).",
-    )
-    lease_seconds: float = Field(
-        default=120.0,
-        gt=0,
-        description="A relay's hold on the messages it sends; a crashed relay's messages "
-        "are sent again after it (at most one duplicate).",
-    )
-    min_interval_seconds: float = Field(
-        default=1.0,
-        ge=0,
-        description="Fewest seconds between two messages to one channel, across relay passes "
-        "and processes (an alert storm is aggregated into few messages, never sent faster).",
-    )
-    max_wait_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="Longest one relay pass waits for channels' turns; what it could not send "
-        "in that time waits for the next pass.",
-    )
-    docs_base_url: str | None = Field(
-        default=None,
-        description="Public http(s) URL where the Data Docs site folder is published; alerts "
-        "link to `<url>/index.html` and shard pages below it (unset: no Data Docs links).",
-    )
-    reports_base_url: str | None = Field(
-        default=None,
-        description="Public http(s) URL where the reports folder is published; alerts link "
-        "to `<url>/run-N.html` (unset: no report links).",
-    )
-
-    @field_validator("docs_base_url", "reports_base_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        from shardwatch.alerting.links import normalise_base_url
-
-        return normalise_base_url(value)
-
-    @model_validator(mode="after")
-    def _rule_names(self) -> AlertSettings:
-        import re
-
-        for name in [*self.rules, *self.channels]:
-            if not re.fullmatch(RULE_NAME, name):
-                raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
-        return self
-
-    def plan(self, docs_index: str | None = None, *, reports: bool = False) -> AlertPlan:
-        """What the results transaction judges, and the channels notices are written for
-        (`reports`: the pass writes `run-N.html`, so notices may link to it)."""
-        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index, reports)
-
-    def active_rules(self) -> tuple[Rule, ...]:
-        """The built-in rules overridden by, and extended with, the configured ones."""
-        out: dict[str, Rule] = {r.name: r for r in DEFAULT_RULES}
-        for name, spec in self.rules.items():
-            if not spec.enabled:
-                out.pop(name, None)
-                continue
-            base = out.get(name)
-            fields = {k: getattr(spec, k) for k in spec.model_fields_set if k != "enabled"}
-            if base is None and spec.metric is None:
-                raise ConfigError(f"alert rule {name!r} needs a metric")
-            try:
-                out[name] = Rule(name=name, **fields) if base is None else base.replace(**fields)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"alert rule {name!r}: {exc}") from None
-        return tuple(out.values())
-
-
-class LocalSourceSpec(_Strict):
-    type: Literal["local"]
-    path: str = Field(
-        description="A folder (its *.parquet files) or a glob, e.g. data/**/*.parquet."
-    )
-
-
-class HttpSourceSpec(_Strict):
-    type: Literal["http"]
-    manifest: str = Field(
-        description="URL of a manifest: JSON (URLs, or objects with url/size/sha256/etag) or "
-        "one URL per line. Listed URLs and every redirect must stay on the manifest's origin "
-        "(host and port) or `extra_hosts`."
-    )
-    extra_hosts: list[str] = Field(
-        default_factory=list,
-        description="More allowed hosts: `host` (ports 80/443) or `host:port`. The manifest's "
-        "own origin (host and port) is always allowed.",
-    )
-
-
-class HfSourceSpec(_Strict):
-    type: Literal["hf"]
-    repo: str = Field(
-        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
-        description="A Hugging Face Hub dataset repository, `owner/name`.",
-    )
-    revision: str = "main"
-    path: str = Field(default="", description="A folder inside the repository.")
-    token: SecretStr | None = Field(default=None, description="A Hub token (a secret).")
-    endpoint: str = "https://huggingface.co"
-    extra_hosts: list[str] | None = Field(
-        default=None, description="Download hosts the Hub redirects to (default: its CDNs)."
-    )
-
-
-class ObjectStoreSourceSpec(_Strict):
-    type: Literal["object"]
-    uri: str = Field(description="s3://bucket/prefix, gs://bucket/prefix or file:///dir.")
-    region: str | None = None
-    endpoint_override: str | None = None
-    anonymous: bool = False
-
-
-SourceSpec = Annotated[
-    LocalSourceSpec | HttpSourceSpec | HfSourceSpec | ObjectStoreSourceSpec,
-    Field(discriminator="type"),
-]
-
-
-class DownloadSettings(_Strict):
-    """How shards are fetched into the cache and checked before they are decoded."""
-
-    cache_dir: Path = Field(
-        default=Path(".shardwatch/cache"),
-        description="Download cache; default `<state_dir>/cache`.",
-    )
-    keep_cache: bool = Field(
-        default=False,
-        description="Keep downloaded shards after they are processed (default: delete them; "
-        "an interrupted download's partial file is always kept, to resume).",
-    )
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=30.0, gt=0)
-    min_speed: int = Field(
-        default=1024,
-        ge=1,
-        description="Bytes/s: a transfer slower than this over `speed_window` seconds (headers "
-        "included) is cut off and retried, so a slow drip cannot hold a worker.",
-    )
-    speed_window: float = Field(default=60.0, gt=0, description="Seconds of the speed check.")
-    allow_private_addresses: bool | None = Field(
-        default=None,
-        description="May downloads connect to loopback or private addresses? Default: only "
-        "when a source is itself on one (its URL names such an address or localhost). "
-        "Link-local addresses (cloud metadata) are always refused.",
-    )
-    attempts: int = Field(default=4, ge=1, le=20, description="Tries per download, bounded.")
-    backoff: float = Field(default=1.0, gt=0, description="First retry wait; doubles.")
-    backoff_cap: float = Field(default=30.0, gt=0, description="Longest wait (Retry-After too).")
-    max_bytes: int = Field(default=8 * 1024**3, ge=1, description="Largest shard file.")
-    cache_max_bytes: int = Field(
-        default=32 * 1024**3,
-        ge=1,
-        description="Budget of the download cache folder, partial downloads included: a "
-        "download that would take the folder over it fails alone (its partial file removed) "
-        "and is retried on the next pass.",
-    )
-    partial_max_age_hours: float = Field(
-        default=168.0,
-        gt=0,
-        description="A partial download older than this, or that no listed shard owns, is "
-        "removed at the start of a pass.",
-    )
-    max_uncompressed_bytes: int = Field(
-        default=16 * 1024**3,
-        ge=1,
-        description="Refuse a shard whose footer declares more uncompressed data than this.",
-    )
-    max_rows: int = Field(default=2_000_000_000, ge=1, description="Largest declared row count.")
-    max_footer_bytes: int = Field(default=64 * 1024**2, ge=1, description="Largest footer.")
-    max_columns: int = Field(default=10_000, ge=1, description="Most leaf columns declared.")
-    max_schema_elements: int = Field(
-        default=40_000,
-        ge=1,
-        description="Most schema elements (columns and groups), counted before the footer is "
-        "parsed.",
-    )
-    max_nesting_depth: int = Field(
-        default=32, ge=1, description="Deepest struct/list/map nesting of a column, plus its leaf."
-    )
-    max_listing_bytes: int = Field(
-        default=16 * 1024**2, ge=1, description="Largest manifest, or Hub tree page."
-    )
-    max_listing_depth: int = Field(
-        default=64, ge=1, le=512, description="Deepest JSON nesting of a manifest or Hub page."
-    )
-    max_listing_entries: int = Field(
-        default=1_000_000,
-        ge=1,
-        description="Most JSON values in one manifest or Hub page, and most shards one source "
-        "lists.",
-    )
-    max_listing_pages: int = Field(
-        default=10_000, ge=1, description="Most Hub tree pages followed in one listing."
-    )
-
-    def listing_limits(self) -> ListingLimits:
-        """The caps on what one source's listing may hold (bounded_json.py)."""
-        return ListingLimits(
-            max_bytes=self.max_listing_bytes,
-            max_depth=self.max_listing_depth,
-            max_entries=self.max_listing_entries,
-            max_pages=self.max_listing_pages,
-        )
-
-
-class MonitorSettings(_Strict):
-    """The monitor flow: concurrency, task runner and schedule."""
-
-    concurrency: int = Field(default=2, ge=1, le=64, description="Shards processed at once.")
-    task_runner: Literal["thread", "dask"] = Field(
-        default="thread", description="`dask` fans shards out over a Dask cluster."
-    )
-    dask_address: str | None = Field(
-        default=None, description="Scheduler of an existing Dask cluster (default: a local one)."
-    )
-    schedule: str = Field(default="0 * * * *", description="Cron schedule of `shardwatch serve`.")
 
 
 class Settings(BaseSettings):
@@ -527,7 +105,7 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _below_state_dir(cls, data: Any) -> Any:
-        """Unset path settings default to below `state_dir` (see config_paths.py)."""
+        """Unset path settings default to below `state_dir` (see settings/paths.py)."""
         if isinstance(data, dict):
             data = fill_state_defaults(copy.deepcopy(data))
         return data
@@ -570,11 +148,11 @@ class Settings(BaseSettings):
 
     def dataset_profile(self, name: str | None = None) -> DatasetProfile:
         """The named (default: selected) profile, built-in or from the config."""
-        return _resolve_profile(name or self.profile, self.profiles, ())
+        return resolve_profile(name or self.profile, self.profiles, ())
 
     def active_lexicon(self, name: str | None = None) -> Lexicon:
         """The named (default: selected) lexicon, built-in or from the config."""
-        return _resolve_lexicon(name or self.lexicon_name(), self.lexicons, ())
+        return resolve_lexicon(name or self.lexicon_name(), self.lexicons, ())
 
     def lexicon_name(self) -> str:
         """The selected lexicon: `lexicon` if set, else the selected profile's."""
@@ -610,97 +188,6 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-
-
-def _chain_error(kind: str, name: str, chain: tuple[str, ...], known: list[str]) -> ConfigError:
-    if name in chain:
-        return ConfigError(f"{kind} {name!r} extends itself: {' -> '.join((*chain, name))}")
-    return ConfigError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
-
-
-def _resolve_profile(
-    name: str, specs: dict[str, ProfileSpec], chain: tuple[str, ...]
-) -> DatasetProfile:
-    known = sorted(set(BUILTIN_PROFILES) | set(specs))
-    if name in chain or (name not in specs and name not in BUILTIN_PROFILES):
-        raise _chain_error("profile", name, chain, known)
-    if name not in specs:
-        return BUILTIN_PROFILES[name]
-    spec = specs[name]
-    base = _resolve_profile(spec.extends, specs, (*chain, name)) if spec.extends else None
-    columns: dict[LogicalField, str | None] = dict(base.columns) if base else {}
-    columns.update(spec.columns)
-    threshold = spec.similarity_threshold
-    if threshold is None:
-        if base is None:
-            raise ConfigError(f"profile {name!r} needs similarity_threshold (or extends)")
-        threshold = base.similarity_threshold
-    signal = spec.nsfw_signal or (base.nsfw_signal if base else "label")
-    same_signal = base is not None and base.nsfw_signal == signal
-    labels = (
-        spec.nsfw_labels
-        if spec.nsfw_labels is not None
-        else (base.nsfw_labels if base and same_signal else [])
-    )
-    nsfw_threshold = spec.nsfw_threshold
-    if nsfw_threshold is None and base is not None and same_signal:
-        nsfw_threshold = base.nsfw_threshold
-    unsafe = spec.unsafe_threshold
-    if unsafe is None:
-        unsafe = base.unsafe_threshold if base else 0.5
-    header = spec.header if spec.header is not None else (base.header if base else None)
-    other = spec.other_columns
-    other_columns = tuple(other) if other is not None else (base.other_columns if base else None)
-    try:
-        return DatasetProfile(
-            name=name,
-            columns=columns,
-            similarity_threshold=threshold,
-            nsfw_labels=tuple(labels),
-            description=spec.description or (base.description if base else ""),
-            nsfw_signal=signal,
-            nsfw_threshold=nsfw_threshold,
-            unsafe_threshold=unsafe,
-            header=tuple(header) if header is not None else None,
-            other_columns=other_columns,
-            lexicon=spec.lexicon or (base.lexicon if base else DEFAULT_LEXICON),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _patterns(items: list[str | PatternSpec], default: MatchMode) -> tuple[Pattern, ...]:
-    out = []
-    for item in items:
-        spec = PatternSpec(term=item) if isinstance(item, str) else item
-        problem = name_problem(spec.term, max_chars=MAX_TERM_CHARS, one_line=True)
-        if problem:  # terms are stored and label report rows (keywords too, for symmetry)
-            raise ValueError(f"term '{shown(spec.term)}' {problem}")
-        for form in spec.forms:
-            problem = name_problem(form, max_chars=MAX_TERM_CHARS, one_line=True)
-            if problem:
-                raise ValueError(f"form '{shown(form)}' of '{shown(spec.term)}' {problem}")
-        out.append(Pattern(spec.term, spec.mode or default, tuple(spec.forms)))
-    return tuple(out)
-
-
-def _resolve_lexicon(name: str, specs: dict[str, LexiconSpec], chain: tuple[str, ...]) -> Lexicon:
-    known = sorted(set(BUILTIN_LEXICONS) | set(specs))
-    if name in chain or (name not in specs and name not in BUILTIN_LEXICONS):
-        raise _chain_error("lexicon", name, chain, known)
-    if name not in specs:
-        return BUILTIN_LEXICONS[name]
-    spec = specs[name]
-    base = _resolve_lexicon(spec.extends, specs, (*chain, name)) if spec.extends else None
-    try:
-        return Lexicon(
-            name=name,
-            terms=(base.terms if base else ()) + _patterns(spec.terms, "word"),
-            keywords=(base.keywords if base else ()) + _patterns(spec.keywords, "substring"),
-            description=spec.description or (base.description if base else ""),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

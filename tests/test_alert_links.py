@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shardwatch.alerting.links import Links, normalise_base_url
+from shardwatch.alerting.links import Links
 from shardwatch.core.alert_items import AlertItem, docs_relative
+from shardwatch.core.public_urls import normalise_base_url
 from shardwatch.settings.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit

@@ -24,9 +24,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shardwatch.alerting.links import is_public_url
 from shardwatch.core.alert_items import AlertItem, strip_local_paths
 from shardwatch.core.names import shown
+from shardwatch.core.public_urls import is_public_url
 
 # ------------------------------------------------------------------------------- numbers
 

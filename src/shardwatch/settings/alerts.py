@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
+from shardwatch.core.public_urls import normalise_base_url
 from shardwatch.settings.base import ConfigError, StrictModel
 
 
@@ -139,8 +140,6 @@ class AlertSettings(StrictModel):
     @field_validator("docs_base_url", "reports_base_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        from shardwatch.alerting.links import normalise_base_url
-
         return normalise_base_url(value)
 
     @model_validator(mode="after")

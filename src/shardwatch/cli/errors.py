@@ -1,9 +1,10 @@
-"""CLI errors: the one place an outcome becomes an exit code from the documented table.
+"""CLI errors: what escapes a command still leaves with a code from the documented table.
 
-Commands raise `typer.Exit(code)` for the outcomes they know. Anything that still escapes a
-command (an exception, Click's usage errors, an interrupt, a stray exit status) is mapped
-here by `exit_code_for` and reported on one line, so no traceback and no status outside
-`ExitCode` ever leaves the process (`run`).
+Commands end through `outcomes.command` (an `Outcome`, or `Failed` with its line). Anything
+that still escapes a command (an exception, Click's usage errors, an interrupt, a stray exit
+status) is named as an `Outcome` here by `outcome_for` and reported on one line, and
+`outcomes.exit_code` gives its code, so no traceback and no status outside `ExitCode` ever
+leaves the process (`run`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 import typer
 
 from shardwatch.cli.exit_codes import ExitCode
-from shardwatch.core.names import shown
-from shardwatch.core.redact import redact_text
+from shardwatch.cli.outcomes import Failed, Outcome, exit_code, report_error
 
 INTERRUPTED = 130  # what Typer returns for Ctrl-C
 
@@ -26,40 +26,48 @@ def _one_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
-    """The exit code of an exception that escaped a command, and its one-line message (which
-    never holds a password: store errors are masked where they are raised)."""
+def outcome_for(exc: BaseException) -> tuple[Outcome, str]:
+    """The outcome an exception that escaped a command stands for, and its one-line message
+    (which never holds a password: store errors are masked where they are raised)."""
     from shardwatch.scan.reader import ShardReadError
     from shardwatch.settings.config import ConfigError
 
+    if isinstance(exc, Failed):
+        return exc.outcome, exc.message
     if isinstance(exc, ConfigError):
-        return ExitCode.USAGE, str(exc)
+        return Outcome.BAD_USAGE, str(exc)
     if isinstance(exc, ShardReadError):
-        return ExitCode.INPUT, str(exc)
+        return Outcome.INPUT_FAILED, str(exc)
     if "shardwatch.store.database" in sys.modules:  # the store stack loads only when used
         from shardwatch.store.database import StoreError
 
         if isinstance(exc, StoreError):
-            return ExitCode.USAGE, str(exc)
+            return Outcome.BAD_USAGE, str(exc)
     if "sqlalchemy" in sys.modules:
         from sqlalchemy.exc import SQLAlchemyError
 
         if isinstance(exc, SQLAlchemyError):
-            return ExitCode.INPUT, f"database: {type(exc).__name__}: {_one_line(exc)}"
+            return Outcome.STORE_FAILED, f"database: {type(exc).__name__}: {_one_line(exc)}"
     if isinstance(exc, typer.Abort | KeyboardInterrupt) or type(exc).__name__ == "Abort":
-        return ExitCode.INPUT, "interrupted"
+        return Outcome.INTERRUPTED, "interrupted"
     if isinstance(exc, OSError):
-        return ExitCode.INPUT, f"{type(exc).__name__}: {_one_line(exc)}"
-    return ExitCode.INPUT, f"internal error ({type(exc).__name__}): {_one_line(exc)}"
+        return Outcome.RUN_FAILED, f"{type(exc).__name__}: {_one_line(exc)}"
+    return Outcome.RUN_FAILED, f"internal error ({type(exc).__name__}): {_one_line(exc)}"
+
+
+def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:
+    """The exit code of an exception that escaped a command, and its one-line message."""
+    outcome, message = outcome_for(exc)
+    return exit_code(outcome), message
 
 
 def status_code(status: Any) -> ExitCode:
     """A command's exit status (None, an int, or a stray value) as a documented code."""
     if status is None:
-        return ExitCode.OK
+        return exit_code(Outcome.OK)
     if isinstance(status, int) and status in ExitCode._value2member_map_:
-        return ExitCode(status)
-    return ExitCode.INPUT
+        return ExitCode(status)  # already decided by `exit_code`
+    return exit_code(Outcome.INTERRUPTED if status == INTERRUPTED else Outcome.RUN_FAILED)
 
 
 def _is_usage_error(exc: BaseException) -> bool:
@@ -75,13 +83,13 @@ def run(command: Callable[..., Any]) -> int:
     except Exception as exc:
         if _is_usage_error(exc):  # a bad option or argument: Click's message and usage
             exc.show()  # type: ignore[attr-defined]
-            return int(ExitCode.USAGE)
+            return int(exit_code(Outcome.BAD_USAGE))
         code, message = exit_code_for(exc)
-        typer.echo(f"error: {shown(redact_text(message))}", err=True)
+        report_error(message)
         return int(code)
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        return int(ExitCode.INPUT)
+        report_error("interrupted")
+        return int(exit_code(Outcome.INTERRUPTED))
     if status == INTERRUPTED:
-        typer.echo("error: interrupted", err=True)
+        report_error("interrupted")
     return int(status_code(status))

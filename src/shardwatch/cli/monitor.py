@@ -1,0 +1,167 @@
+"""The monitor flow from the command line: `run` (one pass), `serve` (on a schedule) and
+`demo` (the whole job on a generated dataset served over loopback HTTP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shardwatch.cli import options
+from shardwatch.cli.options import ConfigOpt
+from shardwatch.cli.outcomes import Failed, Outcome, command
+from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr
+from shardwatch.cli.store_access import check_store_url, store_engine
+from shardwatch.demo.run import DEFAULT_DEMO_DIR, demo_shards
+
+app = typer.Typer()
+
+NO_SOURCES = "no [sources] configured: add one to shardwatch.toml"
+
+
+def _monitor_flow() -> Any:
+    from shardwatch.pipeline.monitor import load_flow
+
+    try:
+        return load_flow()
+    except FileNotFoundError as exc:
+        raise Failed(Outcome.BAD_USAGE, str(exc)) from None
+
+
+def _prefect_quiet(logs: bool = False) -> None:
+    """No telemetry; Prefect's own console logging only for warnings unless `logs`."""
+    import os
+
+    if not logs:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _pass_summary(state: Any) -> Any:
+    """A finished flow run's summary; a failed flow stops the command (exit 3)."""
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        raise Failed(Outcome.RUN_FAILED, f"the monitor flow failed: {summary}")
+    return summary
+
+
+@command(app, "run")
+def run_monitor(config: ConfigOpt = None) -> Outcome:
+    """Run one monitor pass (the Prefect flow): discover new or changed shards in the
+    configured [sources], fetch and check them, scan, validate and store each, relay alerts,
+    and write a report with Table 1 and charts under <state_dir>/reports/.
+
+    Exit 0 when every shard was stored; 3 if a shard failed or was quarantined (the others
+    were still processed), a source could not be listed, or validation could not run (no
+    suite, GX crashed); 2 without sources.
+    """
+    settings = options.load(config)
+    if not settings.sources:
+        raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
+    check_store_url(settings)
+    _prefect_quiet()
+    flow = _monitor_flow()
+    summary = _pass_summary(flow(str(config) if config else None, return_state=True))
+    print_pass(summary, settings)
+    if summary.failed or summary.source_errors:
+        return Outcome.INPUT_FAILED
+    return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK
+
+
+@command(app)
+def serve(
+    config: ConfigOpt = None,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Override monitor.schedule (a cron string).")
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", min=1, help="Run every SECONDS instead of on a cron schedule."),
+    ] = None,
+) -> None:
+    """Serve the monitor flow on its schedule (monitor.schedule, or --cron / --interval)
+    until interrupted.
+
+    Needs a running Prefect API: `prefect server start`, then
+    PREFECT_API_URL=http://127.0.0.1:4200/api (or a Prefect profile / Prefect Cloud). Without
+    one, serve exits 2 at once. Runs appear in the Prefect UI with their Table 1 artifact; a
+    run ends Failed when a shard failed, a source was not listed or validation could not run,
+    and a run that fails or crashes sends a `monitor-run` notice to the alert channels.
+    """
+    settings = options.load(config)
+    if not settings.sources:
+        raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
+    if cron is not None and interval is not None:
+        raise Failed(Outcome.BAD_USAGE, "give --cron or --interval, not both")
+    schedule = cron or settings.monitor.schedule
+    try:
+        from prefect.client.schemas.schedules import construct_schedule
+
+        construct_schedule(cron=schedule)
+    except (ValueError, TypeError) as exc:
+        message = f"invalid cron schedule {schedule!r}: {exc}"
+        raise Failed(Outcome.BAD_USAGE, message) from None
+    from shardwatch.pipeline.prefect_api import ApiUnavailable, require_api
+
+    _prefect_quiet(logs=True)
+    try:
+        require_api()
+    except ApiUnavailable as exc:
+        raise Failed(Outcome.BAD_USAGE, str(exc)) from None
+    flow = _monitor_flow()
+    every = f"every {interval:g} s" if interval is not None else repr(schedule)
+    typer.echo(f"serving shardwatch-monitor {every} (Ctrl-C stops)")
+    flow.serve(
+        name="shardwatch-monitor",
+        cron=None if interval is not None else schedule,
+        interval=interval,
+        limit=1,  # passes never overlap; shards fan out inside a pass
+        parameters={"config": str(config.resolve()) if config else None},
+    )
+
+
+@command(app)
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the demo shards are written (and reused).")
+    ] = DEFAULT_DEMO_DIR,
+    shards: Annotated[int, typer.Option("--shards", min=1, help="Full demo shards.")] = 3,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows per full shard.")] = 200_000,
+) -> Outcome:
+    """The main job, end to end on this machine: generate a LAION-400M-like dataset, serve it
+    over loopback HTTP, and run the monitor flow on it (Prefect, embedded SQLite store).
+
+    The dataset: full shards, a URL+TEXT-only shard (unavailable metrics, errored checks) and
+    a corrupt shard (quarantined; the run goes on), with a manifest. Every shard is fetched,
+    checked, scanned, validated with the GX suite and stored; alert rules breach and go to
+    the console and to <state_dir>/alerts.jsonl; Data Docs and a report with charts are
+    built. Prints Table 1 and the paths to open. A second run finds nothing new.
+    Failing checks and the corrupt shard are the point: they do not make it exit non-zero;
+    validation that could not run does (exit 3).
+    """
+    from shardwatch.demo.run import corrupt_shard, demo_config, serve_folder, write_manifest
+
+    stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
+    paths = demo_shards(out, shards=shards, rows=rows)
+    paths.append(corrupt_shard(out, paths[0]))
+    write_manifest(out, paths)
+    _prefect_quiet()
+    flow = _monitor_flow()
+    state_dir = options.load(None).state_dir.resolve()  # $SHARDWATCH_STATE_DIR, else ./.shardwatch
+    alerts_file = state_dir / "alerts.jsonl"
+    with serve_folder(out) as base:
+        config = demo_config(state_dir / "demo.toml", base + "manifest.json", state_dir)
+        settings = options.load(config)
+        stderr.print(f"serving {out} at {base}; running the monitor flow", markup=False)
+        summary = _pass_summary(flow(str(config), return_state=True))
+    typer.echo("")
+    print_pass(summary, settings)
+    from shardwatch.store.report import dataset_report
+
+    typer.echo("")
+    print_report(dataset_report(store_engine(settings), settings.dataset), ReportFormat.text)
+    typer.echo(f"\nalerts (JSON lines): {alerts_file.resolve()}")
+    typer.echo(f"config used: {config.resolve()}")
+    # the demo's failing checks are the point; validation that could not run is not
+    return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK

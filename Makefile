@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := .shardwatch/demo
 
-.PHONY: demo test lint typecheck unit browser bench clean
+.PHONY: demo test lint typecheck imports unit browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ browser:
 unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+# The import contract in pyproject.toml ([tool.importlinter]): layer order, no cycles.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+test: lint typecheck imports unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scan_vs_duckdb.py --rows 1000000

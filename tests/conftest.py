@@ -32,6 +32,8 @@ from psycopg2 import sql
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytest_plugins = ["markers"]  # every test is marked unit or integration (tests/markers.py)
+
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 

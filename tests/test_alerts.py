@@ -18,6 +18,8 @@ from shardwatch.core.profiles import LAION400M
 from shardwatch.core.validation import Check, ShardValidation
 from shardwatch.scan.engine import CompiledLexicon, scan_batches
 
+pytestmark = pytest.mark.unit
+
 ALL_METRIC_RULES = (
     Rule("tag", "nsfw_tag_rate", max=0.02),
     Rule("kw", "keyword_nsfw_rate", max=0.1),

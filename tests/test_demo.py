@@ -16,9 +16,8 @@ from shardwatch.core.profiles import LAION400M
 from shardwatch.demo.run import demo_shards
 from shardwatch.scan.engine import scan_shard
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_demo_shards_are_written_once_and_scan(tmp_path: Path) -> None:
     paths = demo_shards(tmp_path, shards=2, rows=3000)
     assert [p.name for p in paths] == [
@@ -40,6 +39,7 @@ def test_demo_shards_are_written_once_and_scan(tmp_path: Path) -> None:
     assert total.terms is not None and total.terms["desi"].substring_matches > 0
 
 
+@pytest.mark.unit
 def test_demo_data_is_deterministic(tmp_path: Path) -> None:
     a = demo_shards(tmp_path / "a", shards=1, rows=2000)[0]
     b = demo_shards(tmp_path / "b", shards=1, rows=2000)[0]

@@ -32,6 +32,7 @@ LEXICON = CompiledLexicon(BIRHANE2021)
 PSL = PublicSuffixList()
 
 
+@pytest.mark.unit
 def test_domain_of_each_url_form() -> None:
     urls = {
         "https://cdn.shopify.com/a.jpg": "shopify.com",
@@ -62,6 +63,7 @@ def test_domain_of_each_url_form() -> None:
     assert len(domains) == len(set(domains))
 
 
+@pytest.mark.unit
 def test_batch_counts_and_sketch_by_hand() -> None:
     urls = pa.array(
         [
@@ -99,6 +101,7 @@ def test_batch_counts_and_sketch_by_hand() -> None:
     assert sum(s.rows for s in sketch.top.values()) + sketch.rest_rows == 16
 
 
+@pytest.mark.unit
 def test_merge_adds_floors_as_error_by_hand() -> None:
     a = DomainSketch(
         k=1, top={"x.com": DomainStat(10, 5, 1)}, floor_rows=3, floor_keyword=2, rest_rows=7
@@ -148,6 +151,7 @@ def _skewed_shards(directory: Path, shards: int, rows: int, seed: int) -> list[P
     return paths
 
 
+@pytest.mark.unit
 def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path) -> None:
     paths = _skewed_shards(tmp_path, shards=6, rows=6000, seed=3)
     shard_metrics = [scan_shard(p, LAION400M, LEXICON, domain_top_k=25) for p in paths]
@@ -187,6 +191,7 @@ def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path)
     assert top_listed == [d for d, _ in true_kw.most_common(5)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_stored_domain_report_equals_the_merged_sketch(store: ResultStore, tmp_path: Path) -> None:
     paths = _skewed_shards(tmp_path, shards=4, rows=3000, seed=8)
@@ -214,6 +219,7 @@ def test_stored_domain_report_equals_the_merged_sketch(store: ResultStore, tmp_p
     assert found.floor_rows == merged.floor_rows
 
 
+@pytest.mark.unit
 def test_new_domain_rule_judges_only_new_domains_with_support() -> None:
     rule = Rule(
         "new-risky", "new_domain_keyword_nsfw_rate", "warning", "shard", max=0.5, min_support=10
@@ -240,6 +246,7 @@ def _domain_shard(directory: Path, name: str, spec: dict[str, tuple[int, int]]) 
     return write_shard(pa.table({"URL": urls, "TEXT": texts}), directory, name)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_high_risk_domain_alerts_the_first_time_it_appears(
     store: ResultStore, tmp_path: Path
@@ -263,6 +270,7 @@ def test_a_high_risk_domain_alerts_the_first_time_it_appears(
     }
 
 
+@pytest.mark.integration
 def test_report_domains_cli(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     shard = _domain_shard(
@@ -284,6 +292,7 @@ def test_report_domains_cli(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "--by must be" in bad.stderr
 
 
+@pytest.mark.unit
 def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     import shardwatch.scan.domains as domains
 
@@ -301,6 +310,7 @@ def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sketch.rest_rows == 2000 - sum(s.rows for s in sketch.top.values())
 
 
+@pytest.mark.integration
 def test_report_domains_shows_bounds_where_a_count_is_not_exact(tmp_path: Path) -> None:
     """A domain listed by one shard (1 keyword-NSFW row of 1) but left out of another shard's
     top-1 (7 clean rows): the truth is 1 of 8 (12.5%). The old rate column showed 100%."""

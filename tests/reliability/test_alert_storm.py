@@ -51,6 +51,8 @@ from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "8 alert storms"
 DATASET = "laion-storm"
 N_SHARDS = 50

@@ -74,6 +74,8 @@ from shardwatch.scan.engine import scan_shard
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "6 crashes"
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"
 NO_ROWS = dict.fromkeys(RESULT_TABLES, 0)

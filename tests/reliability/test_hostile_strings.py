@@ -68,6 +68,8 @@ from shardwatch.store.report import (
 )
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 S = "3 hostile strings"
 REPO = Path(__file__).resolve().parents[2]
 

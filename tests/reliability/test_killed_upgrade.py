@@ -28,6 +28,8 @@ from store_checks import subprocess_env
 
 from shardwatch.store.database import current, heads, make_engine
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "11 killed upgrade"
 WORKER = Path(__file__).resolve().parent / "upgrade_worker.py"
 POINTS = 4  # kill points spread over the statements, plus "commit"

@@ -62,6 +62,8 @@ from shardwatch.scan.reader import ShardReader
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 Figure = Callable[[str, str, object], None]
 SCENARIO = "1 malicious parquet"
 WORKER = Path(__file__).with_name("malparquet_worker.py")

@@ -35,6 +35,8 @@ from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
+pytestmark = pytest.mark.integration
+
 S = "4 network faults"
 
 

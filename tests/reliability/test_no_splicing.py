@@ -40,6 +40,8 @@ from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
+pytestmark = pytest.mark.integration
+
 S = "11 no splicing"
 SIZE = 300_000
 A = random.Random(1).randbytes(SIZE)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from builders import tagged_table, write_shard
 from leaks import LeakWatch
 from sqlalchemy import text
@@ -37,6 +38,8 @@ from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
 
 SCENARIO = "12 relay faults"
 WORKER = Path(__file__).resolve().parent / "relay_kill_worker.py"

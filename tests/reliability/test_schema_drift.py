@@ -36,6 +36,8 @@ from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
 from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "2 schema drift"
 
 

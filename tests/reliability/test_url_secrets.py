@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from builders import tagged_table, write_shard
-from leaks import SESSION_LOG, LeakWatch
+from leaks import LeakWatch
 from sqlalchemy import select
 from store_checks import run_shardwatch
 
@@ -45,6 +45,8 @@ from shardwatch.pipeline.monitor import discover
 from shardwatch.settings.config import load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
+
+pytestmark = pytest.mark.integration
 
 S = "11 URL secrets"
 
@@ -302,6 +304,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     figure: Any,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    debug_log: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.chdir(tmp_path)
@@ -349,7 +352,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     done = run_shardwatch("alerts", "test", "--channel", "mail", "--config", str(cfg), cwd=tmp_path)
     assert done.returncode == 4, done.stdout + done.stderr
     printed += [done.stdout, done.stderr]
-    printed.append(SESSION_LOG.read_text(errors="replace"))  # this session's DEBUG log
+    printed.append(debug_log.read_text(errors="replace"))  # this test's DEBUG log
     hits = [h for h in halves if any(h in text for text in printed)]
     figure(S, "error outputs searched for a half of an '@' password", len(printed))
     figure(S, "halves printed", len(hits))

@@ -21,6 +21,8 @@ from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox, scope_key
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "both", max=0.05, min_support=10)
 PLAN = AlertPlan((TAG,), ("mail", "slack"))
 

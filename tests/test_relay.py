@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,19 @@ def plan(*channels: str) -> AlertPlan:
 
 
 def run(store: ResultStore, channels: dict[str, Channel], policy: RelayPolicy = FAST,
-        at: float = 0.0, **kwargs: Any) -> RelayResult:
-    """One relay pass; `at` seconds in the future (explicit clocks instead of sleeping)."""
+        at: float = 0.0, *, start: datetime | None = None, **kwargs: Any) -> RelayResult:
+    """One relay pass; `at` seconds in the future (explicit clocks instead of sleeping): after
+    `start` when given, a fixed instant, so that intervals are exact; else after now."""
     def now() -> datetime:
-        return t.utcnow() + timedelta(seconds=at)
+        return (start or t.utcnow()) + timedelta(seconds=at)
 
     return relay(Outbox(store.engine), channels, owner="relay", policy=policy, now=now, **kwargs)
+
+
+def utc(at: datetime | None) -> datetime:
+    """A stored instant as an aware UTC datetime (SQLite gives it back naive)."""
+    assert at is not None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def slack_items(bodies: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -168,12 +175,14 @@ def test_retry_after_is_honoured_between_relay_passes(
     receiver = slack("429:1")
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
-    first = run(store, channels)
+    start = t.utcnow()  # the relay's clock: passes at `start` + `at` seconds, no sleeping
+    first = run(store, channels, start=start)
     assert first.failed == 2 and first.dead == 0 and "429" in (first.channels[0].error or "")
-    assert run(store, channels, at=0.5).channels == ()  # not due: Retry-After 1 s > 0.05 s
-    time.sleep(1.05)
-    assert run(store, channels).sent == 2
-    assert len(receiver.times) == 2 and receiver.times[1] - receiver.times[0] >= 1.0
+    # not due: Retry-After 1 s > retry_seconds 0.05 s
+    assert run(store, channels, at=0.99, start=start).channels == ()
+    assert run(store, channels, at=1.0, start=start).sent == 2  # due exactly 1 s later
+    sent = [utc(d.sent_at) for v in Outbox(store.engine).alerts() for d in v.deliveries]
+    assert len(receiver.times) == 2 and sent == [start + timedelta(seconds=1.0)] * 2
     assert len(receiver.bodies) == 1
 
 
@@ -181,10 +190,11 @@ def test_within_one_pass_retry_after_is_waited_out(
     store: ResultStore, tmp_path: Path, slack: Any
 ) -> None:
     receiver = slack("429:1", "reset")
-    channel = slack_channel(receiver, retry=Retry(attempts=3, base=0.05, cap=5))
+    waits: list[float] = []  # the channel's clock: it records its waits instead of sleeping
+    channel = slack_channel(receiver, retry=Retry(attempts=3, base=0.05, cap=5), sleep=waits.append)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     assert run(store, {"team": channel}).sent == 2
-    assert len(receiver.times) == 3 and receiver.times[1] - receiver.times[0] >= 1.0
+    assert len(receiver.times) == 3 and waits == [1.0, 0.1]  # Retry-After, then backoff 2 x 0.05
     assert len(receiver.bodies) == 1  # the 429 and the reset delivered nothing
 
 
@@ -294,17 +304,19 @@ def test_a_persisting_breach_is_reminded_once_per_interval(
 ) -> None:
     receiver = slack()
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
-    # a 2 s interval on a simulated clock (each pass's real duration shifts it a little);
-    # min_interval 0: pacing would sleep for real
+    # a 2 s interval on a fixed simulated clock; min_interval 0: pacing would sleep for real
     policy = RelayPolicy(renotify_hours=2 / 3600, retry_seconds=0.05, min_interval=0)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
-    assert run(store, channels, policy).sent == 2
-    assert run(store, channels, policy, at=1.6).sent == 0  # within the interval
-    reminded = run(store, channels, policy, at=2.4)
+    # passes at `start` + `at` seconds, `start` being when the breach was last notified
+    (start,) = {utc(v.last_notified_at) for v in Outbox(store.engine).alerts()}
+    assert run(store, channels, policy, start=start).sent == 2
+    assert run(store, channels, policy, at=1.99, start=start).sent == 0  # within the interval
+    assert run(store, channels, policy, at=2.0, start=start).sent == 0  # not longer ago yet
+    reminded = run(store, channels, policy, at=2.001, start=start)
     assert reminded.reminded == 2 and reminded.sent == 2
-    assert run(store, channels, policy, at=2.8).sent == 0
-    assert run(store, channels, policy, at=4.0).sent == 0  # 1.6 s after the reminder
-    assert run(store, channels, policy, at=4.8).sent == 2  # the next interval
+    assert run(store, channels, policy, at=2.8, start=start).sent == 0
+    assert run(store, channels, policy, at=4.001, start=start).sent == 0  # one interval after
+    assert run(store, channels, policy, at=4.002, start=start).sent == 2  # the next interval
     heads = [head for head, _ in slack_items(receiver.bodies)]
     assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 4
 

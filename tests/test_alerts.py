@@ -100,7 +100,7 @@ def test_min_and_max_bounds() -> None:
     rate = o.observed
     assert not o.breaching
 
-    def breaches(**bound: float) -> bool:
+    def breaches(**bound: Any) -> bool:
         return judge([Rule("kw", "keyword_nsfw_rate", **bound)], metrics, "shard")[0].breaching
 
     assert not breaches(min=rate) and not breaches(max=rate)  # the bounds are inclusive
@@ -183,6 +183,7 @@ def test_default_rules_on_the_real_rows(lexicon: Lexicon) -> None:
             ref["terms"][term]["keyword_nsfw"],
             ref["terms"][term]["matches"],
         )
+    assert metrics.domains is not None
     domains = judge(DEFAULT_RULES, metrics, "shard", new_domains=dict(metrics.domains.top))
     risky = [o.term for o in domains if o.rule.name == "new-high-risk-domain" and o.breaching]
     assert (risky == []) is (lexicon is PRECISE2026), risky

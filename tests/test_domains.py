@@ -176,14 +176,14 @@ def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path)
     assert sum(s.rows for s in sketch.top.values()) + sketch.rest_rows == 6 * 6000
     errors = 0
     for domain in true_rows:
-        stat = sketch.top.get(domain)
-        if stat is None:
+        top = sketch.top.get(domain)
+        if top is None:
             assert true_rows[domain] <= sketch.floor_rows
             assert true_kw[domain] <= sketch.floor_keyword
             continue
-        assert stat.rows <= true_rows[domain] <= stat.rows + stat.rows_error
-        assert stat.keyword_nsfw <= true_kw[domain] <= stat.keyword_nsfw + stat.keyword_error
-        errors += true_rows[domain] - stat.rows
+        assert top.rows <= true_rows[domain] <= top.rows + top.rows_error
+        assert top.keyword_nsfw <= true_kw[domain] <= top.keyword_nsfw + top.keyword_error
+        errors += true_rows[domain] - top.rows
     assert errors > 0  # the dataset is skewed enough that some counts are truly partial
     heavy = [d for d, _ in true_kw.most_common(10)]
     assert all(d in sketch.top for d in heavy)  # the heavy hitters are all listed
@@ -276,7 +276,7 @@ def test_report_domains_cli(tmp_path: Path) -> None:
     shard = _domain_shard(
         tmp_path, "a.parquet", {"shop.com": (300, 3), "<b>.x": (5, 5), "risky.net": (60, 40)}
     )
-    env = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d"}
+    env: dict[str, Any] = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d"}
     done = run_shardwatch("ingest", "--no-validate", "--no-alerts", str(shard), **env)
     assert done.returncode == 0, done.stderr
     text = run_shardwatch("report", "--domains", "--top", "2", **env)
@@ -319,7 +319,7 @@ def test_report_domains_shows_bounds_where_a_count_is_not_exact(tmp_path: Path) 
     b = _domain_shard(
         tmp_path, "b.parquet", {"d.com": (7, 0), "other.com": (20, 0), "kw.org": (2, 2)}
     )
-    env = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d",
+    env: dict[str, Any] = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d",
            "SHARDWATCH_DOMAIN_TOP_K": "1"}  # fmt: skip
     done = run_shardwatch("ingest", "--no-validate", "--no-alerts", str(a), str(b), **env)
     assert done.returncode == 0, done.stderr

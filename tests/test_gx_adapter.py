@@ -127,7 +127,7 @@ def _duplicate_ids(rows: list[dict[str, Any]]) -> None:
 
 # expectation, column, condition, value_set (to tell two set checks apart), mutation,
 # and how to count the unexpected rows (or the observed mean) straight from the rows.
-BREAKERS: dict[str, tuple[str, str | None, str | None, Any, Callable[..., None],
+BREAKERS: dict[str, tuple[str, str | None, str | None, Any, Callable[..., object],
                           Callable[[list[dict[str, Any]]], Any]]] = {
     "id not null": (
         "expect_column_values_to_not_be_null", "id", None, None,

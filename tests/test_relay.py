@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from builders import tagged_table, write_shard
-from loopback import CANARY, SlackReceiver
+from loopback import CANARY, SlackReceiver, decoded, mime_parts
 from pydantic import SecretStr
 from sqlalchemy import select, text
 from store_checks import TESTS, ingest, subprocess_env
@@ -163,7 +163,7 @@ def test_many_breaches_in_one_run_are_one_message_per_channel(
     assert len(body["blocks"]) == 1 + 6  # header + 5 shards + the dataset
     assert body["blocks"][0]["text"]["text"] == "shardwatch: 6 alert(s), 6 critical in laion-test"
     (raw,) = mailbox.messages
-    text_part = message_from_bytes(raw).get_payload()[0].get_payload(decode=True).decode()
+    text_part = decoded(mime_parts(raw)[0]).decode()
     assert text_part.count("[CRITICAL] tag on laion-test") == 6
     # every item carries observed vs threshold (a rate: a percentage with its counts), the run
     assert f"observed 14.00% (14 of 100), threshold <= 5% (run {run_id})" in text_part
@@ -295,7 +295,7 @@ def test_hostile_names_arrive_escaped(
         assert "<!channel>" not in shown and "<http://evil.example|x>" not in shown
     assert any("&lt;!channel&gt; &lt;http://evil.example|x&gt; &amp; &lt;b&gt;" in s
                for s in texts)
-    html = message_from_bytes(mailbox.messages[0]).get_payload()[1].get_payload(decode=True)
+    html = decoded(mime_parts(mailbox.messages[0])[1])
     assert b"<!channel>" not in html and b"&lt;!channel&gt;" in html and b"<b>" not in html
 
 
@@ -406,7 +406,7 @@ def test_links_point_at_the_published_data_docs_and_reports_never_at_local_files
         (body,) = receiver.bodies
         (raw,) = mailbox.messages
         mail = message_from_bytes(raw)
-        text_part, html_part = (p.get_payload(decode=True).decode() for p in mail.get_payload())
+        text_part, html_part = (decoded(p).decode() for p in mime_parts(mail))
         blobs = [repr(body), text_part, html_part, raw.decode()]
         for blob in blobs:
             assert str(tmp_path) not in blob and "/tmp/" not in blob

@@ -121,7 +121,7 @@ def ingest(url: str, as_bytes: int) -> None:
         path = Path(line.strip())
         try:
             result = ingest_file(job, path)
-            out = {"outcome": result.outcome, "reason": result.reason}
+            out: dict[str, Any] = {"outcome": result.outcome, "reason": result.reason}
             out["stored"] = stored(engine, result.shard_id)
             if result.outcome == "done":
                 out["reference"] = reference(path)

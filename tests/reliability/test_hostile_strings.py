@@ -41,11 +41,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from builders import laion_schema, rows_to_table, tagged_table, write_shard
 from leaks import Canaries, LeakWatch
-from loopback import free_port
+from loopback import LoopbackController
 from sqlalchemy import Engine, inspect, select
 from store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
@@ -190,15 +189,12 @@ class Mailbox:
 
 @pytest.fixture
 def mailbox(canaries: Canaries) -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(canaries.smtp_password), free_port()
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=box.authenticate,
-        auth_require_tls=False,
+    box = Mailbox(canaries.smtp_password)
+    controller = LoopbackController(  # on port 0: the OS picks
+        box, authenticator=box.authenticate, auth_require_tls=False
     )
     controller.start()
+    port = controller.port
     yield box, port
     controller.stop()
 

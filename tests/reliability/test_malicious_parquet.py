@@ -103,7 +103,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("hostile")
     bomb = zstd_bomb(folder / "bomb.parquet", BOMB_BYTES)
     wide = folder / "wide.parquet"
-    proc = child("wide", wide, 100_000)
+    proc = child("wide", wide, "100000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {
         "bomb": bomb,

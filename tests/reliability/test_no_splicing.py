@@ -215,7 +215,7 @@ manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
         before = len(srv.of(PATH))
         run = start(settings)
         found = discover(settings)
-        outcomes = [process(settings, s, run).outcome for s in found.new]
+        outcomes: list[str] = [process(settings, s, run).outcome for s in found.new]
         return found.unchanged, outcomes, len(srv.of(PATH)) - before
 
     assert one_pass() == (0, ["done"], 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -33,7 +34,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> ShardMetrics:
     return scan_shard(path, LAION400M, LEXICON, workers=1)
 
 
-def complete(store: ResultStore, shard_id: int, owner: str, m: ShardMetrics, **kw: object) -> bool:
+def complete(store: ResultStore, shard_id: int, owner: str, m: ShardMetrics, **kw: Any) -> bool:
     return store.complete(shard_id, owner, m, profile="laion400m", lexicon="birhane2021", **kw)
 
 

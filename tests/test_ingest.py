@@ -10,13 +10,14 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 from builders import adversarial_table, write_shard
+from clocks import LONG_LEASE, expire_lease
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from store_checks import (
@@ -31,7 +32,7 @@ from store_checks import (
     write_shards,
 )
 
-from shardwatch.store.database import db_now, make_engine, upgrade
+from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration
@@ -159,20 +160,6 @@ def test_without_the_footer_check_a_file_that_is_not_parquet_fails_when_read(
 
 class Crash(Exception):
     pass
-
-
-LONG_LEASE = 300.0  # never runs out by itself during a test: `expire_lease` ends it
-
-
-def expire_lease(engine: Engine, shard_id: int) -> None:
-    """The lease's time passes, explicitly instead of sleeping: its expiry becomes 1 ms
-    before now on the database's clock (the clock leases are judged by)."""
-    with Session(engine) as s, s.begin():
-        now = db_now(s)
-        s.execute(
-            text("UPDATE shards SET lease_expires_at = :at WHERE id = :id"),
-            {"at": now - timedelta(milliseconds=1), "id": shard_id},
-        )
 
 
 def test_an_error_inside_the_transaction_writes_nothing(store: ResultStore, tmp_path: Path) -> None:

@@ -209,8 +209,7 @@ def test_a_hang_is_cut_off_and_retried_later(
     assert time.monotonic() - started < 3
     assert first.failed == 2 and "timed out" in (first.channels[0].error or "")
     assert notice_states(store) == {("breach", "pending"): 2}
-    time.sleep(0.1)
-    assert run(store, channels).sent == 2
+    assert run(store, channels, at=0.1).sent == 2  # a pass 0.1 s later: the retry is due
     assert len(receiver.bodies) == 1
 
 
@@ -246,10 +245,10 @@ def test_transient_smtp_errors_retry_then_dead_letter(
     assert len(mailbox.messages) == 1
     ingest([shard(tmp_path, "b.parquet", 20, seed=2)], store, alerts=plan("mail"))
     once = email_channel(port)  # one try per pass: 421, 421, 421 over three passes
+    start = t.utcnow()  # the passes, 1 s apart on the relay's clock: every retry is due
     for attempt in range(1, 4):
-        result = run(store, {"mail": once})
+        result = run(store, {"mail": once}, at=attempt - 1.0, start=start)
         assert result.failed == 1 and result.dead == (1 if attempt == 3 else 0)
-        time.sleep(0.25)
     assert notice_states(store) == {("breach", "sent"): 2, ("breach", "dead"): 1}
     assert len(mailbox.messages) == 1
     print(f"\nsmtp 451/drop/250 then 421x3: {dict(notice_states(store))}, "
@@ -341,9 +340,9 @@ def test_canary_secrets_appear_in_no_log_row_or_file(
     caplog.set_level(logging.DEBUG)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan(*channels),
            validator=validator)
-    for _ in range(5):
-        run(store, channels, RelayPolicy(retry_seconds=0.05, max_attempts=5))
-        time.sleep(0.1)
+    start = t.utcnow()  # the passes, 1 s apart on the relay's clock: every retry is due
+    for i in range(5):
+        run(store, channels, RelayPolicy(retry_seconds=0.05, max_attempts=5), at=i, start=start)
     assert len(receiver.bodies) == 1 and mailbox.attempts == 1  # the faults really happened
     assert "slack: HTTP 500" in caplog.text and "550" in caplog.text
     assert CANARY not in caplog.text

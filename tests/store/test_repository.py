@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
+from clocks import LONG_LEASE, expire_lease
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from store_checks import (
@@ -88,8 +88,9 @@ def test_expired_lease_is_taken_over_and_the_old_holder_loses(
     store: ResultStore, metrics: ShardMetrics
 ) -> None:
     sv = store.register("ds", "part-0.parquet", SHA_A)
-    assert store.claim(sv.id, "dead-worker", lease_seconds=0.05)
-    time.sleep(0.1)
+    assert store.claim(sv.id, "dead-worker", lease_seconds=LONG_LEASE)
+    assert not store.claim(sv.id, "worker-b", lease_seconds=60)  # the lease holds...
+    expire_lease(store.engine, sv.id)  # ...until it expires
     assert store.claim(sv.id, "worker-b", lease_seconds=60)
     assert not complete(store, sv.id, "dead-worker", metrics)  # lease lost: nothing written
     assert sum(shard_result_counts(store.engine, sv.id).values()) == 0

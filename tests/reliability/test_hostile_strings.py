@@ -67,8 +67,6 @@ from shardwatch.store.report import (
 )
 from shardwatch.store.repository import ResultStore
 
-pytestmark = pytest.mark.integration
-
 S = "3 hostile strings"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -327,6 +325,7 @@ def expected_export(tables: dict[str, pa.Table]) -> dict[tuple[str, int], dict[s
 
 
 # --- the scenario, end to end --------------------------------------------------------------
+@pytest.mark.integration
 def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
     database_url: str,
     canaries: Canaries,
@@ -534,6 +533,7 @@ def injection_matrix(engine: Engine, settings: Any, tmp_path: Path) -> int:
     return tried
 
 
+@pytest.mark.integration
 def test_hostile_names_are_written_as_bound_values(
     store: ResultStore, database_url: str, leaks: LeakWatch
 ) -> None:
@@ -557,6 +557,7 @@ def test_hostile_names_are_written_as_bound_values(
 
 
 # --- names the store cannot keep verbatim -------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -577,6 +578,7 @@ def test_a_name_the_store_cannot_keep_is_a_config_error(
     assert message in str(caught.value)
 
 
+@pytest.mark.integration
 def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
     store: ResultStore, database_url: str, leaks: LeakWatch, tmp_path: Path
 ) -> None:
@@ -633,6 +635,7 @@ def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
     leaks.database("refused names store", database_url)
 
 
+@pytest.mark.integration
 def test_an_undecodable_dataset_on_the_command_line_exits_2(
     tmp_path: Path, leaks: LeakWatch
 ) -> None:
@@ -817,6 +820,7 @@ def sql_sites(path: Path) -> list[tuple[str, str, ast.Call | ast.AST]]:
     return found
 
 
+@pytest.mark.unit
 def test_no_sql_is_built_from_strings_outside_the_allow_list(figure: Any, leaks: LeakWatch) -> None:
     files = sorted([*(REPO / "src/shardwatch").rglob("*.py"), *(REPO / "db").rglob("*.py")])
     assert len(files) > 30
@@ -844,6 +848,7 @@ def test_no_sql_is_built_from_strings_outside_the_allow_list(figure: Any, leaks:
     leaks.text("sql scan", "\n".join(sorted(map(str, seen))))
 
 
+@pytest.mark.unit
 def test_the_scanner_catches_sql_built_from_strings(tmp_path: Path) -> None:
     """The scan would fail on each classic mistake (so its silence above means something)."""
     bad = tmp_path / "bad.py"

@@ -46,8 +46,6 @@ from shardwatch.settings.config import load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
 
-pytestmark = pytest.mark.integration
-
 S = "11 URL secrets"
 
 
@@ -203,6 +201,7 @@ min_support = 1
     return cfg
 
 
+@pytest.mark.unit
 def test_redacted_url_keeps_names_and_drops_every_secret() -> None:
     url = (
         f"https://{C.user}:{C.password}@h.example:8443/a.parquet?X-Amz-Signature={C.sig}"
@@ -218,6 +217,7 @@ def test_redacted_url_keeps_names_and_drops_every_secret() -> None:
         assert redact_url(weird) == "https://<unparseable URL>"
 
 
+@pytest.mark.integration
 def test_no_url_secret_reaches_any_output_or_table(
     database_url: str,
     signed: SignedServer,
@@ -297,6 +297,7 @@ def test_no_url_secret_reaches_any_output_or_table(
     assert watch.hits == []
 
 
+@pytest.mark.integration
 def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     postgres_url: str,
     smtp: Any,

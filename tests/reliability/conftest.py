@@ -84,9 +84,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def debug_log(tmp_path: Path) -> Iterator[Path]:
-    """This test's log: the root logger at DEBUG into a file, restored when the test ends."""
-    with debug_logging(tmp_path / "debug.log") as path:
+def debug_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This test's log: the root logger at DEBUG into a file, restored when the test ends.
+    The file is in a folder of its own, not in the test's `tmp_path` (whose files some
+    scenarios count)."""
+    with debug_logging(tmp_path_factory.mktemp("debug-log") / "debug.log") as path:
         yield path
 
 

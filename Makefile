@@ -23,6 +23,8 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file tests/mypy.ini tests --exclude '^tests/reliability/'
+	$(BIN)/mypy --config-file tests/mypy.ini tests/reliability
 
 # The Data Docs browser test drives the system Chromium through chromedriver: install both
 # (Debian/Ubuntu, as root or through passwordless sudo) when they are missing. A failed

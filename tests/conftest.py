@@ -23,14 +23,15 @@ from typing import Any
 
 import psycopg2
 import pytest
-from aiosmtpd.controller import Controller
 from installed import install_wheel
-from loopback import SlackReceiver, SmtpHandler, authenticator, free_port
+from loopback import LoopbackController, SlackReceiver, SmtpHandler, authenticator
 from prefect_server import PrefectServer, start_prefect_server
 from psycopg2 import sql
 
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
+
+pytest_plugins = ["markers"]  # every test is marked unit or integration (tests/markers.py)
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
@@ -175,16 +176,16 @@ def slack() -> Iterator[Any]:
 
 @pytest.fixture
 def smtp() -> Iterator[Any]:
-    controllers: list[Controller] = []
+    controllers: list[LoopbackController] = []
 
     def make(*script: str, auth: bool = False) -> tuple[SmtpHandler, int]:
         handler = SmtpHandler(list(script))
         options: dict[str, Any] = {}
         if auth:
             options = {"authenticator": authenticator, "auth_require_tls": False}
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
+        controller = LoopbackController(handler, **options)  # on port 0: the OS picks
         controller.start()
+        port: int = controller.port
         controllers.append(controller)
         return handler, port
 

@@ -4,13 +4,17 @@ during DATA). The `slack` and `smtp` fixtures (conftest.py) make them."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import socket
 import threading
 import time
+from email import message_from_bytes
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
@@ -93,11 +97,70 @@ class SmtpHandler:
                 "550": "550 5.1.1 no such mailbox"}[step]
 
 
+class LoopbackController(Controller):
+    """aiosmtpd's Controller on 127.0.0.1 and a port the OS picks (port 0), read back once
+    the server is bound: no probing for a free port that another process could take."""
+
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=0, **kwargs)
+
+    def _create_server(self) -> Any:
+        async def create() -> Any:
+            server = await self.loop.create_server(
+                self._factory_invoker, host=self.hostname, port=0, ssl=self.ssl_context
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return create()
+
+
+_REFUSING: list[socket.socket] = []
+
+
+def _close_refusing() -> None:
+    for sock in _REFUSING:
+        sock.close()
+
+
+def refused_port() -> int:
+    """A loopback port where nothing listens, for the rest of the session: a socket bound to
+    port 0 (the OS picks) that never listens and stays open, so connections to it are
+    refused and no server can take the port meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    if not _REFUSING:
+        atexit.register(_close_refusing)
+    _REFUSING.append(sock)
+    port: int = sock.getsockname()[1]
+    return port
+
+
 def free_port() -> int:
+    """A port that was free a moment ago, for a server in another process that must be
+    told its port before it starts (`prefect server start`); servers in this process bind
+    port 0 instead (`LoopbackController`, `SlackReceiver`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def mime_parts(mail: bytes | Message) -> list[Message]:
+    """The parts of a multipart email, typed (`get_payload()` of a multipart message)."""
+    message = mail if isinstance(mail, Message) else message_from_bytes(mail)
+    payload = message.get_payload()
+    assert isinstance(payload, list)
+    parts = [part for part in payload if isinstance(part, Message)]
+    assert len(parts) == len(payload)
+    return parts
+
+
+def decoded(part: Message) -> bytes:
+    """A part's body with its transfer encoding undone (`get_payload(decode=True)`)."""
+    body = part.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    return body
 
 
 def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,

@@ -41,13 +41,13 @@ PAPER_KEYWORDS = ("porn", "hot", "adult", "xxx", "sex", "fuck", "rape")
 def plain_lexicon(lexicon: Any) -> Any:
     """The literal copy of a built-in lexicon (by name or namesake object), else `lexicon`."""
     name = lexicon if isinstance(lexicon, str) else getattr(lexicon, "name", None)
-    return LEXICONS.get(name, lexicon)
+    return LEXICONS.get(name, lexicon) if name is not None else lexicon
 
 
 def plain_profile(profile: Any) -> Any:
     """The literal copy of a built-in profile (by name or namesake object), else `profile`."""
     name = profile if isinstance(profile, str) else getattr(profile, "name", None)
-    return PROFILES.get(name, profile)
+    return PROFILES.get(name, profile) if name is not None else profile
 
 # docs/metrics.md: min/max/sum/mean are "`null` when `count == 0`". Read literally, that
 # includes the sum; change this one constant if the docs settle on 0.0 instead.
@@ -178,7 +178,7 @@ def reference_metrics(
     else:
         if columns is None:
             raise ValueError("row dicts need the set of columns present")
-        rows, present = list(data), list(columns)
+        rows, present = [dict(row) for row in data], list(columns)
 
     col = {field: resolve_column(present, profile.column(field)) for field in LOGICAL_FIELDS}
 

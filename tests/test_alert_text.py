@@ -98,7 +98,10 @@ def test_slack_text_neutralises_every_control_character() -> None:
     assert "&lt;!channel&gt; &amp;" in shown
     # the look-alikes: documented, one per character, none of them a formatting character
     assert shown.startswith("\u2217bold\u2217 \u02cdit\u02cd \u223cs\u223c")
-    assert not set(FORMATTING) & {chr(c) for c in SLACK_LOOKALIKES.values() if isinstance(c, int)}
+    # (maketrans maps code points to str: the look-alikes are the values themselves)
+    lookalikes = set(SLACK_LOOKALIKES.values())
+    assert all(isinstance(c, str) and len(c) == 1 for c in lookalikes)
+    assert not set(FORMATTING) & lookalikes
     assert one_line("a\r\nb\tc") == "a\\r\\nb\\tc"
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import adversarial_table, real_fixture, table_with_columns
-from reference import reference_metrics
+from reference import merge_reference, reference_metrics
 
 from shardwatch.core.alerts import DEFAULT_RULES, Rule, failing_checks, judge
 from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026, Lexicon
@@ -17,6 +17,8 @@ from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LAION400M
 from shardwatch.core.validation import Check, ShardValidation
 from shardwatch.scan.engine import CompiledLexicon, scan_batches
+
+pytestmark = pytest.mark.unit
 
 ALL_METRIC_RULES = (
     Rule("tag", "nsfw_tag_rate", max=0.02),
@@ -98,7 +100,7 @@ def test_min_and_max_bounds() -> None:
     rate = o.observed
     assert not o.breaching
 
-    def breaches(**bound: float) -> bool:
+    def breaches(**bound: Any) -> bool:
         return judge([Rule("kw", "keyword_nsfw_rate", **bound)], metrics, "shard")[0].breaching
 
     assert not breaches(min=rate) and not breaches(max=rate)  # the bounds are inclusive
@@ -181,6 +183,7 @@ def test_default_rules_on_the_real_rows(lexicon: Lexicon) -> None:
             ref["terms"][term]["keyword_nsfw"],
             ref["terms"][term]["matches"],
         )
+    assert metrics.domains is not None
     domains = judge(DEFAULT_RULES, metrics, "shard", new_domains=dict(metrics.domains.top))
     risky = [o.term for o in domains if o.rule.name == "new-high-risk-domain" and o.breaching]
     assert (risky == []) is (lexicon is PRECISE2026), risky
@@ -192,6 +195,7 @@ def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
     tagged = adversarial_table(600, 2)
     bare = table_with_columns(["URL", "TEXT"], n_rows=900, seed=3)
     ref = reference_metrics(tagged, LAION400M, BIRHANE2021)
+    both = merge_reference([ref, reference_metrics(bare, LAION400M, BIRHANE2021)])
     total = ShardMetrics.merge_all([scanned(tagged), scanned(bare)])
     assert total.rows == 1500
     rules = [r.replace(min_support=1) for r in ALL_METRIC_RULES]
@@ -199,12 +203,15 @@ def test_shards_without_the_column_do_not_dilute_a_dataset_rate() -> None:
     tag = by_key[("tag", None)]
     assert (tag.count, tag.support) == (ref["nsfw_flag_counts"]["NSFW"], 600)
     kw = by_key[("kw", None)]
-    assert kw.support == 1500 and kw.count == total.keyword_nsfw_rows
+    assert (kw.count, kw.support) == (both["keyword_nsfw_rows"], 1500)
+    assert total.keyword_nsfw_rows == both["keyword_nsfw_rows"]
     for term, stats in ref["terms"].items():
         if stats["matches"]:
             o = by_key[("term-tag", term)]
             assert (o.count, o.support) == (stats["nsfw_flag_counts"]["NSFW"], stats["matches"])
-            assert total.terms is not None and total.terms[term].matches >= stats["matches"]
+            # the term's matches count every row, the untagged shard's too
+            assert total.terms is not None
+            assert total.terms[term].matches == both["terms"][term]["matches"]
 
 
 def test_lift_rules_judge_the_lower_bound_of_the_interval() -> None:

@@ -27,7 +27,8 @@ def _lexicon_rows(lexicon: object) -> list[tuple[str, str, str, tuple[str, ...]]
 def _tables(text: str, header: str) -> dict[str, list[list[str]]]:
     """Markdown tables that follow `header`, keyed by the heading (`### ...`) above them."""
     out: dict[str, list[list[str]]] = {}
-    heading, rows, inside = "", [], False
+    rows: list[list[str]] = []
+    heading, inside = "", False
     for line in [*text.splitlines(), ""]:
         if line.startswith("### "):
             heading = line[4:].strip().strip("`")

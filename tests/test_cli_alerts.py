@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from builders import tagged_table, write_shard
-from loopback import CANARY, SlackReceiver, SmtpHandler, free_port
+from loopback import CANARY, LoopbackController, SlackReceiver, SmtpHandler, decoded, mime_parts
 from store_checks import run_shardwatch
 
 pytestmark = pytest.mark.integration
@@ -75,9 +74,9 @@ attempts = 2
 
 def test_email_550_is_a_permanent_failure_and_the_password_stays_secret(tmp_path: Path) -> None:
     handler = SmtpHandler(["550"])
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = LoopbackController(handler)  # on port 0: the OS picks
     controller.start()
+    port = controller.port
     try:
         cfg = config(tmp_path, f"""
 [alerts.channels.curators]
@@ -223,7 +222,7 @@ def test_configured_base_urls_become_the_links_and_no_local_path_leaves(
     mail = message_from_bytes(raw)
     assert parsedate_to_datetime(mail["Date"]).utcoffset() is not None
     assert mail["Message-ID"].endswith("@example.org>")
-    text = mail.get_payload()[0].get_payload(decode=True).decode()
+    text = decoded(mime_parts(mail)[0]).decode()
     assert f"Data Docs: https://docs.example.org/sw/{page[1]}" in text
 
 

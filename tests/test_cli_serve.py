@@ -6,10 +6,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import tagged_table, write_shard
-from loopback import free_port
+from loopback import refused_port
 from prefect_server import PrefectServer, serve_until
 from store_checks import run_shardwatch, subprocess_env
 
@@ -55,14 +56,14 @@ def test_serve_runs_its_schedule_on_a_prefect_server(
 
 def test_serve_without_a_prefect_api_exits_2_at_once(tmp_path: Path) -> None:
     cfg = local_config(tmp_path, tmp_path)
-    home = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    home: dict[str, Any] = {"PREFECT_HOME": str(tmp_path / "prefect")}
     started = time.monotonic()
     none = run_shardwatch("serve", "--config", str(cfg), cwd=tmp_path, **home, PREFECT_API_URL="")
     assert none.returncode == 2, none.stderr
     assert "shardwatch serve needs a Prefect server" in none.stderr
     assert "prefect server start" in none.stderr and len(none.stderr.splitlines()) == 1
 
-    url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    url = f"http://127.0.0.1:{refused_port()}/api"  # bound, never listening: refused
     down = run_shardwatch(
         "serve", "--config", str(cfg), "--cron", "* * * * *", cwd=tmp_path, **home,
         PREFECT_API_URL=url,

@@ -3,13 +3,13 @@ that a database password never reaches stdout or stderr."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from loopback import refused_port
 from store_checks import subprocess_env, write_shards
 
 from shardwatch.store.database import heads
@@ -53,20 +53,13 @@ def test_db_upgrade_then_current(database_url: str, tmp_path: Path) -> None:
     assert f"revision {head}; code head {head}" in out, out
 
 
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_passwords_never_appear_in_cli_output(
     postgres_server: PostgresServer, fresh_postgres_database: str, tmp_path: Path
 ) -> None:
     """Trust auth ignores the password, so the reachable URL really connects with it."""
     (shard,) = write_shards(tmp_path / "shards", 1)
     reachable = postgres_server.url(fresh_postgres_database, password=SECRET)
-    unreachable = f"postgresql://postgres:{SECRET}@127.0.0.1:{_unused_port()}/nowhere"
+    unreachable = f"postgresql://postgres:{SECRET}@127.0.0.1:{refused_port()}/nowhere"
     no_host = f"postgresql://postgres:{SECRET}/shardwatch"  # the password parses as a port
     runs = {
         # name: (arguments, database URL, expected exit code)

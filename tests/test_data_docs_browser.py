@@ -265,6 +265,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     validator = GxValidator(GxPaths(base / "gx", base / "docs"), SUITES, SUITE)
     validation = validator.validate(pa.Table.from_batches(batches), DATASET, 7, 3)
     validator.publish(validation)
+    assert validation.docs_page is not None
     assert Path(validation.docs_page).is_file() and validator.paths.index.is_file()
     validator.build_docs()  # the whole site too: the suite's page as well
     return validation, validator.paths.docs, rows
@@ -273,6 +274,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
 def test_no_payload_text_in_any_page(published: Published) -> None:
     validation, docs, _ = published
     pages = sorted(docs.rglob("*.html"))
+    assert validation.docs_page is not None
     assert {
         docs / "index.html",
         Path(validation.docs_page),
@@ -309,6 +311,7 @@ def test_pages_run_no_payload_and_show_the_failures(
         ("expect_column_values_to_be_in_set", "url_scheme"),
     } <= failed
 
+    assert validation.docs_page is not None
     page = browser.visit(Path(validation.docs_page))
     assert page.alerts == (), f"the shard page opened dialogs {page.alerts}"
     assert page.pwned_type == "undefined", f"a payload ran: window.__pwned = {page.pwned!r}"

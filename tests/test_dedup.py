@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def count_dups(batches: list[pa.Array], budget: int) -> int:
         counter.close()
 
 
-def reference_dups(values: list[object]) -> int:
+def reference_dups(values: Sequence[object]) -> int:
     present = [v for v in values if v is not None and v == v]  # drop nulls and NaN
     return len(present) - len(set(present))
 

@@ -15,7 +15,7 @@ from builders import write_shard
 from test_reader import write_delimited
 
 from shardwatch.core.lexicon import BIRHANE2021
-from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile
+from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField
 from shardwatch.core.validation import ShardValidation
 from shardwatch.scan.engine import scan_shard
 from shardwatch.settings.resources import default_suites_dir
@@ -24,7 +24,7 @@ from shardwatch.validate.gx_adapter import GxPaths, GxValidator, load_suite
 pytestmark = pytest.mark.unit
 
 N = 1000
-Rows = dict[str, list[Any]]  # logical field -> values
+Rows = dict[LogicalField, list[Any]]  # logical field -> values
 TERMS = [p.term for p in BIRHANE2021.terms]
 
 
@@ -79,7 +79,7 @@ def validate(validator: GxValidator, profile: DatasetProfile, path: Path) -> Sha
     return validator.validate(pa.Table.from_batches(batches), "suites", 1, 1)
 
 
-def every(step: int, value: Any, field: str) -> Callable[[Rows], None]:
+def every(step: int, value: Any, field: LogicalField) -> Callable[[Rows], None]:
     def mutate(rows: Rows) -> None:
         rows[field] = [value if i % step == 0 else v for i, v in enumerate(rows[field])]
 

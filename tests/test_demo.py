@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from compare import diff_metrics
+from reference import merge_reference, reference_metrics
 from store_checks import run_shardwatch
 
 from shardwatch.core.lexicon import BIRHANE2021
@@ -16,9 +18,8 @@ from shardwatch.core.profiles import LAION400M
 from shardwatch.demo.run import demo_shards
 from shardwatch.scan.engine import scan_shard
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_demo_shards_are_written_once_and_scan(tmp_path: Path) -> None:
     paths = demo_shards(tmp_path, shards=2, rows=3000)
     assert [p.name for p in paths] == [
@@ -38,8 +39,16 @@ def test_demo_shards_are_written_once_and_scan(tmp_path: Path) -> None:
     assert "similarity" in metrics[-1].unavailable and not total.unavailable
     assert total.partially_available["similarity"] == 1
     assert total.terms is not None and total.terms["desi"].substring_matches > 0
+    # exactly the reference's counts over the generator's rows, per shard and in total
+    refs = [reference_metrics(pq.read_table(p), LAION400M, BIRHANE2021) for p in paths]
+    for path, got, ref in zip(paths, metrics, refs, strict=True):
+        assert diff_metrics(got.to_dict(), ref) == [], path.name
+    merged = merge_reference(refs)
+    assert total.terms["desi"].substring_matches == merged["terms"]["desi"]["substring_matches"]
+    assert total.keyword_nsfw_rows == merged["keyword_nsfw_rows"]
 
 
+@pytest.mark.unit
 def test_demo_data_is_deterministic(tmp_path: Path) -> None:
     a = demo_shards(tmp_path / "a", shards=1, rows=2000)[0]
     b = demo_shards(tmp_path / "b", shards=1, rows=2000)[0]

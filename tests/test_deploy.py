@@ -88,7 +88,8 @@ def test_prefect_deploy_and_a_process_worker_run_the_packaged_flow(
                 started = run_deployment(
                     "shardwatch-monitor/monitor-hourly", parameters=params, timeout=0
                 )
-            runs.append(final(prefect_server, started.id))
+            # run_deployment is sync-compatible: called outside an event loop it returns the run
+            runs.append(final(prefect_server, started.id))  # type: ignore[union-attr]
     finally:
         worker.terminate()
         worker.wait(timeout=30)

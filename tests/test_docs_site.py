@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,13 +84,13 @@ def test_the_vendored_files_are_the_packages_own(tmp_path: Path) -> None:
 
 
 def test_the_static_index_table_escapes_plain_values_and_links_each_page() -> None:
-    columns = [
+    columns: list[Mapping[str, Any]] = [
         {"field": "validation_success", "title": "Status"},
         {"field": "run_name", "title": "Run <Name>"},
         {"field": "asset_name", "title": "Asset"},
     ]
     icon = '<i class="fas fa-times"></i>'
-    data = [
+    data: list[Mapping[str, Any]] = [
         {"validation_success": icon, "_validation_success_text": "Failed", "run_name": "a.v1",
          "asset_name": "x&y", "_table_row_link_path": "validations/s/a.v1/t/p.html",
          "_run_time_sort": 1.0},

@@ -33,6 +33,7 @@ LEXICON = CompiledLexicon(BIRHANE2021)
 PSL = PublicSuffixList()
 
 
+@pytest.mark.unit
 def test_domain_of_each_url_form() -> None:
     urls = {
         "https://cdn.shopify.com/a.jpg": "shopify.com",
@@ -63,6 +64,7 @@ def test_domain_of_each_url_form() -> None:
     assert len(domains) == len(set(domains))
 
 
+@pytest.mark.unit
 def test_batch_counts_and_sketch_by_hand() -> None:
     urls = pa.array(
         [
@@ -100,6 +102,7 @@ def test_batch_counts_and_sketch_by_hand() -> None:
     assert sum(s.rows for s in sketch.top.values()) + sketch.rest_rows == 16
 
 
+@pytest.mark.unit
 def test_merge_adds_floors_as_error_by_hand() -> None:
     a = DomainSketch(
         k=1, top={"x.com": DomainStat(10, 5, 1)}, floor_rows=3, floor_keyword=2, rest_rows=7
@@ -149,6 +152,7 @@ def _skewed_shards(directory: Path, shards: int, rows: int, seed: int) -> list[P
     return paths
 
 
+@pytest.mark.unit
 def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path) -> None:
     paths = _skewed_shards(tmp_path, shards=6, rows=6000, seed=3)
     shard_metrics = [scan_shard(p, LAION400M, LEXICON, domain_top_k=25) for p in paths]
@@ -173,14 +177,14 @@ def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path)
     assert sum(s.rows for s in sketch.top.values()) + sketch.rest_rows == 6 * 6000
     errors = 0
     for domain in true_rows:
-        stat = sketch.top.get(domain)
-        if stat is None:
+        top = sketch.top.get(domain)
+        if top is None:
             assert true_rows[domain] <= sketch.floor_rows
             assert true_kw[domain] <= sketch.floor_keyword
             continue
-        assert stat.rows <= true_rows[domain] <= stat.rows + stat.rows_error
-        assert stat.keyword_nsfw <= true_kw[domain] <= stat.keyword_nsfw + stat.keyword_error
-        errors += true_rows[domain] - stat.rows
+        assert top.rows <= true_rows[domain] <= top.rows + top.rows_error
+        assert top.keyword_nsfw <= true_kw[domain] <= top.keyword_nsfw + top.keyword_error
+        errors += true_rows[domain] - top.rows
     assert errors > 0  # the dataset is skewed enough that some counts are truly partial
     heavy = [d for d, _ in true_kw.most_common(10)]
     assert all(d in sketch.top for d in heavy)  # the heavy hitters are all listed
@@ -188,6 +192,7 @@ def test_sketch_error_stays_within_its_bound_on_a_skewed_dataset(tmp_path: Path)
     assert top_listed == [d for d, _ in true_kw.most_common(5)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_stored_domain_report_equals_the_merged_sketch(store: ResultStore, tmp_path: Path) -> None:
     paths = _skewed_shards(tmp_path, shards=4, rows=3000, seed=8)
@@ -215,6 +220,7 @@ def test_stored_domain_report_equals_the_merged_sketch(store: ResultStore, tmp_p
     assert found.floor_rows == merged.floor_rows
 
 
+@pytest.mark.unit
 def test_new_domain_rule_judges_only_new_domains_with_support() -> None:
     rule = Rule(
         "new-risky", "new_domain_keyword_nsfw_rate", "warning", "shard", max=0.5, min_support=10
@@ -241,6 +247,7 @@ def _domain_shard(directory: Path, name: str, spec: dict[str, tuple[int, int]]) 
     return write_shard(pa.table({"URL": urls, "TEXT": texts}), directory, name)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_high_risk_domain_alerts_the_first_time_it_appears(
     store: ResultStore, tmp_path: Path
@@ -264,12 +271,13 @@ def test_a_high_risk_domain_alerts_the_first_time_it_appears(
     }
 
 
+@pytest.mark.integration
 def test_report_domains_cli(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     shard = _domain_shard(
         tmp_path, "a.parquet", {"shop.com": (300, 3), "<b>.x": (5, 5), "risky.net": (60, 40)}
     )
-    env = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d"}
+    env: dict[str, Any] = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d"}
     done = run_shardwatch("ingest", "--no-validate", "--no-alerts", str(shard), **env)
     assert done.returncode == 0, done.stderr
     text = run_shardwatch("report", "--domains", "--top", "2", **env)
@@ -285,6 +293,7 @@ def test_report_domains_cli(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "--by must be" in bad.stderr
 
 
+@pytest.mark.unit
 def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     import shardwatch.scan.domains as domains
 
@@ -302,6 +311,7 @@ def test_compaction_keeps_counts_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sketch.rest_rows == 2000 - sum(s.rows for s in sketch.top.values())
 
 
+@pytest.mark.integration
 def test_report_domains_shows_bounds_where_a_count_is_not_exact(tmp_path: Path) -> None:
     """A domain listed by one shard (1 keyword-NSFW row of 1) but left out of another shard's
     top-1 (7 clean rows): the truth is 1 of 8 (12.5%). The old rate column showed 100%."""
@@ -310,7 +320,7 @@ def test_report_domains_shows_bounds_where_a_count_is_not_exact(tmp_path: Path) 
     b = _domain_shard(
         tmp_path, "b.parquet", {"d.com": (7, 0), "other.com": (20, 0), "kw.org": (2, 2)}
     )
-    env = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d",
+    env: dict[str, Any] = {"SHARDWATCH_DATABASE_URL": url, "SHARDWATCH_DATASET": "d",
            "SHARDWATCH_DOMAIN_TOP_K": "1"}  # fmt: skip
     done = run_shardwatch("ingest", "--no-validate", "--no-alerts", str(a), str(b), **env)
     assert done.returncode == 0, done.stderr

@@ -123,12 +123,12 @@ def serve(
     ranges: bool = True,
     content_type: str = "application/octet-stream",
     send: int | None = None,
-    stall: float = 0.0,
+    stall: Hold | None = None,
     length: int | None = None,
 ) -> Step:
     """200 (or 206 for `Range: bytes=n-` when `ranges`) with Content-Length and ETag. `send`
     bytes of the body only (then the socket is closed: a truncated body), optionally after
-    a `stall`; `length` overrides the declared Content-Length."""
+    a `stall` (held until released); `length` overrides the declared Content-Length."""
 
     def step(h: Handler) -> None:
         start = _range_start(h) if ranges else None
@@ -146,8 +146,8 @@ def serve(
             return
         h.wfile.write(body[:send])
         h.wfile.flush()
-        if stall:
-            time.sleep(stall)
+        if stall is not None:
+            stall.wait()
         h.close_connection = True
         h.connection.shutdown(socket.SHUT_RDWR)
 
@@ -180,9 +180,26 @@ def redirect(location: str, code: int = 302) -> Step:
     return status(code, Location=location)
 
 
-def hang(seconds: float, then: Step) -> Step:
+class Hold:
+    """A reply held back until the test releases it (or `limit` seconds pass): whether the
+    client gave up on it first is then an order of events, not a wall-clock ceiling."""
+
+    def __init__(self, limit: float = 30.0) -> None:
+        self.limit = limit
+        self.released = threading.Event()
+        self.ended = threading.Event()  # the hold is over: released, or `limit` passed
+
+    def wait(self) -> None:
+        self.released.wait(self.limit)
+        self.ended.set()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def hang(hold: Hold, then: Step) -> Step:
     def step(h: Handler) -> None:
-        time.sleep(seconds)
+        hold.wait()
         then(h)
 
     return step
@@ -324,13 +341,15 @@ def test_truncated_body_is_resumed_with_range(server: Server, tmp_path: Path) ->
 
 def test_body_stalled_past_the_read_timeout_is_resumed(server: Server, tmp_path: Path) -> None:
     half = len(CONTENT) // 2
-    url = server.route("/shard", serve(send=half, stall=1.0), serve())
+    stall = Hold()
+    url = server.route("/shard", serve(send=half, stall=stall), serve())
     dest = tmp_path / "shard"
 
-    started = time.monotonic()
-    got = download(url, dest, policy=policy(read_timeout=0.3), sleep=Sleeps())
-
-    assert time.monotonic() - started < 0.9
+    try:
+        got = download(url, dest, policy=policy(read_timeout=0.3), sleep=Sleeps())
+        assert not stall.ended.is_set()  # resumed while the stalled body was still held
+    finally:
+        stall.release()
     assert got.resumed and dest.read_bytes() == CONTENT
     # Whole chunks that arrived before the stall were kept (a chunk in flight is lost).
     start = int(server.hits()[1].headers["range"].removeprefix("bytes=").removesuffix("-"))
@@ -469,13 +488,15 @@ def test_404_is_permanent_at_once(server: Server, tmp_path: Path) -> None:
 
 
 def test_hang_past_read_timeout_is_cut_off_and_retried(server: Server, tmp_path: Path) -> None:
-    url = server.route("/shard", hang(1.5, serve()), serve())
+    hung = Hold()
+    url = server.route("/shard", hang(hung, serve()), serve())
     sleeps = Sleeps()
 
-    started = time.monotonic()
-    got = download(url, tmp_path / "shard", policy=policy(read_timeout=0.3), sleep=sleeps)
-
-    assert time.monotonic() - started < 1.2  # did not wait for the hung reply
+    try:
+        got = download(url, tmp_path / "shard", policy=policy(read_timeout=0.3), sleep=sleeps)
+        assert not hung.ended.is_set()  # did not wait for the hung reply
+    finally:
+        hung.release()
     assert got.sha256 == SHA
     assert len(server.hits()) == 2 and sleeps == [0.05]
 
@@ -526,7 +547,12 @@ def test_redirect_to_an_allowed_path_is_followed(server: Server, tmp_path: Path)
     ],
 )
 def test_redirect_off_the_allow_list_is_never_requested(
-    server: Server, outsider: Server, tmp_path: Path, location: str, reason: str
+    server: Server,
+    outsider: Server,
+    tmp_path: Path,
+    location: str,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     location = location.replace("OUTSIDER", outsider.url("/x")).replace(
         "OUTPORT", str(outsider.port)
@@ -535,12 +561,19 @@ def test_redirect_off_the_allow_list_is_never_requested(
     url = server.route("/start", redirect(location))
     dest = tmp_path / "shard"
     sleeps = Sleeps()
+    connected: list[Any] = []  # every address the download opens a socket to
+    connect = socket.socket.connect
 
-    started = time.monotonic()
-    with pytest.raises(DownloadError) as info:
+    def recording(sock: socket.socket, address: Any) -> None:
+        connected.append(address)
+        connect(sock, address)
+
+    with monkeypatch.context() as patch, pytest.raises(DownloadError) as info:
+        patch.setattr(socket.socket, "connect", recording)
         download(url, dest, policy=policy(), sleep=sleeps)
 
-    assert time.monotonic() - started < 0.5  # refused, not attempted and timed out
+    # refused, not attempted (and timed out): no socket to any address but the server's
+    assert connected and {tuple(a[:2]) for a in connected} == {("127.0.0.1", server.port)}
     assert info.value.permanent is True
     assert reason in info.value.reason
     assert info.value.url == url

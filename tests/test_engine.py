@@ -49,7 +49,7 @@ DICT = pa.dictionary(pa.int32(), pa.string())
 def engine_metrics(
     path: Path, profile: DatasetProfile, lexicon: Lexicon, batch_size: int | None = None
 ) -> dict[str, Any]:
-    kwargs = {} if batch_size is None else {"batch_size": batch_size}
+    kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     return scan_shard(path, profile, lexicon, **kwargs).to_dict()
 
 

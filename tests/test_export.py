@@ -180,7 +180,9 @@ def oracle(table: pa.Table, profile: DatasetProfile, lexicon: Any) -> list[dict[
     """Per row: its reasons (fixed rules in their documented order, then terms in lexicon
     order), id, URL and caption, by a plain Python loop over the rows."""
     names = table.column_names
-    col = {f: resolve_column(names, profile.column(f)) for f in LOGICAL_FIELDS}
+    col: dict[str, str | None] = {
+        f: resolve_column(names, profile.column(f)) for f in LOGICAL_FIELDS
+    }
     out = []
     for values in table.to_pylist():
 

@@ -28,6 +28,20 @@ pytestmark = pytest.mark.unit
 TiB = 1024**4
 
 
+def parquet_footer(path: Path, limits: FooterLimits) -> FooterInfo:
+    """`check_footer` on a parquet file: its FooterInfo."""
+    info = check_footer(path, limits)
+    assert isinstance(info, FooterInfo)
+    return info
+
+
+def text_footer(path: Path, limits: FooterLimits) -> TextFileInfo:
+    """`check_footer` on a CSV/TSV file: its TextFileInfo."""
+    info = check_footer(path, limits)
+    assert isinstance(info, TextFileInfo)
+    return info
+
+
 def _small(path: Path, rows: int = 1000) -> Path:
     table = pa.table({"x": list(range(rows)), "caption": [f"caption {i}" for i in range(rows)]})
     pq.write_table(table, path, compression="zstd", row_group_size=400)
@@ -75,7 +89,7 @@ def test_normal_file_passes_with_pyarrows_numbers(tmp_path: Path) -> None:
     groups = [md.row_group(i) for i in range(md.num_row_groups)]
     chunks = [g.column(j) for g in groups for j in range(g.num_columns)]
 
-    info = check_footer(path, FooterLimits())
+    info = parquet_footer(path, FooterLimits())
 
     assert info.pages is not None
     # An honest file's pages (headers included) hold exactly what its chunks declare.
@@ -101,7 +115,7 @@ def test_compressible_bomb_is_refused_from_its_declared_size(tmp_path: Path) -> 
     path = tmp_path / "bomb.parquet"
     table = pa.table({"s": pa.repeat(pa.scalar("a"), 5_000_000)})
     pq.write_table(table, path, compression="zstd", use_dictionary=False)
-    declared = check_footer(path, FooterLimits()).uncompressed_bytes
+    declared = parquet_footer(path, FooterLimits()).uncompressed_bytes
     assert path.stat().st_size < 64 * 1024 and declared > 20_000_000  # tiny file, 1000x
 
     with pytest.raises(ShardRejected) as info:
@@ -217,7 +231,7 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
 def test_rows_cap(tmp_path: Path) -> None:
     path = _small(tmp_path / "ok.parquet")
 
-    assert check_footer(path, FooterLimits(max_rows=1000)).rows == 1000
+    assert parquet_footer(path, FooterLimits(max_rows=1000)).rows == 1000
     with pytest.raises(ShardRejected) as info:
         check_footer(path, FooterLimits(max_rows=999))
     assert info.value.reason == "declares 1,000 rows, above the cap of 999"
@@ -227,7 +241,7 @@ def test_columns_cap(tmp_path: Path) -> None:
     path = tmp_path / "wide.parquet"
     pq.write_table(pa.table({f"c{i}": [i] for i in range(50)}), path)
 
-    assert check_footer(path, FooterLimits(max_columns=50)).columns == 50
+    assert parquet_footer(path, FooterLimits(max_columns=50)).columns == 50
     with pytest.raises(ShardRejected) as info:
         check_footer(path, FooterLimits(max_columns=49))
     assert info.value.reason == "declares 50 columns, above the cap of 49"
@@ -238,7 +252,7 @@ def test_nested_columns_count_leaves(tmp_path: Path) -> None:
     table = pa.table({"s": [{"a": 1, "b": "x", "c": [1.0]}], "top": [1]})
     pq.write_table(table, path)
 
-    assert check_footer(path, FooterLimits()).columns == 4
+    assert parquet_footer(path, FooterLimits()).columns == 4
     with pytest.raises(ShardRejected):
         check_footer(path, FooterLimits(max_columns=3))
 
@@ -248,7 +262,7 @@ def test_schema_elements_count_groups_and_the_root(tmp_path: Path) -> None:
     path = tmp_path / "nested.parquet"
     pq.write_table(pa.table({"s": [{"a": 1, "b": "x", "c": [1.0]}], "top": [1]}), path)
 
-    assert check_footer(path, FooterLimits(max_schema_elements=8)).columns == 4
+    assert parquet_footer(path, FooterLimits(max_schema_elements=8)).columns == 4
     with pytest.raises(ShardRejected) as info:
         check_footer(path, FooterLimits(max_schema_elements=7))
     assert info.value.reason == (
@@ -272,7 +286,7 @@ def test_nesting_depth_cap(tmp_path: Path) -> None:
     path = tmp_path / "nested.parquet"  # s.c.item: struct, list, leaf
     pq.write_table(pa.table({"s": [{"a": 1, "c": [1.0]}], "top": [1]}), path)
 
-    assert check_footer(path, FooterLimits(max_nesting_depth=3)).columns == 3
+    assert parquet_footer(path, FooterLimits(max_nesting_depth=3)).columns == 3
     with pytest.raises(ShardRejected) as info:
         check_footer(path, FooterLimits(max_nesting_depth=2))
     assert info.value.reason == "declares a schema nested 3 levels deep, above the cap of 2"
@@ -322,7 +336,7 @@ def test_text_shard_size_cap(tmp_path: Path) -> None:
     path.write_bytes(CSV_BYTES)
     size = len(CSV_BYTES)
 
-    assert check_footer(path, FooterLimits(max_uncompressed_bytes=size)).size_bytes == size
+    assert text_footer(path, FooterLimits(max_uncompressed_bytes=size)).size_bytes == size
     with pytest.raises(ShardRejected) as info:
         check_footer(path, FooterLimits(max_uncompressed_bytes=size - 1))
     assert info.value.reason == f"a CSV file of {size:,} bytes, above the cap of {size - 1:,} bytes"

@@ -127,7 +127,7 @@ def _duplicate_ids(rows: list[dict[str, Any]]) -> None:
 
 # expectation, column, condition, value_set (to tell two set checks apart), mutation,
 # and how to count the unexpected rows (or the observed mean) straight from the rows.
-BREAKERS: dict[str, tuple[str, str | None, str | None, Any, Callable[..., None],
+BREAKERS: dict[str, tuple[str, str | None, str | None, Any, Callable[..., object],
                           Callable[[list[dict[str, Any]]], Any]]] = {
     "id not null": (
         "expect_column_values_to_not_be_null", "id", None, None,
@@ -414,13 +414,14 @@ def test_a_suite_name_must_be_a_plain_slug(name: str) -> None:
 @pytest.mark.parametrize("seed", [3, 6])
 def test_parts_merge_to_exactly_the_single_run_checks(tmp_path: Path, seed: int) -> None:
     source = adversarial_table(3000, seed, int_ids=True)
-    for i in range(0, 3000, 97):  # duplicated ids spread over the shard
-        source = source.set_column(
-            source.schema.get_field_index("SAMPLE_ID"), "SAMPLE_ID",
-            pa.array([i // 2 if j == i else v
-                      for j, v in enumerate(source.column("SAMPLE_ID").to_pylist())],
-                     pa.int64()),
-        ) if i < 300 else source
+    ids = source.column("SAMPLE_ID").to_pylist()
+    for i in (0, 97, 194, 291):  # duplicated ids spread over the first parts
+        ids[i] = i // 2
+    source = source.set_column(
+        source.schema.get_field_index("SAMPLE_ID"), "SAMPLE_ID", pa.array(ids, pa.int64())
+    )
+    counts = Counter(v for v in ids if v is not None)
+    duplicated_rows = sum(n for n in counts.values() if n > 1)  # every row of a repeated id
     paths = GxPaths(tmp_path / "gx", tmp_path / "docs")
     whole = GxValidator(paths, SUITES, SUITE).validate(
         features_and_metrics(source, tmp_path)[0], "d", 1, 1)
@@ -437,7 +438,10 @@ def test_parts_merge_to_exactly_the_single_run_checks(tmp_path: Path, seed: int)
         else:
             assert a.observed["observed_value"] == b.observed["observed_value"], a.describe()
     unique = find(parted, "expect_column_values_to_be_unique", "id")
-    assert unique.observed is not None and unique.observed["unexpected_count"] > 0
+    assert unique.observed is not None and duplicated_rows > 0
+    assert unique.observed["unexpected_count"] == duplicated_rows
+    assert unique.observed["element_count"] == 3000
+    assert unique.observed["missing_count"] == 3000 - sum(counts.values())
 
 
 def test_parts_without_an_id_column_split_by_position(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.unit
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 ROOT = INFRA.parent

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from builders import adversarial_table, write_shard
+from clocks import LONG_LEASE, expire_lease
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from store_checks import (
@@ -64,7 +65,7 @@ def test_force_reprocesses_and_keeps_one_row_set(store: ResultStore, tmp_path: P
     paths = write_shards(tmp_path, 2)
     first = ingest(paths, store)
     before = table_counts(store.engine)
-    per_shard = {r.shard_id: shard_result_counts(store.engine, r.shard_id or 0) for r in first}
+    per_shard = {r.shard_id or 0: shard_result_counts(store.engine, r.shard_id or 0) for r in first}
 
     forced = ingest(paths, store, force=True)
     assert outcomes(forced) == ["done", "done"]
@@ -168,7 +169,7 @@ def test_an_error_inside_the_transaction_writes_nothing(store: ResultStore, tmp_
         raise Crash("dies between the metric rows and the commit")
 
     with pytest.raises(Crash):
-        ingest([path], store, before_commit=crash, owner="crasher", lease_seconds=0.3)
+        ingest([path], store, before_commit=crash, owner="crasher", lease_seconds=LONG_LEASE)
     (row,) = shards(store.engine)
     assert shard_result_counts(store.engine, row["id"]) == NO_ROWS
     state = shard_state(store.engine, row["id"])
@@ -177,8 +178,9 @@ def test_an_error_inside_the_transaction_writes_nothing(store: ResultStore, tmp_
         "crasher",
         1,
     )
-    time.sleep(max(0.0, (as_utc(state["lease_expires_at"]) - datetime.now(UTC)).total_seconds()))
-    time.sleep(0.05)
+    (busy,) = ingest([path], store, owner="retrier")
+    assert busy.outcome == "busy"  # the crashed worker's lease still holds
+    expire_lease(store.engine, row["id"])
     (retry,) = ingest([path], store, owner="retrier")
     assert retry.outcome == "done"
     state = shard_state(store.engine, row["id"])
@@ -293,7 +295,7 @@ def test_three_processes_race_over_50_shards_exactly_once(
         engine.dispose()
 
 
-KILL_LEASE = 3.0
+KILL_LEASE = LONG_LEASE
 
 
 def test_a_worker_killed_mid_transaction_leaves_no_partial_rows(
@@ -335,7 +337,7 @@ def test_a_worker_killed_mid_transaction_leaves_no_partial_rows(
     assert second.outcome == "busy"
     assert shard_state(engine, row["id"])["attempts"] == 1
 
-    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+    expire_lease(engine, row["id"])
     (third,) = ingest([path], store, owner="third")
     assert third.outcome == "done"
     state = shard_state(engine, row["id"])
@@ -407,15 +409,16 @@ def test_a_crash_before_commit_stores_no_checks_and_publishes_no_page(
         raise Crash("dies after the validation rows were added")
 
     with pytest.raises(Crash):
-        ingest([path], store, validator=validator, before_commit=crash, lease_seconds=0.2)
+        ingest([path], store, validator=validator, before_commit=crash, lease_seconds=LONG_LEASE)
     (row,) = shards(store.engine)
     assert shard_result_counts(store.engine, row["id"]) == NO_ROWS
     assert shard_state(store.engine, row["id"])["docs_page"] is None
     index = validator.build_docs(clean=True)
     assert not list((index.parent / "validations").rglob("*.html"))
-    time.sleep(0.25)
+    expire_lease(store.engine, row["id"])
     (retry,) = ingest([path], store, validator=validator)
     assert retry.outcome == "done"
+    assert retry.validation is not None
     assert len(_validation_rows(store.engine, row["id"])) == len(retry.validation.checks)
     assert len(list((index.parent / "validations").rglob("*.html"))) == 1
 

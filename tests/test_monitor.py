@@ -39,6 +39,7 @@ def listed(
     return RemoteShard("s", "u", "u.parquet", size, etag, sha, mtime)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("shard", "row", "settled"),
     [
@@ -98,6 +99,7 @@ def run_pass(settings: Settings) -> list[str]:
     return sorted(f"{Path(o.uri).name}:{o.outcome}" for o in outcomes)
 
 
+@pytest.mark.unit
 def test_local_pass_stores_skips_and_quarantines_without_touching_sources(
     tmp_path: Path,
 ) -> None:
@@ -121,6 +123,7 @@ def test_local_pass_stores_skips_and_quarantines_without_touching_sources(
     assert run_pass(settings) == ["a.parquet:done"]
 
 
+@pytest.mark.unit
 def test_a_failed_fetch_is_recorded_and_retried_next_pass(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -135,6 +138,7 @@ def test_a_failed_fetch_is_recorded_and_retried_next_pass(tmp_path: Path) -> Non
     assert process(settings, again, None).outcome == "done"
 
 
+@pytest.mark.integration
 def test_the_store_pool_fits_the_monitor_concurrency(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
@@ -155,6 +159,7 @@ def test_the_store_pool_fits_the_monitor_concurrency(
         assert _store(settings).engine.pool.size() == expected  # type: ignore[attr-defined]
 
 
+@pytest.mark.unit
 def test_a_monitor_pass_links_its_alerts_to_its_report_and_names_shards_by_file(
     tmp_path: Path,
 ) -> None:

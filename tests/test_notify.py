@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import CANARY, free_port
+from loopback import CANARY, decoded, refused_port
 from pydantic import SecretStr
 
 from shardwatch.alerting.email import EmailChannel
@@ -114,7 +114,7 @@ def test_slack_errors_and_logs_never_carry_the_webhook(
             channel.send(message())
         errors.append(info.value)
         assert CANARY not in repr(channel)
-    port = free_port()  # nothing listens here: connection refused
+    port = refused_port()  # bound, never listening: connection refused
     url = SecretStr(f"http://127.0.0.1:{port}/hooks/{CANARY}")
     with pytest.raises(DeliveryError) as info:
         SlackChannel(url, retry=fast(attempts=1)).send(message())
@@ -140,7 +140,7 @@ def test_email_has_a_text_part_and_an_escaped_html_part(smtp: Any) -> None:
     email(port, username="sw", password=SecretStr(CANARY)).send(message())
     (raw,) = handler.messages
     mail = message_from_bytes(raw)
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk()
+    parts = {p.get_content_type(): decoded(p).decode() for p in mail.walk()
              if not p.is_multipart()}
     assert set(parts) == {"text/plain", "text/html"}
     assert HOSTILE in parts["text/plain"]  # plain text is shown as text
@@ -310,7 +310,7 @@ def test_email_has_date_message_id_plain_text_and_no_local_path(
     assert re.fullmatch(r"<[^<>@\s]+@example\.org>", message_id), message_id
     fqdn = socket.getfqdn()
     assert "." not in fqdn or fqdn not in message_id  # not the machine's name
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk()
+    parts = {p.get_content_type(): decoded(p).decode() for p in mail.walk()
              if not p.is_multipart()}
     assert mail.get_content_type() == "multipart/alternative"
     assert set(parts) == {"text/plain", "text/html"}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from loopback import CANARY
 from prefect_server import PrefectServer
+from pydantic import SecretStr
 from store_checks import run_shardwatch
 
 from shardwatch.settings.config import ConfigError, load_settings
@@ -22,7 +23,7 @@ def save_secret(server: PrefectServer, value: str) -> str:
 
     name = f"sw-test-{uuid.uuid4().hex[:10]}"
     with server.settings():
-        Secret(value=value).save(name)
+        Secret(value=SecretStr(value)).save(name)
     return name
 
 

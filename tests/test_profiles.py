@@ -34,12 +34,11 @@ from shardwatch.core.profiles import (
 from shardwatch.scan.engine import scan_shard
 from shardwatch.settings.config import load_settings
 
-pytestmark = pytest.mark.unit
-
 COYO_FILE = "coyo700m_sample_rows.csv"
 KEYWORDS = [p.needle for p in BIRHANE2021.keywords]
 
 
+@pytest.mark.unit
 def test_the_builtin_profiles() -> None:
     assert sorted(BUILTIN_PROFILES) == sorted(
         ["laion400m", "laion5b-joined", "coyo700m", "datacomp", "cc3m", "cc12m"]
@@ -94,6 +93,7 @@ def _coyo_expected(rows: list[dict[str, str | None]], threshold: float) -> dict[
     }
 
 
+@pytest.mark.unit
 def test_coyo700m_on_the_real_rows() -> None:
     rows, header = _coyo_rows()
     assert len(rows) == 7 and "nsfw_score_opennsfw2" in header
@@ -113,6 +113,7 @@ def test_coyo700m_on_the_real_rows() -> None:
     assert_same_metrics(got, reference_metrics(rows, COYO700M, BIRHANE2021, columns=header))
 
 
+@pytest.mark.unit
 def test_config_profile_extends_coyo700m_with_another_threshold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,6 +141,7 @@ def test_config_profile_extends_coyo700m_with_another_threshold(
     assert_same_metrics(got, reference_metrics(rows, profile, BIRHANE2021, columns=header))
 
 
+@pytest.mark.unit
 def test_coyo700m_score_edges_on_a_generated_csv(tmp_path: Path) -> None:
     scores: list[Value] = ["0.5", "0.5000001", "1", "0", "1e-9", None, "nan", "-inf", "0.75"]
     header = ("id", "url", "text", "nsfw_score_opennsfw2", "clip_similarity_vitb32")
@@ -176,6 +178,7 @@ def test_coyo700m_score_edges_on_a_generated_csv(tmp_path: Path) -> None:
     assert_same_metrics(got, reference_metrics(as_dicts, COYO700M, BIRHANE2021, columns=header))
 
 
+@pytest.mark.unit
 def test_score_signal_needs_a_finite_threshold() -> None:
     columns: dict[Any, str | None] = {"nsfw_tag": "score"}
     with pytest.raises(ValueError, match="needs nsfw_threshold"):
@@ -216,6 +219,7 @@ def _laion5b_table(n: int, seed: int) -> pa.Table:
     )
 
 
+@pytest.mark.unit
 def test_laion5b_joined_on_generated_parquet(tmp_path: Path) -> None:
     table = _laion5b_table(800, seed=5)
     path = write_shard(table, tmp_path, "laion2B-en-joined-part-00000.parquet")
@@ -243,6 +247,7 @@ def test_laion5b_joined_on_generated_parquet(tmp_path: Path) -> None:
     assert_same_metrics(got, reference_metrics(table, LAION5B_JOINED, BIRHANE2021))
 
 
+@pytest.mark.unit
 def test_datacomp_on_generated_parquet(tmp_path: Path) -> None:
     rng = random.Random(9)
     n = 600
@@ -304,6 +309,7 @@ def _cc_rows(n: int) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("profile", [CC3M, CC12M], ids=["cc3m", "cc12m"])
 @pytest.mark.parametrize("suffix", [".tsv", ".tsv.gz"])
 def test_cc_profiles_on_headerless_tsv(
@@ -332,6 +338,7 @@ def test_cc_profiles_on_headerless_tsv(
     )
 
 
+@pytest.mark.unit
 def test_cc_profiles_need_their_own_column_order(tmp_path: Path) -> None:
     """A CC12M file (url, caption) read as CC3M (caption, url) gives other term counts: the
     header is what decides which column is the caption."""
@@ -368,6 +375,7 @@ def test_cli_scans_csv_and_tsv_files(tmp_path: Path) -> None:
     assert "malformed CSV row: 3 fields where the header has 2" in proc.stderr
 
 
+@pytest.mark.unit
 def test_punsafe_cross_tab_by_hand(tmp_path: Path) -> None:
     """The tag x (punsafe > 0.5) cross-tab of 6 hand-made rows."""
     table = pa.table(
@@ -396,6 +404,7 @@ def test_punsafe_cross_tab_by_hand(tmp_path: Path) -> None:
     assert_same_metrics(got.to_dict(), reference_metrics(table, LAION5B_JOINED, BIRHANE2021))
 
 
+@pytest.mark.unit
 def test_punsafe_totals_are_stored_and_summed(tmp_path: Path) -> None:
     from shardwatch.core.metrics import ShardMetrics
     from shardwatch.pipeline.ingest import ingest_shards

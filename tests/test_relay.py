@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import pytest
 from builders import tagged_table, write_shard
-from loopback import CANARY, SlackReceiver
+from loopback import CANARY, SlackReceiver, decoded, mime_parts
 from pydantic import SecretStr
 from sqlalchemy import select, text
 from store_checks import TESTS, ingest, subprocess_env
@@ -68,12 +68,19 @@ def plan(*channels: str) -> AlertPlan:
 
 
 def run(store: ResultStore, channels: dict[str, Channel], policy: RelayPolicy = FAST,
-        at: float = 0.0, **kwargs: Any) -> RelayResult:
-    """One relay pass; `at` seconds in the future (explicit clocks instead of sleeping)."""
+        at: float = 0.0, *, start: datetime | None = None, **kwargs: Any) -> RelayResult:
+    """One relay pass; `at` seconds in the future (explicit clocks instead of sleeping): after
+    `start` when given, a fixed instant, so that intervals are exact; else after now."""
     def now() -> datetime:
-        return t.utcnow() + timedelta(seconds=at)
+        return (start or t.utcnow()) + timedelta(seconds=at)
 
     return relay(Outbox(store.engine), channels, owner="relay", policy=policy, now=now, **kwargs)
+
+
+def utc(at: datetime | None) -> datetime:
+    """A stored instant as an aware UTC datetime (SQLite gives it back naive)."""
+    assert at is not None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def slack_items(bodies: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -159,7 +166,7 @@ def test_many_breaches_in_one_run_are_one_message_per_channel(
     assert len(body["blocks"]) == 1 + 6  # header + 5 shards + the dataset
     assert body["blocks"][0]["text"]["text"] == "shardwatch: 6 alert(s), 6 critical in laion-test"
     (raw,) = mailbox.messages
-    text_part = message_from_bytes(raw).get_payload()[0].get_payload(decode=True).decode()
+    text_part = decoded(mime_parts(raw)[0]).decode()
     assert text_part.count("[CRITICAL] tag on laion-test") == 6
     # every item carries observed vs threshold (a rate: a percentage with its counts), the run
     assert f"observed 14.00% (14 of 100), threshold <= 5% (run {run_id})" in text_part
@@ -171,12 +178,14 @@ def test_retry_after_is_honoured_between_relay_passes(
     receiver = slack("429:1")
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
-    first = run(store, channels)
+    start = t.utcnow()  # the relay's clock: passes at `start` + `at` seconds, no sleeping
+    first = run(store, channels, start=start)
     assert first.failed == 2 and first.dead == 0 and "429" in (first.channels[0].error or "")
-    assert run(store, channels, at=0.5).channels == ()  # not due: Retry-After 1 s > 0.05 s
-    time.sleep(1.05)
-    assert run(store, channels).sent == 2
-    assert len(receiver.times) == 2 and receiver.times[1] - receiver.times[0] >= 1.0
+    # not due: Retry-After 1 s > retry_seconds 0.05 s
+    assert run(store, channels, at=0.99, start=start).channels == ()
+    assert run(store, channels, at=1.0, start=start).sent == 2  # due exactly 1 s later
+    sent = [utc(d.sent_at) for v in Outbox(store.engine).alerts() for d in v.deliveries]
+    assert len(receiver.times) == 2 and sent == [start + timedelta(seconds=1.0)] * 2
     assert len(receiver.bodies) == 1
 
 
@@ -184,10 +193,11 @@ def test_within_one_pass_retry_after_is_waited_out(
     store: ResultStore, tmp_path: Path, slack: Any
 ) -> None:
     receiver = slack("429:1", "reset")
-    channel = slack_channel(receiver, retry=Retry(attempts=3, base=0.05, cap=5))
+    waits: list[float] = []  # the channel's clock: it records its waits instead of sleeping
+    channel = slack_channel(receiver, retry=Retry(attempts=3, base=0.05, cap=5), sleep=waits.append)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
     assert run(store, {"team": channel}).sent == 2
-    assert len(receiver.times) == 3 and receiver.times[1] - receiver.times[0] >= 1.0
+    assert len(receiver.times) == 3 and waits == [1.0, 0.1]  # Retry-After, then backoff 2 x 0.05
     assert len(receiver.bodies) == 1  # the 429 and the reset delivered nothing
 
 
@@ -202,8 +212,7 @@ def test_a_hang_is_cut_off_and_retried_later(
     assert time.monotonic() - started < 3
     assert first.failed == 2 and "timed out" in (first.channels[0].error or "")
     assert notice_states(store) == {("breach", "pending"): 2}
-    time.sleep(0.1)
-    assert run(store, channels).sent == 2
+    assert run(store, channels, at=0.1).sent == 2  # a pass 0.1 s later: the retry is due
     assert len(receiver.bodies) == 1
 
 
@@ -239,10 +248,10 @@ def test_transient_smtp_errors_retry_then_dead_letter(
     assert len(mailbox.messages) == 1
     ingest([shard(tmp_path, "b.parquet", 20, seed=2)], store, alerts=plan("mail"))
     once = email_channel(port)  # one try per pass: 421, 421, 421 over three passes
+    start = t.utcnow()  # the passes, 1 s apart on the relay's clock: every retry is due
     for attempt in range(1, 4):
-        result = run(store, {"mail": once})
+        result = run(store, {"mail": once}, at=attempt - 1.0, start=start)
         assert result.failed == 1 and result.dead == (1 if attempt == 3 else 0)
-        time.sleep(0.25)
     assert notice_states(store) == {("breach", "sent"): 2, ("breach", "dead"): 1}
     assert len(mailbox.messages) == 1
     print(f"\nsmtp 451/drop/250 then 421x3: {dict(notice_states(store))}, "
@@ -288,7 +297,7 @@ def test_hostile_names_arrive_escaped(
         assert "<!channel>" not in shown and "<http://evil.example|x>" not in shown
     assert any("&lt;!channel&gt; &lt;http://evil.example|x&gt; &amp; &lt;b&gt;" in s
                for s in texts)
-    html = message_from_bytes(mailbox.messages[0]).get_payload()[1].get_payload(decode=True)
+    html = decoded(mime_parts(mailbox.messages[0])[1])
     assert b"<!channel>" not in html and b"&lt;!channel&gt;" in html and b"<b>" not in html
 
 
@@ -297,17 +306,19 @@ def test_a_persisting_breach_is_reminded_once_per_interval(
 ) -> None:
     receiver = slack()
     channels: dict[str, Channel] = {"team": slack_channel(receiver)}
-    # a 2 s interval on a simulated clock (each pass's real duration shifts it a little);
-    # min_interval 0: pacing would sleep for real
+    # a 2 s interval on a fixed simulated clock; min_interval 0: pacing would sleep for real
     policy = RelayPolicy(renotify_hours=2 / 3600, retry_seconds=0.05, min_interval=0)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan("team"))
-    assert run(store, channels, policy).sent == 2
-    assert run(store, channels, policy, at=1.6).sent == 0  # within the interval
-    reminded = run(store, channels, policy, at=2.4)
+    # passes at `start` + `at` seconds, `start` being when the breach was last notified
+    (start,) = {utc(v.last_notified_at) for v in Outbox(store.engine).alerts()}
+    assert run(store, channels, policy, start=start).sent == 2
+    assert run(store, channels, policy, at=1.99, start=start).sent == 0  # within the interval
+    assert run(store, channels, policy, at=2.0, start=start).sent == 0  # not longer ago yet
+    reminded = run(store, channels, policy, at=2.001, start=start)
     assert reminded.reminded == 2 and reminded.sent == 2
-    assert run(store, channels, policy, at=2.8).sent == 0
-    assert run(store, channels, policy, at=4.0).sent == 0  # 1.6 s after the reminder
-    assert run(store, channels, policy, at=4.8).sent == 2  # the next interval
+    assert run(store, channels, policy, at=2.8, start=start).sent == 0
+    assert run(store, channels, policy, at=4.001, start=start).sent == 0  # one interval after
+    assert run(store, channels, policy, at=4.002, start=start).sent == 2  # the next interval
     heads = [head for head, _ in slack_items(receiver.bodies)]
     assert heads == ["CRITICAL"] * 2 + ["CRITICAL, STILL"] * 4
 
@@ -332,9 +343,9 @@ def test_canary_secrets_appear_in_no_log_row_or_file(
     caplog.set_level(logging.DEBUG)
     ingest([shard(tmp_path, "a.parquet", 20)], store, alerts=plan(*channels),
            validator=validator)
-    for _ in range(5):
-        run(store, channels, RelayPolicy(retry_seconds=0.05, max_attempts=5))
-        time.sleep(0.1)
+    start = t.utcnow()  # the passes, 1 s apart on the relay's clock: every retry is due
+    for i in range(5):
+        run(store, channels, RelayPolicy(retry_seconds=0.05, max_attempts=5), at=i, start=start)
     assert len(receiver.bodies) == 1 and mailbox.attempts == 1  # the faults really happened
     assert "slack: HTTP 500" in caplog.text and "550" in caplog.text
     assert CANARY not in caplog.text
@@ -397,7 +408,7 @@ def test_links_point_at_the_published_data_docs_and_reports_never_at_local_files
         (body,) = receiver.bodies
         (raw,) = mailbox.messages
         mail = message_from_bytes(raw)
-        text_part, html_part = (p.get_payload(decode=True).decode() for p in mail.get_payload())
+        text_part, html_part = (decoded(p).decode() for p in mime_parts(mail))
         blobs = [repr(body), text_part, html_part, raw.decode()]
         for blob in blobs:
             assert str(tmp_path) not in blob and "/tmp/" not in blob

@@ -402,8 +402,8 @@ def test_markdown_and_csv_formats_parse_back(database_url: str, tmp_path: Path) 
     ]
     assert [row[1] for row in parsed[1:]] == list(terms)
     assert {row[0] for row in parsed[1:]} == {"pipes"}
-    for row in parsed[1:]:
-        record, stats = dict(zip(parsed[0], row, strict=True)), terms[row[1]]
+    for line in parsed[1:]:
+        record, stats = dict(zip(parsed[0], line, strict=True)), terms[line[1]]
         kw_tags = {k: int(record[f"keyword_nsfw_{k}"]) for k in labels}
         assert kw_tags == stats["keyword_nsfw_by_tag"]
         assert sum(kw_tags.values()) == stats["keyword_nsfw"]

@@ -18,6 +18,8 @@ from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.unit
+
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="alert(1)">'
 
 

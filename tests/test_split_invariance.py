@@ -112,7 +112,7 @@ def cut(n: int, data: st.DataObject, label: str) -> list[tuple[int, int]]:
 
 def batches(table: pa.Table, data: st.DataObject) -> list[pa.RecordBatch]:
     """`table` as record batches of random sizes, including empty batches."""
-    out = []
+    out: list[pa.RecordBatch] = []
     for start, stop in cut(table.num_rows, data, "batch cuts"):
         piece = table.slice(start, stop - start).combine_chunks()
         out.extend(piece.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)])

@@ -15,6 +15,8 @@ from shardwatch.core.profiles import LAION400M
 from shardwatch.core.stats import lift, term_lifts, wilson
 from shardwatch.scan.engine import scan_batches, scan_shard
 
+pytestmark = pytest.mark.unit
+
 
 def test_wilson_matches_hand_computed_values() -> None:
     # 10 of 50, z = 1.96: centre (0.2 + 3.8415/100) / 1.07683 = 0.221405,

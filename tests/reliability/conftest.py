@@ -4,46 +4,43 @@ Every scenario runs on loopback only: the real PostgreSQL, local shard servers, 
 Slack-like receiver and aiosmtpd (tests/loopback.py). Three things are shared:
 
 - `canaries` / `leaks` (leaks.py): the secrets scenario. Scenarios run with canary secrets
-  and hand their outputs to `leaks`; test_secrets.py runs last and checks the whole session.
+  and hand their outputs to `leaks`. A test that takes `leaks` runs with the root logger at
+  DEBUG into its own file (`debug_log`), searched for the canaries when the test ends; a
+  scenario module whose tests passed must have searched some of their outputs.
 - `figure(scenario, what, value)`: the figures docs/reliability.md quotes. They are printed
   in pytest's summary and appended to build/reliability-figures.jsonl.
 - the `slow` marker: opt-in tests (the 500-shard soak), run with SHARDWATCH_SLOW=1.
+
+Every test here also carries the `reliability` marker (`-m reliability` selects the suite);
+each module marks its tests `unit` or `integration` itself (tests/markers.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import CANARIES, FIGURES, HERE, SESSION, SESSION_LOG, Canaries, LeakWatch
+from leaks import CANARIES, FIGURES, HERE, SESSION, Canaries, LeakWatch, debug_logging
+
+CALL_PASSED = pytest.StashKey[bool]()
+PASSED_WITH_LEAKS: Counter[str] = Counter()  # scenario -> its passed tests that took `leaks`
 
 
 def pytest_configure(config: pytest.Config) -> None:
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.write_text("")
-    SESSION_LOG.write_text("")
-    handler = logging.FileHandler(SESSION_LOG, encoding="utf-8")
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)  # DEBUG everywhere: a secret must not leak even there...
-    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)  # ...but not every statement
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """test_secrets.py goes last (it checks what the others left); slow tests are opt-in;
-    every test here is an integration test (real servers, processes and faults)."""
+    """Every test here carries the `reliability` marker; slow tests are opt-in."""
     for item in items:
         if item.path.parent == HERE:
-            item.add_marker(pytest.mark.integration)
-    SESSION.ran.update(i.path.stem.removeprefix("test_") for i in items if i.path.parent == HERE)
-    last = [i for i in items if i.path.name == "test_secrets.py"]
-    items[:] = [i for i in items if i.path.name != "test_secrets.py"] + last
+            item.add_marker(pytest.mark.reliability)
     if os.environ.get("SHARDWATCH_SLOW") != "1":
         skip = pytest.mark.skip(reason="opt-in: set SHARDWATCH_SLOW=1 to run the slow tests")
         for item in items:
@@ -78,10 +75,43 @@ def canaries() -> Canaries:
     return CANARIES
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
+    return report
+
+
 @pytest.fixture
-def leaks(request: pytest.FixtureRequest) -> Iterator[LeakWatch]:
-    """The session's leak watch, attributed to the requesting test's scenario (its file)."""
+def debug_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This test's log: the root logger at DEBUG into a file, restored when the test ends.
+    The file is in a folder of its own, not in the test's `tmp_path` (whose files some
+    scenarios count)."""
+    with debug_logging(tmp_path_factory.mktemp("debug-log") / "debug.log") as path:
+        yield path
+
+
+@pytest.fixture
+def leaks(request: pytest.FixtureRequest, debug_log: Path) -> Iterator[LeakWatch]:
+    """The session's leak watch, attributed to the requesting test's scenario (its file).
+    When the test ends, its DEBUG log is searched too."""
     watch = SESSION.watch
     watch.scenario = request.path.stem.removeprefix("test_")
     yield watch
+    watch.debug_log(debug_log)
+    if request.node.stash.get(CALL_PASSED, False):
+        PASSED_WITH_LEAKS[watch.scenario] += 1
     watch.scenario = "?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scenario_searched_its_outputs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a scenario module ends: if its tests that took `leaks` passed, they searched
+    some of their outputs (logs, tables, files, messages), not only their DEBUG logs."""
+    yield
+    scenario = request.path.stem.removeprefix("test_")
+    if PASSED_WITH_LEAKS[scenario]:
+        assert SESSION.watch.checked[scenario] > 0, (
+            f"scenario {scenario}: its tests searched none of their outputs for the canaries"
+        )

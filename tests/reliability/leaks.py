@@ -4,23 +4,27 @@ scenario runs with, and the checks that they never show up anywhere.
 `CANARIES` holds a webhook token, an SMTP password and a database password, fresh for each
 test session. Scenarios put them where real secrets go (the Slack webhook URL's path, the
 SMTP login, the PostgreSQL URL's password: trust auth ignores it, so it can be any value)
-and, once they have run, hand every output to the `leaks` fixture:
+and, once they have run, hand every output to the `leaks` fixture (conftest.py), which also
+runs the test with the root logger at DEBUG into its own file (`debug_logging`) and searches
+that log when the test ends:
 
     leaks.text("ingest stdout", proc.stdout)     # CLI output, messages, captured logs
     leaks.tree("gx and docs", tmp_path / ".shardwatch")  # every file under a folder
     leaks.database("results", url)               # every row of every table, as text
 
 Each check asserts 0 hits at once (so the failing scenario is the one named) and is also
-counted per scenario; `test_secrets.py`, which runs last, asserts that every scenario was
-checked and that the DEBUG log of the whole session (a root handler this package installs)
-holds no canary either.
+counted per scenario; when a scenario module ends, conftest.py asserts that it searched
+something (its DEBUG logs aside). `test_secrets.py` runs a pass of its own with the canaries
+and searches everything it produced; it depends on no other module and on no order.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +64,27 @@ class Canaries:
 CANARIES = Canaries.fresh()
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE.parents[1] / "build" / "reliability-figures.jsonl"
-SESSION_LOG = HERE.parents[1] / "build" / "reliability-debug.log"
+
+
+@contextmanager
+def debug_logging(path: Path) -> Iterator[Path]:
+    """The root logger at DEBUG into `path` while the block runs (a secret must not leak even
+    there), SQLAlchemy's at WARNING (not every statement); levels and handlers restored after."""
+    root, sqlalchemy = logging.getLogger(), logging.getLogger("sqlalchemy")
+    levels = root.level, sqlalchemy.level
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    sqlalchemy.setLevel(logging.WARNING)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(levels[0])
+        sqlalchemy.setLevel(levels[1])
 
 
 @dataclass
@@ -69,11 +93,13 @@ class LeakWatch:
 
     canaries: Canaries
     checked: Counter[str] = field(default_factory=Counter)  # scenario -> items searched
+    logs_checked: Counter[str] = field(default_factory=Counter)  # scenario -> DEBUG logs
     hits: list[str] = field(default_factory=list)
     scenario: str = "?"
 
-    def _record(self, where: str, blob: bytes) -> None:
-        self.checked[self.scenario] += 1
+    def _record(self, where: str, blob: bytes, *, count: bool = True) -> None:
+        if count:
+            self.checked[self.scenario] += 1
         found = [c for c in self.canaries.values if c.encode() in blob]
         if found:
             self.hits.append(f"{self.scenario}: {where}")
@@ -86,6 +112,11 @@ class LeakWatch:
         self._record(
             where, text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         )
+
+    def debug_log(self, path: Path) -> None:
+        """Search a test's DEBUG log (`debug_logging`); counted apart from the outputs."""
+        self.logs_checked[self.scenario] += 1
+        self._record(f"DEBUG log {path}", path.read_bytes(), count=False)
 
     def texts(self, where: str, texts: Iterable[str | bytes]) -> None:
         for i, item in enumerate(texts):
@@ -121,10 +152,9 @@ class LeakWatch:
 
 @dataclass
 class Session:
-    """What the suite's conftest shares with test_secrets.py."""
+    """What the suite's conftest keeps for the session: the leak watch and the figures."""
 
     watch: LeakWatch
-    ran: set[str] = field(default_factory=set)  # the scenario modules collected
     figures: list[tuple[str, str, str]] = field(default_factory=list)
 
 

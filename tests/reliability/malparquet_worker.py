@@ -21,6 +21,16 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
+
+RESULT_TABLES = (  # a shard version's rows in these exist only once it is done
+    "shard_metrics",
+    "shard_tag_counts",
+    "similarity_bins",
+    "term_metrics",
+    "term_tag_counts",
+    "validation_results",
+)
 
 
 def peak_mb(key: str = "VmHWM") -> float:
@@ -57,6 +67,39 @@ def check(path: Path, max_uncompressed: int | None) -> None:
     )
 
 
+def stored(engine: Any, shard_id: int | None) -> dict[str, Any]:
+    """What the store holds for one shard version: its rows in each result table, and the
+    metrics row's counts (None when it has none)."""
+    from sqlalchemy import text
+
+    if shard_id is None:
+        return {"rows": {}, "metrics": None}
+    with engine.connect() as conn:
+        rows = {
+            name: conn.execute(
+                text(f"SELECT count(*) FROM {name} WHERE shard_id = :id"), {"id": shard_id}
+            ).scalar_one()
+            for name in RESULT_TABLES
+        }
+        metrics = conn.execute(
+            text("SELECT rows, keyword_nsfw_rows FROM shard_metrics WHERE shard_id = :id"),
+            {"id": shard_id},
+        ).first()
+    return {"rows": rows, "metrics": None if metrics is None else list(metrics)}
+
+
+def reference(path: Path) -> list[Any]:
+    """The same counts from tests/reference.py over a plain read of the whole file."""
+    import pyarrow.parquet as pq
+    from reference import reference_metrics
+
+    from shardwatch.core.lexicon import BIRHANE2021
+    from shardwatch.core.profiles import LAION400M
+
+    ref = reference_metrics(pq.read_table(path), LAION400M, BIRHANE2021)
+    return [ref["rows"], ref.get("keyword_nsfw_rows")]
+
+
 def ingest(url: str, as_bytes: int) -> None:
     from shardwatch.core.lexicon import BIRHANE2021
     from shardwatch.core.profiles import LAION400M
@@ -75,9 +118,13 @@ def ingest(url: str, as_bytes: int) -> None:
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         started = time.perf_counter()
+        path = Path(line.strip())
         try:
-            result = ingest_file(job, Path(line.strip()))
-            out = {"outcome": result.outcome, "reason": result.reason}
+            result = ingest_file(job, path)
+            out: dict[str, Any] = {"outcome": result.outcome, "reason": result.reason}
+            out["stored"] = stored(engine, result.shard_id)
+            if result.outcome == "done":
+                out["reference"] = reference(path)
         except BaseException as exc:  # anything escaping would stop a real run
             out = {"outcome": "escaped", "reason": "".join(traceback.format_exception(exc))}
         out["seconds"] = time.perf_counter() - started

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from builders import tagged_table, write_shard
 from leaks import Canaries, LeakWatch
-from loopback import SlackReceiver, free_port
+from loopback import LoopbackController, SlackReceiver
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from store_checks import DATASET as STORE_DATASET
@@ -50,6 +49,8 @@ from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Rule
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
 
 SCENARIO = "8 alert storms"
 DATASET = "laion-storm"
@@ -100,15 +101,11 @@ class Mailbox:
 @pytest.fixture
 def mailbox(canaries: Canaries) -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox(canaries.smtp_password)
-    port = free_port()
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=box.authenticate,
-        auth_require_tls=False,
+    controller = LoopbackController(  # on port 0: the OS picks
+        box, authenticator=box.authenticate, auth_require_tls=False
     )
     controller.start()
+    port = controller.port
     yield box, port
     controller.stop()
 

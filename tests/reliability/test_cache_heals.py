@@ -31,6 +31,8 @@ from shardwatch.acquire.sources import RemoteShard, cache_name
 from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.settings.config import load_settings
 
+pytestmark = pytest.mark.integration
+
 S = "12 cache heals"
 MiB = 1024 * 1024
 BIG = random.Random(3).randbytes(3 * MiB)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from concurrency_checks import Worker, file_rows, percentile, stored_rows, write_small_shards
 from leaks import Canaries, LeakWatch
 from store_checks import DATASET, shards, table_counts
@@ -27,6 +28,8 @@ from store_checks import DATASET, shards, table_counts
 from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
 
 SCENARIO = "7 concurrency"
 N_SHARDS = 200

@@ -74,6 +74,8 @@ from shardwatch.scan.engine import scan_shard
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "6 crashes"
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"
 NO_ROWS = dict.fromkeys(RESULT_TABLES, 0)
@@ -459,7 +461,7 @@ def test_immediate_stop_during_a_write_burst_keeps_every_acknowledged_commit(
         print(f"\nburst: {len(acked)} acknowledged, then {type(writer.error).__name__}")
 
         # The SAME pools work again at once: their stale connections are replaced on checkout.
-        idle_seen = idle.pool.checkedin()
+        idle_seen = idle.pool.checkedin()  # type: ignore[attr-defined]  # QueuePool's, not Pool's
         connections_before = dict(new_connections)
         with idle.connect() as conn:  # never saw the crash: pool_pre_ping finds it out
             assert conn.execute(text("SELECT count(*) FROM shards")).scalar_one() >= len(acked)

@@ -21,6 +21,7 @@ from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any
 
+import pytest
 from builders import tagged_table, write_shard
 from leaks import LeakWatch
 from store_checks import run_shardwatch
@@ -28,6 +29,8 @@ from store_checks import run_shardwatch
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
 from shardwatch.present.artifacts import build_report
 from shardwatch.settings.config import load_settings
+
+pytestmark = pytest.mark.integration
 
 S = "12 forged names"
 FAKE = "[CRITICAL] all clear"

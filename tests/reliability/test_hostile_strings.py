@@ -41,11 +41,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from builders import laion_schema, rows_to_table, tagged_table, write_shard
 from leaks import Canaries, LeakWatch
-from loopback import free_port
+from loopback import LoopbackController
 from sqlalchemy import Engine, inspect, select
 from store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
@@ -188,15 +187,12 @@ class Mailbox:
 
 @pytest.fixture
 def mailbox(canaries: Canaries) -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(canaries.smtp_password), free_port()
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=box.authenticate,
-        auth_require_tls=False,
+    box = Mailbox(canaries.smtp_password)
+    controller = LoopbackController(  # on port 0: the OS picks
+        box, authenticator=box.authenticate, auth_require_tls=False
     )
     controller.start()
+    port = controller.port
     yield box, port
     controller.stop()
 
@@ -329,6 +325,7 @@ def expected_export(tables: dict[str, pa.Table]) -> dict[tuple[str, int], dict[s
 
 
 # --- the scenario, end to end --------------------------------------------------------------
+@pytest.mark.integration
 def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
     database_url: str,
     canaries: Canaries,
@@ -536,6 +533,7 @@ def injection_matrix(engine: Engine, settings: Any, tmp_path: Path) -> int:
     return tried
 
 
+@pytest.mark.integration
 def test_hostile_names_are_written_as_bound_values(
     store: ResultStore, database_url: str, leaks: LeakWatch
 ) -> None:
@@ -559,6 +557,7 @@ def test_hostile_names_are_written_as_bound_values(
 
 
 # --- names the store cannot keep verbatim -------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -579,6 +578,7 @@ def test_a_name_the_store_cannot_keep_is_a_config_error(
     assert message in str(caught.value)
 
 
+@pytest.mark.integration
 def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
     store: ResultStore, database_url: str, leaks: LeakWatch, tmp_path: Path
 ) -> None:
@@ -635,6 +635,7 @@ def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
     leaks.database("refused names store", database_url)
 
 
+@pytest.mark.integration
 def test_an_undecodable_dataset_on_the_command_line_exits_2(
     tmp_path: Path, leaks: LeakWatch
 ) -> None:
@@ -819,6 +820,7 @@ def sql_sites(path: Path) -> list[tuple[str, str, ast.Call | ast.AST]]:
     return found
 
 
+@pytest.mark.unit
 def test_no_sql_is_built_from_strings_outside_the_allow_list(figure: Any, leaks: LeakWatch) -> None:
     files = sorted([*(REPO / "src/shardwatch").rglob("*.py"), *(REPO / "db").rglob("*.py")])
     assert len(files) > 30
@@ -846,6 +848,7 @@ def test_no_sql_is_built_from_strings_outside_the_allow_list(figure: Any, leaks:
     leaks.text("sql scan", "\n".join(sorted(map(str, seen))))
 
 
+@pytest.mark.unit
 def test_the_scanner_catches_sql_built_from_strings(tmp_path: Path) -> None:
     """The scan would fail on each classic mistake (so its silence above means something)."""
     bad = tmp_path / "bad.py"

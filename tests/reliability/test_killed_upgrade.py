@@ -28,6 +28,8 @@ from store_checks import subprocess_env
 
 from shardwatch.store.database import current, heads, make_engine
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "11 killed upgrade"
 WORKER = Path(__file__).resolve().parent / "upgrade_worker.py"
 POINTS = 4  # kill points spread over the statements, plus "commit"
@@ -107,7 +109,7 @@ def test_a_killed_db_upgrade_leaves_no_half_migration_and_a_rerun_completes(
 ) -> None:
     first, urls = new_database(), [new_database() for _ in range(POINTS + 2)]
     fractions = [{"fraction": k / POINTS} for k in range(POINTS)] + [{"fraction": 1.0}, "commit"]
-    jobs = [{"url": first, "stop": None}]
+    jobs: list[dict[str, Any]] = [{"url": first, "stop": None}]
     jobs += [{"url": u, "stop": f} for u, f in zip(urls, fractions, strict=True)]
     counted, *killed = _run_worker(jobs, tmp_path, leaks)
     total = counted["statements"][-1]  # the CLI's statements up to the upgrade's COMMIT

@@ -62,6 +62,8 @@ from shardwatch.scan.reader import ShardReader
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 Figure = Callable[[str, str, object], None]
 SCENARIO = "1 malicious parquet"
 WORKER = Path(__file__).with_name("malparquet_worker.py")
@@ -101,7 +103,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("hostile")
     bomb = zstd_bomb(folder / "bomb.parquet", BOMB_BYTES)
     wide = folder / "wide.parquet"
-    proc = child("wide", wide, 100_000)
+    proc = child("wide", wide, "100000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {
         "bomb": bomb,
@@ -313,7 +315,12 @@ def test_fuzzed_shards_are_done_or_refused_and_the_worker_never_crashes(
         slowest[1] = max(slowest[1], result["peak_mb"])
         assert outcome != "escaped", f"an exception escaped ingest_file:\n{reason}"
         assert outcome in ("done", "skipped", "quarantined", "failed"), result
-        if outcome in ("quarantined", "failed"):
+        if outcome == "done":  # what was stored equals a plain read of the file
+            assert result["stored"]["metrics"] == result["reference"], result
+            assert result["stored"]["rows"]["shard_metrics"] == 1, result
+        if outcome in ("quarantined", "failed"):  # a refused file stores no result at all
+            assert not any(result["stored"]["rows"].values()), result
+            assert result["stored"]["metrics"] is None, result
             assert reason and reason.strip() == reason and "\n" not in reason, result
             assert "Traceback" not in reason and len(reason) < 600, result
             reasons.append(reason)

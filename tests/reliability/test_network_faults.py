@@ -101,6 +101,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("mode", "permanent", "reason", "requests"), FAULTS)
 def test_each_fault_gives_up_bounded_and_leaves_no_shard(
     server: FaultServer,
@@ -147,6 +148,7 @@ def test_each_fault_gives_up_bounded_and_leaves_no_shard(
     leaks.tree(f"cache ({mode})", tmp_path)
 
 
+@pytest.mark.integration
 def test_gzip_bomb_is_never_inflated(
     server: FaultServer, canaries: Canaries, leaks: LeakWatch, figure: Any, tmp_path: Path
 ) -> None:
@@ -174,6 +176,7 @@ def test_gzip_bomb_is_never_inflated(
     leaks.text("gzip errors", f"{shard_error.value} {manifest_error.value}")
 
 
+@pytest.mark.integration
 def test_wrong_content_length_is_never_a_complete_shard(
     server: FaultServer, canaries: Canaries, leaks: LeakWatch, tmp_path: Path
 ) -> None:
@@ -215,6 +218,7 @@ def test_wrong_content_length_is_never_a_complete_shard(
     leaks.tree("wrong length cache", tmp_path)
 
 
+@pytest.mark.integration
 def test_retry_after_is_honoured(
     server: FaultServer, canaries: Canaries, leaks: LeakWatch, figure: Any, tmp_path: Path
 ) -> None:
@@ -228,6 +232,7 @@ def test_retry_after_is_honoured(
     leaks.tree("retry-after cache", tmp_path)
 
 
+@pytest.mark.unit
 def test_default_policy_bounds(figure: Any) -> None:
     """The worst case with the shipped defaults, from the policy itself: every attempt is cut
     by the read timeout (a hang) or the speed window (a drip; +1 s watchdog tick), plus the
@@ -253,6 +258,7 @@ FAULTY = {
 }
 
 
+@pytest.mark.integration
 def test_faulty_shards_among_good_ones_through_the_monitor(
     server: FaultServer,
     canaries: Canaries,

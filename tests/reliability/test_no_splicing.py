@@ -40,6 +40,8 @@ from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
+pytestmark = pytest.mark.integration
+
 S = "11 no splicing"
 SIZE = 300_000
 A = random.Random(1).randbytes(SIZE)
@@ -213,7 +215,7 @@ manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
         before = len(srv.of(PATH))
         run = start(settings)
         found = discover(settings)
-        outcomes = [process(settings, s, run).outcome for s in found.new]
+        outcomes: list[str] = [process(settings, s, run).outcome for s in found.new]
         return found.unchanged, outcomes, len(srv.of(PATH)) - before
 
     assert one_pass() == (0, ["done"], 1)

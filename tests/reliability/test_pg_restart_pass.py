@@ -33,6 +33,8 @@ from shardwatch.pipeline.ingest import IngestResult
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "13 PG restart mid-pass"
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "shard", max=0.05, min_support=10)
 SHARDS = 6

@@ -37,6 +37,8 @@ from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
 from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "2 schema drift"
 
 
@@ -120,7 +122,9 @@ def test_drift_is_classified_stored_and_alerted_once(
 
         # Stored: the drift with its shard version, and in the report.
         with engine.connect() as conn:
-            stored = dict(conn.execute(select(t.Shard.uri, t.Shard.schema_drift)).all())
+            stored: dict[str, Any] = dict(
+                conn.execute(select(t.Shard.uri, t.Shard.schema_drift)).all()
+            )
         for name, path in paths.items():
             drift = stored[str(path.resolve())]
             want = CASES[name][1] if name in CASES else None
@@ -161,7 +165,9 @@ def test_drift_is_classified_stored_and_alerted_once(
         for name in DRIFTED:
             (line,) = [ln for ln in lines if paths[name].name in ln]
             # Slack mrkdwn: "_" is shown as its lookalike U+02CD, so it cannot italicise
-            assert "schema-drift" in line and CASES[name][1].replace("_", "\u02cd") in line
+            want = CASES[name][1]
+            assert want is not None and "schema-drift" in line
+            assert want.replace("_", "\u02cd") in line
         (line,) = [ln for ln in lines if paths["data-failure"].name in ln]
         assert "validation" in line and "schema" not in line
         assert receiver.paths == [f"/services/T000/B000/{canaries.webhook}"]

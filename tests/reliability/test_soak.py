@@ -51,6 +51,8 @@ from store_checks import shards
 
 from shardwatch.store.database import make_engine, upgrade
 
+pytestmark = pytest.mark.integration
+
 SCENARIO = "10 soak"
 LEASE = 3.0
 SAMPLE_EVERY = 0.05

@@ -27,6 +27,8 @@ from shardwatch.acquire.sources import HttpListingSource, SourceError
 from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.settings.config import load_settings
 
+pytestmark = pytest.mark.integration
+
 S = "5 SSRF"
 BODY = b"PAR1" + b"\x00" * 100 + b"PAR1"
 

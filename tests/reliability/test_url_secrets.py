@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from builders import tagged_table, write_shard
-from leaks import SESSION_LOG, LeakWatch
+from leaks import LeakWatch
 from sqlalchemy import select
 from store_checks import run_shardwatch
 
@@ -201,6 +201,7 @@ min_support = 1
     return cfg
 
 
+@pytest.mark.unit
 def test_redacted_url_keeps_names_and_drops_every_secret() -> None:
     url = (
         f"https://{C.user}:{C.password}@h.example:8443/a.parquet?X-Amz-Signature={C.sig}"
@@ -216,6 +217,7 @@ def test_redacted_url_keeps_names_and_drops_every_secret() -> None:
         assert redact_url(weird) == "https://<unparseable URL>"
 
 
+@pytest.mark.integration
 def test_no_url_secret_reaches_any_output_or_table(
     database_url: str,
     signed: SignedServer,
@@ -295,6 +297,7 @@ def test_no_url_secret_reaches_any_output_or_table(
     assert watch.hits == []
 
 
+@pytest.mark.integration
 def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     postgres_url: str,
     smtp: Any,
@@ -302,6 +305,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     figure: Any,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    debug_log: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.chdir(tmp_path)
@@ -349,7 +353,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
     done = run_shardwatch("alerts", "test", "--channel", "mail", "--config", str(cfg), cwd=tmp_path)
     assert done.returncode == 4, done.stdout + done.stderr
     printed += [done.stdout, done.stderr]
-    printed.append(SESSION_LOG.read_text(errors="replace"))  # this session's DEBUG log
+    printed.append(debug_log.read_text(errors="replace"))  # this test's DEBUG log
     hits = [h for h in halves if any(h in text for text in printed)]
     figure(S, "error outputs searched for a half of an '@' password", len(printed))
     figure(S, "halves printed", len(hits))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from loopback import refused_port
 from sqlalchemy import Engine, inspect
 from store_checks import ALL_TABLES, subprocess_env
 
@@ -157,16 +157,9 @@ def test_postgres_url_is_a_fresh_session_database(postgres_url: str) -> None:
         conn.close()
 
 
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_unreachable_postgres_fails_with_ci_set_and_skips_without() -> None:
     node = "tests/store/test_migrations.py::test_postgres_url_is_a_fresh_session_database"
-    port = str(_unused_port())
+    port = str(refused_port())
     runs = {}
     for ci in ("1", None):
         env = subprocess_env(SHARDWATCH_TEST_PG_PORT=port)

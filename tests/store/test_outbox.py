@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from builders import tagged_table, write_shard
+from clocks import LONG_LEASE, expire_lease
 from sqlalchemy import create_engine, select, text
 from store_checks import ingest, table_counts
 
@@ -20,6 +21,8 @@ from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
 from shardwatch.store.outbox import Outbox, scope_key
 from shardwatch.store.repository import ResultStore
+
+pytestmark = pytest.mark.integration
 
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "both", max=0.05, min_support=10)
 PLAN = AlertPlan((TAG,), ("mail", "slack"))
@@ -85,11 +88,15 @@ def test_a_crash_before_commit_leaves_no_alert_and_no_notice(
         raise RuntimeError("killed before commit")
 
     with pytest.raises(RuntimeError):
-        ingest([path], store, alerts=PLAN, before_commit=crash, lease_seconds=0.2)
+        ingest([path], store, alerts=PLAN, before_commit=crash, lease_seconds=LONG_LEASE)
     assert seen == [4]
     counts = table_counts(store.engine)
     assert counts["alerts"] == 0 and counts["alert_outbox"] == 0 and counts["shard_metrics"] == 0
-    time.sleep(0.3)  # the crashed claim's lease expires
+    (busy,) = ingest([path], store, alerts=PLAN)
+    assert busy.outcome == "busy"  # the crashed claim's lease holds...
+    with store.engine.connect() as conn:
+        shard_id = conn.execute(text("SELECT id FROM shards")).scalar_one()
+    expire_lease(store.engine, shard_id)  # ...until it expires
     (result,) = ingest([path], store, alerts=PLAN)
     assert result.outcome == "done"
     assert len(notices(store)) == 4

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import pytest
+from clocks import LONG_LEASE, expire_lease
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from store_checks import (
@@ -33,7 +34,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> ShardMetrics:
     return scan_shard(path, LAION400M, LEXICON, workers=1)
 
 
-def complete(store: ResultStore, shard_id: int, owner: str, m: ShardMetrics, **kw: object) -> bool:
+def complete(store: ResultStore, shard_id: int, owner: str, m: ShardMetrics, **kw: Any) -> bool:
     return store.complete(shard_id, owner, m, profile="laion400m", lexicon="birhane2021", **kw)
 
 
@@ -87,8 +88,9 @@ def test_expired_lease_is_taken_over_and_the_old_holder_loses(
     store: ResultStore, metrics: ShardMetrics
 ) -> None:
     sv = store.register("ds", "part-0.parquet", SHA_A)
-    assert store.claim(sv.id, "dead-worker", lease_seconds=0.05)
-    time.sleep(0.1)
+    assert store.claim(sv.id, "dead-worker", lease_seconds=LONG_LEASE)
+    assert not store.claim(sv.id, "worker-b", lease_seconds=60)  # the lease holds...
+    expire_lease(store.engine, sv.id)  # ...until it expires
     assert store.claim(sv.id, "worker-b", lease_seconds=60)
     assert not complete(store, sv.id, "dead-worker", metrics)  # lease lost: nothing written
     assert sum(shard_result_counts(store.engine, sv.id).values()) == 0

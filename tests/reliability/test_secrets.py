@@ -26,8 +26,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from store_checks import ingest
 
-from shardwatch.alerting.notify import Channel, EmailChannel, Retry, SlackChannel
+from shardwatch.alerting.email import EmailChannel
+from shardwatch.alerting.message import Channel, Retry
 from shardwatch.alerting.relay import RelayPolicy, relay
+from shardwatch.alerting.slack import SlackChannel
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.outbox import Outbox

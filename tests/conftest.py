@@ -7,8 +7,8 @@ database, both EMPTY (the code under test applies the migrations); `store` is a 
 PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
 
 `slack("200", "429:1", ...)` and `smtp("451", "550", ...)` start real servers on loopback
-whose replies follow the script (tests/loopback.py). `prefect_server` is a real
-`prefect server start` on loopback, one per session (tests/prefect_server.py).
+whose replies follow the script (tests/support/loopback.py). `prefect_server` is a real
+`prefect server start` on loopback, one per session (tests/support/prefect_server.py).
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from typing import Any
 
 import psycopg2
 import pytest
-from installed import install_wheel
-from loopback import LoopbackController, SlackReceiver, SmtpHandler, authenticator
-from prefect_server import PrefectServer, start_prefect_server
 from psycopg2 import sql
+from support.installed import install_wheel
+from support.loopback import LoopbackController, SlackReceiver, SmtpHandler, authenticator
+from support.prefect_server import PrefectServer, start_prefect_server
 
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
-pytest_plugins = ["markers"]  # every test is marked unit or integration (tests/markers.py)
+# every test is marked unit or integration (tests/support/markers.py)
+pytest_plugins = ["support.markers"]
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
@@ -158,7 +159,7 @@ def store(database_url: str) -> Iterator[ResultStore]:
         engine.dispose()
 
 
-# --- loopback Slack-like receiver and SMTP server with scripted faults (tests/loopback.py)
+# --- loopback Slack-like receiver and SMTP server with scripted faults (tests/support/loopback.py)
 
 
 @pytest.fixture
@@ -197,14 +198,14 @@ def smtp() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `bin/` of a fresh virtualenv with this checkout's wheel installed, not editable
-    (built once per session; tests/installed.py)."""
+    (built once per session; tests/support/installed.py)."""
     return install_wheel(tmp_path_factory.mktemp("install"))
 
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real `prefect server start` on loopback, shared by the session (about 10 s to
-    start); see tests/prefect_server.py for its `env()`, `settings()` and `client()`."""
+    start); see tests/support/prefect_server.py for its `env()`, `settings()` and `client()`."""
     server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
     try:
         yield server

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from builders import adversarial_table, write_shard
 from sqlalchemy import Engine, text
-from store_checks import subprocess_env
+from support.builders import adversarial_table, write_shard
+from support.store_checks import subprocess_env
 
 WORKER = Path(__file__).resolve().parent / "concurrency_worker.py"
 

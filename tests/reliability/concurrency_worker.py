@@ -13,7 +13,7 @@ Prints JSON lines on stdout, flushed as they happen, each with its wall-clock ti
 `--go`: then wait for that file, so that several workers start together. `--until-done`:
 after a pass, go over the shards reported `busy` again (held by another worker, perhaps a
 dead one whose lease has yet to expire) until none is, giving up (exit 1) after SECONDS.
-`--alerts`: judge tests/ingest_worker.py's `ALERTS` in each shard's transaction, as the
+`--alerts`: judge tests/support/ingest_worker.py's `ALERTS` in each shard's transaction, as the
 monitor does with alerts on.
 The timing wrapper lives here, never in the production code.
 """
@@ -29,8 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ingest_worker import ALERTS
-from store_checks import DATASET, LEXICON
+from support.ingest_worker import ALERTS
+from support.store_checks import DATASET, LEXICON
 
 from shardwatch.core.profiles import LAION400M
 from shardwatch.pipeline.ingest import IngestResult, ingest_shards

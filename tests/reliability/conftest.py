@@ -1,7 +1,7 @@
 """Fixtures of the reliability and hostile-input suite (issue 8; docs/reliability.md).
 
 Every scenario runs on loopback only: the real PostgreSQL, local shard servers, the
-Slack-like receiver and aiosmtpd (tests/loopback.py). Three things are shared:
+Slack-like receiver and aiosmtpd (tests/support/loopback.py). Three things are shared:
 
 - `canaries` / `leaks` (leaks.py): the secrets scenario. Scenarios run with canary secrets
   and hand their outputs to `leaks`. A test that takes `leaks` runs with the root logger at
@@ -12,7 +12,7 @@ Slack-like receiver and aiosmtpd (tests/loopback.py). Three things are shared:
 - the `slow` marker: opt-in tests (the 500-shard soak), run with SHARDWATCH_SLOW=1.
 
 Every test here also carries the `reliability` marker (`-m reliability` selects the suite);
-each module marks its tests `unit` or `integration` itself (tests/markers.py).
+each module marks its tests `unit` or `integration` itself (tests/support/markers.py).
 """
 
 from __future__ import annotations

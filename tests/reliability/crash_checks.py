@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, text
-from store_checks import SHARD_RESULT_TABLES, ingest
+from support.store_checks import SHARD_RESULT_TABLES, ingest
 
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.store.database import make_engine, upgrade

@@ -10,7 +10,7 @@ interpreter per kill point would cost a second of CPU each), at most N (default 
 time, so that each is killed soon after its claim. It prints
 `{"event": "child", "job": I, "pid": PID}` per child, and `{"event": "exit", "job": I,
 "signal": N, "code": N}` as each one ends. A child opens its own engine and runs
-`ingest_shards` on its shard, judging tests/ingest_worker.py's `ALERTS` as the monitor does
+`ingest_shards` on its shard, judging tests/support/ingest_worker.py's `ALERTS` as the monitor does
 with alerts on, and stops at POINT:
 
 - `scan`: mid-shard: the claim is committed and the first batch of rows was scanned;
@@ -35,10 +35,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ingest_worker import ALERTS
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
+from support.ingest_worker import ALERTS
+from support.store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
 from shardwatch.core.profiles import LAION400M
 from shardwatch.pipeline.ingest import ingest_shards

@@ -89,9 +89,9 @@ def stored(engine: Any, shard_id: int | None) -> dict[str, Any]:
 
 
 def reference(path: Path) -> list[Any]:
-    """The same counts from tests/reference.py over a plain read of the whole file."""
+    """The same counts from tests/support/reference.py over a plain read of the whole file."""
     import pyarrow.parquet as pq
-    from reference import reference_metrics
+    from support.reference import reference_metrics
 
     from shardwatch.core.lexicon import BIRHANE2021
     from shardwatch.core.profiles import LAION400M

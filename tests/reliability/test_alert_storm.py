@@ -34,13 +34,13 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from builders import tagged_table, write_shard
 from leaks import Canaries, LeakWatch
-from loopback import LoopbackController, SlackReceiver
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
-from store_checks import DATASET as STORE_DATASET
-from store_checks import ingest, subprocess_env
+from support.builders import tagged_table, write_shard
+from support.loopback import LoopbackController, SlackReceiver
+from support.store_checks import DATASET as STORE_DATASET
+from support.store_checks import ingest, subprocess_env
 
 from shardwatch.alerting.relay import RelayPolicy, RelayResult, relay
 from shardwatch.alerting.slack import SlackChannel

@@ -28,7 +28,7 @@ from leaks import Canaries, LeakWatch
 from netfaults_server import FaultServer
 from pydantic import SecretStr
 from sqlalchemy import text
-from store_checks import subprocess_env, write_shards
+from support.store_checks import subprocess_env, write_shards
 
 from shardwatch.acquire.bounded_json import ListingLimits
 from shardwatch.acquire.download import DownloadPolicy

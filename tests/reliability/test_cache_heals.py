@@ -21,9 +21,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import tagged_table
 from leaks import Canaries, LeakWatch
-from store_checks import SUITES
+from support.builders import tagged_table
+from support.store_checks import SUITES
 from versioned_server import VersionedServer
 
 from shardwatch.acquire.partial import PartMeta, Validator, write_meta

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from concurrency_checks import Worker, file_rows, percentile, stored_rows, write_small_shards
 from leaks import Canaries, LeakWatch
-from store_checks import DATASET, shards, table_counts
+from support.store_checks import DATASET, shards, table_counts
 
 from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.store.database import make_engine, upgrade

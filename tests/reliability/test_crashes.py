@@ -54,11 +54,11 @@ from crash_checks import (
     expected_counts,
     reference_counts,
 )
-from ingest_worker import ALERTS
 from leaks import Canaries, LeakWatch
 from psycopg2 import sql
 from sqlalchemy import Engine, event, text
-from store_checks import (
+from support.ingest_worker import ALERTS
+from support.store_checks import (
     DATASET,
     LEXICON,
     as_utc,

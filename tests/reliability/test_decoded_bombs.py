@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from leaks import LeakWatch
 from malparquet_shards import declared_uncompressed
-from store_checks import subprocess_env
+from support.store_checks import subprocess_env
 from thrift_rewrite import rewrite_struct, understate_sizes
 
 pytestmark = pytest.mark.integration

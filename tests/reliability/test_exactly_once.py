@@ -7,7 +7,7 @@ Byte-identical copies (`a.parquet`, `b.parquet`) go through:
   fix, the check ran ahead of the transaction and both ended done (the total doubled);
 - `shardwatch ingest DIR`, one after the other (it had no cross-name check at all);
 - two `ingest` worker processes started together, each holding its transaction open 0.5 s
-  before COMMIT (tests/ingest_worker.py `--delay`).
+  before COMMIT (tests/support/ingest_worker.py `--delay`).
 
 Each time exactly one copy is done, the other quarantined "identical content to <uri>", and
 the dataset total equals one copy's rows. SQLite and PostgreSQL.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from leaks import Canaries, LeakWatch
-from store_checks import DATASET, run_shardwatch, start_worker, write_shards
+from support.store_checks import DATASET, run_shardwatch, start_worker, write_shards
 
 from shardwatch.acquire.sources import RemoteShard
 from shardwatch.pipeline.monitor import ShardOutcome, discover, finish, ingest_fetched, start

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import tagged_table, write_shard
 from leaks import LeakWatch
-from store_checks import run_shardwatch
+from support.builders import tagged_table, write_shard
+from support.store_checks import run_shardwatch
 
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
 from shardwatch.present.artifacts import build_report

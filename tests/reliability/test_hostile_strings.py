@@ -42,11 +42,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from builders import laion_schema, rows_to_table, tagged_table, write_shard
 from leaks import Canaries, LeakWatch
-from loopback import LoopbackController
 from sqlalchemy import Engine, inspect, select
-from store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
+from support.builders import laion_schema, rows_to_table, tagged_table, write_shard
+from support.loopback import LoopbackController
+from support.store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
 from shardwatch.demo.run import serve_folder
 from shardwatch.export.flag_rules import UnknownRule

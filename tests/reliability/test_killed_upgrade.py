@@ -7,7 +7,7 @@ the upgrade is one transaction), and `db upgrade` run again completes with the s
 clean upgrade: the same tables, columns, indexes, constraints and views.
 
 upgrade_worker.py forks the CLI once per kill point; concurrent upgrades are
-tests/store/test_database.py's and the concurrency scenario's.
+tests/unit/store/test_database.py's and the concurrency scenario's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from leaks import Canaries, LeakWatch
 from sqlalchemy import Engine, inspect
-from store_checks import subprocess_env
+from support.store_checks import subprocess_env
 
 from shardwatch.store.database import current, heads, make_engine
 

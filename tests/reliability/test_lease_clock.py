@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clocks import LONG_LEASE, expire_lease
 from leaks import Canaries, LeakWatch
-from store_checks import DATASET, subprocess_env, write_shards
+from support.clocks import LONG_LEASE, expire_lease
+from support.store_checks import DATASET, subprocess_env, write_shards
 
 from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.store.database import make_engine, upgrade

@@ -38,7 +38,6 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import adversarial_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from leaks import Canaries, LeakWatch
@@ -52,7 +51,8 @@ from malparquet_shards import (
     scrambled,
     zstd_bomb,
 )
-from store_checks import ingest, shards, subprocess_env, write_shards
+from support.builders import adversarial_table
+from support.store_checks import ingest, shards, subprocess_env, write_shards
 
 from shardwatch.acquire.footer import FooterInfo, FooterLimits, check_footer
 from shardwatch.core.lexicon import BIRHANE2021

@@ -23,11 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import tagged_table
 from leaks import Canaries, LeakWatch
 from netfaults_server import GZIP_BOMB_SIZE, FaultServer, gzip_bomb
 from sqlalchemy import text
-from store_checks import SUITES, shards
+from support.builders import tagged_table
+from support.store_checks import SUITES, shards
 
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
 from shardwatch.acquire.footer import FooterLimits, ShardRejected, check_footer

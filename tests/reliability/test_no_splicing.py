@@ -29,10 +29,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import tagged_table
 from leaks import Canaries, LeakWatch
 from sqlalchemy import text
-from store_checks import SUITES
+from support.builders import tagged_table
+from support.store_checks import SUITES
 from versioned_server import VersionedServer
 
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download

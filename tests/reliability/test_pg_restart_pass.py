@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import tagged_table, write_shard
 from crash_checks import Cluster, cluster
 from leaks import Canaries, LeakWatch
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from store_checks import ingest, shards
+from support.builders import tagged_table, write_shard
+from support.store_checks import ingest, shards
 
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.pipeline.ingest import IngestResult

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import tagged_table, write_shard
 from leaks import LeakWatch
 from sqlalchemy import text
-from store_checks import ingest, subprocess_env
+from support.builders import tagged_table, write_shard
+from support.store_checks import ingest, subprocess_env
 
 from shardwatch.alerting.email import EmailChannel
 from shardwatch.alerting.local import FileChannel

@@ -18,11 +18,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from builders import int_tag_table
 from drift_shards import CASES, DRIFTED, ROWS, clean_table, extra, write_case_shards
 from leaks import Canaries, LeakWatch
 from sqlalchemy import select
-from store_checks import DATASET, SUITES, ingest, run_shardwatch
+from support.builders import int_tag_table
+from support.store_checks import DATASET, SUITES, ingest, run_shardwatch
 
 from shardwatch.alerting.relay import relay_configured
 from shardwatch.core.profiles import LAION400M, DatasetProfile

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import tagged_table, write_shard
 from leaks import HERE, Canaries, LeakWatch
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from store_checks import ingest
+from support.builders import tagged_table, write_shard
+from support.store_checks import ingest
 
 from shardwatch.alerting.email import EmailChannel
 from shardwatch.alerting.message import Channel, Retry

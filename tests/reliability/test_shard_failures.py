@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from leaks import Canaries, LeakWatch
-from store_checks import run_shardwatch, write_shards
+from support.store_checks import run_shardwatch, write_shards
 
 pytestmark = pytest.mark.integration
 

@@ -47,7 +47,7 @@ import pytest
 from concurrency_checks import Worker, file_rows, stored_rows, write_small_shards
 from leaks import Canaries, LeakWatch
 from sqlalchemy import text
-from store_checks import shards
+from support.store_checks import shards
 
 from shardwatch.store.database import make_engine, upgrade
 

@@ -34,10 +34,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from builders import tagged_table, write_shard
 from leaks import LeakWatch
 from sqlalchemy import select
-from store_checks import run_shardwatch
+from support.builders import tagged_table, write_shard
+from support.store_checks import run_shardwatch
 
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
 from shardwatch.core.redact import redact_url

@@ -100,16 +100,18 @@ def ingest_shards(
     *,
     on_result: Callable[[IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Process each new or changed shard exactly once across concurrent processes.
+    """Process each new or changed shard exactly once across concurrent processes, as `job`
+    says (pipeline/resources.py builds it from the settings); `on_result` sees each result.
 
-    Identical content already done is skipped (unless `force`); a shard another process holds
-    is reported `busy`; an unreadable shard is marked failed with its reason and the rest go on.
-    A shard whose footer breaks the `footer` caps (or is not parquet) is quarantined with the
-    reason before any of its data is decoded (decompression bombs, hostile schemas).
-    With a `validator`, each shard's feature table (from the same streaming pass) is validated
-    and the checks are written in the shard's single results transaction; its Data Docs page
-    is rendered only after that commit. With `alerts`, alert rules are judged and outbox
-    notices written in that same transaction (a relay sends them later).
+    Identical content already done is skipped (unless `job.force`); a shard another process
+    holds is reported `busy`; an unreadable shard is marked failed with its reason and the
+    rest go on. A shard whose footer breaks the `job.footer` caps (or is not parquet) is
+    quarantined with the reason before any of its data is decoded (decompression bombs,
+    hostile schemas). With a `job.validator`, each shard's feature table (from the same
+    streaming pass) is validated and the checks are written in the shard's single results
+    transaction; its Data Docs page is rendered only after that commit. With `job.alerts`,
+    alert rules are judged and outbox notices written in that same transaction (a relay
+    sends them later).
     A shard whose columns drifted from the profile (schema.py) is still stored with every
     metric its usable columns allow; the drift is stored with it, and checks it kept from
     running are errored with the drift as their reason, never failed.

@@ -193,3 +193,28 @@ min_support = 10
     assert {r["report"] for r in rows} == {f"https://example.org/sw/reports/run-{run_id}.html"}
     assert {r["link"] for r in rows} == {None}  # validation is off: no Data Docs page
     assert str(tmp_path) not in log.read_text()
+
+
+def test_the_footer_is_checked_once_per_shard_on_the_monitor_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch stage reads the footer (and scans the pages); ingest reuses its verdict."""
+    from shardwatch.acquire import footer
+    from shardwatch.pipeline import ingest, monitor
+
+    calls: list[Path] = []
+
+    def counted(path: Path, limits: footer.FooterLimits) -> object:
+        calls.append(path)
+        return footer.check_footer(path, limits)
+
+    monkeypatch.setattr(monitor, "check_footer", counted)
+    monkeypatch.setattr(ingest, "check_footer", counted)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(tagged_table(50, 5, seed=1), data, "a.parquet")
+    res = Resources(settings_for(tmp_path, str(data)))
+    (shard,) = discover(res).new
+    assert process(res, shard, None).outcome == "done"
+    assert [p.name for p in calls] == ["a.parquet"]
+    res.close()

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from shardwatch.core.lexicon import BIRHANE2021, Lexicon, Pattern
 from shardwatch.core.profiles import LAION400M
 from shardwatch.demo.synth import Generator
-from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, IngestResult, ingest_shards
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.store.database import make_engine, masked, upgrade
 from shardwatch.store.report import dataset_report
@@ -133,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
             log(f"ingested {done}/{len(paths)}: {outcomes}")
 
     t1 = time.perf_counter()
-    ingest_shards(
-        paths,
+    job = IngestJob(
         store=store,
         dataset=DATASET,
         profile=LAION400M,
         lexicon=CompiledLexicon(LEXICON),
         lease_seconds=600,
         workers=1,
-        on_result=count,
+        max_attempts=None,
     )
+    ingest_shards(job, paths, on_result=count)
     ingested = time.perf_counter() - t1
     if outcomes.get("failed") or outcomes.get("busy") or outcomes.get("lost"):
         raise SystemExit(f"ingest did not complete: {outcomes}")

@@ -48,7 +48,7 @@ def prepare(out: Path, rows: int, seed: int, database_url: str, rule: str) -> No
     from shardwatch.core.lexicon import BIRHANE2021
     from shardwatch.core.profiles import LAION400M
     from shardwatch.demo import synth
-    from shardwatch.pipeline.ingest import ingest_shards
+    from shardwatch.pipeline.ingest import IngestJob, ingest_shards
     from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.report import dataset_report
@@ -62,14 +62,15 @@ def prepare(out: Path, rows: int, seed: int, database_url: str, rule: str) -> No
     engine = make_engine(database_url)
     upgrade(engine)
     started = time.perf_counter()
-    (result,) = ingest_shards(
-        [shard],
+    job = IngestJob(
         store=ResultStore(engine),
         dataset=dataset,
         profile=LAION400M,
         lexicon=CompiledLexicon(BIRHANE2021),
         lease_seconds=3600,
+        max_attempts=None,
     )
+    (result,) = ingest_shards(job, [shard])
     if result.outcome not in ("done", "skipped"):
         raise SystemExit(f"ingest of {shard} failed: {result.reason}")
     log(f"ingest {result.outcome} in {time.perf_counter() - started:.1f} s")

@@ -33,7 +33,7 @@ from support.ingest_worker import ALERTS
 from support.store_checks import DATASET, LEXICON
 
 from shardwatch.core.profiles import LAION400M
-from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, IngestResult, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 
@@ -92,8 +92,7 @@ def main() -> None:
             _wait_for(args.go, timeout=60)
         deadline = time.monotonic() + (args.until_done or 0.0)
         while True:
-            results = ingest_shards(
-                paths,
+            job = IngestJob(
                 store=store,
                 dataset=DATASET,
                 profile=LAION400M,
@@ -101,9 +100,10 @@ def main() -> None:
                 lease_seconds=args.lease,
                 owner=args.owner,
                 workers=1,
-                on_result=_on_result,
                 alerts=ALERTS if args.alerts else None,
+                max_attempts=None,
             )
+            results = ingest_shards(job, paths, on_result=_on_result)
             busy = {r.uri for r in results if r.outcome == "busy"}
             emit({"event": "pass", "busy": len(busy)})
             if not busy or args.until_done is None:

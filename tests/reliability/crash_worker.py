@@ -41,7 +41,7 @@ from support.ingest_worker import ALERTS
 from support.store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
 from shardwatch.core.profiles import LAION400M
-from shardwatch.pipeline.ingest import ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 
@@ -131,8 +131,7 @@ def run_child(url: str, job: int, spec: dict[str, Any], pauses: Path) -> None:
             scanned = True
             pause.stop(None, "mid-scan")
 
-    results = ingest_shards(
-        [Path(spec["shard"])],
+    ingest_job = IngestJob(
         store=store,
         dataset=DATASET,
         profile=LAION400M,
@@ -145,7 +144,9 @@ def run_child(url: str, job: int, spec: dict[str, Any], pauses: Path) -> None:
         progress=progress,
         before_commit=before_commit,
         alerts=ALERTS,
+        max_attempts=None,
     )
+    results = ingest_shards(ingest_job, [Path(spec["shard"])])
     emit({"event": "unpaused", "job": job, "results": [asdict(r) for r in results]})
     sys.exit(3)
 

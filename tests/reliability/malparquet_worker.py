@@ -111,7 +111,12 @@ def ingest(url: str, as_bytes: int) -> None:
     engine = make_engine(url)
     upgrade(engine)
     job = IngestJob(
-        ResultStore(engine), "fuzz", LAION400M, CompiledLexicon(BIRHANE2021), 60.0, "fuzz-worker"
+        store=ResultStore(engine),
+        dataset="fuzz",
+        profile=LAION400M,
+        lexicon=CompiledLexicon(BIRHANE2021),
+        lease_seconds=60.0,
+        owner="fuzz-worker",
     )
     resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
     ready = {"ready": True, "peak_mb": peak_mb(), "vm_mb": peak_mb("VmSize")}
@@ -145,12 +150,12 @@ def capped(url: str, cap: int, path: Path) -> None:
     upgrade(engine)
     lexicon = CompiledLexicon(BIRHANE2021)
     job = IngestJob(
-        ResultStore(engine),
-        "bombs",
-        LAION400M,
-        lexicon,
-        60.0,
-        "bomb-worker",
+        store=ResultStore(engine),
+        dataset="bombs",
+        profile=LAION400M,
+        lexicon=lexicon,
+        lease_seconds=60.0,
+        owner="bomb-worker",
         footer=FooterLimits(max_uncompressed_bytes=cap),
     )
     before = peak_mb()

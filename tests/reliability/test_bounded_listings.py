@@ -34,6 +34,7 @@ from shardwatch.acquire.bounded_json import ListingLimits
 from shardwatch.acquire.download import DownloadPolicy
 from shardwatch.acquire.sources import HttpListingSource, HuggingFaceSource, SourceError
 from shardwatch.pipeline.monitor import discover, finish, process, start
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 
@@ -224,10 +225,11 @@ type = "local"
 path = "{good.parent}"
 """)
     settings = load_settings(cfg)
-    run_id = start(settings)
-    found = discover(settings)
-    outcomes = [process(settings, s, run_id) for s in found.new]
-    finish(settings, run_id, found, outcomes, "no alerts")
+    res = Resources(settings)
+    run_id = start(res)
+    found = discover(res)
+    outcomes = [process(res, s, run_id) for s in found.new]
+    finish(res, run_id, found, outcomes, "no alerts")
     errors = sorted(found.errors)
     figure(S, "pass with 2 hostile sources: source errors", len(errors))
     assert len(errors) == 2, errors

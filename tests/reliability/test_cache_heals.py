@@ -29,6 +29,7 @@ from versioned_server import VersionedServer
 from shardwatch.acquire.partial import PartMeta, Validator, write_meta
 from shardwatch.acquire.sources import RemoteShard, cache_name
 from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,7 @@ type = "http"
 manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
+    res = Resources(settings)
 
     def one_pass(names: list[str]) -> dict[str, tuple[str, str | None]]:
         manifest = [
@@ -133,10 +135,10 @@ manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
             for n in names
         ]
         srv.put("/data/manifest.json", json.dumps(manifest).encode())
-        run = start(settings)
-        found = discover(settings)
+        run = start(res)
+        found = discover(res)
         assert found.errors == ()
-        got = [process(settings, s, run) for s in found.new]
+        got = [process(res, s, run) for s in found.new]
         return {
             o.uri.rsplit("/", 1)[1].removesuffix(".parquet"): (o.outcome, o.reason) for o in got
         }

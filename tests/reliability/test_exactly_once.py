@@ -30,6 +30,7 @@ from support.store_checks import DATASET, run_shardwatch, start_worker, write_sh
 from shardwatch.acquire.sources import RemoteShard
 from shardwatch.pipeline.monitor import ShardOutcome, discover, finish, ingest_fetched, start
 from shardwatch.pipeline.monitor import fetch as fetch_shard
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.report import dataset_report
@@ -94,23 +95,24 @@ type = "local"
 path = "{a.parent}"
 """)
     settings = load_settings(cfg)
-    run_id = start(settings)
-    found = discover(settings)
+    res = Resources(settings)
+    run_id = start(res)
+    found = discover(res)
     assert sorted(s.name for s in found.new) == ["a.parquet", "b.parquet"]  # no checksums
     barrier = threading.Barrier(2)
     outcomes: dict[str, ShardOutcome] = {}
 
     def worker(shard: RemoteShard) -> None:
-        fetched = fetch_shard(settings, shard)
+        fetched = fetch_shard(res, shard)
         barrier.wait(timeout=30)  # both fetched, neither stored: the old check passes twice
-        outcomes[Path(fetched.shard.uri).name] = ingest_fetched(settings, fetched, run_id)
+        outcomes[Path(fetched.shard.uri).name] = ingest_fetched(res, fetched, run_id)
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in found.new]
     for th in threads:
         th.start()
     for th in threads:
         th.join(timeout=120)
-    finish(settings, run_id, found, list(outcomes.values()), "no alerts")
+    finish(res, run_id, found, list(outcomes.values()), "no alerts")
     _check({n: (o.outcome, o.reason) for n, o in outcomes.items()}, a, b)
     total = _total_rows(database_url, "twins")
     figure(
@@ -119,7 +121,7 @@ path = "{a.parent}"
         f"{total:,} / {rows:,}",
     )
     assert total == rows
-    assert discover(settings).new == ()  # the copy stays quarantined while unchanged
+    assert discover(res).new == ()  # the copy stays quarantined while unchanged
     leaks.texts("twins outcomes", [f"{o.uri} {o.reason}" for o in outcomes.values()])
     leaks.database("twins store", database_url)
 

@@ -27,6 +27,7 @@ from support.builders import tagged_table, write_shard
 from support.store_checks import run_shardwatch
 
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
+from shardwatch.pipeline.resources import Resources
 from shardwatch.present.artifacts import build_report
 from shardwatch.settings.config import load_settings
 
@@ -126,7 +127,9 @@ min_support = 1
         for uri in stored
     )
     summary = PassSummary(1, outcomes, 0, (f"source 'files': {BAD_NAME}",), "alerts: 1", None)
-    markdown, page, _ = build_report(load_settings(cfg), summary)
+    res = Resources(load_settings(cfg))
+    markdown, page, _ = build_report(res.settings, summary, res.store)
+    res.close()
     outputs["pass report markdown"], outputs["pass report html"] = markdown, page
 
     texts = dict(outputs)

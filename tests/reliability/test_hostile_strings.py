@@ -50,8 +50,10 @@ from support.store_checks import ALL_TABLES, run_shardwatch, subprocess_env, tab
 
 from shardwatch.demo.run import serve_folder
 from shardwatch.export.flag_rules import UnknownRule
-from shardwatch.export.flagged import ExportError, ExportRequest, export_flagged
+from shardwatch.export.flagged import ExportError, ExportRequest
+from shardwatch.pipeline.export import export_flagged
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome, discover, process
+from shardwatch.pipeline.resources import Resources
 from shardwatch.present.artifacts import build_report
 from shardwatch.settings.config import ConfigError, load_settings
 from shardwatch.store import models as t
@@ -156,15 +158,6 @@ def write_hostile_shards(folder: Path) -> dict[str, pa.Table]:
     with open(bytes(folder) + b"/" + BAD_NAME, "wb") as fh:
         pq.write_table(tagged_table(20, 2), fh)
     return {str(paths[name].resolve()): table for name, table in tables.items()}
-
-
-def forget_engines() -> None:
-    """Close the engines the monitor's stages cached in this process."""
-    from shardwatch.pipeline import monitor
-
-    for engine in monitor._engines.values():
-        engine.dispose()
-    monitor._engines.clear()
 
 
 # --- aiosmtpd that takes the canary SMTP password (the Slack receiver is loopback.py's) ----
@@ -369,6 +362,7 @@ def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
         assert f"done     {name} v1" in ingested.stdout
 
     engine = make_engine(url)
+    res: Resources | None = None
     try:
         # stored verbatim: names read back byte for byte; the rejected shard left no row
         names = stored_names(engine)
@@ -448,7 +442,8 @@ def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
             ShardOutcome("files", f"{SCRIPT}{MENTION}.parquet", "failed", reason=IMG),
         )
         summary = PassSummary(1, outcomes, 0, (), f"alerts: {MENTION}", None, {"done": 2})
-        markdown, page, written = build_report(load_settings(cfg), summary)
+        res = Resources(load_settings(cfg))
+        markdown, page, written = build_report(res.settings, summary, res.store)
         assert written is not None and written.is_file()
         assert_escaped_html(str(written), page, shows_names=True)
         assert "\\<\\!channel\\>" in markdown and not re.search(r"(?<!\\)[<>]", markdown)
@@ -490,7 +485,8 @@ def test_hostile_values_are_kept_verbatim_escaped_everywhere_and_never_sql(
         assert not [c for c in (CAPTION_CANARY, URL_CANARY, ID_CANARY) if c in dump]
     finally:
         engine.dispose()
-        forget_engines()
+        if res is not None:
+            res.close()
 
     for label, text in outputs.items():
         leaks.text(f"{backend} {label}", text)
@@ -587,6 +583,7 @@ def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
     goes on; it is never cut short or replaced. Captions are never stored, so NULs in them
     are no problem (the export keeps them)."""
     engine = store.engine
+    res: Resources | None = None
     try:
         store.register("kept", "kept.parquet", "0" * 64)
         before = table_counts(engine)
@@ -618,19 +615,20 @@ def test_nul_undecodable_and_overlong_names_are_refused_with_the_reason(
                 f"[download]\ncache_dir = {toml(str(tmp_path / 'cache'))}\n"
                 f'[sources.web]\ntype = "http"\nmanifest = "{base}manifest.json"\n'
             )
-            settings = load_settings(cfg)
-            found = discover(settings)
+            res = Resources(load_settings(cfg))
+            found = discover(res)
             assert [s.uri for s in found.new] == [f"{base}good.parquet"]
             assert len(found.errors) == 2
             # named by their redacted URLs (a query value or fragment may be a secret)
             assert "a.parquet?x=REDACTED' holds a NUL character" in found.errors[0]
             assert "b.parquet' is not valid UTF-8" in found.errors[1]
-            assert process(settings, found.new[0], None).outcome == "done"
+            assert process(res, found.new[0], None).outcome == "done"
         with engine.connect() as conn:
             uris = set(conn.scalars(select(t.Shard.uri)))
         assert uris == {"kept.parquet", f"{base}good.parquet"}
     finally:
-        forget_engines()
+        if res is not None:
+            res.close()
     leaks.text("refused names", "\n".join(found.errors))
     leaks.database("refused names store", database_url)
 

@@ -32,6 +32,7 @@ from support.store_checks import SUITES, shards
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
 from shardwatch.acquire.footer import FooterLimits, ShardRejected, check_footer
 from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
@@ -306,11 +307,12 @@ type = "http"
 manifest = "{server.url("/data/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
+    res = Resources(settings)
 
     started = time.monotonic()
-    run_id = start(settings)
-    found = discover(settings)
-    passed = [process(settings, s, run_id) for s in found.new]
+    run_id = start(res)
+    found = discover(res)
+    passed = [process(res, s, run_id) for s in found.new]
     outcomes = {o.uri.rsplit("/", 1)[1][0]: o for o in passed}
     seconds = time.monotonic() - started
 
@@ -339,11 +341,11 @@ manifest = "{server.url("/data/manifest.json")}?sig={canaries.webhook}"
         # resumes its part), refused ones stay quarantined until their listing changes
         for name in FAULTY:
             server.modes[f"/data/{name}.parquet"] = "ok"
-        again = discover(settings)
+        again = discover(res)
         retried = {s.uri.rsplit("/", 1)[1][0] for s in again.new}
         assert retried == {n for n, f in FAULTY.items() if f[1] == "failed"}
-        second_run = start(settings)
-        assert all(process(settings, s, second_run).outcome == "done" for s in again.new)
+        second_run = start(res)
+        assert all(process(res, s, second_run).outcome == "done" for s in again.new)
         resumed = [h for h in server.hits if h.path == "/data/g.parquet" and h.range]
         assert resumed  # the reset shard continued from its verified-on-completion part
     finally:

@@ -37,6 +37,7 @@ from versioned_server import VersionedServer
 
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
 from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
@@ -210,12 +211,13 @@ type = "http"
 manifest = "{srv.url("/data/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
+    res = Resources(settings)
 
     def one_pass() -> tuple[int, list[str], int]:
         before = len(srv.of(PATH))
-        run = start(settings)
-        found = discover(settings)
-        outcomes: list[str] = [process(settings, s, run).outcome for s in found.new]
+        run = start(res)
+        found = discover(res)
+        outcomes: list[str] = [process(res, s, run).outcome for s in found.new]
         return found.unchanged, outcomes, len(srv.of(PATH)) - before
 
     assert one_pass() == (0, ["done"], 1)

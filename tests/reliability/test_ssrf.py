@@ -25,6 +25,7 @@ from support.builders import tagged_table
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
 from shardwatch.acquire.sources import HttpListingSource, SourceError
 from shardwatch.pipeline.monitor import discover, process, start
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -237,10 +238,11 @@ type = "http"
 manifest = "{server.url("/d/manifest.json")}?sig={canaries.webhook}"
 """)
     settings = load_settings(cfg)
-    run_id = start(settings)
+    res = Resources(settings)
+    run_id = start(res)
     outcomes = {
         o.uri.rsplit("/", 1)[1]: o
-        for o in (process(settings, s, run_id) for s in discover(settings).new)
+        for o in (process(res, s, run_id) for s in discover(res).new)
     }
     assert outcomes["good.parquet"].outcome == "done"
     for name, origin in (
@@ -250,7 +252,7 @@ manifest = "{server.url("/d/manifest.json")}?sig={canaries.webhook}"
         o = outcomes[f"{name}.parquet"]
         assert o.outcome == "quarantined"
         assert o.reason == f"download refused: redirect to host {origin} is not allowed"
-    assert discover(settings).new == ()  # refused for good while the listing is unchanged
+    assert discover(res).new == ()  # refused for good while the listing is unchanged
     assert canary.accepted == 0
     figure(S, "canary listener connections after the monitor pass", canary.accepted)
     leaks.text("ssrf source error", str(listed.value))

@@ -42,6 +42,7 @@ from support.store_checks import run_shardwatch
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
 from shardwatch.core.redact import redact_url
 from shardwatch.pipeline.monitor import discover
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
@@ -335,7 +336,7 @@ def test_a_password_with_an_unescaped_at_is_never_partly_printed(
         done = run_shardwatch("config", "show", "--config", str(cfg), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         printed += [done.stdout, done.stderr]
-        found = discover(load_settings(cfg))
+        found = discover(Resources(load_settings(cfg)))
         assert len(found.errors) == 1, found.errors
         printed += found.errors
     policy = DownloadPolicy(allowed_hosts=frozenset({"127.0.0.1:1"}), attempts=1)

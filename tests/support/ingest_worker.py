@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.core.profiles import LAION400M
-from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, IngestResult, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
 from support.store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
@@ -95,8 +95,7 @@ def main() -> None:
         if args.ready is not None:
             args.ready.touch()
             _wait_for(args.go, timeout=60)
-        ingest_shards(
-            paths,
+        job = IngestJob(
             store=store,
             dataset=DATASET,
             profile=LAION400M,
@@ -105,9 +104,10 @@ def main() -> None:
             owner=args.owner,
             workers=1,
             before_commit=_before_commit(args.hang, args.delay),
-            on_result=_emit,
             alerts=ALERTS if args.alerts else None,
+            max_attempts=None,
         )
+        ingest_shards(job, paths, on_result=_emit)
     finally:
         engine.dispose()
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, text
 
 from shardwatch.core.lexicon import BIRHANE2021
 from shardwatch.core.profiles import LAION400M
-from shardwatch.pipeline.ingest import IngestResult, ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, IngestResult, ingest_shards
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.store.models import Base, Shard
 from shardwatch.store.repository import ResultStore
@@ -60,9 +60,11 @@ def ingest(paths: Iterable[Path], store: ResultStore, **kwargs: Any) -> list[Ing
         "lexicon": LEXICON,
         "lease_seconds": 30.0,
         "workers": 1,
+        "max_attempts": None,
     }
     options.update(kwargs)
-    return ingest_shards(list(paths), store=store, **options)
+    on_result = options.pop("on_result", None)
+    return ingest_shards(IngestJob(store=store, **options), list(paths), on_result=on_result)
 
 
 def table_counts(engine: Engine) -> dict[str, int]:

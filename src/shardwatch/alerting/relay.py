@@ -33,6 +33,7 @@ from shardwatch.alerting.message import (
     item_order,
 )
 from shardwatch.core.alert_items import AlertItem
+from shardwatch.core.ids import worker_id
 from shardwatch.settings.alerts import AlertSettings
 from shardwatch.store.models import utcnow
 from shardwatch.store.outbox import Notice, Outbox
@@ -363,7 +364,6 @@ def relay_configured(
     """One pass over the channels and policy of `[alerts]` (`console` replaces stdout for
     console channels)."""
     from shardwatch.alerting.channels import build_channel
-    from shardwatch.pipeline.ingest import worker_id
 
     a = alerts
     channels = {n: build_channel(n, spec, console=console) for n, spec in a.channels.items()}

@@ -1,7 +1,7 @@
 """`shardwatch export-flagged`: a remove-list of the rows a rule flags, as parquet.
 
-The export job is wired here from the settings; the single composition root in
-`shardwatch.pipeline` is meant to take this wiring over.
+The export is wired by the pipeline (`shardwatch.pipeline.export`: the download policy of
+the configured sources); this module parses, shows progress and maps the result.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def export_flagged(
 
     from shardwatch.export.flag_rules import UnknownRule, parse_rule
     from shardwatch.export.flagged import ExportError, ExportRequest
-    from shardwatch.export.flagged import export_flagged as run_export
+    from shardwatch.pipeline.export import export_flagged as run_export
     from shardwatch.store.database import current
     from shardwatch.store.report import ReportError
 

@@ -1,7 +1,7 @@
 """`shardwatch ingest`: scan, validate and store local shards, then relay the alerts.
 
-The job is wired here from the settings (the monitor stages wire the same job); the single
-composition root in `shardwatch.pipeline` is meant to take this wiring over.
+The job is built by the pipeline's composition root (`shardwatch.pipeline.resources`), as
+for the monitor stages.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from shardwatch.cli.outcomes import Outcome, command
 from shardwatch.cli.printing import print_outcome, relay_json, result_json
 from shardwatch.cli.store_access import db_error, store_engine
 from shardwatch.cli.validation import finish_docs, validation_on, validator
-from shardwatch.scan.engine import CompiledLexicon
 
 app = typer.Typer()
 
@@ -76,8 +75,8 @@ def ingest(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from shardwatch.acquire.footer import footer_limits
     from shardwatch.pipeline.ingest import ingest_shards
+    from shardwatch.pipeline.resources import ingest_job
     from shardwatch.store.database import upgrade
     from shardwatch.store.repository import ResultStore
 
@@ -93,24 +92,9 @@ def ingest(
         store = ResultStore(engine)
         run_id = store.start_run()
         try:  # the run row is closed whatever ends the pass
-            results = ingest_shards(
-                options.expand(shards),
-                store=store,
-                dataset=settings.dataset,
-                profile=settings.dataset_profile(),
-                lexicon=CompiledLexicon(settings.active_lexicon()),
-                lease_seconds=settings.lease_seconds,
-                force=force,
-                run_id=run_id,
-                batch_size=settings.batch_size,
-                workers=settings.workers,
-                on_result=None if as_json else print_outcome,
-                validator=gx,
-                alerts=plan,
-                domain_top_k=settings.domain_top_k,
-                footer=footer_limits(settings.download),
-                max_attempts=settings.max_attempts,
-            )
+            job = ingest_job(settings, store, run_id=run_id, validator=gx, alerts=plan, force=force)
+            on_result = None if as_json else print_outcome
+            results = ingest_shards(job, options.expand(shards), on_result=on_result)
             counts = Counter(r.outcome for r in results)
             store.finish_run(
                 run_id,

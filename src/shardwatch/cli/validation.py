@@ -22,13 +22,8 @@ def validation_on(settings: Settings, flag: bool | None) -> bool:
 def validator(settings: Settings) -> GxValidator:
     """The GX adapter for the configured suite; a bad suite is a usage error (exit 2)."""
     stderr.print("loading Great Expectations ...", markup=False)
-    from shardwatch.validate.gx_adapter import (
-        GxPaths,
-        GxValidator,
-        SuiteError,
-        find_suite,
-        load_suite,
-    )
+    from shardwatch.pipeline.resources import gx_validator
+    from shardwatch.validate.gx_adapter import SuiteError, find_suite, load_suite
 
     v = settings.validation
     suite = settings.suite_name()
@@ -38,14 +33,7 @@ def validator(settings: Settings) -> GxValidator:
     except SuiteError as exc:
         raise Failed(Outcome.BAD_USAGE, str(exc)) from None
     typer.echo(f"validating with {found.describe()}", err=True)  # one line, never wrapped
-    return GxValidator(
-        GxPaths(v.gx_dir, v.docs_dir),
-        v.suites_dir,
-        suite,
-        keep_results=v.keep_results,
-        partial_unexpected=v.partial_unexpected,
-        max_rows=v.max_rows,
-    )
+    return gx_validator(settings)
 
 
 def finish_docs(validator: GxValidator) -> Path:

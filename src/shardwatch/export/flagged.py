@@ -30,15 +30,14 @@ from shardwatch.acquire.download import (
     DownloadError,
     DownloadPolicy,
     download,
-    origin_entry,
     safe_url,
 )
 from shardwatch.core.names import shown
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.export.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules
 from shardwatch.export.remove_list import RemoveListFile, export_schema, output_batch
-from shardwatch.pipeline.ingest import fingerprint
 from shardwatch.scan.engine import CompiledLexicon
+from shardwatch.scan.fingerprint import fingerprint
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError
 from shardwatch.scan.rows import row_view
 from shardwatch.settings.config import ConfigError, Settings
@@ -138,18 +137,20 @@ def export_flagged(
     settings: Settings,
     request: ExportRequest,
     *,
+    download_policy: Callable[[], DownloadPolicy],
     progress: ExportProgress | None = None,
 ) -> ExportSummary:
     """Write `request.out` (see the module docstring). Raises UnknownRule, UnknownDataset or
     ExportError before writing anything; SQLAlchemy errors and an output that cannot be
-    written propagate (no partial file is left)."""
+    written propagate (no partial file is left). `download_policy` gives the policy for
+    http(s) shards, asked for at the first one (pipeline/export.py builds it)."""
     rule = parse_rule(request.rule)
     out = request.out
     if out.is_dir() or not out.parent.is_dir():
         raise ExportError(f"--out {out}: must be a file in an existing folder")
     shards = done_shards(engine, request.dataset)
     report = progress or _Silent()
-    job = _Job(settings, request, rule, report.advance)
+    job = _Job(settings, request, rule, report.advance, download_policy)
     job.check_term([s.lexicon for s in shards])
     report.start(len(shards), sum(s.rows for s in shards))
     writer = RemoveListFile(out, export_schema(request.with_text), job.header())
@@ -177,8 +178,10 @@ class _Job:
         request: ExportRequest,
         rule: str,
         progress: Callable[[int], None],
+        download_policy: Callable[[], DownloadPolicy],
     ) -> None:
         self.settings, self.request, self.rule, self.progress = settings, request, rule, progress
+        self.download_policy = download_policy
         self.policy: DownloadPolicy | None = None  # built at the first http(s) shard
         self.profiles: dict[str, DatasetProfile | str] = {}
         self.lexicons: dict[str, CompiledLexicon | str] = {}
@@ -271,7 +274,7 @@ class _Job:
                 cache.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise _ShardError(f"cannot create the download folder {cache} ({exc})") from None
-            self.policy = self.policy or _download_policy(self.settings)
+            self.policy = self.policy or self.download_policy()
             with tempfile.TemporaryDirectory(dir=cache, prefix="export-") as folder:
                 try:
                     got = download(
@@ -372,19 +375,3 @@ def _changed(detail: str) -> str:
         f"content changed since it was ingested ({detail}); the export would not match the "
         "report: re-ingest it"
     )
-
-
-def _download_policy(settings: Settings) -> DownloadPolicy:
-    """The monitor's download policy; the allowed hosts are those of the configured http and
-    Hugging Face sources (each [sources.*] manifest or endpoint host and its extra_hosts)."""
-    from shardwatch.acquire.sources import DEFAULT_HF_EXTRA_HOSTS
-    from shardwatch.pipeline.monitor import download_policy
-
-    hosts: set[str] = set()
-    for spec in settings.sources.values():
-        if spec.type == "http":
-            hosts |= {origin_entry(spec.manifest), *(h.lower() for h in spec.extra_hosts)}
-        elif spec.type == "hf":
-            extra = DEFAULT_HF_EXTRA_HOSTS if spec.extra_hosts is None else spec.extra_hosts
-            hosts |= {origin_entry(spec.endpoint), *(h.lower() for h in extra)}
-    return download_policy(settings, frozenset(hosts))

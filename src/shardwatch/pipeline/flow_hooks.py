@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect.states import Completed, Failed
 
-from shardwatch.pipeline.monitor import PassSummary
+from shardwatch.core.passes import PassSummary
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, State

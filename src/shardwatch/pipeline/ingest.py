@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pyarrow as pa
 from sqlalchemy.exc import DBAPIError
 
-from shardwatch.acquire.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
+from shardwatch.acquire.footer import (
+    FooterInfo,
+    FooterLimits,
+    ShardRejected,
+    TextFileInfo,
+    check_footer,
+)
 from shardwatch.acquire.page_scan import batch_rows
 from shardwatch.core.alerts import AlertPlan
+from shardwatch.core.ids import worker_id
 from shardwatch.core.names import shown, uri_problem
+from shardwatch.core.passes import Outcome
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.core.schema import NO_DRIFT, SchemaDrift
 from shardwatch.core.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
 from shardwatch.scan.domains import DEFAULT_TOP_K
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback, scan_shard
+from shardwatch.scan.fingerprint import Fingerprint, fingerprint
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
 from shardwatch.store.repository import (
     BeforeCommit,
@@ -34,20 +37,21 @@ from shardwatch.store.repository import (
     server_unavailable,
 )
 
-Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
-_CHUNK = 1 << 20
+__all__ = [
+    "Fingerprint",
+    "IngestJob",
+    "IngestResult",
+    "Outcome",
+    "fingerprint",
+    "ingest_file",
+    "ingest_shards",
+    "worker_id",
+]
 log = logging.getLogger(__name__)
 DEFAULT_FOOTER_LIMITS = FooterLimits()
 DEFAULT_MAX_ATTEMPTS = 5  # tries per shard version before a failing one is quarantined
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What identifies a shard's content: SHA-256, size and modification time."""
-
-    sha256: str
-    size: int
-    mtime: datetime
+# What the footer gate said of a shard (acquire/footer.py): read by a caller that checked it.
+FooterVerdict = FooterInfo | TextFileInfo
 
 
 @dataclass(frozen=True)
@@ -64,38 +68,17 @@ class IngestResult:
     schema_drift: SchemaDrift | None = None
 
 
-def fingerprint(path: Path) -> Fingerprint:
-    """Stream the file once to hash it (raises ShardReadError if it cannot be read)."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-            stat = os.fstat(fh.fileno())
-    except FileNotFoundError:
-        raise ShardReadError(str(path), "no such file") from None
-    except IsADirectoryError:
-        raise ShardReadError(str(path), "is a directory, not a parquet file") from None
-    except OSError as exc:
-        raise ShardReadError(str(path), f"cannot be read ({exc.strerror})") from None
-    return Fingerprint(digest.hexdigest(), stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
-
-
-def worker_id() -> str:
-    """A unique claim owner for this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IngestJob:
-    """What every shard of one ingest pass shares: where results go and how to scan."""
+    """What every shard of one ingest pass shares: where results go and how to scan (built
+    from the settings by `pipeline/resources.py`; keyword-only)."""
 
     store: ResultStore
     dataset: str
     profile: DatasetProfile
     lexicon: CompiledLexicon
     lease_seconds: float
-    owner: str
+    owner: str = field(default_factory=worker_id)  # the claim owner: one per job by default
     force: bool = False
     run_id: int | None = None
     batch_size: int | None = None
@@ -112,62 +95,29 @@ class IngestJob:
 
 
 def ingest_shards(
+    job: IngestJob,
     paths: Iterable[Path],
     *,
-    store: ResultStore,
-    dataset: str,
-    profile: DatasetProfile,
-    lexicon: CompiledLexicon,
-    lease_seconds: float,
-    owner: str | None = None,
-    force: bool = False,
-    run_id: int | None = None,
-    batch_size: int | None = None,
-    workers: int = 2,
-    progress: ProgressCallback | None = None,
-    before_commit: BeforeCommit | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
-    validator: ShardValidator | None = None,
-    alerts: AlertPlan | None = None,
-    domain_top_k: int = DEFAULT_TOP_K,
-    footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS,
-    max_attempts: int | None = None,
 ) -> list[IngestResult]:
-    """Process each new or changed shard exactly once across concurrent processes.
+    """Process each new or changed shard exactly once across concurrent processes, as `job`
+    says (pipeline/resources.py builds it from the settings); `on_result` sees each result.
 
-    Identical content already done is skipped (unless `force`); a shard another process holds
-    is reported `busy`; an unreadable shard is marked failed with its reason and the rest go on.
-    A shard whose footer breaks the `footer` caps (or is not parquet) is quarantined with the
-    reason before any of its data is decoded (decompression bombs, hostile schemas).
-    With a `validator`, each shard's feature table (from the same streaming pass) is validated
-    and the checks are written in the shard's single results transaction; its Data Docs page
-    is rendered only after that commit. With `alerts`, alert rules are judged and outbox
-    notices written in that same transaction (a relay sends them later).
+    Identical content already done is skipped (unless `job.force`); a shard another process
+    holds is reported `busy`; an unreadable shard is marked failed with its reason and the
+    rest go on. A shard whose footer breaks the `job.footer` caps (or is not parquet) is
+    quarantined with the reason before any of its data is decoded (decompression bombs,
+    hostile schemas). With a `job.validator`, each shard's feature table (from the same
+    streaming pass) is validated and the checks are written in the shard's single results
+    transaction; its Data Docs page is rendered only after that commit. With `job.alerts`,
+    alert rules are judged and outbox notices written in that same transaction (a relay
+    sends them later).
     A shard whose columns drifted from the profile (schema.py) is still stored with every
     metric its usable columns allow; the drift is stored with it, and checks it kept from
     running are errored with the drift as their reason, never failed.
     A database that goes away mid-pass is waited for (store/repository.py); one that stays
     away fails the shard in flight and the rest of the pass, never more than once per shard.
     """
-    job = IngestJob(
-        store,
-        dataset,
-        profile,
-        lexicon,
-        lease_seconds,
-        owner or worker_id(),
-        force,
-        run_id,
-        batch_size,
-        workers,
-        progress,
-        before_commit,
-        validator,
-        alerts,
-        domain_top_k,
-        footer,
-        max_attempts,
-    )
     results: list[IngestResult] = []
     down: str | None = None  # the database stayed unavailable past the store's patience
     for path in paths:
@@ -195,9 +145,12 @@ def ingest_file(
     uri: str | None = None,
     fp: Fingerprint | None = None,
     etag: str | None = None,
+    checked: FooterVerdict | None = None,
 ) -> IngestResult:
     """Ingest one local file, stored under `uri` (default: its absolute path). A caller that
-    already hashed the file (a verified download) passes its fingerprint."""
+    already hashed the file (a verified download) passes its fingerprint; one that already
+    passed it through the footer gate with `job.footer` (the monitor's fetch) passes the
+    verdict as `checked`, so the footer is not read twice."""
     uri = uri or str(path.resolve())
     problem = uri_problem(uri)
     if problem:  # e.g. a file name with undecodable bytes: refused, not mangled
@@ -222,10 +175,13 @@ def ingest_file(
     batch_size = job.batch_size or DEFAULT_BATCH_SIZE
     cap = None
     if job.footer is not None:
-        try:
-            info = check_footer(path, job.footer)
-        except ShardRejected as exc:
-            return _ended(job, sv, uri, f"refused before decoding: {exc.reason}", quarantine=True)
+        info = checked
+        if info is None:
+            try:
+                info = check_footer(path, job.footer)
+            except ShardRejected as exc:
+                reason = f"refused before decoding: {exc.reason}"
+                return _ended(job, sv, uri, reason, quarantine=True)
         cap = job.footer.max_uncompressed_bytes
         if isinstance(info, FooterInfo) and info.pages is not None:
             batch_size = batch_rows(info.pages, batch_size, cap)

@@ -16,7 +16,8 @@ from shardwatch.present.report_html import report_page
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:
-    from shardwatch.pipeline.monitor import PassSummary
+    from shardwatch.core.passes import PassSummary
+    from shardwatch.store.repository import ResultStore
 
 
 def report_path(settings: Settings, run_id: int) -> Path:
@@ -24,12 +25,12 @@ def report_path(settings: Settings, run_id: int) -> Path:
     return settings.reports_dir / f"run-{run_id}.html"
 
 
-def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Path | None]:
-    """(markdown, html, path of the written HTML page) for the pass's dataset."""
-    from shardwatch.pipeline.monitor import _store
+def build_report(
+    settings: Settings, summary: PassSummary, store: ResultStore
+) -> tuple[str, str, Path | None]:
+    """(markdown, html, path of the written HTML page) for the pass's dataset, from `store`."""
     from shardwatch.store.report import UnknownDataset, dataset_report, shard_rates
 
-    store = _store(settings)
     lines = [f"**Run {summary.run_id}:** {markdown_escape(summary.line())}"]
     if summary.failed:
         lines.append(f"**{summary.failed} shard(s) failed or were quarantined:**")
@@ -96,9 +97,9 @@ def _limit(settings: Settings, rule: str) -> float | None:
     return None
 
 
-def publish_artifacts(settings: Settings, summary: PassSummary) -> Path | None:
+def publish_artifacts(settings: Settings, summary: PassSummary, store: ResultStore) -> Path | None:
     """Write the HTML page and, inside a Prefect run, a markdown artifact."""
-    md, _, path = build_report(settings, summary)
+    md, _, path = build_report(settings, summary, store)
     try:
         from prefect.artifacts import create_markdown_artifact
         from prefect.context import FlowRunContext

@@ -17,7 +17,7 @@ from shardwatch.core.stats import term_lifts
 from shardwatch.present.render import overall_facts
 
 if TYPE_CHECKING:
-    from shardwatch.pipeline.monitor import PassSummary
+    from shardwatch.core.passes import PassSummary
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;color:#222}"

@@ -37,9 +37,11 @@ from support.store_checks import run_shardwatch
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile
 from shardwatch.demo.run import serve_folder, write_manifest
-from shardwatch.export.flagged import ExportRequest, ExportSummary, export_flagged
-from shardwatch.pipeline.ingest import ingest_shards
+from shardwatch.export.flagged import ExportRequest, ExportSummary
+from shardwatch.pipeline.export import export_flagged
+from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.pipeline.monitor import discover, process
+from shardwatch.pipeline.resources import Resources
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.settings.config import Settings, load_settings
 from shardwatch.store.database import make_engine, upgrade
@@ -271,15 +273,16 @@ def ingest_tables(
     """Write and ingest `tables`; the same tables keyed by their stored URI."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [write_shard(table, folder, name) for name, table in tables.items()]
-    results = ingest_shards(
-        paths,
+    job = IngestJob(
         store=store,
         dataset=DATASET,
         profile=settings.dataset_profile(),
         lexicon=CompiledLexicon(settings.active_lexicon()),
         lease_seconds=60,
         workers=1,
+        max_attempts=None,
     )
+    results = ingest_shards(job, paths)
     assert [r.outcome for r in results] == ["done"] * len(paths)
     return {str(p.resolve()): tables[p.name] for p in paths}
 
@@ -480,8 +483,10 @@ def test_an_http_shard_is_downloaded_verified_and_deleted(tmp_path: Path) -> Non
     with serve_folder(web, port=0) as base:
         source = f'[sources.web]\ntype = "http"\nmanifest = "{base}manifest.json"\n'
         settings = load_settings(write_config(tmp_path, db, source))
-        found = discover(settings)
-        assert [process(settings, s, None).outcome for s in found.new] == ["done"]
+        res = Resources(settings)
+        found = discover(res)
+        assert [process(res, s, None).outcome for s in found.new] == ["done"]
+        res.close()
         engine = make_engine(db)
         store = ResultStore(engine)
         out = tmp_path / "kw.parquet"

@@ -30,7 +30,7 @@ from shardwatch.core.lexicon import BIRHANE2021, PRECISE2026
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LAION400M, DatasetProfile
 from shardwatch.demo import synth
-from shardwatch.pipeline.ingest import ingest_shards
+from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.scan.engine import CompiledLexicon, scan_shard
 from shardwatch.store.report import ReportError, UnknownDataset, dataset_report
 from shardwatch.store.repository import ResultStore
@@ -70,9 +70,15 @@ def ingest(
     profile: DatasetProfile = LAION400M,
     lexicon: CompiledLexicon = BIRHANE,
 ) -> list[str]:
-    results = ingest_shards(
-        paths, store=store, dataset=dataset, profile=profile, lexicon=lexicon, lease_seconds=60
+    job = IngestJob(
+        store=store,
+        dataset=dataset,
+        profile=profile,
+        lexicon=lexicon,
+        lease_seconds=60,
+        max_attempts=None,
     )
+    results = ingest_shards(job, paths)
     return [r.outcome for r in results]
 
 

@@ -407,7 +407,7 @@ def test_punsafe_cross_tab_by_hand(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_punsafe_totals_are_stored_and_summed(tmp_path: Path) -> None:
     from shardwatch.core.metrics import ShardMetrics
-    from shardwatch.pipeline.ingest import ingest_shards
+    from shardwatch.pipeline.ingest import IngestJob, ingest_shards
     from shardwatch.scan.engine import CompiledLexicon
     from shardwatch.store.database import make_engine, upgrade
     from shardwatch.store.report import dataset_report
@@ -419,14 +419,15 @@ def test_punsafe_totals_are_stored_and_summed(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'store.sqlite'}")
     upgrade(engine)
     compiled = CompiledLexicon(BIRHANE2021)
-    ingest_shards(
-        paths,
+    job = IngestJob(
         store=ResultStore(engine),
         dataset="l5b",
         profile=LAION5B_JOINED,
         lexicon=compiled,
         lease_seconds=60,
+        max_attempts=None,
     )
+    ingest_shards(job, paths)
     total = dataset_report(engine, "l5b").total
     merged = ShardMetrics.merge_all(scan_shard(p, LAION5B_JOINED, compiled) for p in paths)
     assert merged.unsafe_rows is not None and merged.unsafe_rows > 0

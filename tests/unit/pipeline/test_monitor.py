@@ -14,6 +14,7 @@ from support.builders import tagged_table, write_shard
 
 from shardwatch.acquire.sources import RemoteShard
 from shardwatch.pipeline.monitor import discover, is_settled, process
+from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import Settings, load_settings
 from shardwatch.store.repository import StoredShard, unfetched_hash
 
@@ -94,8 +95,10 @@ path = "{pattern}"
 
 
 def run_pass(settings: Settings) -> list[str]:
-    found = discover(settings)
-    outcomes = [process(settings, s, None) for s in (*found.new, *found.later)]
+    res = Resources(settings)
+    found = discover(res)
+    outcomes = [process(res, s, None) for s in (*found.new, *found.later)]
+    res.close()
     return sorted(f"{Path(o.uri).name}:{o.outcome}" for o in outcomes)
 
 
@@ -115,7 +118,7 @@ def test_local_pass_stores_skips_and_quarantines_without_touching_sources(
         "copy.parquet:quarantined",
     ]
     assert a.is_file() and (data / "copy.parquet").is_file()  # sources are never deleted
-    found = discover(settings)
+    found = discover(Resources(settings))
     assert found.new == () and found.later == () and found.unchanged == 3
     os.utime(a, (1_700_000_000, 1_700_000_000))  # touched: compared again, same content
     assert run_pass(settings) == ["a.parquet:skipped"]
@@ -128,14 +131,14 @@ def test_a_failed_fetch_is_recorded_and_retried_next_pass(tmp_path: Path) -> Non
     data = tmp_path / "data"
     data.mkdir()
     a = write_shard(tagged_table(50, 5, seed=1), data, "a.parquet")
-    settings = settings_for(tmp_path, str(data))
-    (shard,) = discover(settings).new
+    res = Resources(settings_for(tmp_path, str(data)))
+    (shard,) = discover(res).new
     a.rename(data / "gone")  # listed, then vanished before the fetch
-    outcome = process(settings, shard, None)
+    outcome = process(res, shard, None)
     assert outcome.outcome == "failed" and "fetch failed" in (outcome.reason or "")
     (data / "gone").rename(a)
-    (again,) = discover(settings).new  # a failed fetch is not settled
-    assert process(settings, again, None).outcome == "done"
+    (again,) = discover(res).new  # a failed fetch is not settled
+    assert process(res, again, None).outcome == "done"
 
 
 @pytest.mark.integration
@@ -144,8 +147,6 @@ def test_the_store_pool_fits_the_monitor_concurrency(
 ) -> None:
     """Each shard in flight holds a connection while its transaction waits for the dataset's
     alert lock, so the pool is at least `monitor.concurrency` + 1 (the run's bookkeeping)."""
-    from shardwatch.pipeline.monitor import _store
-
     for concurrency, expected in ((2, 5), (24, 25)):
         settings = settings_for(tmp_path, str(tmp_path))
         settings = settings.model_copy(
@@ -156,7 +157,9 @@ def test_the_store_pool_fits_the_monitor_concurrency(
                 "monitor": settings.monitor.model_copy(update={"concurrency": concurrency}),
             }
         )
-        assert _store(settings).engine.pool.size() == expected  # type: ignore[attr-defined]
+        res = Resources(settings)
+        assert res.store.engine.pool.size() == expected  # type: ignore[attr-defined]
+        res.close()
 
 
 @pytest.mark.unit
@@ -185,12 +188,38 @@ min_support = 10
 """))
     settings = load_settings(cfg)
     assert settings.alerts.enabled and not base.alerts.enabled
-    run_id = start(settings)
-    (shard,) = discover(settings).new
-    assert process(settings, shard, run_id).outcome == "done"
-    assert "2 to log" in relay_alerts(settings)
+    res = Resources(settings)
+    run_id = start(res)
+    (shard,) = discover(res).new
+    assert process(res, shard, run_id).outcome == "done"
+    assert "2 to log" in relay_alerts(res)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert {r["scope"] for r in rows} == {"shard a.parquet", "dataset (latest shard versions)"}
     assert {r["report"] for r in rows} == {f"https://example.org/sw/reports/run-{run_id}.html"}
     assert {r["link"] for r in rows} == {None}  # validation is off: no Data Docs page
     assert str(tmp_path) not in log.read_text()
+
+
+def test_the_footer_is_checked_once_per_shard_on_the_monitor_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch stage reads the footer (and scans the pages); ingest reuses its verdict."""
+    from shardwatch.acquire import footer
+    from shardwatch.pipeline import ingest, monitor
+
+    calls: list[Path] = []
+
+    def counted(path: Path, limits: footer.FooterLimits) -> object:
+        calls.append(path)
+        return footer.check_footer(path, limits)
+
+    monkeypatch.setattr(monitor, "check_footer", counted)
+    monkeypatch.setattr(ingest, "check_footer", counted)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(tagged_table(50, 5, seed=1), data, "a.parquet")
+    res = Resources(settings_for(tmp_path, str(data)))
+    (shard,) = discover(res).new
+    assert process(res, shard, None).outcome == "done"
+    assert [p.name for p in calls] == ["a.parquet"]
+    res.close()

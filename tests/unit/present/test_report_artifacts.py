@@ -12,6 +12,7 @@ from support.builders import tagged_table, write_shard
 from support.store_checks import ingest
 
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome
+from shardwatch.pipeline.resources import Resources
 from shardwatch.present.artifacts import build_report
 from shardwatch.present.charts import MAX_NAME, short_name
 from shardwatch.settings.config import load_settings
@@ -38,7 +39,7 @@ def test_report_page_and_markdown_escape_untrusted_names(
     settings = load_settings(cfg, dataset=HOSTILE)
     bad = ShardOutcome("web", f"http://x/{HOSTILE}.parquet", "quarantined", reason=HOSTILE)
     summary = PassSummary(7, (bad,), 0, (), "alerts: " + HOSTILE, None, {"quarantined": 1})
-    md, page, written = build_report(settings, summary)
+    md, page, written = build_report(settings, summary, Resources(settings).store)
     assert written is not None and written.read_text() == page
     assert written == tmp_path / ".shardwatch" / "reports" / "run-7.html"  # beside the config
     assert page.count("<svg") == 3 and "<script" not in page and "<img" not in page
@@ -93,7 +94,7 @@ def test_report_page_has_table1_as_html_labelled_charts_and_no_local_path(
     docs = tmp_path / ".shardwatch" / "docs" / "index.html"
     bad = ShardOutcome("local", str(paths[1]), "failed", reason="1 check(s) failed")
     summary = PassSummary(3, (bad,), 0, (), "alerts: none", str(docs), {"failed": 1})
-    _, page, written = build_report(settings, summary)
+    _, page, written = build_report(settings, summary, Resources(settings).store)
     assert written is not None
 
     # Table 1: a real table, the hostile term escaped, numbers formatted (expected: the rows)

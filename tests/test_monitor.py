@@ -15,7 +15,7 @@ from builders import tagged_table, write_shard
 from shardwatch.acquire.sources import RemoteShard
 from shardwatch.pipeline.monitor import discover, is_settled, process
 from shardwatch.settings.config import Settings, load_settings
-from shardwatch.store.repository import StoredShard, unfetched_hash
+from shardwatch.store.shard_versions import StoredShard, unfetched_hash
 
 SHA = "a" * 64
 

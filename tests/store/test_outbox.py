@@ -18,7 +18,8 @@ from store_checks import ingest, table_counts
 
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
-from shardwatch.store.outbox import Outbox, scope_key
+from shardwatch.store.notices import scope_key
+from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
 
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "both", max=0.05, min_support=10)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from sqlalchemy.exc import DBAPIError
 
 from shardwatch.acquire.footer import FooterInfo, FooterLimits, ShardRejected, check_footer
 from shardwatch.acquire.page_scan import batch_rows
@@ -26,13 +25,10 @@ from shardwatch.core.validation import ShardValidation, ShardValidator, blame_dr
 from shardwatch.scan.domains import DEFAULT_TOP_K
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
-from shardwatch.store.repository import (
-    BeforeCommit,
-    IdenticalContent,
-    ResultStore,
-    ShardVersion,
-    server_unavailable,
-)
+from shardwatch.store.errors import StoreUnavailable
+from shardwatch.store.repository import ResultStore
+from shardwatch.store.result_writes import BeforeCommit
+from shardwatch.store.shard_versions import IdenticalContent, ShardVersion
 
 Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
 _CHUNK = 1 << 20
@@ -176,10 +172,8 @@ def ingest_shards(
             continue
         try:
             result = ingest_file(job, path)
-        except DBAPIError as exc:
-            if not server_unavailable(exc):
-                raise
-            down = f"database unavailable ({type(exc.orig).__name__}); retried next pass"
+        except StoreUnavailable as exc:
+            down = f"database unavailable ({exc.driver}); retried next pass"
             log.warning("%s: %s", shown(str(path)), down)
             result = IngestResult(shown(str(path.resolve())), "failed", reason=down)
         results.append(result)

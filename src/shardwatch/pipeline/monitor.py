@@ -37,7 +37,8 @@ from shardwatch.core.validation import ShardValidation
 from shardwatch.pipeline.ingest import Fingerprint, IngestJob, Outcome, ingest_file, worker_id
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.settings.config import Settings
-from shardwatch.store.repository import ResultStore, StoredShard, unfetched_hash
+from shardwatch.store.repository import ResultStore
+from shardwatch.store.shard_versions import StoredShard, unfetched_hash
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -27,7 +27,9 @@ def report_path(settings: Settings, run_id: int) -> Path:
 def build_report(settings: Settings, summary: PassSummary) -> tuple[str, str, Path | None]:
     """(markdown, html, path of the written HTML page) for the pass's dataset."""
     from shardwatch.pipeline.monitor import _store
-    from shardwatch.store.report import UnknownDataset, dataset_report, shard_rates
+    from shardwatch.store.drift import shard_rates
+    from shardwatch.store.errors import UnknownDataset
+    from shardwatch.store.report import dataset_report
 
     store = _store(settings)
     lines = [f"**Run {summary.run_id}:** {markdown_escape(summary.line())}"]

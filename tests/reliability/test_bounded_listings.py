@@ -30,9 +30,9 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from support.store_checks import subprocess_env, write_shards
 
-from shardwatch.acquire.bounded_json import ListingLimits
 from shardwatch.acquire.download import DownloadPolicy
 from shardwatch.acquire.sources import HttpListingSource, HuggingFaceSource, SourceError
+from shardwatch.core.bounded_json import ListingLimits
 from shardwatch.pipeline.monitor import discover, finish, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings

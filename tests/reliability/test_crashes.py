@@ -666,7 +666,7 @@ def test_pg_terminate_backend_during_commit_creates_no_duplicates(
 
         victim = threading.Thread(target=run, daemon=True)
         hold = contextlib.ExitStack()
-        with caplog.at_level(logging.WARNING, logger="shardwatch.store.repository"), hold:
+        with caplog.at_level(logging.WARNING, logger="shardwatch.store.retry"), hold:
             if how == "advisory":
                 with admin.cursor() as cur:
                     cur.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))

@@ -58,15 +58,12 @@ from shardwatch.present.artifacts import build_report
 from shardwatch.settings.config import ConfigError, load_settings
 from shardwatch.store import models as t
 from shardwatch.store.database import make_engine
+from shardwatch.store.domain_report import domain_report
+from shardwatch.store.drift import shard_drift, shard_rates
+from shardwatch.store.errors import UnknownDataset
 from shardwatch.store.export_queries import done_shards
 from shardwatch.store.outbox import Outbox
-from shardwatch.store.report import (
-    UnknownDataset,
-    dataset_report,
-    domain_report,
-    shard_drift,
-    shard_rates,
-)
+from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
 
 S = "3 hostile strings"

@@ -33,7 +33,7 @@ from shardwatch.acquire.download import (
 )
 from shardwatch.acquire.partial import Validator
 from shardwatch.acquire.sources import HttpListingSource, RemoteShard, Source
-from shardwatch.store.repository import StoredShard
+from shardwatch.store.shard_versions import StoredShard
 
 logger = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shardwatch.acquire.footer_thrift import FooterSyntaxError, row_group_sizes
 from shardwatch.acquire.page_scan import PageScan, scan_pages
+from shardwatch.core.errors import first_line
 from shardwatch.scan.reader import TextFormat, text_format
 
 if TYPE_CHECKING:
@@ -304,7 +305,9 @@ def _nesting_depth(metadata: Any, reject: Reject) -> int:
     try:
         schema = metadata.schema.to_arrow_schema()
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise reject(f"not a parquet file: unreadable schema ({_first_line(exc)})") from None
+        raise reject(
+            f"not a parquet file: unreadable schema ({first_line(exc, limit=200)})"
+        ) from None
     deepest = 0
     stack: list[tuple[pa.DataType, int]] = [(field.type, 1) for field in schema]
     while stack:
@@ -322,18 +325,13 @@ def _read_metadata(source: BinaryIO, reject: Reject, limits: FooterLimits) -> An
     try:
         return pq.read_metadata(source)
     except (pa.ArrowException, OSError, ValueError) as exc:  # pyarrow: OSError on bad thrift
-        detail = _first_line(exc)
+        detail = first_line(exc, limit=200)
         if "too deeply nested" in detail:
             raise reject(
                 f"declares a schema nested deeper than pyarrow reads ({detail}), above the cap"
                 f" of {limits.max_nesting_depth:,} levels"
             ) from None
         raise reject(f"not a parquet file: unreadable footer ({detail})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].strip()[:200] if text else type(exc).__name__
 
 
 def _cap(reject: Reject, what: str, declared: int, cap: int) -> None:

@@ -40,8 +40,6 @@ from pydantic import SecretStr
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from shardwatch.acquire import bounded_json
-from shardwatch.acquire.bounded_json import DEFAULT_LISTING_LIMITS, ListingLimits
 from shardwatch.acquire.download import (
     AddressRefused,
     DownloadError,
@@ -54,6 +52,9 @@ from shardwatch.acquire.download import (
     origin_entry,
     watched,
 )
+from shardwatch.core import bounded_json
+from shardwatch.core.bounded_json import DEFAULT_LISTING_LIMITS, ListingLimits
+from shardwatch.core.errors import first_line
 from shardwatch.core.redact import redact_url, url_problem
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,9 @@ class LocalSource:
                 raise SourceError(self.name, f"no such folder or file: {self.pattern}")
             shards = [self._shard(p) for p in files]
         except OSError as exc:
-            raise SourceError(self.name, f"cannot list {self.pattern}: {_os_reason(exc)}") from None
+            raise SourceError(
+                self.name, f"cannot list {self.pattern}: {first_line(exc, limit=300)}"
+            ) from None
         shards.sort(key=lambda s: s.uri)
         logger.debug("source %r: %d local shards", self.name, len(shards))
         return shards
@@ -217,7 +220,9 @@ class LocalSource:
                     digest.update(chunk)
                     size += len(chunk)
         except OSError as exc:
-            raise SourceError(self.name, f"cannot read {shard.uri}: {_os_reason(exc)}") from None
+            raise SourceError(
+                self.name, f"cannot read {shard.uri}: {first_line(exc, limit=300)}"
+            ) from None
         if shard.size is not None and size != shard.size:
             raise SourceError(
                 self.name, f"{shard.uri} changed since listing: {size} bytes, listed {shard.size}"
@@ -865,7 +870,9 @@ class ObjectStoreSource:
         try:
             infos = self._filesystem().get_file_info(pa_fs.FileSelector(self.base, recursive=True))
         except (OSError, ValueError) as exc:
-            raise SourceError(self.name, f"cannot list {self.uri}: {_os_reason(exc)}") from None
+            raise SourceError(
+                self.name, f"cannot list {self.uri}: {first_line(exc, limit=300)}"
+            ) from None
         shards = [
             RemoteShard(
                 source=self.name,
@@ -922,7 +929,9 @@ class ObjectStoreSource:
                     digest.update(chunk)
                     out.write(chunk)
         except (OSError, ValueError) as exc:
-            raise SourceError(self.name, f"cannot read {shard.uri}: {_os_reason(exc)}") from None
+            raise SourceError(
+                self.name, f"cannot read {shard.uri}: {first_line(exc, limit=300)}"
+            ) from None
         if shard.size is not None and size != shard.size:
             got = f"{size}" if size <= shard.size else f"more than {shard.size}"
             raise SourceError(
@@ -969,12 +978,6 @@ def _same_origin(url: str, base: str) -> bool:
 def _display(url: str) -> str:
     """A URL for messages: redacted (redact.py: no user info, no query value, no fragment)."""
     return redact_url(url)
-
-
-def _os_reason(exc: BaseException) -> str:
-    """The first line of an OS / pyarrow error (they hold paths and codes, not secrets)."""
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def _from_ns(ns: int) -> datetime:

@@ -36,7 +36,8 @@ from shardwatch.core.alert_items import AlertItem
 from shardwatch.core.ids import worker_id
 from shardwatch.settings.alerts import AlertSettings
 from shardwatch.store.models import utcnow
-from shardwatch.store.outbox import Notice, Outbox
+from shardwatch.store.notices import Notice
+from shardwatch.store.outbox import Outbox
 from shardwatch.store.pacing import ChannelGate, Turn
 
 if TYPE_CHECKING:

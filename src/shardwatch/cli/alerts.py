@@ -27,14 +27,13 @@ app = typer.Typer(help="Alert channels and messages.", no_args_is_help=True, ric
 
 def relay(settings: Settings, engine: Engine, quiet_stdout: bool) -> RelayResult:
     """One relay pass over every configured channel; the outcome is printed on stderr."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from shardwatch.alerting.relay import relay_configured
+    from shardwatch.store.errors import StoreFailed
 
     console = sys.stderr.write if quiet_stdout else None
     try:
         result = relay_configured(engine, settings.alerts, console=console)
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     typer.echo(result.summary(), err=True)
     return result
@@ -46,16 +45,15 @@ def _delivered(result: RelayResult) -> Outcome:
 
 def _outbox(settings: Settings) -> tuple[Engine, Outbox]:
     """The store's outbox (migrated); a missing SQLite file is a usage error."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from shardwatch.store.database import upgrade
+    from shardwatch.store.errors import StoreFailed
     from shardwatch.store.outbox import Outbox
 
     require_store_file(settings)
     engine = store_engine(settings)
     try:
         upgrade(engine)
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     return engine, Outbox(engine)
 
@@ -73,14 +71,14 @@ def alerts_list(
 ) -> None:
     """List alerts: breaching ones, and any whose notice was dead-lettered (with the reason),
     each with its notices per channel (pending, sending, sent, dead or cancelled)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from shardwatch.store.errors import StoreFailed
 
     settings = options.load(config)
     _, outbox = _outbox(settings)
     try:
         views = outbox.alerts(dataset, include_resolved=show_all)
         counts = outbox.counts()
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     if as_json:
         payload = {"alerts": [asdict(v) for v in views], "notices": counts}
@@ -123,13 +121,13 @@ def alerts_retry(
 ) -> Outcome:
     """Re-queue dead-lettered notices (all, or those given) and relay them now; exit 4 if
     any is still not delivered."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from shardwatch.store.errors import StoreFailed
 
     settings = options.load(config)
     engine, outbox = _outbox(settings)
     try:
         count = outbox.retry(notice or None)
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     typer.echo(f"re-queued {count} dead notice(s)")
     return _delivered(relay(settings, engine, False))

@@ -17,31 +17,29 @@ app = typer.Typer(
 @command(app, "upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Apply all migrations to the configured database ($SHARDWATCH_DATABASE_URL)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from shardwatch.store.database import current, masked, upgrade
+    from shardwatch.store.errors import StoreFailed
 
     settings = options.load(config)
     engine = store_engine(settings)
     try:
         upgrade(engine)
         typer.echo(f"{masked(engine.url)} is at revision {current(engine)}")
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
 
 
 @command(app, "current")
 def db_current(config: ConfigOpt = None) -> None:
     """Print the configured database's migration revision (and the code's head)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from shardwatch.store.database import current, heads, masked
+    from shardwatch.store.errors import StoreFailed
 
     settings = options.load(config)
     engine = store_engine(settings)
     try:
         rev = current(engine)
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     head = ", ".join(heads())
     typer.echo(f"{masked(engine.url)}: revision {rev or '(none)'}; code head {head}")

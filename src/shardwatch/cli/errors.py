@@ -17,13 +17,9 @@ import typer
 
 from shardwatch.cli.exit_codes import ExitCode
 from shardwatch.cli.outcomes import Failed, Outcome, exit_code, report_error
+from shardwatch.core.errors import first_line
 
 INTERRUPTED = 130  # what Typer returns for Ctrl-C
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def outcome_for(exc: BaseException) -> tuple[Outcome, str]:
@@ -38,21 +34,19 @@ def outcome_for(exc: BaseException) -> tuple[Outcome, str]:
         return Outcome.BAD_USAGE, str(exc)
     if isinstance(exc, ShardReadError):
         return Outcome.INPUT_FAILED, str(exc)
-    if "shardwatch.store.database" in sys.modules:  # the store stack loads only when used
-        from shardwatch.store.database import StoreError
+    if "shardwatch.store.errors" in sys.modules:  # the store stack loads only when used
+        from shardwatch.store.errors import StoreConfigError, StoreFailed
 
-        if isinstance(exc, StoreError):
+        if isinstance(exc, StoreConfigError):
             return Outcome.BAD_USAGE, str(exc)
-    if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if isinstance(exc, SQLAlchemyError):
-            return Outcome.STORE_FAILED, f"database: {type(exc).__name__}: {_one_line(exc)}"
+        if isinstance(exc, StoreFailed):
+            return Outcome.STORE_FAILED, f"database: {exc.kind}: {first_line(exc, limit=300)}"
     if isinstance(exc, typer.Abort | KeyboardInterrupt) or type(exc).__name__ == "Abort":
         return Outcome.INTERRUPTED, "interrupted"
+    line = first_line(exc, limit=300, cause=True)
     if isinstance(exc, OSError):
-        return Outcome.RUN_FAILED, f"{type(exc).__name__}: {_one_line(exc)}"
-    return Outcome.RUN_FAILED, f"internal error ({type(exc).__name__}): {_one_line(exc)}"
+        return Outcome.RUN_FAILED, f"{type(exc).__name__}: {line}"
+    return Outcome.RUN_FAILED, f"internal error ({type(exc).__name__}): {line}"
 
 
 def exit_code_for(exc: BaseException) -> tuple[ExitCode, str]:

@@ -86,13 +86,12 @@ def export_flagged(
     progress: ProgressOpt = None,
     config: ConfigOpt = None,
 ) -> Outcome:
-    from sqlalchemy.exc import SQLAlchemyError
 
     from shardwatch.export.flag_rules import UnknownRule, parse_rule
     from shardwatch.export.flagged import ExportError, ExportRequest
     from shardwatch.pipeline.export import export_flagged as run_export
     from shardwatch.store.database import current
-    from shardwatch.store.report import ReportError
+    from shardwatch.store.errors import ReportError, StoreFailed
 
     try:
         parse_rule(rule)
@@ -118,7 +117,7 @@ def export_flagged(
             summary = run_export(engine, settings, request, progress=_ExportBar(bar))
     except (UnknownRule, ExportError, ReportError) as exc:
         raise Failed(Outcome.BAD_USAGE, str(exc)) from None
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     except OSError as exc:
         raise Failed(Outcome.RUN_FAILED, f"cannot write {out}: {exc}") from None

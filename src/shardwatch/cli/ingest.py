@@ -73,11 +73,10 @@ def ingest(
     was quarantined, or its validation could not run (GX crashed); 2 if the suite is
     missing or invalid (your validation.suites_dir first, then the packaged defaults).
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from shardwatch.pipeline.ingest import ingest_shards
     from shardwatch.pipeline.resources import ingest_job
     from shardwatch.store.database import upgrade
+    from shardwatch.store.errors import StoreFailed
     from shardwatch.store.repository import ResultStore
 
     settings = options.load(config, profile=profile, lexicon=lexicon, dataset=dataset)
@@ -107,7 +106,7 @@ def ingest(
             with contextlib.suppress(Exception):  # else the next run closes the row
                 store.fail_run(run_id, f"the pass ended by {type(exc).__name__}")
             raise
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     docs = finish_docs(gx) if gx is not None else None
     relayed = relay(settings, engine, as_json) if plan is not None else None

@@ -21,7 +21,7 @@ from shardwatch.settings.config import Settings
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from shardwatch.alerting.relay import RelayResult
     from shardwatch.pipeline.ingest import IngestResult
-    from shardwatch.store.report import DatasetReport
+    from shardwatch.store.report_model import DatasetReport
 
 stderr = Console(stderr=True, highlight=False)
 

@@ -100,10 +100,10 @@ def report(
     `shardwatch scan --json`'s total over the same files. Failed or quarantined shards are
     counted and listed, not summed.
     """
-    from sqlalchemy.exc import SQLAlchemyError
 
     from shardwatch.store.database import current
-    from shardwatch.store.report import ReportError, dataset_report
+    from shardwatch.store.errors import ReportError, StoreFailed
+    from shardwatch.store.report import dataset_report
 
     fmt = _format(as_json, fmt, paper, drift, domains, by)
     settings = options.load(config, dataset=dataset)
@@ -113,18 +113,18 @@ def report(
         if current(engine) is None:
             raise no_results_yet(url)
         if domains:
-            from shardwatch.store.report import domain_report
+            from shardwatch.store.domain_report import domain_report
 
             print_domains(domain_report(engine, settings.dataset, top=top, by=by), as_json)
             return
         result = dataset_report(engine, settings.dataset, profiles=_profile_resolver(settings))
         if drift:
-            from shardwatch.store.report import shard_drift
+            from shardwatch.store.drift import shard_drift
 
             print_drift(result.dataset, shard_drift(engine, settings.dataset), as_json)
             return
     except ReportError as exc:
         raise Failed(Outcome.BAD_USAGE, str(exc)) from None
-    except SQLAlchemyError as exc:
+    except StoreFailed as exc:
         raise db_error(exc, settings) from None
     print_report(result, fmt)

@@ -7,53 +7,54 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shardwatch.cli.outcomes import Failed, Outcome
+from shardwatch.core.errors import first_line
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from sqlalchemy import Engine
 
+    from shardwatch.store.errors import StoreFailed
+
 
 def store_engine(settings: Settings) -> Engine:
     """The configured store's engine; a malformed URL is a usage error."""
-    from shardwatch.store.database import StoreError, make_engine
+    from shardwatch.store.database import make_engine
+    from shardwatch.store.errors import StoreConfigError
 
     try:
         return make_engine(settings.database_url.get_secret_value())
-    except StoreError as exc:
+    except StoreConfigError as exc:
         raise Failed(Outcome.BAD_USAGE, str(exc)) from None
 
 
 def check_store_url(settings: Settings) -> None:
     """Stop (exit 2) with one line for a malformed database URL, before any work starts."""
-    from shardwatch.store.database import StoreError, parse_url
+    from shardwatch.store.database import parse_url
+    from shardwatch.store.errors import StoreConfigError
 
     try:
         parse_url(settings.database_url.get_secret_value())
-    except StoreError as exc:
+    except StoreConfigError as exc:
         raise Failed(Outcome.BAD_USAGE, str(exc)) from None
 
 
-def db_error(exc: Exception, settings: Settings) -> Failed:
+def db_error(exc: StoreFailed, settings: Settings) -> Failed:
     """A database error as the command's one line, the URL's password masked."""
     from shardwatch.store.database import masked
 
     url = masked(settings.database_url.get_secret_value())
-    message = f"database {url}: {type(exc).__name__}: {_first_line(exc)}"
+    message = f"database {url}: {exc.kind}: {first_line(exc)}"
     return Failed(Outcome.STORE_FAILED, message)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def no_store(settings: Settings) -> bool:
     """True for a SQLite URL whose file does not exist (a report must not create it)."""
-    from shardwatch.store.database import StoreError, parse_url
+    from shardwatch.store.database import parse_url
+    from shardwatch.store.errors import StoreConfigError
 
     try:
         url = parse_url(settings.database_url.get_secret_value())
-    except StoreError:
+    except StoreConfigError:
         return False  # reported by store_engine
     database = url.database or ""
     return (

@@ -26,7 +26,7 @@ from shardwatch.core.names import name_problem, shown, uri_problem
 from shardwatch.core.redact import url_problem
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import Settings
-from shardwatch.store.repository import StoredShard, unfetched_hash
+from shardwatch.store.shard_versions import StoredShard, unfetched_hash
 
 
 # ------------------------------------------------------------------------------- sources

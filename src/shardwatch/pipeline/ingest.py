@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy.exc import DBAPIError
 
 from shardwatch.acquire.footer import (
     FooterInfo,
@@ -29,13 +28,10 @@ from shardwatch.scan.domains import DEFAULT_TOP_K
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.scan.fingerprint import Fingerprint, fingerprint
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
-from shardwatch.store.repository import (
-    BeforeCommit,
-    IdenticalContent,
-    ResultStore,
-    ShardVersion,
-    server_unavailable,
-)
+from shardwatch.store.errors import StoreUnavailable
+from shardwatch.store.repository import ResultStore
+from shardwatch.store.result_writes import BeforeCommit
+from shardwatch.store.shard_versions import IdenticalContent, ShardVersion
 
 __all__ = [
     "Fingerprint",
@@ -126,10 +122,8 @@ def ingest_shards(
             continue
         try:
             result = ingest_file(job, path)
-        except DBAPIError as exc:
-            if not server_unavailable(exc):
-                raise
-            down = f"database unavailable ({type(exc.orig).__name__}); retried next pass"
+        except StoreUnavailable as exc:
+            down = f"database unavailable ({exc.driver}); retried next pass"
             log.warning("%s: %s", shown(str(path)), down)
             result = IngestResult(shown(str(path.resolve())), "failed", reason=down)
         results.append(result)

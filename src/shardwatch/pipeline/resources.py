@@ -21,7 +21,8 @@ from shardwatch.core.validation import ShardValidation, ShardValidator
 from shardwatch.pipeline.ingest import IngestJob
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback
 from shardwatch.settings.config import Settings
-from shardwatch.store.repository import BeforeCommit, ResultStore
+from shardwatch.store.repository import ResultStore
+from shardwatch.store.result_writes import BeforeCommit
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

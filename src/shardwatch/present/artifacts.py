@@ -29,7 +29,9 @@ def build_report(
     settings: Settings, summary: PassSummary, store: ResultStore
 ) -> tuple[str, str, Path | None]:
     """(markdown, html, path of the written HTML page) for the pass's dataset, from `store`."""
-    from shardwatch.store.report import UnknownDataset, dataset_report, shard_rates
+    from shardwatch.store.drift import shard_rates
+    from shardwatch.store.errors import UnknownDataset
+    from shardwatch.store.report import dataset_report
 
     lines = [f"**Run {summary.run_id}:** {markdown_escape(summary.line())}"]
     if summary.failed:

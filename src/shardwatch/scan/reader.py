@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from shardwatch.core.errors import first_line
 from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile
 from shardwatch.core.schema import check_schema
 from shardwatch.scan.columns import ResolvedColumns, resolve_columns
@@ -103,11 +104,6 @@ def shard_format(path: str | Path) -> ShardFormat:
 def _row_counter(n: int) -> pa.RecordBatch:
     """A batch of `n` rows and no data: what a shard with no mapped column yields."""
     return pa.RecordBatch.from_arrays([pa.nulls(n)], names=["__rows__"])
-
-
-def _detail(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip()[:_DETAIL_CHARS] if lines else type(exc).__name__
 
 
 def one_line(exc: BaseException, limit: int = 2 * _DETAIL_CHARS) -> str:
@@ -204,7 +200,9 @@ class _TextSource:
         except PermissionError:
             raise ShardReadError(self.uri, "permission denied") from None
         except (pa.ArrowException, OSError) as exc:
-            raise ShardReadError(self.uri, f"cannot be opened ({_detail(exc)})") from None
+            raise ShardReadError(
+                self.uri, f"cannot be opened ({first_line(exc, limit=_DETAIL_CHARS)})"
+            ) from None
 
     def _options(
         self,
@@ -287,7 +285,7 @@ class _TextSource:
                 f"{'profile header' if self.header is not None else 'header'} has "
                 f"{expected} ({where}): {shown!r}",
             )
-        detail = _detail(exc)
+        detail = first_line(exc, limit=_DETAIL_CHARS)
         if self.fmt.gzip and isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
             return ShardReadError(self.uri, f"bad gzip data ({detail})")
         if _is_empty_file(exc):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shardwatch.acquire.bounded_json import ListingLimits
+from shardwatch.core.bounded_json import ListingLimits
 from shardwatch.settings.base import StrictModel
 
 

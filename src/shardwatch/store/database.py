@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shardwatch.store.boundary import translated
+from shardwatch.store.errors import StoreConfigError
 from shardwatch.store.urls import url_problem
 
 if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
@@ -24,16 +26,12 @@ if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
 MIGRATION_LOCK_KEY = 0x53485744
 
 
-class StoreError(Exception):
-    """The store could not be used; the message never contains a password."""
-
-
 def parse_url(raw: str) -> URL:
-    """The parsed URL; a malformed one is a StoreError saying why in one line that shows no
+    """The parsed URL; a malformed one is a StoreConfigError saying why in one line that shows no
     part of it but the scheme (store/urls.py)."""
     problem = url_problem(raw)
     if problem is not None:
-        raise StoreError(problem) from None
+        raise StoreConfigError(problem) from None
     return make_url(raw)
 
 
@@ -66,6 +64,7 @@ def _enable_wal(cur: sqlite3.Cursor, *, patience: float = 60.0) -> None:
             delay = min(delay * 2, 0.25)
 
 
+@translated
 def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
     """An engine with bound parameters hidden from error messages and pings on checkout.
     On a server database the pool keeps `pool_size` connections (raise it to the number of
@@ -99,9 +98,9 @@ def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
             max_overflow=pool_size,
         )
     except ImportError as exc:
-        raise StoreError(f"no database driver for {masked(url)}: {exc}") from None
+        raise StoreConfigError(f"no database driver for {masked(url)}: {exc}") from None
     except ArgumentError:  # NoSuchModuleError: an unknown scheme or driver
-        raise StoreError(f"unsupported database URL {masked(url)}") from None
+        raise StoreConfigError(f"unsupported database URL {masked(url)}") from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -123,9 +122,9 @@ def _alembic_config(engine: Engine) -> Config:
     try:
         folder = migrations_dir()
     except ResourceMissing as exc:
-        raise StoreError(f"the migrations are missing: {exc}") from None
+        raise StoreConfigError(f"the migrations are missing: {exc}") from None
     if not (folder / "env.py").is_file():
-        raise StoreError(f"migrations not found under {folder}")
+        raise StoreConfigError(f"migrations not found under {folder}")
     cfg = Config()
     cfg.set_main_option("script_location", str(folder))
     cfg.set_main_option("sqlalchemy.url", masked(engine.url).replace("%", "%%"))
@@ -147,6 +146,7 @@ def _lock_migrations(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@translated
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent, safe to run concurrently)."""
     from alembic import command
@@ -158,6 +158,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+@translated
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
@@ -176,6 +177,7 @@ def heads() -> list[str]:
     return list(script.get_heads())
 
 
+@translated
 def current(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext

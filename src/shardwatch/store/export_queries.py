@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from shardwatch.store import models as t
-from shardwatch.store.report import UnknownDataset, latest_done
+from shardwatch.store.boundary import translated
+from shardwatch.store.errors import UnknownDataset
+from shardwatch.store.snapshots import latest_done
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class DoneShard:
     similarity_threshold: float | None  # None: the shard had no similarity column
 
 
+@translated
 def done_shards(engine: Engine, dataset: str) -> list[DoneShard]:
     """The latest done version of every shard URI of `dataset` (the report's set), in URI
     order. Raises UnknownDataset."""

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shardwatch.store import models as t
+from shardwatch.store.boundary import translated
 from shardwatch.store.database import is_sqlite, session_factory, transaction
 
 
@@ -36,6 +37,7 @@ class ChannelGate:
         self.engine = engine
         self.sessions = session_factory(engine)
 
+    @translated
     def take(self, channel: str, owner: str, now: datetime, lease: timedelta) -> Turn | None:
         """The channel's turn for `lease`, or None while another relay holds it."""
         c = t.AlertChannel
@@ -56,6 +58,7 @@ class ChannelGate:
                 channel, _aware(s.scalar(select(c.next_send_at).where(c.channel == channel)))
             )
 
+    @translated
     def renew(
         self,
         turn: Turn,
@@ -71,6 +74,7 @@ class ChannelGate:
             values["next_send_at"] = next_send_at
         return self._set(turn.channel, owner, **values)
 
+    @translated
     def give_back(self, turn: Turn, owner: str, next_send_at: datetime | None = None) -> None:
         """Release the turn (recording when the channel's next message may go)."""
         values: dict[str, object] = {"holder": None, "held_until": None}

@@ -13,7 +13,7 @@ from shardwatch.cli.errors import exit_code_for, status_code
 from shardwatch.cli.exit_codes import ExitCode
 from shardwatch.scan.reader import ShardReadError
 from shardwatch.settings.config import ConfigError
-from shardwatch.store.database import StoreError
+from shardwatch.store.errors import StoreConfigError
 
 CANARY = "c4n4ry-Pa55"
 BAD_URLS = [
@@ -38,7 +38,7 @@ STORE_COMMANDS = [
 @pytest.mark.unit
 def test_exceptions_map_to_documented_codes() -> None:
     assert exit_code_for(ConfigError("bad"))[0] is ExitCode.USAGE
-    assert exit_code_for(StoreError("bad url"))[0] is ExitCode.USAGE
+    assert exit_code_for(StoreConfigError("bad url"))[0] is ExitCode.USAGE
     assert exit_code_for(ShardReadError("s", "gone"))[0] is ExitCode.INPUT
     assert exit_code_for(OSError("disk"))[0] is ExitCode.INPUT
     code, message = exit_code_for(RuntimeError("boom\nsecond line"))

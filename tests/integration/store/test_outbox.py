@@ -19,7 +19,8 @@ from support.store_checks import ingest, table_counts
 
 from shardwatch.core.alerts import AlertPlan, Rule
 from shardwatch.store import models as t
-from shardwatch.store.outbox import Outbox, scope_key
+from shardwatch.store.notices import scope_key
+from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration

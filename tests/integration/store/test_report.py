@@ -32,7 +32,8 @@ from shardwatch.core.profiles import LAION400M, DatasetProfile
 from shardwatch.demo import synth
 from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.scan.engine import CompiledLexicon, scan_shard
-from shardwatch.store.report import ReportError, UnknownDataset, dataset_report
+from shardwatch.store.errors import ReportError, UnknownDataset
+from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration

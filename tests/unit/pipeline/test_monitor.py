@@ -16,7 +16,7 @@ from shardwatch.acquire.sources import RemoteShard
 from shardwatch.pipeline.monitor import discover, is_settled, process
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import Settings, load_settings
-from shardwatch.store.repository import StoredShard, unfetched_hash
+from shardwatch.store.shard_versions import StoredShard, unfetched_hash
 
 SHA = "a" * 64
 
@@ -200,6 +200,7 @@ min_support = 10
     assert str(tmp_path) not in log.read_text()
 
 
+@pytest.mark.unit
 def test_the_footer_is_checked_once_per_shard_on_the_monitor_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,8 +25,8 @@ from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LAION400M
 from shardwatch.scan.domains import INVALID_HOST, NO_HOST, DomainCounter, batch_counts, domain_codes
 from shardwatch.scan.engine import CompiledLexicon, scan_shard
+from shardwatch.store.domain_report import domain_report
 from shardwatch.store.outbox import Outbox
-from shardwatch.store.report import domain_report
 from shardwatch.store.repository import ResultStore
 
 LEXICON = CompiledLexicon(BIRHANE2021)

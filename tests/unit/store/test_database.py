@@ -12,12 +12,12 @@ from sqlalchemy.exc import OperationalError
 
 from shardwatch.settings.resources import migrations_dir
 from shardwatch.store.database import (
-    StoreError,
     heads,
     make_engine,
     masked,
     parse_url,
 )
+from shardwatch.store.errors import StoreConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -76,7 +76,7 @@ def test_engine_repr_and_url_hide_the_password() -> None:
     ],
 )
 def test_bad_urls_raise_store_errors_that_do_not_echo_the_password(url: str) -> None:
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreConfigError) as info:
         make_engine(url)
     assert SECRET not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from shardwatch.store.database import StoreError, parse_url
+from shardwatch.store.database import parse_url
+from shardwatch.store.errors import StoreConfigError
 from shardwatch.store.urls import url_problem
 
 pytestmark = pytest.mark.unit
@@ -30,7 +31,7 @@ def test_each_malformed_url_gets_one_line_without_the_password(case: str) -> Non
     assert problem is not None and expected in problem
     assert "\n" not in problem
     assert CANARY not in problem and CANARY[:5] not in problem
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreConfigError) as info:
         parse_url(raw)
     assert str(info.value) == problem
 

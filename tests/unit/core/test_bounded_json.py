@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shardwatch.acquire.bounded_json import ListingLimits, ListingRefused, parse
+from shardwatch.core.bounded_json import ListingLimits, ListingRefused, parse
 
 pytestmark = pytest.mark.unit
 

@@ -121,9 +121,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def run_shardwatch(
-    *args: str, cwd: Path | None = None, **env: str
+    *args: str, cwd: Path | None = None, child: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m shardwatch ARGS` in a child process with `subprocess_env(**env)`."""
+    """`shardwatch ARGS` with `subprocess_env(**env)`: in this process through the console
+    script's own code path (tests/cli_inprocess.py), or with `child=True` as a real
+    `python -m shardwatch` child process (for exit codes and stdout purity as a user sees
+    them, and for commands that start Prefect)."""
+    if not child:
+        from cli_inprocess import invoke
+
+        return invoke(*args, cwd=cwd, **env)
     return subprocess.run(
         [sys.executable, "-m", "shardwatch", *args],
         capture_output=True,
@@ -144,3 +151,10 @@ def start_worker(url: str, paths: Iterable[Path], *options: str) -> subprocess.P
         text=True,
         env=subprocess_env(),
     )
+
+
+def run_shardwatch_child(
+    *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shardwatch ARGS` in a real child process (`run_shardwatch(child=True)`)."""
+    return run_shardwatch(*args, cwd=cwd, child=True, **env)

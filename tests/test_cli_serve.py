@@ -11,7 +11,8 @@ import pytest
 from builders import tagged_table, write_shard
 from loopback import free_port
 from prefect_server import PrefectServer, serve_until
-from store_checks import run_shardwatch, subprocess_env
+from store_checks import run_shardwatch_child as run_shardwatch
+from store_checks import subprocess_env
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from store_checks import run_shardwatch
+from store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.core.lexicon import BIRHANE2021
 from shardwatch.core.metrics import ShardMetrics

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from loopback import CANARY
 from prefect_server import PrefectServer
-from store_checks import run_shardwatch
+from store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.settings.config import ConfigError, load_settings
 

@@ -6,6 +6,9 @@ as the console script (`shardwatch.cli.root.main`): `shardwatch.cli.errors.run(a
 stderr. Click's `CliRunner.isolation` captures stdout and stderr apart and swaps the
 environment; the working folder, `sys.argv`, the `shardwatch` logger's handlers and the
 root logger's level are restored afterwards, so no state leaks into the next test.
+As in a child, where Python's last-resort handler prints them, other libraries' log records
+of WARNING and above reach the captured stderr (a secret they print is seen); the
+`shardwatch` logger's do not (its NullHandler keeps them off the last resort).
 
 The environment is the one a child would get (`store_checks.subprocess_env`): no
 SHARDWATCH_* variable of the calling process, the repository's suites, plus `env`.
@@ -37,6 +40,15 @@ def _overrides(env: dict[str, str]) -> dict[str, str | None]:
     return changes
 
 
+class _LastResort(logging.StreamHandler):  # type: ignore[type-arg]
+    """What a child prints through `logging.lastResort`: WARNING and above, not shardwatch's."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setLevel(logging.WARNING)
+        self.addFilter(lambda r: not r.name.startswith("shardwatch"))
+
+
 def invoke(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """`shardwatch ARGS` in-process; the result looks like `subprocess.run`'s."""
     from shardwatch.cli.errors import run
@@ -48,6 +60,8 @@ def invoke(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Comple
     runner = CliRunner()
     with runner.isolation(env=_overrides(env)) as (out, err, _):
         sys.argv = ["shardwatch", *args]
+        last_resort = _LastResort()
+        logging.getLogger().addHandler(last_resort)
         try:
             if cwd is not None:
                 os.chdir(cwd)
@@ -60,6 +74,7 @@ def invoke(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Comple
             stdout = out.getvalue().decode("utf-8", "replace")
             stderr = err.getvalue().decode("utf-8", "replace")
         finally:
+            logging.getLogger().removeHandler(last_resort)
             sys.argv = argv
             os.chdir(folder)
             logger.handlers[:] = handlers

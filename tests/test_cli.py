@@ -1,4 +1,5 @@
-"""The `shardwatch` command line, run as a real subprocess."""
+"""The `shardwatch` command line, run in-process through the console script's code path
+(tests/cli_inprocess.py); `scan --json` also as a real subprocess, for its stdout."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def _real_file_present() -> None:
 
 
 def test_scan_json_on_real_url_text_file() -> None:
-    proc = run("scan", str(REAL), "--json", "--progress")
+    # a real child process: stdout holds exactly the JSON document, as a user sees it
+    proc = run_shardwatch("scan", str(REAL), "--json", "--progress", child=True)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document, even with --progress
     total = doc["total"]

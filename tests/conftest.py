@@ -1,8 +1,10 @@
-"""Shared fixtures: a PostgreSQL database per test session, and empty results stores.
+"""Shared fixtures: a PostgreSQL database per test session, and migrated results stores.
 
 `database_url` runs a test twice, on an embedded SQLite file and on a fresh PostgreSQL
-database, both EMPTY (the code under test applies the migrations); `store` is a migrated
-`ResultStore` on it. PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth;
+database, both already MIGRATED to head: each is a clone of a template migrated once per
+session (tests/db_templates.py). `empty_database_url` is the same pair EMPTY (no tables),
+for the tests whose subject is the migrations. `store` is a `ResultStore` on
+`database_url`. PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth;
 `SHARDWATCH_TEST_PG_HOST` / `SHARDWATCH_TEST_PG_PORT` override). When it is unreachable the
 PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
 
@@ -24,6 +26,7 @@ from typing import Any
 import psycopg2
 import pytest
 from psycopg2 import sql
+from support import db_templates
 from support.installed import install_wheel
 from support.loopback import LoopbackController, SlackReceiver, SmtpHandler, authenticator
 from support.prefect_server import PrefectServer, start_prefect_server
@@ -56,12 +59,14 @@ class PostgresServer:
         auth = self.user if password is None else f"{self.user}:{password}"
         return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, template: str = "template0") -> None:
         conn = self.connect()
         try:
             with conn.cursor() as cur:
                 cur.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(template)
+                    )
                 )
         finally:
             conn.close()
@@ -140,7 +145,7 @@ def fresh_postgres_url(postgres_server: PostgresServer, fresh_postgres_database:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An EMPTY database (no tables), on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
@@ -148,9 +153,50 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session (tests/db_templates.py)."""
+    return db_templates.sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer, postgres_url: str) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated once per session, to clone per test."""
+    name = db_templates.postgres_template(
+        postgres_server, f"{postgres_url.rsplit('/', 1)[1]}_template"
+    )
+    try:
+        yield name
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def migrated_postgres_url(
+    postgres_server: PostgresServer, postgres_url: str, postgres_template: str
+) -> Iterator[str]:
+    """The URL of a new PostgreSQL database for one test, a clone of the migrated template."""
+    name = f"{postgres_url.rsplit('/', 1)[1]}_{next(_fresh_numbers)}"
+    db_templates.postgres_clone(postgres_server, postgres_template, name)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database migrated to head (a clone of the session's template), on SQLite and on
+    PostgreSQL; the code under test still runs `upgrade`, which finds nothing to do."""
+    if request.param == "sqlite":
+        return db_templates.sqlite_clone(request.getfixturevalue("sqlite_template"), tmp_path)
+    url: str = request.getfixturevalue("migrated_postgres_url")
+    return url
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[ResultStore]:
-    """A `ResultStore` on `database_url`, migrated to head by the code under test."""
+    """A `ResultStore` on `database_url` (migrated; `upgrade` here is a no-op check)."""
     engine = make_engine(database_url)
     try:
         upgrade(engine)

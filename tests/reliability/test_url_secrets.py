@@ -37,7 +37,7 @@ import pytest
 from leaks import LeakWatch
 from sqlalchemy import select
 from support.builders import tagged_table, write_shard
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
 from shardwatch.core.redact import redact_url

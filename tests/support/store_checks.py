@@ -125,7 +125,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def run_shardwatch(
     *args: str, cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m shardwatch ARGS` in a child process with `subprocess_env(**env)`."""
+    """`shardwatch ARGS` with `subprocess_env(**env)`, in this process through the console
+    script's own code path (tests/support/cli_inprocess.py). `run_shardwatch_child` runs a real
+    `python -m shardwatch` child process instead (for exit codes and stdout purity as a user
+    sees them, and for commands that start Prefect)."""
+    from support.cli_inprocess import invoke
+
+    return invoke(*args, cwd=cwd, **env)
+
+
+def run_shardwatch_child(
+    *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shardwatch ARGS` in a real child process."""
     return subprocess.run(
         [sys.executable, "-m", "shardwatch", *args],
         capture_output=True,

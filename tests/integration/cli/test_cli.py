@@ -1,4 +1,5 @@
-"""The `shardwatch` command line, run as a real subprocess."""
+"""The `shardwatch` command line, run in-process through the console script's code path
+(tests/cli_inprocess.py); `scan --json` also as a real subprocess, for its stdout."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from support.builders import REAL_FIXTURES, edge_case_table, real_fixture
 from support.compare import assert_same_metrics
 from support.reference import reference_metrics
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch, run_shardwatch_child
 
 from shardwatch.core.profiles import LAION400M
 
@@ -32,7 +33,8 @@ def _real_file_present() -> None:
 
 
 def test_scan_json_on_real_url_text_file() -> None:
-    proc = run("scan", str(REAL), "--json", "--progress")
+    # a real child process: stdout holds exactly the JSON document, as a user sees it
+    proc = run_shardwatch_child("scan", str(REAL), "--json", "--progress")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document, even with --progress
     total = doc["total"]

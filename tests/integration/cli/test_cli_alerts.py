@@ -19,7 +19,7 @@ from support.loopback import (
     decoded,
     mime_parts,
 )
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch, run_shardwatch_child
 
 pytestmark = pytest.mark.integration
 
@@ -250,8 +250,8 @@ min_support = 10
 retry_seconds = 0.01
 """)
     path = write_shard(tagged_table(100, 20), tmp_path, "a.parquet")
-    done = run_shardwatch(
-        "ingest", str(path), "--no-validate", "--json", "--config", str(cfg), cwd=tmp_path
+    done = run_shardwatch_child(  # a real child process: its stdout as a user sees it
+        "ingest", str(path), "--no-validate", "--json", "--config", str(cfg), cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)  # the console channel wrote to stderr, not stdout

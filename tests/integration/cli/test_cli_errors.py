@@ -1,5 +1,6 @@
-"""Exit codes: only the documented table, one line per error (cli_errors.py), as a user sees
-them from a real `python -m shardwatch` process."""
+"""Exit codes: only the documented table, one line per error (cli_errors.py). Most commands
+run in-process through the console script's code path (tests/cli_inprocess.py); the usage
+errors and `run` are checked as a user sees them, from a real `python -m shardwatch` process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.builders import real_fixture
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch, run_shardwatch_child
 
 from shardwatch.cli.errors import exit_code_for, status_code
 from shardwatch.cli.exit_codes import ExitCode
@@ -75,7 +76,7 @@ def test_run_with_a_malformed_database_url_exits_2(tmp_path: Path) -> None:
         f'database_url = "postgresql://u:{CANARY}@[::1/x"\n'
         '[sources.local]\ntype = "local"\npath = "shards"\n'
     )
-    proc = run_shardwatch("run", "--config", str(config), cwd=tmp_path)
+    proc = run_shardwatch_child("run", "--config", str(config), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "no closing ']'" in _one_error_line(proc.stderr)
     assert CANARY not in proc.stderr + proc.stdout
@@ -108,6 +109,6 @@ def test_headerless_tsv_without_profile_exits_2(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_click_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     for args in (["scan", "--bogus"], ["scan", "--workers", "0", "x"], []):
-        proc = run_shardwatch(*args, cwd=tmp_path)
+        proc = run_shardwatch_child(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from support.builders import tagged_table, write_shard
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch, run_shardwatch_child
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,12 @@ def test_run_processes_a_local_source_and_exits_3_when_a_shard_is_refused(
     (data / "c.parquet").write_bytes(b"not parquet at all")
     cfg = config(tmp_path, f'[sources.files]\ntype = "local"\npath = "{data}"\n')
     env = {"PREFECT_HOME": str(tmp_path / "prefect")}
-    first = run_shardwatch("run", "--config", str(cfg), cwd=tmp_path, **env)
+    first = run_shardwatch_child("run", "--config", str(cfg), cwd=tmp_path, **env)
     assert first.returncode == 3, first.stderr
     assert "run 1: 2 done, 1 quarantined, 0 unchanged" in first.stdout
     assert f"quarantined {data / 'c.parquet'} (refused before decoding" in first.stdout
     assert "Report: " in first.stdout
-    second = run_shardwatch("run", "--config", str(cfg), cwd=tmp_path, **env)
+    second = run_shardwatch_child("run", "--config", str(cfg), cwd=tmp_path, **env)
     assert second.returncode == 0, second.stderr
     assert "run 2: 3 unchanged" in second.stdout
 

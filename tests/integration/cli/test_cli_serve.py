@@ -12,7 +12,8 @@ import pytest
 from support.builders import tagged_table, write_shard
 from support.loopback import refused_port
 from support.prefect_server import PrefectServer, serve_until
-from support.store_checks import run_shardwatch, subprocess_env
+from support.store_checks import run_shardwatch_child as run_shardwatch
+from support.store_checks import subprocess_env
 
 pytestmark = pytest.mark.integration
 

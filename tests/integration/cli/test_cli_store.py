@@ -22,6 +22,12 @@ pytestmark = pytest.mark.integration
 SECRET = "hunter2"
 
 
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """Here `db upgrade` from scratch are the subject: an EMPTY database (tests/conftest.py)."""
+    return empty_database_url
+
+
 def start(args: list[str], cwd: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "shardwatch", *args],

@@ -1,5 +1,6 @@
 """`shardwatch ingest` with validation, `shardwatch docs [--serve]` and `shardwatch suites check`
-as real subprocesses in a scratch folder (so `.shardwatch/` lands there)."""
+run in-process (tests/cli_inprocess.py; `docs --serve` and a default `suites check` as
+real subprocesses) in a scratch folder (so `.shardwatch/` lands there)."""
 
 from __future__ import annotations
 
@@ -113,8 +114,9 @@ def test_suites_check_names_the_bad_file_and_exits_2(tmp_path: Path) -> None:
 
 def test_old_results_are_pruned_to_the_configured_limit(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "in", 3)
-    env = {"SHARDWATCH_VALIDATION__KEEP_RESULTS": "2"}
-    done = run_shardwatch("ingest", *map(str, shards), cwd=tmp_path, **env)
+    done = run_shardwatch(
+        "ingest", *map(str, shards), cwd=tmp_path, SHARDWATCH_VALIDATION__KEEP_RESULTS="2"
+    )
     assert done.returncode == 1, done.stderr
     pages = list((tmp_path / ".shardwatch" / "docs" / "validations").rglob("*.html"))
     assert len(pages) == 2

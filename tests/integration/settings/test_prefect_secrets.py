@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from support.loopback import CANARY
 from support.prefect_server import PrefectServer
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.settings.config import ConfigError, load_settings
 

@@ -22,6 +22,14 @@ from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration
 
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """Here the migrations are the subject: an EMPTY database (tests/conftest.py)."""
+    return empty_database_url
+
+
 ROOT = Path(__file__).resolve().parents[3]
 
 

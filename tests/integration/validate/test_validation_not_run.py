@@ -33,9 +33,9 @@ def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(tmp_path: P
         f'[sources.files]\ntype = "local"\npath = "{data}"\n'
         '[alerts.channels.log]\ntype = "file"\n'
     )
-    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
-
-    done = run_shardwatch("run", "--config", str(cfg), cwd=cwd, **env)
+    done = run_shardwatch(
+        "run", "--config", str(cfg), cwd=cwd, PREFECT_HOME=str(tmp_path / "prefect")
+    )
 
     assert done.returncode == 3, done.stdout + done.stderr
     out = done.stdout
@@ -71,9 +71,7 @@ def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(tmp_path: P
     assert not [a for a in alerts if a["rule"] == "validation"]  # not "a failed check"
 
 
-def test_a_gx_crash_is_a_validation_that_could_not_run(
-    store: ResultStore, tmp_path: Path
-) -> None:
+def test_a_gx_crash_is_a_validation_that_could_not_run(store: ResultStore, tmp_path: Path) -> None:
     """A real GX failure: its validation-results store cannot be written (a file stands
     where its folder should be), so every checkpoint run raises."""
     paths = write_shards(tmp_path / "in", 2)

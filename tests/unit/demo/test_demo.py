@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.compare import diff_metrics
 from support.reference import merge_reference, reference_metrics
-from support.store_checks import run_shardwatch
+from support.store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.core.lexicon import BIRHANE2021
 from shardwatch.core.metrics import ShardMetrics

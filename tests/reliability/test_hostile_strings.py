@@ -694,7 +694,7 @@ SQL_ALLOWED: dict[tuple[str, str, str], str] = {
         'conn.exec_driver_sql("BEGIN IMMEDIATE")',
     ): "constant",
     (
-        "src/shardwatch/store/report.py",
+        "src/shardwatch/store/snapshots.py",
         "exec_driver_sql",
         'conn.exec_driver_sql("BEGIN")',
     ): "constant",

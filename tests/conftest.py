@@ -2,7 +2,7 @@
 
 `database_url` runs a test twice, on an embedded SQLite file and on a fresh PostgreSQL
 database, both already MIGRATED to head: each is a clone of a template migrated once per
-session (tests/db_templates.py). `empty_database_url` is the same pair EMPTY (no tables),
+session (tests/support/db_templates.py). `empty_database_url` is the same pair EMPTY (no tables),
 for the tests whose subject is the migrations. `store` is a `ResultStore` on
 `database_url`. PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth;
 `SHARDWATCH_TEST_PG_HOST` / `SHARDWATCH_TEST_PG_PORT` override). When it is unreachable the
@@ -155,7 +155,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated once per session (tests/db_templates.py)."""
+    """A SQLite file migrated once per session (tests/support/db_templates.py)."""
     return db_templates.sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
 
 

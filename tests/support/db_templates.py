@@ -4,8 +4,9 @@ The migrations run once per pytest session on each backend: into a SQLite file, 
 PostgreSQL database that then serves as the TEMPLATE of each test's database
 (`CREATE DATABASE x TEMPLATE tpl` copies files, about 0.2 s, against about 0.5 s or more
 for a migration; the template must have no open connection, so its engine is disposed).
-A SQLite clone is a copy of the file. Only the migration tests (tests/store/test_migrations.py
-and `db upgrade` from scratch) still start from an empty database.
+A SQLite clone is a copy of the file. Only the migration tests
+(tests/integration/store/test_migrations.py and `db upgrade` from scratch) still start from
+an empty database.
 """
 
 from __future__ import annotations

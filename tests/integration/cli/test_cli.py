@@ -1,5 +1,5 @@
 """The `shardwatch` command line, run in-process through the console script's code path
-(tests/cli_inprocess.py); `scan --json` also as a real subprocess, for its stdout."""
+(tests/support/cli_inprocess.py); `scan --json` also as a real subprocess, for its stdout."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Exit codes: only the documented table, one line per error (cli_errors.py). Most commands
-run in-process through the console script's code path (tests/cli_inprocess.py); the usage
+run in-process through the console script's code path (tests/support/cli_inprocess.py); the usage
 errors and `run` are checked as a user sees them, from a real `python -m shardwatch` process."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`shardwatch ingest` with validation, `shardwatch docs [--serve]` and `shardwatch suites check`
-run in-process (tests/cli_inprocess.py; `docs --serve` and a default `suites check` as
+run in-process (tests/support/cli_inprocess.py; `docs --serve` and a default `suites check` as
 real subprocesses) in a scratch folder (so `.shardwatch/` lands there)."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from shardwatch.store.outbox import Outbox
 from shardwatch.store.pacing import ChannelGate, Turn
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from shardwatch.store.database import StoreEngine
 
 log = logging.getLogger(__name__)
 _MAX_BACKOFF = 3600.0
@@ -360,7 +360,7 @@ def _failed(
 
 
 def relay_configured(
-    engine: Engine, alerts: AlertSettings, *, console: Callable[[str], Any] | None = None
+    engine: StoreEngine, alerts: AlertSettings, *, console: Callable[[str], Any] | None = None
 ) -> RelayResult:
     """One pass over the channels and policy of `[alerts]` (`console` replaces stdout for
     console channels)."""

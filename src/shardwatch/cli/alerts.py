@@ -17,15 +17,14 @@ from shardwatch.core.names import shown
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
-    from sqlalchemy import Engine
-
     from shardwatch.alerting.relay import RelayResult
+    from shardwatch.store.database import StoreEngine
     from shardwatch.store.outbox import Outbox
 
 app = typer.Typer(help="Alert channels and messages.", no_args_is_help=True, rich_markup_mode=None)
 
 
-def relay(settings: Settings, engine: Engine, quiet_stdout: bool) -> RelayResult:
+def relay(settings: Settings, engine: StoreEngine, quiet_stdout: bool) -> RelayResult:
     """One relay pass over every configured channel; the outcome is printed on stderr."""
     from shardwatch.alerting.relay import relay_configured
     from shardwatch.store.errors import StoreFailed
@@ -43,7 +42,7 @@ def _delivered(result: RelayResult) -> Outcome:
     return Outcome.UNDELIVERED if result.failed else Outcome.OK
 
 
-def _outbox(settings: Settings) -> tuple[Engine, Outbox]:
+def _outbox(settings: Settings) -> tuple[StoreEngine, Outbox]:
     """The store's outbox (migrated); a missing SQLite file is a usage error."""
     from shardwatch.store.database import upgrade
     from shardwatch.store.errors import StoreFailed

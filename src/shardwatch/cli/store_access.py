@@ -11,12 +11,11 @@ from shardwatch.core.errors import first_line
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
-    from sqlalchemy import Engine
-
+    from shardwatch.store.database import StoreEngine
     from shardwatch.store.errors import StoreFailed
 
 
-def store_engine(settings: Settings) -> Engine:
+def store_engine(settings: Settings) -> StoreEngine:
     """The configured store's engine; a malformed URL is a usage error."""
     from shardwatch.store.database import make_engine
     from shardwatch.store.errors import StoreConfigError

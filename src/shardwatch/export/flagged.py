@@ -44,7 +44,7 @@ from shardwatch.settings.config import ConfigError, Settings
 from shardwatch.store.export_queries import DoneShard, done_shards
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from shardwatch.store.database import StoreEngine
 
 
 class ExportProgress(Protocol):
@@ -133,7 +133,7 @@ def display_uri(uri: str) -> str:
 
 
 def export_flagged(
-    engine: Engine,
+    engine: StoreEngine,
     settings: Settings,
     request: ExportRequest,
     *,

@@ -11,11 +11,11 @@ from shardwatch.pipeline.discovery import download_policy, export_hosts
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from shardwatch.store.database import StoreEngine
 
 
 def export_flagged(
-    engine: Engine,
+    engine: StoreEngine,
     settings: Settings,
     request: ExportRequest,
     *,

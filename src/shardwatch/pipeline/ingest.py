@@ -18,6 +18,7 @@ from shardwatch.acquire.footer import (
 )
 from shardwatch.acquire.page_scan import batch_rows
 from shardwatch.core.alerts import AlertPlan
+from shardwatch.core.errors import one_line
 from shardwatch.core.ids import worker_id
 from shardwatch.core.names import shown, uri_problem
 from shardwatch.core.passes import Outcome
@@ -27,7 +28,7 @@ from shardwatch.core.validation import ShardValidation, ShardValidator, blame_dr
 from shardwatch.scan.domains import DEFAULT_TOP_K
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.scan.fingerprint import Fingerprint, fingerprint
-from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError, one_line
+from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, DecodedTooLarge, ShardReadError
 from shardwatch.store.errors import StoreUnavailable
 from shardwatch.store.repository import ResultStore
 from shardwatch.store.result_writes import BeforeCommit
@@ -200,7 +201,7 @@ def ingest_file(
     except ShardReadError as exc:
         return _ended(job, sv, uri, exc.reason)
     except (pa.ArrowException, ValueError) as exc:
-        reason = f"unreadable data ({type(exc).__name__}: {one_line(exc)})"
+        reason = f"unreadable data ({type(exc).__name__}: {one_line(exc, limit=400)})"
         return _ended(job, sv, uri, reason)
     drift = drifts[0] if drifts else NO_DRIFT
     validation = None

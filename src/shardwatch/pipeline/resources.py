@@ -21,12 +21,12 @@ from shardwatch.core.validation import ShardValidation, ShardValidator
 from shardwatch.pipeline.ingest import IngestJob
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback
 from shardwatch.settings.config import Settings
+from shardwatch.store.database import close_engine
 from shardwatch.store.repository import ResultStore
 from shardwatch.store.result_writes import BeforeCommit
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
+    from shardwatch.store.database import StoreEngine
     from shardwatch.validate.gx_adapter import GxValidator
 
 
@@ -52,7 +52,7 @@ class SerialisedValidator:
             self.inner.discard(validation)
 
 
-def open_engine(settings: Settings) -> Engine:
+def open_engine(settings: Settings) -> StoreEngine:
     """The configured store's engine, migrated to the head. Its pool holds one connection per
     shard in flight (each holds one while the dataset's alert lock is taken), plus the run's
     own bookkeeping."""
@@ -94,7 +94,7 @@ class Resources:
         self._store = store
         self._validator = validator
         self._validator_built = validator is not None
-        self._owned: Engine | None = None  # an engine this object opened (closed by close())
+        self._owned: StoreEngine | None = None  # an engine this object opened (closed by close())
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -124,7 +124,7 @@ class Resources:
         """Close the store's engine if this object opened it (its connections go)."""
         with self._lock:
             if self._owned is not None:
-                self._owned.dispose()
+                close_engine(self._owned)
                 self._owned, self._store = None, None
 
     def ingest_job(self, run_id: int | None) -> IngestJob:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shardwatch.core.errors import first_line
+from shardwatch.core.errors import first_line, one_line
 from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile
 from shardwatch.core.schema import check_schema
 from shardwatch.scan.columns import ResolvedColumns, resolve_columns
@@ -106,14 +106,6 @@ def _row_counter(n: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(n)], names=["__rows__"])
 
 
-def one_line(exc: BaseException, limit: int = 2 * _DETAIL_CHARS) -> str:
-    """An error's whole message on one line (pyarrow's span several), cut at `limit` chars:
-    what a stored reason or a one-line CLI outcome can hold."""
-    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    text = text or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class _ParquetSource:
     def __init__(self, uri: str, path: str | Path) -> None:
         self.uri = uri
@@ -127,7 +119,9 @@ class _ParquetSource:
         except PermissionError:
             raise ShardReadError(uri, "permission denied") from None
         except (pa.ArrowException, OSError) as exc:
-            raise ShardReadError(uri, f"not a readable parquet file ({one_line(exc)})") from None
+            raise ShardReadError(
+                uri, f"not a readable parquet file ({one_line(exc, limit=2 * _DETAIL_CHARS)})"
+            ) from None
         self.num_rows: int = self._file.metadata.num_rows
 
     def batches(self, wanted: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -140,7 +134,9 @@ class _ParquetSource:
                 batch_size=batch_size, columns=wanted, use_threads=True
             )
         except (pa.ArrowException, OSError) as exc:
-            raise ShardReadError(self.uri, f"failed while reading ({one_line(exc)})") from None
+            raise ShardReadError(
+                self.uri, f"failed while reading ({one_line(exc, limit=2 * _DETAIL_CHARS)})"
+            ) from None
 
     def close(self) -> None:
         self._file.close()

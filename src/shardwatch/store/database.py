@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import URL, make_url
@@ -21,6 +21,11 @@ from shardwatch.store.urls import url_problem
 
 if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
     from alembic.config import Config
+
+StoreEngine: TypeAlias = Engine
+"""The store's connection pool as the other packages hold it: opened by `make_engine`, handed
+to the store's classes and functions, closed by `close_engine`. Only store/ uses its methods
+(the import contract forbids SQLAlchemy outside store/)."""
 
 # Key of the PostgreSQL advisory lock that serialises concurrent migrators ("SHWD").
 MIGRATION_LOCK_KEY = 0x53485744
@@ -101,6 +106,11 @@ def make_engine(raw_url: str, *, pool_size: int = 5) -> Engine:
         raise StoreConfigError(f"no database driver for {masked(url)}: {exc}") from None
     except ArgumentError:  # NoSuchModuleError: an unknown scheme or driver
         raise StoreConfigError(f"unsupported database URL {masked(url)}") from None
+
+
+def close_engine(engine: StoreEngine) -> None:
+    """Close every pooled connection of an engine that `make_engine` opened."""
+    engine.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from shardwatch.core.errors import one_line
 from shardwatch.core.validation import Check, Status
 
 _RESULT_KEYS = (
@@ -87,9 +88,5 @@ def to_check(position: int, result: Any) -> Check:
         status=status,
         observed=observed or None,
         threshold=threshold or None,
-        reason=_one_line_text(reason) if reason else None,
+        reason=one_line(reason, limit=1000) if reason else None,
     )
-
-
-def _one_line_text(text: str) -> str:
-    return " ".join(text.split())[:1000]

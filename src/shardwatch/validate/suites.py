@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shardwatch.core.errors import one_line
 from shardwatch.core.validation import ValidationCannotRun
 from shardwatch.settings.resources import SuiteLocation, default_suites_dir, locate_suite
 from shardwatch.validate.gx_context import quiet_gx
@@ -96,12 +97,14 @@ def load_suite(path: Path) -> dict[str, Any]:
             with quiet_gx():
                 impl(**kwargs, meta=e.get("meta"))
         except Exception as exc:
-            raise SuiteError(f"{where} ({e['type']}): invalid kwargs: {_one_line(exc)}") from None
+            raise SuiteError(
+                f"{where} ({e['type']}): invalid kwargs: {one_line(exc, limit=500)}"
+            ) from None
     try:
         with quiet_gx():
             suite = ExpectationSuite(**raw)
     except Exception as exc:
-        raise SuiteError(f"{path}: not a GX suite: {_one_line(exc)}") from None
+        raise SuiteError(f"{path}: not a GX suite: {one_line(exc, limit=500)}") from None
     if len(suite.expectations) != len(expectations):  # GX drops what it cannot parse
         raise SuiteError(
             f"{path}: GX accepted {len(suite.expectations)} of {len(expectations)} expectations"
@@ -139,7 +142,3 @@ def _unsafe_text(value: Any, where: str = "a value") -> str | None:
             if found:
                 return found
     return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:500]

@@ -35,7 +35,8 @@ from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
 # every test is marked unit or integration (tests/support/markers.py)
-pytest_plugins = ["support.markers"]
+# and tests sharing a slow session fixture run on one xdist worker (tests/support/groups.py)
+pytest_plugins = ["support.markers", "support.groups"]
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

@@ -32,8 +32,13 @@ PASSED_WITH_LEAKS: Counter[str] = Counter()  # scenario -> its passed tests that
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """A new figures file per run: by the controlling process only (pytest-xdist's workers
+    append to it), and kept when SHARDWATCH_FIGURES_APPEND=1 (the second, `exclusive` part
+    of `make unit`)."""
     FIGURES.parent.mkdir(exist_ok=True)
-    FIGURES.write_text("")
+    worker = hasattr(config, "workerinput")
+    if not worker and os.environ.get("SHARDWATCH_FIGURES_APPEND") != "1":
+        FIGURES.write_text("")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,11 +54,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not SESSION.figures:
+    """The figures of this run, read back from the file every worker appended to."""
+    lines = FIGURES.read_text(encoding="utf-8").splitlines() if FIGURES.exists() else []
+    if not lines:
         return
     terminalreporter.section("reliability figures (docs/reliability.md)")
-    for scenario, what, value in SESSION.figures:
-        terminalreporter.write_line(f"{scenario:<12} {what}: {value}")
+    for line in lines:
+        row = json.loads(line)
+        terminalreporter.write_line(f"{row['scenario']:<12} {row['what']}: {row['value']}")
 
 
 @pytest.fixture
@@ -62,7 +70,6 @@ def figure() -> Callable[[str, str, object], None]:
 
     def record(scenario: str, what: str, value: object) -> None:
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        SESSION.figures.append((scenario, what, shown))
         with FIGURES.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"scenario": scenario, "what": what, "value": shown}) + "\n")
         print(f"FIGURE {scenario}: {what}: {shown}")

@@ -152,10 +152,10 @@ class LeakWatch:
 
 @dataclass
 class Session:
-    """What the suite's conftest keeps for the session: the leak watch and the figures."""
+    """What the suite's conftest keeps for the session (per process): the leak watch. The
+    figures go to FIGURES, which every pytest-xdist worker appends to."""
 
     watch: LeakWatch
-    figures: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 SESSION = Session(LeakWatch(CANARIES))

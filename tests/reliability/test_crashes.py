@@ -74,7 +74,7 @@ from shardwatch.scan.engine import scan_shard
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 SCENARIO = "6 crashes"
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"

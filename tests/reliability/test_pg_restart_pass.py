@@ -33,7 +33,7 @@ from shardwatch.pipeline.ingest import IngestResult
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 SCENARIO = "13 PG restart mid-pass"
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "shard", max=0.05, min_support=10)

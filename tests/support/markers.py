@@ -7,6 +7,10 @@ the pytest process and reaches no server, process or PostgreSQL; `integration` r
 other processes, loopback servers, PostgreSQL, Prefect or Chromium. A `unit` test that asks
 for a fixture which starts a server or reaches PostgreSQL is refused too. Collection fails
 with a usage error naming every test that breaks the rule.
+
+`make unit` runs the suite on every core with pytest-xdist (`--dist loadgroup`), then the
+tests marked `exclusive` (they stop, restart or starve the shared PostgreSQL) alone
+(tests/support/groups.py puts the tests of one slow session fixture on one worker).
 """
 
 from __future__ import annotations

@@ -189,4 +189,3 @@ class SlackChannel:
             if attempt < self.retry.attempts:
                 self._sleep(self.retry.delay(attempt))
         raise last
-

@@ -30,8 +30,10 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from support.store_checks import subprocess_env, write_shards
 
-from shardwatch.acquire.download import DownloadPolicy
-from shardwatch.acquire.sources import HttpListingSource, HuggingFaceSource, SourceError
+from shardwatch.acquire.http_listing import HttpListingSource
+from shardwatch.acquire.hub import HubRepo, HuggingFaceSource
+from shardwatch.acquire.policy import DownloadPolicy
+from shardwatch.acquire.sources import SourceError
 from shardwatch.core.bounded_json import ListingLimits
 from shardwatch.pipeline.monitor import discover, finish, process, start
 from shardwatch.pipeline.resources import Resources
@@ -164,13 +166,12 @@ def test_endless_hub_pagination_stops_at_the_page_cap_in_flat_memory(
     hub: EndlessHub, figure: Figure, canaries: Canaries, leaks: LeakWatch
 ) -> None:
     limits = ListingLimits(max_pages=500)
+    repo = HubRepo("org/data", endpoint=f"http://127.0.0.1:{hub.port}", extra_hosts=frozenset())
     source = HuggingFaceSource(
         "hub",
-        "org/data",
+        repo,
         token=SecretStr(canaries.webhook),  # sent to the endpoint, never shown
-        endpoint=f"http://127.0.0.1:{hub.port}",
-        extra_hosts=frozenset(),
-        attempts=1,
+        policy=DownloadPolicy(allowed_hosts=repo.hosts, attempts=1),
         listing=limits,
     )
     before = _rss_mb()

@@ -29,8 +29,10 @@ from sqlalchemy import text
 from support.builders import tagged_table
 from support.store_checks import SUITES, shards
 
-from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
+from shardwatch.acquire.download import download
 from shardwatch.acquire.footer import FooterLimits, ShardRejected, check_footer
+from shardwatch.acquire.http import fetch_bytes
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy
 from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings

@@ -35,7 +35,8 @@ from support.builders import tagged_table
 from support.store_checks import SUITES
 from versioned_server import VersionedServer
 
-from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
+from shardwatch.acquire.download import download
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy
 from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings

@@ -22,8 +22,11 @@ from leaks import Canaries, LeakWatch
 from netfaults_server import CanaryListener, FaultServer
 from support.builders import tagged_table
 
-from shardwatch.acquire.download import DownloadError, DownloadPolicy, download, fetch_bytes
-from shardwatch.acquire.sources import HttpListingSource, SourceError
+from shardwatch.acquire.download import download
+from shardwatch.acquire.http import fetch_bytes
+from shardwatch.acquire.http_listing import HttpListingSource
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy
+from shardwatch.acquire.sources import SourceError
 from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings

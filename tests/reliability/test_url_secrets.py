@@ -39,7 +39,8 @@ from sqlalchemy import select
 from support.builders import tagged_table, write_shard
 from support.store_checks import run_shardwatch_child as run_shardwatch
 
-from shardwatch.acquire.download import DownloadError, DownloadPolicy, download
+from shardwatch.acquire.download import download
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy
 from shardwatch.core.redact import redact_url
 from shardwatch.pipeline.monitor import discover
 from shardwatch.pipeline.resources import Resources

@@ -1,6 +1,8 @@
-"""Real servers on loopback for the alert tests: a Slack-like HTTP receiver and aiosmtpd,
+"""Real servers on loopback: for the alert tests a Slack-like HTTP receiver and aiosmtpd,
 both with scripted faults (429 + Retry-After, 5xx, a hang, a reset; 421, 451, 550, a drop
-during DATA). The `slack` and `smtp` fixtures (conftest.py) make them."""
+during DATA), made by the `slack` and `smtp` fixtures (conftest.py); and `GetServer`, an
+HTTP server whose GET replies are scripted per path and which records every request's
+headers (the HTTP client's redirect and credential tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +73,68 @@ class SlackReceiver:
     def url(self) -> SecretStr:
         port = self.server.server_address[1]
         return SecretStr(f"http://127.0.0.1:{port}/services/T000/B000/{CANARY}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted GET reply."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One GET a `GetServer` received: its path (query included) and lower-case headers."""
+
+    path: str
+    headers: dict[str, str]
+
+
+class GetServer:
+    """A threaded HTTP server on 127.0.0.1 (a port the OS picks): GET `routes[path]` is
+    served (404 when absent), and every request is recorded in `seen`."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Reply] = {}
+        self.seen: list[Request] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                server.seen.append(Request(self.path, headers))
+                reply = server.routes.get(self.path, Reply(404, b"not found"))
+                self.send_response(reply.status)
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def origin(self) -> str:
+        """The allow-list entry of this server: `127.0.0.1:<port>`."""
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.origin}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -17,22 +17,12 @@ from __future__ import annotations
 import logging
 import time
 
-import requests
-
-from shardwatch.acquire.download import (
-    DownloadError,
-    DownloadPolicy,
-    Sleep,
-    _checked,
-    _open,
-    _refuse_status,
-    _run,
-    guarded_session,
-    safe_url,
-    watched,
-)
+from shardwatch.acquire.guard import watched
+from shardwatch.acquire.http import HttpClient, Sleep, refuse_status
+from shardwatch.acquire.http_listing import HttpListingSource
 from shardwatch.acquire.partial import Validator
-from shardwatch.acquire.sources import HttpListingSource, RemoteShard, Source
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy, safe_url
+from shardwatch.acquire.sources import RemoteShard, Source
 from shardwatch.store.shard_versions import StoredShard
 
 logger = logging.getLogger(__name__)
@@ -48,21 +38,20 @@ def changed_since(
     if validator is None:
         return None
     try:
-        _checked(url, policy, redirect=False)
-        with guarded_session() as session:
-            return _run(url, policy, sleep, lambda attempt: _ask(session, url, policy, validator))
+        with HttpClient(policy, sleep=sleep) as client:
+            return client.retrying(url, lambda: _ask(client, url, validator))
     except DownloadError as exc:
         logger.warning("%s: could not ask whether it changed: %s", safe_url(url), exc.reason)
         return None
 
 
-def _ask(session: requests.Session, url: str, policy: DownloadPolicy, validator: Validator) -> bool:
-    with watched(policy):
-        response = _open(session, url, policy, validator.conditional())
+def _ask(client: HttpClient, url: str, validator: Validator) -> bool:
+    with watched(client.policy):
+        response = client.open(url, validator.conditional())
         try:
             if response.status_code == 304:
                 return False
-            _refuse_status(response, url, policy)
+            refuse_status(response, url, client.policy)
             # A 200 (or 206): the file changed, or the server ignores conditions; then its
             # validator says which.
             return not validator.seen_in(response.headers)

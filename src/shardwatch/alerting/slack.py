@@ -20,6 +20,7 @@ from shardwatch.alerting.message import DeliveryError, Message, Retry, Sleep
 from shardwatch.alerting.text import slack_line, slack_text
 from shardwatch.alerting.text import subject_line as _subject
 from shardwatch.core.alert_items import AlertItem
+from shardwatch.core.retry_after import retry_after
 
 
 class _DropSecrets(logging.Filter):
@@ -172,7 +173,8 @@ class SlackChannel:
                 if 200 <= status < 300:
                     return
                 if status == 429:
-                    wait = _retry_after(response.headers.get("Retry-After"), self.retry.cap)
+                    asked = retry_after(response.headers.get("Retry-After"), self.retry.cap)
+                    wait = min(self.retry.cap, 1.0) if asked is None else asked  # 1 s if unusable
                     last = DeliveryError(
                         "slack: 429 rate limited", permanent=False, retry_after=wait
                     )
@@ -187,12 +189,3 @@ class SlackChannel:
             if attempt < self.retry.attempts:
                 self._sleep(self.retry.delay(attempt))
         raise last
-
-
-def _retry_after(value: str | None, cap: float) -> float:
-    """Seconds from a Retry-After header (delta-seconds form), capped; 1 s if unusable."""
-    try:
-        seconds = float(value) if value is not None else 1.0
-    except ValueError:
-        seconds = 1.0
-    return float(min(cap, max(0.0, seconds)))

@@ -26,12 +26,8 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pyarrow as pa
 
-from shardwatch.acquire.download import (
-    DownloadError,
-    DownloadPolicy,
-    download,
-    safe_url,
-)
+from shardwatch.acquire.download import download
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy, safe_url
 from shardwatch.core.names import shown
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.export.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules

@@ -6,22 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from shardwatch.acquire.changes import changed_at_source
-from shardwatch.acquire.download import DownloadPolicy, origin_entry
+from shardwatch.acquire.http_listing import HttpListingSource
+from shardwatch.acquire.hub import DEFAULT_HF_EXTRA_HOSTS, HubRepo, HuggingFaceSource
+from shardwatch.acquire.local import LocalSource
+from shardwatch.acquire.object_store import ObjectStoreSource
 from shardwatch.acquire.partial import collect
-from shardwatch.acquire.sources import (
-    DEFAULT_HF_EXTRA_HOSTS,
-    HttpListingSource,
-    HuggingFaceSource,
-    LocalSource,
-    ObjectStoreSource,
-    RemoteShard,
-    Source,
-    SourceError,
-    cache_name,
-)
+from shardwatch.acquire.policy import DownloadPolicy, origin_entry
+from shardwatch.acquire.sources import RemoteShard, Source, SourceError, cache_name
 from shardwatch.core.names import name_problem, shown, uri_problem
 from shardwatch.core.redact import url_problem
 from shardwatch.pipeline.resources import Resources
@@ -77,29 +70,21 @@ def build_source(settings: Settings, name: str) -> Source:
             listing=settings.download.listing_limits(),
         )
     if spec.type == "hf":
-        d = settings.download
-        options: dict[str, Any] = {}
-        if spec.extra_hosts is not None:
-            options["extra_hosts"] = frozenset(h.lower() for h in spec.extra_hosts)
-        return HuggingFaceSource(
-            name,
+        hub = HubRepo(
             spec.repo,
             revision=spec.revision,
             path=spec.path,
-            token=spec.token,
             endpoint=spec.endpoint,
-            connect_timeout=d.connect_timeout,
-            read_timeout=d.read_timeout,
-            attempts=d.attempts,
-            backoff=d.backoff,
-            backoff_cap=d.backoff_cap,
-            max_bytes=d.max_bytes,
-            min_speed=d.min_speed,
-            speed_window=d.speed_window,
-            allow_private=d.allow_private_addresses,
-            listing=d.listing_limits(),
-            cache_max_bytes=d.cache_max_bytes,
-            **options,
+            extra_hosts=(
+                DEFAULT_HF_EXTRA_HOSTS if spec.extra_hosts is None else frozenset(spec.extra_hosts)
+            ),
+        )
+        return HuggingFaceSource(
+            name,
+            hub,
+            token=spec.token,
+            policy=download_policy(settings, hub.hosts),
+            listing=settings.download.listing_limits(),
         )
     return ObjectStoreSource(
         name,

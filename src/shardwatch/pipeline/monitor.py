@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shardwatch.acquire.download import DownloadError
 from shardwatch.acquire.footer import ShardRejected, check_footer, footer_limits
+from shardwatch.acquire.policy import DownloadError
 from shardwatch.acquire.sources import RemoteShard, SourceError
 from shardwatch.core.ids import worker_id
 from shardwatch.core.passes import Outcome, PassSummary, ShardOutcome

@@ -19,15 +19,10 @@ from typing import Any
 
 import pytest
 
-from shardwatch.acquire.download import (
-    Downloaded,
-    DownloadError,
-    DownloadPolicy,
-    download,
-    fetch_bytes,
-    host_of,
-)
+from shardwatch.acquire.download import Downloaded, download
+from shardwatch.acquire.http import fetch_bytes
 from shardwatch.acquire.partial import PartMeta, Validator, write_meta
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy, host_of
 
 pytestmark = pytest.mark.integration
 

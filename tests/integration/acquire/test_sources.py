@@ -23,17 +23,12 @@ import pytest
 from pydantic import SecretStr
 from support.loopback import CANARY
 
-from shardwatch.acquire.download import DownloadError, DownloadPolicy
-from shardwatch.acquire.sources import (
-    HttpListingSource,
-    HuggingFaceSource,
-    LocalSource,
-    ObjectStoreSource,
-    RemoteShard,
-    SourceError,
-    allowed_hosts,
-    cache_name,
-)
+from shardwatch.acquire.http_listing import HttpListingSource
+from shardwatch.acquire.hub import HubRepo, HuggingFaceSource
+from shardwatch.acquire.local import LocalSource
+from shardwatch.acquire.object_store import ObjectStoreSource
+from shardwatch.acquire.policy import DownloadError, DownloadPolicy
+from shardwatch.acquire.sources import RemoteShard, SourceError, allowed_hosts, cache_name
 
 pytestmark = pytest.mark.integration
 
@@ -375,7 +370,7 @@ def test_http_fetch_checks_the_manifest_sha256(
 def test_allowed_hosts_is_the_union_of_network_sources(tmp_path: Path) -> None:
     web = HttpListingSource("w", "https://data.example/m.json",
                             policy=policy(frozenset({"data.example", "cdn.example"})))
-    hf = HuggingFaceSource("h", "org/ds", extra_hosts=frozenset({"cdn-lfs.hf.co"}))
+    hf = HuggingFaceSource("h", HubRepo("org/ds", extra_hosts=frozenset({"cdn-lfs.hf.co"})))
     local = LocalSource("l", str(tmp_path))
     objects = ObjectStoreSource("o", f"file://{tmp_path}")
     assert allowed_hosts([web, hf, local, objects]) == {
@@ -434,13 +429,18 @@ def make_hub(server: Callable[..., Server], tmp_path: Path) -> FakeHub:
 TOKEN = SecretStr(CANARY)
 
 
-def hf_source(hub: FakeHub, token: SecretStr | None = TOKEN, **kw: Any) -> HuggingFaceSource:
-    options: dict[str, Any] = {"path": "data", "token": token, "endpoint": hub.hub.base,
-                               "extra_hosts": frozenset({hub.cdn.base.split("/")[-1]}),
-                               "attempts": 2,
-                               "backoff": 0.0, "sleep": no_sleep}
-    options.update(kw)
-    return HuggingFaceSource("hf", "org/ds", **options)
+def hf_source(
+    hub: FakeHub,
+    token: SecretStr | None = TOKEN,
+    sleep: Callable[[float], None] = no_sleep,
+    **policy_options: Any,
+) -> HuggingFaceSource:
+    """The fake Hub's `org/ds` under `data/`, with a policy of `policy_options`."""
+    repo = HubRepo("org/ds", path="data", endpoint=hub.hub.base,
+                   extra_hosts=frozenset({hub.cdn.base.split("/")[-1]}))
+    options: dict[str, Any] = {"attempts": 2, "backoff": 0.0, **policy_options}
+    policy = DownloadPolicy(allowed_hosts=repo.hosts, **options)
+    return HuggingFaceSource("hf", repo, token=token, policy=policy, sleep=sleep)
 
 
 def test_hf_lists_pages_and_fetches_through_the_cdn_without_the_token(
@@ -449,7 +449,7 @@ def test_hf_lists_pages_and_fetches_through_the_cdn_without_the_token(
     caplog.set_level(logging.DEBUG)
     hub = make_hub(server, tmp_path)
     source = hf_source(hub)
-    assert source.tree_url() == hub.tree_url
+    assert source.hub.tree_url() == hub.tree_url
     shards = source.list()
     base = f"{hub.hub.base}/datasets/org/ds/resolve/main"
     assert [s.uri for s in shards] == [
@@ -477,7 +477,7 @@ def test_hf_lists_pages_and_fetches_through_the_cdn_without_the_token(
     assert all(CANARY not in json.dumps(r.headers) for r in hub.cdn.seen)
     assert CANARY not in repr(source) and "**********" in repr(source)
     names = {r.name for r in caplog.records}
-    assert {"shardwatch.acquire.sources", "urllib3.connectionpool"} <= names
+    assert {"shardwatch.acquire.hub", "urllib3.connectionpool"} <= names
     assert CANARY not in caplog.text
     assert all(CANARY not in str(r.args) for r in caplog.records)
 
@@ -522,7 +522,8 @@ def test_hf_errors_never_show_the_token(
     errors.append(info.value)
 
     hub.hub.routes[first] = Reply(302, b"", {"Location": "http://169.254.169.254/latest"})
-    with pytest.raises(SourceError, match=r"host '169\.254\.169\.254': not in the allowed") as info:
+    refused = r"redirect to host 169\.254\.169\.254 is not allowed"
+    with pytest.raises(SourceError, match=refused) as info:
         hf_source(hub).list()
     errors.append(info.value)
 
@@ -572,8 +573,7 @@ def test_hf_listing_redirect_off_the_endpoint_drops_the_token(
 
 
 def test_hf_urls_quote_revision_and_path_and_validate_repo() -> None:
-    source = HuggingFaceSource("h", "org/ds-1.0", revision="refs/convert/parquet",
-                               path="/default/train/")
+    source = HubRepo("org/ds-1.0", revision="refs/convert/parquet", path="/default/train/")
     assert source.tree_url() == (
         "https://huggingface.co/api/datasets/org/ds-1.0/tree/refs%2Fconvert%2Fparquet/"
         "default/train?recursive=true"
@@ -582,14 +582,14 @@ def test_hf_urls_quote_revision_and_path_and_validate_repo() -> None:
         "https://huggingface.co/datasets/org/ds-1.0/resolve/refs%2Fconvert%2Fparquet/"
         "default/train/0000%20%23%3F.parquet"
     )
-    assert HuggingFaceSource("h", "org/ds").tree_url().endswith("/tree/main?recursive=true")
+    assert HubRepo("org/ds").tree_url().endswith("/tree/main?recursive=true")
     for repo in ("org", "org/ds/x", "../..", "org/..", "org/ds?x", "o rg/ds", ""):
         with pytest.raises(ValueError, match="repo"):
-            HuggingFaceSource("h", repo)
+            HubRepo(repo)
     with pytest.raises(ValueError, match="path"):
-        HuggingFaceSource("h", "org/ds", path="a/../../b")
+        HubRepo("org/ds", path="a/../../b")
     with pytest.raises(ValueError, match="endpoint"):
-        HuggingFaceSource("h", "org/ds", endpoint="file:///etc")
+        HubRepo("org/ds", endpoint="file:///etc")
 
 
 # --- object store (file://) ------------------------------------------------------------------

@@ -169,12 +169,10 @@ def test_alert_channel_secrets_come_from_file_or_environment_and_are_masked(
 
 
 def test_sources_of_every_type_and_their_secrets(tmp_path: Path) -> None:
-    from shardwatch.acquire.sources import (
-        HttpListingSource,
-        HuggingFaceSource,
-        LocalSource,
-        ObjectStoreSource,
-    )
+    from shardwatch.acquire.http_listing import HttpListingSource
+    from shardwatch.acquire.hub import HuggingFaceSource
+    from shardwatch.acquire.local import LocalSource
+    from shardwatch.acquire.object_store import ObjectStoreSource
     from shardwatch.pipeline.monitor import build_source
 
     cfg = tmp_path / "sources.toml"

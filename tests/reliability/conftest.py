@@ -3,10 +3,11 @@
 Every scenario runs on loopback only: the real PostgreSQL, local shard servers, the
 Slack-like receiver and aiosmtpd (tests/support/loopback.py). Three things are shared:
 
-- `canaries` / `leaks` (leaks.py): the secrets scenario. Scenarios run with canary secrets
-  and hand their outputs to `leaks`. A test that takes `leaks` runs with the root logger at
-  DEBUG into its own file (`debug_log`), searched for the canaries when the test ends; a
-  scenario module whose tests passed must have searched some of their outputs.
+- `canaries` / `leaks` (tests/support/reliability/leaks.py): the secrets scenario. Scenarios
+  run with canary secrets and hand their outputs to `leaks`. A test that takes `leaks` runs
+  with the root logger at DEBUG into its own file (`debug_log`), searched for the canaries
+  when the test ends; a scenario module whose tests passed must have searched some of their
+  outputs.
 - `figure(scenario, what, value)`: the figures docs/reliability.md quotes. They are printed
   in pytest's summary and appended to build/reliability-figures.jsonl.
 - the `slow` marker: opt-in tests (the 500-shard soak), run with SHARDWATCH_SLOW=1.
@@ -25,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import CANARIES, FIGURES, HERE, SESSION, Canaries, LeakWatch, debug_logging
+from support.reliability.leaks import (
+    CANARIES,
+    FIGURES,
+    SESSION,
+    SUITE,
+    Canaries,
+    LeakWatch,
+    debug_logging,
+)
 
 CALL_PASSED = pytest.StashKey[bool]()
 PASSED_WITH_LEAKS: Counter[str] = Counter()  # scenario -> its passed tests that took `leaks`
@@ -44,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test here carries the `reliability` marker; slow tests are opt-in."""
     for item in items:
-        if item.path.parent == HERE:
+        if item.path.parent == SUITE:
             item.add_marker(pytest.mark.reliability)
     if os.environ.get("SHARDWATCH_SLOW") != "1":
         skip = pytest.mark.skip(reason="opt-in: set SHARDWATCH_SLOW=1 to run the slow tests")

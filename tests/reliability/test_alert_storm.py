@@ -34,11 +34,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from leaks import Canaries, LeakWatch
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from support.builders import tagged_table, write_shard
 from support.loopback import LoopbackController, SlackReceiver
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import DATASET as STORE_DATASET
 from support.store_checks import ingest, subprocess_env
 

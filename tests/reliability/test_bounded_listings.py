@@ -24,10 +24,10 @@ from typing import Any
 
 import psycopg2
 import pytest
-from leaks import Canaries, LeakWatch
-from netfaults_server import FaultServer
 from pydantic import SecretStr
 from sqlalchemy import text
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.netfaults_server import FaultServer
 from support.store_checks import subprocess_env, write_shards
 
 from shardwatch.acquire.http_listing import HttpListingSource

@@ -21,10 +21,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
 from support.builders import tagged_table
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.versioned_server import VersionedServer
 from support.store_checks import SUITES
-from versioned_server import VersionedServer
 
 from shardwatch.acquire.partial import PartMeta, Validator, write_meta
 from shardwatch.acquire.sources import RemoteShard, cache_name

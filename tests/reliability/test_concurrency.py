@@ -1,10 +1,10 @@
 """Scenario 7, concurrency (docs/reliability.md): 3 worker processes race over 200 shards on
 the real PostgreSQL, and each shard is processed exactly once.
 
-The 200 shards (20-50 rows each) are registered up front; three concurrency_worker.py
-processes, each with every shard in the same order (so nearly every shard is contested),
-start together (a go file) and time each claim call inside the process (from the call to its
-return). Exactly once means:
+The 200 shards (20-50 rows each) are registered up front; three
+tests/support/reliability/concurrency_worker.py processes, each with every shard in the same
+order (so nearly every shard is contested), start together (a go file) and time each claim call
+inside the process (from the call to its return). Exactly once means:
 the successful claims of the three workers are disjoint and cover all 200 shards; each
 successful claim ended in one stored result set; every shard version is `done` after one
 attempt with no lease left; and the stored row counts equal the rows pyarrow decodes from the
@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from concurrency_checks import Worker, file_rows, percentile, stored_rows, write_small_shards
-from leaks import Canaries, LeakWatch
+from support.reliability.concurrency_checks import (
+    Worker,
+    file_rows,
+    percentile,
+    stored_rows,
+    write_small_shards,
+)
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import DATASET, shards, table_counts
 
 from shardwatch.pipeline.ingest import fingerprint

@@ -2,12 +2,13 @@
 with `-m immediate` mid-burst, and a backend terminated during COMMIT. Nothing acknowledged is
 lost, nothing is half-written, and nothing is done twice.
 
-1. SIGKILL mid-shard and mid-transaction (SQLite and PostgreSQL): crash_worker.py forks one
-   ingest worker per kill point, each on its own shard: mid-scan (claim committed), right after
-   every statement of the results transaction that writes the shard's rows and every third
-   one of its alert judging (all of them with SHARDWATCH_SLOW=1) on PostgreSQL, a sample on
-   SQLite, and just before COMMIT; plus forced re-runs of done shards killed after their old
-   rows were deleted and just before COMMIT.
+1. SIGKILL mid-shard and mid-transaction (SQLite and PostgreSQL):
+   tests/support/reliability/crash_worker.py forks one ingest worker per kill point, each on
+   its own shard: mid-scan (claim committed), right after every statement of the results
+   transaction that writes the shard's rows and every third one of its alert judging (all of
+   them with SHARDWATCH_SLOW=1) on PostgreSQL, a sample on SQLite, and just before COMMIT;
+   plus forced re-runs of done shards killed after their old rows were deleted and just
+   before COMMIT.
    Each is SIGKILLed where it stopped. Then: no row of a killed transaction is visible (a
    forced shard keeps exactly its earlier result set), a second worker during the lease does
    nothing, and once the lease expired one re-run does every shard exactly once: one result
@@ -22,9 +23,10 @@ lost, nothing is half-written, and nothing is done twice.
    transaction and for the claim. The store retries on a new connection, recognises its own
    commit, and every shard is done once: one claim, no duplicate rows or alert notices.
 
-The cluster stopped in (2) and reconfigured in (3) is the one under test (crash_checks.py:
-SHARDWATCH_TEST_PG_CLUSTER must match SHARDWATCH_TEST_PG_PORT); it is always restarted and
-reset in a `finally`, and the test waits until it accepts connections again.
+The cluster stopped in (2) and reconfigured in (3) is the one under test
+(tests/support/reliability/crash_checks.py: SHARDWATCH_TEST_PG_CLUSTER must match
+SHARDWATCH_TEST_PG_PORT); it is always restarted and reset in a `finally`, and the test waits
+until it accepts connections again.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from crash_checks import (
+from psycopg2 import sql
+from sqlalchemy import Engine, event, text
+from support.ingest_worker import ALERTS
+from support.reliability import FOLDER
+from support.reliability.crash_checks import (
     RESULT_TABLES,
     Cluster,
     cluster,
@@ -54,10 +60,7 @@ from crash_checks import (
     expected_counts,
     reference_counts,
 )
-from leaks import Canaries, LeakWatch
-from psycopg2 import sql
-from sqlalchemy import Engine, event, text
-from support.ingest_worker import ALERTS
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import (
     DATASET,
     LEXICON,
@@ -77,7 +80,7 @@ from shardwatch.store.repository import ResultStore
 pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 SCENARIO = "6 crashes"
-WORKER = Path(__file__).resolve().parent / "crash_worker.py"
+WORKER = FOLDER / "crash_worker.py"
 NO_ROWS = dict.fromkeys(RESULT_TABLES, 0)
 KILL_LEASE = 8.0  # seconds: each killed worker is checked well within its lease
 SHARD_ROWS = 40

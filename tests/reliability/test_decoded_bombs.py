@@ -7,7 +7,7 @@ its peak RSS. The files:
 - honest: 400 captions of 1 MiB each, plain-encoded, zstd (~18 KB on disk, 419 MB decoded);
   its footer says so;
 - lying footer: the same file with every declared uncompressed size rewritten to 1,000
-  bytes (thrift_rewrite.py); its page headers are untouched;
+  bytes (tests/support/reliability/thrift_rewrite.py); its page headers are untouched;
 - lying footer under the cap: 40 such captions (42 MB, under the cap), declared as 1,000
   bytes: refused for the lie itself;
 - lying pages: the footer and every page header understate the sizes: the decompressor
@@ -28,14 +28,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaks import LeakWatch
-from malparquet_shards import declared_uncompressed
+from support.reliability import FOLDER
+from support.reliability.leaks import LeakWatch
+from support.reliability.malparquet_shards import declared_uncompressed
+from support.reliability.thrift_rewrite import rewrite_struct, understate_sizes
 from support.store_checks import subprocess_env
-from thrift_rewrite import rewrite_struct, understate_sizes
 
 pytestmark = pytest.mark.integration
 
-WORKER = Path(__file__).with_name("malparquet_worker.py")
+WORKER = FOLDER / "malparquet_worker.py"
 CAP = 50_000_000
 MIB = 1024**2
 ROWS = 400

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import DATASET, run_shardwatch, start_worker, write_shards
 
 from shardwatch.acquire.sources import RemoteShard

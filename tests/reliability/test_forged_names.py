@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import LeakWatch
 from support.builders import tagged_table, write_shard
+from support.reliability.leaks import LeakWatch
 from support.store_checks import run_shardwatch
 
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome

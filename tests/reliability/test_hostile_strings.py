@@ -42,10 +42,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from leaks import Canaries, LeakWatch
 from sqlalchemy import Engine, inspect, select
 from support.builders import laion_schema, rows_to_table, tagged_table, write_shard
 from support.loopback import LoopbackController
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
 from shardwatch.demo.run import serve_folder

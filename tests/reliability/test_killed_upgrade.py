@@ -6,8 +6,8 @@ migration (its schema is exactly a clean upgrade's to the revision it reports, i
 the upgrade is one transaction), and `db upgrade` run again completes with the schema of a
 clean upgrade: the same tables, columns, indexes, constraints and views.
 
-upgrade_worker.py forks the CLI once per kill point; concurrent upgrades are
-tests/unit/store/test_database.py's and the concurrency scenario's.
+tests/support/reliability/upgrade_worker.py forks the CLI once per kill point; concurrent
+upgrades are tests/unit/store/test_database.py's and the concurrency scenario's.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import Canaries, LeakWatch
 from sqlalchemy import Engine, inspect
+from support.reliability import FOLDER
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import subprocess_env
 
 from shardwatch.store.database import current, heads, make_engine
@@ -31,7 +32,7 @@ from shardwatch.store.database import current, heads, make_engine
 pytestmark = pytest.mark.integration
 
 SCENARIO = "11 killed upgrade"
-WORKER = Path(__file__).resolve().parent / "upgrade_worker.py"
+WORKER = FOLDER / "upgrade_worker.py"
 POINTS = 4  # kill points spread over the statements, plus "commit"
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from leaks import Canaries, LeakWatch
 from support.clocks import LONG_LEASE, expire_lease
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import DATASET, subprocess_env, write_shards
 
 from shardwatch.pipeline.ingest import fingerprint

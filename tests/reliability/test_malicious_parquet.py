@@ -8,7 +8,7 @@
   Each is done, quarantined (refused before decoding) or failed with a one-line reason; the
   child never dies, hangs or lets an exception escape. SHARDWATCH_FUZZ_EXAMPLES sets the
   count (default 300; 3,000 with SHARDWATCH_SLOW=1, which also varies the seed). Inputs
-  that once crashed are kept in malparquet_corpus/ and replayed.
+  that once crashed are kept in tests/support/reliability/malparquet_corpus/ and replayed.
 - A zstd decompression bomb (~2,800x), a 100,000-column schema and nested schemas (40 and 200
   levels) are refused by the footer check, in a child process whose peak RSS is reported. The
   1 GiB bomb is checked against a 512 MiB cap (the opt-in slow test builds a 17 GiB one for
@@ -40,8 +40,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from leaks import Canaries, LeakWatch
-from malparquet_shards import (
+from support.builders import adversarial_table
+from support.reliability import FOLDER
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.malparquet_shards import (
     PY_EXTENSION,
     declared_extensions,
     declared_uncompressed,
@@ -51,7 +53,6 @@ from malparquet_shards import (
     scrambled,
     zstd_bomb,
 )
-from support.builders import adversarial_table
 from support.store_checks import ingest, shards, subprocess_env, write_shards
 
 from shardwatch.acquire.footer import FooterInfo, FooterLimits, check_footer
@@ -66,7 +67,7 @@ pytestmark = pytest.mark.integration
 
 Figure = Callable[[str, str, object], None]
 SCENARIO = "1 malicious parquet"
-WORKER = Path(__file__).with_name("malparquet_worker.py")
+WORKER = FOLDER / "malparquet_worker.py"
 SLOW = os.environ.get("SHARDWATCH_SLOW") == "1"
 FUZZ_EXAMPLES = int(os.environ.get("SHARDWATCH_FUZZ_EXAMPLES", "3000" if SLOW else "300"))
 FUZZ_TIMEOUT = 60.0  # seconds one input may take (loaded 2-core CI); inputs take ~0.05 s
@@ -192,7 +193,8 @@ def _fuzz_bases(folder: Path) -> list[bytes]:
 
 
 class FuzzWorker:
-    """malparquet_worker.py `ingest`: one long-lived child under RLIMIT_AS, fed paths."""
+    """tests/support/reliability/malparquet_worker.py `ingest`: one long-lived child under
+    RLIMIT_AS, fed paths."""
 
     def __init__(self, url: str, folder: Path) -> None:
         self.url = url
@@ -355,7 +357,7 @@ def test_fuzzed_shards_are_done_or_refused_and_the_worker_never_crashes(
     leaks.database("fuzz store", url)
 
 
-CORPUS = Path(__file__).with_name("malparquet_corpus")
+CORPUS = FOLDER / "malparquet_corpus"
 
 
 def test_inputs_that_once_crashed_are_now_refused_cleanly(tmp_path: Path, leaks: LeakWatch) -> None:

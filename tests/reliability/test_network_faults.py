@@ -1,7 +1,7 @@
 """Scenario 4, network faults on downloads (docs/reliability.md): a slow drip (body and
 headers), a hang (before the headers and mid-body), a reset mid-body, a Content-Length
 shorter and longer than the body, 503 + Retry-After and a gzip bomb in Content-Encoding, all
-from a real HTTP server on loopback (netfaults_server.py).
+from a real HTTP server on loopback (tests/support/reliability/netfaults_server.py).
 
 Each fault gives up within bounded attempts and seconds (reported per fault), never leaves a
 file at the shard's path that was not verified, and through the monitor's stages the faulty
@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
-from netfaults_server import GZIP_BOMB_SIZE, FaultServer, gzip_bomb
 from sqlalchemy import text
 from support.builders import tagged_table
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.netfaults_server import GZIP_BOMB_SIZE, FaultServer, gzip_bomb
 from support.store_checks import SUITES, shards
 
 from shardwatch.acquire.download import download

@@ -29,11 +29,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
 from sqlalchemy import text
 from support.builders import tagged_table
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.versioned_server import VersionedServer
 from support.store_checks import SUITES
-from versioned_server import VersionedServer
 
 from shardwatch.acquire.download import download
 from shardwatch.acquire.policy import DownloadError, DownloadPolicy

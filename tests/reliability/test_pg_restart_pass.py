@@ -7,7 +7,8 @@ every other shard. The next pass then completes every shard exactly once: each i
 with one set of result rows and one alert notice per key.
 
 The restart disturbs every other PostgreSQL test running at the same moment, so it runs once,
-and the outage is kept short. Helpers: crash_checks.py (the cluster, as scenario 6).
+and the outage is kept short. Helpers: tests/support/reliability/crash_checks.py (the
+cluster, as scenario 6).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_checks import Cluster, cluster
-from leaks import Canaries, LeakWatch
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from support.builders import tagged_table, write_shard
+from support.reliability.crash_checks import Cluster, cluster
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import ingest, shards
 
 from shardwatch.core.alerts import AlertPlan, Rule

@@ -1,11 +1,12 @@
 """Scenario 21, relay faults (docs/reliability.md), on SQLite and PostgreSQL, against the
 loopback Slack-like receiver, aiosmtpd and a file channel:
 
-1. A relay SIGKILLed around claiming, sending and marking sent (relay_kill_worker.py: before
-   its K-th COMMIT, before its K-th statement, after a channel accepted a message), pass after
-   pass, then one clean pass: every notice reached every channel at least once, no more than
-   once more per kill (the documented in-flight message), and nothing is left claimed: every
-   notice is `sent`, no channel turn is held.
+1. A relay SIGKILLed around claiming, sending and marking sent
+   (tests/support/reliability/relay_kill_worker.py: before its K-th COMMIT, before its K-th
+   statement, after a channel accepted a message), pass after pass, then one clean pass:
+   every notice reached every channel at least once, no more than once more per kill (the
+   documented in-flight message), and nothing is left claimed: every notice is `sent`, no
+   channel turn is held.
 2. A Slack webhook answering 500 forever, over many passes hours apart with reminders due:
    each notice is tried `max_attempts` times with backoff, then dead-lettered with the reason
    (shown by `alerts list`); email is delivered all along; the outbox stays bounded (a dead
@@ -26,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import LeakWatch
 from sqlalchemy import text
 from support.builders import tagged_table, write_shard
+from support.reliability import FOLDER
+from support.reliability.leaks import LeakWatch
 from support.store_checks import ingest, subprocess_env
 
 from shardwatch.alerting.email import EmailChannel
@@ -44,7 +46,7 @@ from shardwatch.store.repository import ResultStore
 pytestmark = pytest.mark.integration
 
 SCENARIO = "12 relay faults"
-WORKER = Path(__file__).resolve().parent / "relay_kill_worker.py"
+WORKER = FOLDER / "relay_kill_worker.py"
 TAG = Rule("tag", "nsfw_tag_rate", "critical", "both", max=0.05, min_support=10)
 WHERE = re.compile(r"^\[[^\]]+\] \S+ on (?P<where>.+?): observed")
 LEASE = 0.8  # seconds: short, so that the passes after a kill need not wait long

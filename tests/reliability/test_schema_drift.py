@@ -18,10 +18,17 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from drift_shards import CASES, DRIFTED, ROWS, clean_table, extra, write_case_shards
-from leaks import Canaries, LeakWatch
 from sqlalchemy import select
 from support.builders import int_tag_table
+from support.reliability.drift_shards import (
+    CASES,
+    DRIFTED,
+    ROWS,
+    clean_table,
+    extra,
+    write_case_shards,
+)
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import DATASET, SUITES, ingest, run_shardwatch
 
 from shardwatch.alerting.relay import relay_configured

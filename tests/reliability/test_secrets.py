@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leaks import HERE, Canaries, LeakWatch
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from support.builders import tagged_table, write_shard
+from support.reliability.leaks import SUITE, Canaries, LeakWatch
 from support.store_checks import ingest
 
 from shardwatch.alerting.email import EmailChannel
@@ -45,7 +45,7 @@ def test_every_scenario_module_hands_its_outputs_to_leaks() -> None:
     """Each scenario module has a test that takes the `leaks` fixture (conftest.py then
     checks, when the module ends, that it searched something)."""
     without = []
-    for path in sorted(HERE.glob("test_*.py")):
+    for path in sorted(SUITE.glob("test_*.py")):
         if path.name == "test_secrets.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -57,7 +57,7 @@ def test_every_scenario_module_hands_its_outputs_to_leaks() -> None:
         }
         if "leaks" not in takes:
             without.append(path.name)
-    assert len(list(HERE.glob("test_*.py"))) > 1
+    assert len(list(SUITE.glob("test_*.py"))) > 1
     assert without == []
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import run_shardwatch, write_shards
 
 pytestmark = pytest.mark.integration

@@ -1,9 +1,10 @@
 """Scenario 10, soak (docs/reliability.md): small shards, a concurrency limit of 2 and random
 worker kills, on the real PostgreSQL. 50 shards in CI; 500 with SHARDWATCH_SLOW=1.
 
-Two concurrency_worker.py processes run at a time (the concurrency limit), each over every
-shard in its own order, going back over the shards another worker holds until none is left,
-judging alert rules in each shard's transaction as the monitor does (`--alerts`):
+Two tests/support/reliability/concurrency_worker.py processes run at a time (the concurrency
+limit), each over every shard in its own order, going back over the shards another worker holds
+until none is left, judging alert rules in each shard's transaction as the monitor does
+(`--alerts`):
 
 - the keeper lives through the whole soak; it is the process whose RSS is sampled;
 - the other slot is killed with SIGKILL at a random moment 0.2-1.0 s after its replacement
@@ -44,9 +45,14 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from concurrency_checks import Worker, file_rows, stored_rows, write_small_shards
-from leaks import Canaries, LeakWatch
 from sqlalchemy import text
+from support.reliability.concurrency_checks import (
+    Worker,
+    file_rows,
+    stored_rows,
+    write_small_shards,
+)
+from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import shards
 
 from shardwatch.store.database import make_engine, upgrade

@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from leaks import Canaries, LeakWatch
-from netfaults_server import CanaryListener, FaultServer
 from support.builders import tagged_table
+from support.reliability.leaks import Canaries, LeakWatch
+from support.reliability.netfaults_server import CanaryListener, FaultServer
 
 from shardwatch.acquire.download import download
 from shardwatch.acquire.http import fetch_bytes

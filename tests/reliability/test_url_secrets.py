@@ -34,9 +34,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from leaks import LeakWatch
 from sqlalchemy import select
 from support.builders import tagged_table, write_shard
+from support.reliability.leaks import LeakWatch
 from support.store_checks import run_shardwatch_child as run_shardwatch
 
 from shardwatch.acquire.download import download

@@ -1,8 +1,8 @@
 """The worker process of the crash scenario (6): forks one ingest worker per job, each of which
 stops at a chosen point of its shard and waits there to be SIGKILLed.
 
-    python tests/reliability/crash_worker.py --url URL --plan PLAN.json --pauses DIR
-        [--parallel N]
+    PYTHONPATH=src:tests python tests/support/reliability/crash_worker.py --url URL
+        --plan PLAN.json --pauses DIR [--parallel N]
 
 PLAN.json is a list of jobs `{"shard": PATH, "owner": NAME, "pause": POINT, "force": BOOL,
 "lease": SECONDS}`. The parent imports everything once, then forks one child per job (a fresh
@@ -37,13 +37,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from support.ingest_worker import ALERTS
-from support.store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
 from shardwatch.core.profiles import LAION400M
 from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
+from support.ingest_worker import ALERTS
+from support.store_checks import DATASET, LEXICON, SHARD_RESULT_TABLES
 
 # Tables a shard's results transaction writes, counted for the shard (alerts: all rows).
 PER_SHARD = (*SHARD_RESULT_TABLES, "shard_domains")

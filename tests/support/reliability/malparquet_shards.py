@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from support.builders import adversarial_table
 
 PY_EXTENSION = "arrow.py_extension_type"

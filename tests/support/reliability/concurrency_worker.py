@@ -1,8 +1,9 @@
 """The worker process of the concurrency and soak scenarios (7 and 10): `ingest_shards` over
 SHARD... with its own claim owner, reporting every claim call and every outcome.
 
-    python tests/reliability/concurrency_worker.py --url URL --owner NAME [--lease S]
-        [--seed N] [--ready FILE [--go FILE]] [--until-done SECONDS] [--alerts] SHARD...
+    PYTHONPATH=src:tests python tests/support/reliability/concurrency_worker.py --url URL
+        --owner NAME [--lease S] [--seed N] [--ready FILE [--go FILE]] [--until-done SECONDS]
+        [--alerts] SHARD...
 
 Prints JSON lines on stdout, flushed as they happen, each with its wall-clock time `t`:
   {"event": "claim", "shard_id", "ok", "seconds"}   one per `ResultStore.claim` call, timed
@@ -29,13 +30,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from support.ingest_worker import ALERTS
-from support.store_checks import DATASET, LEXICON
-
 from shardwatch.core.profiles import LAION400M
 from shardwatch.pipeline.ingest import IngestJob, IngestResult, ingest_shards
 from shardwatch.store.database import make_engine
 from shardwatch.store.repository import ResultStore
+from support.ingest_worker import ALERTS
+from support.store_checks import DATASET, LEXICON
 
 
 def emit(record: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, text
+
 from support.builders import adversarial_table, write_shard
 from support.store_checks import subprocess_env
 

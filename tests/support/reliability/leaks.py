@@ -62,8 +62,9 @@ class Canaries:
 
 
 CANARIES = Canaries.fresh()
-HERE = Path(__file__).resolve().parent
-FIGURES = HERE.parents[1] / "build" / "reliability-figures.jsonl"
+TESTS = Path(__file__).resolve().parents[2]
+SUITE = TESTS / "reliability"  # the suite's folder: its test modules get the `reliability` marker
+FIGURES = TESTS.parent / "build" / "reliability-figures.jsonl"
 
 
 @contextmanager

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, text
-from support.store_checks import SHARD_RESULT_TABLES, ingest
 
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
+from support.store_checks import SHARD_RESULT_TABLES, ingest
 
 # Every table holding one shard version's results.
 RESULT_TABLES = (*SHARD_RESULT_TABLES, "shard_domains")

@@ -91,10 +91,10 @@ def stored(engine: Any, shard_id: int | None) -> dict[str, Any]:
 def reference(path: Path) -> list[Any]:
     """The same counts from tests/support/reference.py over a plain read of the whole file."""
     import pyarrow.parquet as pq
-    from support.reference import reference_metrics
 
     from shardwatch.core.lexicon import BIRHANE2021
     from shardwatch.core.profiles import LAION400M
+    from support.reference import reference_metrics
 
     ref = reference_metrics(pq.read_table(path), LAION400M, BIRHANE2021)
     return [ref["rows"], ref.get("keyword_nsfw_rows")]
@@ -180,11 +180,11 @@ def main(argv: list[str]) -> None:
     elif command == "capped":
         capped(args[0], int(args[1]), Path(args[2]))
     elif command == "wide":
-        from malparquet_shards import wide_shard
+        from support.reliability.malparquet_shards import wide_shard
 
         wide_shard(Path(args[0]), int(args[1]))
     elif command == "unpickle":
-        from malparquet_shards import declared_extensions
+        from support.reliability.malparquet_shards import declared_extensions
 
         _, pickled = declared_extensions(Path(args[0]))[args[1]]
         pickle.loads(pickled)  # the point: prove the stored payload is live

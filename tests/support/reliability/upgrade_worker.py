@@ -2,7 +2,7 @@
 each running `shardwatch db upgrade` (the CLI, in the child) on its database and SIGKILLing
 itself at a chosen point.
 
-    python tests/reliability/upgrade_worker.py JOBS.json
+    PYTHONPATH=src:tests python tests/support/reliability/upgrade_worker.py JOBS.json
 
 JOBS.json is a list of `{"url": URL, "stop": K | "commit" | null}`:
 - `K`: the child kills itself just before the K-th SQL statement it would execute (counted

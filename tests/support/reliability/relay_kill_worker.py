@@ -1,7 +1,8 @@
 """The worker of the killed-relay scenario (test_relay_faults.py): forks one relay pass per
 job, one after the other, each SIGKILLing itself at a chosen point.
 
-    SHARDWATCH_TEST_WEBHOOK=URL python tests/reliability/relay_kill_worker.py \
+    SHARDWATCH_TEST_WEBHOOK=URL PYTHONPATH=src:tests \
+        python tests/support/reliability/relay_kill_worker.py \
         --url DB --file PATH --lease SECONDS POINT...
 
 Each pass relays to a Slack channel `team` (the webhook) and a file channel `log` (PATH),

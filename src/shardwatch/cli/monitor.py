@@ -30,12 +30,15 @@ def _monitor_flow() -> Any:
 
 
 def _prefect_quiet(logs: bool = False) -> None:
-    """No telemetry; Prefect's own console logging only for warnings unless `logs`."""
+    """No telemetry; Prefect's own console logging only for warnings unless `logs`; and
+    without a Prefect API, 120 s (not Prefect's 20) for the temporary server to start, which a
+    busy 2-core machine can need. Each is a default: the user's own setting wins."""
     import os
 
     if not logs:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _pass_summary(state: Any) -> Any:

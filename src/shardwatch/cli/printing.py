@@ -26,9 +26,16 @@ if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in command
 stderr = Console(stderr=True, highlight=False)
 
 
-def stdout_console(width: int = 160) -> Console:
-    """A console on stdout: the terminal's width, or a wide unwrapped table for a pipe."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else width)
+# A pipe or a file gets tables at their natural width: no column is squeezed, folded or cut
+# by a long shard URI (tables do not expand, so nothing is padded to this width).
+PIPE_WIDTH = 4096
+
+
+def stdout_console() -> Console:
+    """A console on stdout: the terminal's width, or unwrapped tables for a pipe."""
+    return Console(
+        highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH
+    )
 
 
 class ReportFormat(StrEnum):
@@ -227,7 +234,6 @@ def print_report(result: DatasetReport, fmt: ReportFormat) -> None:
         return
     console = stdout_console()
     if fmt is ReportFormat.paper:
-        console = stdout_console(240)  # a pipe: wide enough for both methods' columns
         console.print(shown(f"dataset {result.dataset}: {intro[0]}"), markup=False)
         title = f"Table 1, the paper's method beside lexicon {lexicon}: dataset {result.dataset}"
         console.print(paper_table(total, labels, title, lexicon))

@@ -44,12 +44,13 @@ browser:
 	    || echo "warning: cannot install $(BROWSER_PKGS); the browser test fails in CI"; \
 	fi
 
-# The suite runs on every core (pytest-xdist; `--dist loadgroup` keeps the tests of one slow
-# session fixture on one worker), then the `exclusive` tests, which stop or restart the shared
-# PostgreSQL, run alone. PYTEST_WORKERS=1 runs the first part in one process.
-PYTEST_WORKERS ?= auto
+# The suite runs on every core (pytest-xdist; `--dist loadfile`: a module's tests share one
+# worker and its module fixtures), then the `exclusive` tests, which stop or restart the
+# shared PostgreSQL, run alone. One worker more than cores: many tests wait on processes and
+# servers. PYTEST_WORKERS=1 runs the first part in one process.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 unit: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not exclusive"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not exclusive"
 	SHARDWATCH_FIGURES_APPEND=1 $(BIN)/python -m pytest -q -m exclusive
 
 # The import contract in pyproject.toml ([tool.importlinter]): layer order, no cycles.

@@ -10,7 +10,8 @@ PostgreSQL tests are skipped, except when `CI` is set: then they FAIL.
 
 `slack("200", "429:1", ...)` and `smtp("451", "550", ...)` start real servers on loopback
 whose replies follow the script (tests/support/loopback.py). `prefect_server` is a real
-`prefect server start` on loopback, one per session (tests/support/prefect_server.py).
+`prefect server start` on loopback, one per session, i.e. per pytest-xdist worker that asks
+for it (tests/support/prefect_server.py).
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
 # every test is marked unit or integration (tests/support/markers.py)
-# and tests sharing a slow session fixture run on one xdist worker (tests/support/groups.py)
-pytest_plugins = ["support.markers", "support.groups"]
+pytest_plugins = ["support.markers"]
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

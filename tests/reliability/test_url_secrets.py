@@ -9,8 +9,8 @@ Data Docs, the HTML report) stores the shards and alerts through a Slack-like re
 aiosmtpd. Then every output is searched for every canary, and for each half of the
 `@`-split password: run, `config show`, `report` (text, markdown, CSV, JSON) and
 `alerts list` output, every file under the state folder (the SQLite store, Data Docs, the
-HTML and Markdown reports, GX files) and of PREFECT_HOME (Prefect's database with the flow's
-logs), every table of the store (SQLite and PostgreSQL),
+HTML and Markdown reports, GX files) and of the Prefect server's home (its database with the
+flow runs' parameters and logs), every table of the store (SQLite and PostgreSQL),
 every Slack body and every email. Zero hits.
 
 Build 10 too: a database URL, a manifest URL and an SMTP password holding an unescaped `@`
@@ -36,8 +36,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 from support.builders import tagged_table, write_shard
+from support.prefect_server import PrefectServer
 from support.reliability.leaks import LeakWatch
-from support.store_checks import run_shardwatch_child as run_shardwatch
+from support.store_checks import run_shardwatch, run_shardwatch_child
 
 from shardwatch.acquire.download import download
 from shardwatch.acquire.policy import DownloadError, DownloadPolicy
@@ -229,6 +230,7 @@ def test_no_url_secret_reaches_any_output_or_table(
     leaks: LeakWatch,
     figure: Any,
     tmp_path: Path,
+    prefect_server: PrefectServer,
 ) -> None:
     backend = database_url.split(":", 1)[0]
     url = canaries.postgres_url(database_url) if backend == "postgresql" else database_url
@@ -243,9 +245,12 @@ def test_no_url_secret_reaches_any_output_or_table(
     outputs: dict[str, str] = {}
 
     def sw(label: str, *args: str) -> Any:
-        done = run_shardwatch(
-            *args, "--config", str(cfg), cwd=tmp_path, PREFECT_HOME=str(tmp_path / "prefect")
-        )
+        """`run` as a real process on a Prefect server; the other commands in-process."""
+        if args[0] == "run":
+            env = prefect_server.env()
+            done = run_shardwatch_child(*args, "--config", str(cfg), cwd=tmp_path, **env)
+        else:
+            done = run_shardwatch(*args, "--config", str(cfg), cwd=tmp_path)
         outputs[f"{label} stdout"], outputs[f"{label} stderr"] = done.stdout, done.stderr
         return done
 
@@ -285,7 +290,8 @@ def test_no_url_secret_reaches_any_output_or_table(
         check.texts("slack bodies", [json.dumps(b) for b in receiver.bodies])
         check.texts("emails", mail.messages)
         files = check.tree("state folder", tmp_path / ".shardwatch")
-        files += check.tree("Prefect home (its database, logs)", tmp_path / "prefect")
+        # the Prefect server's home: its database holds every flow run's parameters and logs
+        files += check.tree("Prefect server home (its database, logs)", prefect_server.home)
         rows = check.database("store", url)
         searched += len(outputs) + len(receiver.bodies) + len(mail.messages) + files
     reports = list((tmp_path / ".shardwatch").rglob("*.html"))

@@ -8,9 +8,9 @@ other processes, loopback servers, PostgreSQL, Prefect or Chromium. A `unit` tes
 for a fixture which starts a server or reaches PostgreSQL is refused too. Collection fails
 with a usage error naming every test that breaks the rule.
 
-`make unit` runs the suite on every core with pytest-xdist (`--dist loadgroup`), then the
-tests marked `exclusive` (they stop, restart or starve the shared PostgreSQL) alone
-(tests/support/groups.py puts the tests of one slow session fixture on one worker).
+`make unit` runs the suite on every core with pytest-xdist, then the tests marked
+`exclusive` (they stop or restart the shared PostgreSQL or change its cluster-wide
+settings) alone (tests/README.md).
 """
 
 from __future__ import annotations

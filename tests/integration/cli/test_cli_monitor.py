@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from support.builders import tagged_table, write_shard
+from support.prefect_server import PrefectServer
 from support.store_checks import run_shardwatch, run_shardwatch_child
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ def config(tmp_path: Path, sources: str = "") -> Path:
 
 
 def test_run_processes_a_local_source_and_exits_3_when_a_shard_is_refused(
-    tmp_path: Path,
+    tmp_path: Path, prefect_server: PrefectServer
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -26,13 +27,14 @@ def test_run_processes_a_local_source_and_exits_3_when_a_shard_is_refused(
     write_shard(tagged_table(40, 20, seed=2), data, "b.parquet")
     (data / "c.parquet").write_bytes(b"not parquet at all")
     cfg = config(tmp_path, f'[sources.files]\ntype = "local"\npath = "{data}"\n')
-    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}  # no API: a temporary server of its own
     first = run_shardwatch_child("run", "--config", str(cfg), cwd=tmp_path, **env)
     assert first.returncode == 3, first.stderr
     assert "run 1: 2 done, 1 quarantined, 0 unchanged" in first.stdout
     assert f"quarantined {data / 'c.parquet'} (refused before decoding" in first.stdout
     assert "Report: " in first.stdout
-    second = run_shardwatch_child("run", "--config", str(cfg), cwd=tmp_path, **env)
+    server = prefect_server.env()  # the second pass against a Prefect server
+    second = run_shardwatch_child("run", "--config", str(cfg), cwd=tmp_path, **server)
     assert second.returncode == 0, second.stderr
     assert "run 2: 3 unchanged" in second.stdout
 

@@ -1,4 +1,4 @@
-"""The monitor flow end to end under the Prefect test harness, on real PostgreSQL, over a
+"""The monitor flow end to end on the session's Prefect server, on real PostgreSQL, over a
 loopback HTTP source whose shards misbehave: a truncated body, a 503 with Retry-After, a
 redirect off the allow-list, a corrupt shard and a shard re-listed under a new name. The run
 goes on past each, stores exactly the good shards, alerts, and a second run does nothing."""
@@ -10,6 +10,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.builders import tagged_table
 from support.loopback import CANARY
+from support.prefect_server import PrefectServer
 from support.reference import merge_reference, reference_metrics
 from support.store_checks import SUITES, shards
 
@@ -107,15 +109,12 @@ class ShardServer:
         self.http.server_close()
 
 
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[None]:
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+@pytest.fixture
+def prefect(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
+    """The flows run against the session's Prefect server (shared: read back only what this
+    test's own flow run stored)."""
+    with prefect_server.settings():
+        yield prefect_server
 
 
 def write_config(tmp_path: Path, url: str, manifest: str, **extra: str) -> Path:
@@ -131,7 +130,7 @@ backoff = 0.05
 backoff_cap = 2
 [alerts.channels.file]
 type = "file"
-path = "{tmp_path / 'alerts.jsonl'}"
+path = "{tmp_path / "alerts.jsonl"}"
 [alerts.rules.nsfw-tag-rate]
 min_support = 10
 [sources.web]
@@ -171,7 +170,7 @@ def run_flow(cfg: Path) -> Any:
 
 
 def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
-    prefect: None,
+    prefect: PrefectServer,
     postgres_server: Any,
     fresh_postgres_database: str,
     tmp_path: Path,
@@ -183,6 +182,7 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
     fresh_postgres_url = postgres_server.url(fresh_postgres_database, password=CANARY)
     try:
         cfg = write_config(tmp_path, fresh_postgres_url, f"{server.base}/manifest.json")
+        started = datetime.now(UTC) - timedelta(seconds=1)
         state, summary = run_flow(cfg)
         assert state.is_failed(), state  # 3 shards refused: the run says so
         outcomes = {o.uri.rsplit("/", 1)[1]: o for o in summary.outcomes}
@@ -233,12 +233,23 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
         report_page = tmp_path / ".shardwatch" / "reports" / f"run-{summary.run_id}.html"
         assert report_page.read_text().count("<svg") == 3  # similarity, tag and keyword rates
         from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterStartTime,
+            LogFilter,
+            LogFilterTimestamp,
+        )
 
+        # the session's server: what this test's runs stored is what came after `started`
         with get_client(sync_client=True) as client:
-            artifacts = [a for a in client.read_artifacts() if a.key == "shardwatch-report"]
-            runs = client.read_flow_runs()
-            logs = client.read_logs()
-        (artifact,) = artifacts
+            artifacts = [a for a in client.read_artifacts() if a.created and a.created >= started]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=started))
+            )
+            logs = client.read_logs(
+                log_filter=LogFilter(timestamp=LogFilterTimestamp(after_=started))
+            )
+        (artifact,) = [a for a in artifacts if a.key == "shardwatch-report"]
         assert "| desi |" in str(artifact.data) and "b.parquet" not in str(artifact.data)
         assert "quarantined" in str(artifact.data) and "data:image/svg+xml" in str(artifact.data)
         assert {r.name for r in runs} and logs  # what Prefect stored about the runs ...
@@ -272,7 +283,7 @@ def stored_results(url: str) -> dict[str, Any]:
 
 
 def test_the_dask_runner_gives_results_identical_to_the_default_runner(
-    prefect: None,
+    prefect: PrefectServer,
     postgres_server: Any,
     fresh_postgres_database: str,
     tmp_path: Path,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from support.compare import diff_metrics
+from support.prefect_server import PrefectServer
 from support.reference import merge_reference, reference_metrics
 from support.store_checks import run_shardwatch_child as run_shardwatch
 
@@ -57,8 +58,9 @@ def test_demo_data_is_deterministic(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_demo_runs_the_monitor_flow_end_to_end_and_a_rerun_finds_nothing(
-    tmp_path: Path,
+    tmp_path: Path, prefect_server: PrefectServer
 ) -> None:
+    # the first run as `make demo` runs it: no Prefect API, so a temporary server of its own
     env = {"PREFECT_HOME": str(tmp_path / "prefect")}
     done = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path, **env)
     assert done.returncode == 0, done.stderr  # failing checks are what the demo shows
@@ -82,7 +84,10 @@ def test_demo_runs_the_monitor_flow_end_to_end_and_a_rerun_finds_nothing(
     assert "Table 1: watched terms" in out and "desi" in out
     assert "1 quarantined" in out  # the dataset report lists it, not sums it
 
-    again = run_shardwatch("demo", "--shards", "1", "--rows", "3000", cwd=tmp_path, **env)
+    # the rerun against a Prefect server (the session's; what it finds is the store's doing)
+    again = run_shardwatch(
+        "demo", "--shards", "1", "--rows", "3000", cwd=tmp_path, **prefect_server.env()
+    )
     assert again.returncode == 0, again.stderr
     rerun = again.stdout
     assert "run 2: 3 unchanged" in rerun and "no alert notices due" in rerun, rerun[-1500:]

@@ -241,13 +241,14 @@ def test_the_monitor_runs_past_every_failure_and_a_second_run_does_nothing(
         )
 
         # the session's server: what this test's runs stored is what came after `started`
+        since: Any = started  # Prefect's filters take a datetime (typed as its own alias)
         with get_client(sync_client=True) as client:
             artifacts = [a for a in client.read_artifacts() if a.created and a.created >= started]
             runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=started))
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
             )
             logs = client.read_logs(
-                log_filter=LogFilter(timestamp=LogFilterTimestamp(after_=started))
+                log_filter=LogFilter(timestamp=LogFilterTimestamp(after_=since))
             )
         (artifact,) = [a for a in artifacts if a.key == "shardwatch-report"]
         assert "| desi |" in str(artifact.data) and "b.parquet" not in str(artifact.data)

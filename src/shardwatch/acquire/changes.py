@@ -66,4 +66,4 @@ def changed_at_source(source: Source, shard: RemoteShard, stored: StoredShard | 
         return False
     if stored is None or not stored.fetched or not isinstance(source, HttpListingSource):
         return False
-    return changed_since(shard.uri, source.policy, stored.etag) is True
+    return changed_since(shard.request_url, source.policy, stored.etag) is True

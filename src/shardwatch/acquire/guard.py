@@ -14,6 +14,7 @@ carry tokens there).
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import ipaddress
 import logging
 import socket
@@ -24,8 +25,11 @@ from typing import Any
 
 import requests
 import requests.adapters
+import requests.auth
+import requests.utils
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.exceptions
 
 from shardwatch.acquire.policy import DownloadPolicy, host_of, ip_address, names_private
 from shardwatch.core.redact import redact_target
@@ -67,8 +71,35 @@ class AddressRefused(Exception):
         self.reason = reason
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the low 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use translation
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT) ::ffff:0:a.b.c.d
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches through: mapped, translated, 6to4, Teredo,
+    NAT64 or the old IPv4-compatible form (a private one behind them is as private)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, private_ok: bool) -> str | None:
     """Why a connection to `ip` is refused (None: it is not)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL and not private_ok:
+            return "a local-use NAT64 address (it may reach a private IPv4 network)"
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            reason = _refusal(embedded, private_ok)
+            return None if reason is None else f"{reason}, embedded in an IPv6 address"
     if ip.is_link_local:
         return "a link-local address (cloud metadata)"
     if ip.is_unspecified or ip.is_multicast:
@@ -170,8 +201,14 @@ def _guarded_conn(connection: Any, connect: Callable[[], socket.socket]) -> sock
         return connect()
     try:
         infos = socket.getaddrinfo(host, connection.port, 0, socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return connect()  # urllib3 raises its own name resolution error
+    except (OSError, UnicodeError) as exc:
+        # Never connect unchecked: a second lookup (urllib3's) could answer differently.
+        failure = exc if isinstance(exc, socket.gaierror) else socket.gaierror(str(exc))
+        raise urllib3.exceptions.NameResolutionError(host, connection, failure) from None
+    if not infos:
+        raise urllib3.exceptions.NameResolutionError(
+            host, connection, socket.gaierror("no address")
+        )
     private_ok = watch.policy.private_ok()
     for info in infos:
         reason = _refusal(ip_address(str(info[4][0])), private_ok)
@@ -221,9 +258,22 @@ class _GuardedAdapter(requests.adapters.HTTPAdapter):
         }
 
 
+def _url_auth_only(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A URL's own user info as Basic auth, as requests does, and never ~/.netrc's: netrc
+    credentials go to a host on any port or scheme, outside the one credential rule."""
+    user, password = requests.utils.get_auth_from_url(request.url or "")
+    if user or password:
+        return requests.auth.HTTPBasicAuth(user, password)(request)
+    return request
+
+
 def guarded_session() -> requests.Session:
-    """A session whose direct connections obey the address rule of the active `Watch`."""
+    """A session whose direct connections obey the address rule of the active `Watch`. It
+    keeps no cookies and reads no ~/.netrc: the only credentials it sends are the ones the
+    client's credential rule lets through (http.keeps_credentials)."""
     session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    session.auth = _url_auth_only
     adapter = _GuardedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -42,7 +42,9 @@ class HttpListingSource:
         if problem is not None:
             raise ValueError(f"manifest URL: {problem}")
         if urlsplit(manifest_url).scheme not in ("http", "https"):
-            raise ValueError(f"manifest URL must be http(s): {_display(manifest_url)}")
+            scheme = urlsplit(manifest_url).scheme
+            shown = f"scheme {scheme!r}" if scheme else "no scheme (http:// or https://)"
+            raise ValueError(f"manifest URL must be http(s), not {shown}")
         self.name = name
         self.manifest_url = manifest_url
         self.policy = policy

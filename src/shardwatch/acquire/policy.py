@@ -111,7 +111,7 @@ def is_allowed(url: str, allowed: frozenset[str]) -> bool:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
+        port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme)
     except ValueError:
         return False
     host = host_of(url)
@@ -137,7 +137,11 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of a URL, the port filled in from the scheme's default."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    return scheme, host_of(url), parts.port or _DEFAULT_PORTS.get(scheme)
+    return (
+        scheme,
+        host_of(url),
+        parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme),
+    )
 
 
 def same_origin(url: str, base: str) -> bool:

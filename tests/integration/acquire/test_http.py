@@ -130,3 +130,54 @@ def test_a_redirect_to_another_origin_drops_the_credentials_for_the_rest_of_the_
     assert "authorization" not in elsewhere.headers
     assert CANARY not in json.dumps(elsewhere.headers)
     assert back.path == "/back" and "authorization" not in back.headers  # not given back
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_cookie_a_server_sets_is_never_sent_back(
+    client: str, first: GetServer, other: GetServer, tmp_path: Path
+) -> None:
+    """Cookies would follow a host to any port or scheme and come back after the chain left
+    the origin: the client keeps none."""
+    run, body = CLIENTS[client]
+    cookie = {"Location": other.base + "/elsewhere", "Set-Cookie": f"s={CANARY}; Path=/"}
+    first.routes[ASKED[client]] = Reply(302, b"", cookie)
+    other.routes["/elsewhere"] = _redirect(first.base + "/back")
+    first.routes["/back"] = Reply(200, body)
+    run(first, other, tmp_path)
+    seen = first.seen + other.seen
+    assert len(seen) == 3 and all("cookie" not in r.headers for r in seen), seen
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_netrc_credentials_are_never_sent(
+    client: str,
+    first: GetServer,
+    other: GetServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """~/.netrc names a host, not an origin: its login would reach the host on any port, and
+    replace the Hub token. The client sends only what the credential rule lets through."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login user password {CANARY}x\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    run, body = CLIENTS[client]
+    first.routes[ASKED[client]] = _redirect(other.base + "/elsewhere")
+    other.routes["/elsewhere"] = Reply(200, body)
+    run(first, other, tmp_path)
+    (asked,), (elsewhere,) = first.seen, other.seen
+    assert asked.headers.get("authorization") == BEARER  # the configured credential, only
+    assert "authorization" not in elsewhere.headers
+
+
+def test_url_user_info_is_still_sent_as_basic_auth(first: GetServer, tmp_path: Path) -> None:
+    import base64
+
+    first.routes["/m"] = Reply(200, BODY)
+    policy = DownloadPolicy(allowed_hosts=frozenset({first.origin}), attempts=1, backoff=0.0)
+    url = f"http://u:{CANARY}@{first.origin}/m"
+    assert fetch_bytes(url, policy=policy)[0] == BODY
+    (asked,) = first.seen
+    want = "Basic " + base64.b64encode(f"u:{CANARY}".encode()).decode()
+    assert asked.headers.get("authorization") == want

@@ -45,12 +45,13 @@ browser:
 	fi
 
 # The suite runs on every core (pytest-xdist; `--dist loadfile`: a module's tests share one
-# worker and its module fixtures), then the `exclusive` tests, which stop or restart the
+# worker and its module fixtures; modules in tests/support/scheduling.py's order), then the `exclusive` tests, which stop or restart the
 # shared PostgreSQL, run alone. One worker more than cores: many tests wait on processes and
 # servers. PYTEST_WORKERS=1 runs the first part in one process.
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 unit: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not exclusive"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  -m "not exclusive"
 	SHARDWATCH_FIGURES_APPEND=1 $(BIN)/python -m pytest -q -m exclusive
 
 # The import contract in pyproject.toml ([tool.importlinter]): layer order, no cycles.

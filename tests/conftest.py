@@ -35,8 +35,9 @@ from support.prefect_server import PrefectServer, start_prefect_server
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
-# every test is marked unit or integration (tests/support/markers.py)
-pytest_plugins = ["support.markers"]
+# every test is marked unit or integration (tests/support/markers.py); the slow modules are
+# handed to xdist's workers first (tests/support/scheduling.py)
+pytest_plugins = ["support.markers", "support.scheduling"]
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 

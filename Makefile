@@ -52,7 +52,7 @@ PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 unit: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  -m "not exclusive"
-	SHARDWATCH_FIGURES_APPEND=1 $(BIN)/python -m pytest -q -m exclusive
+	SHARDWATCH_FIGURES_APPEND=1 $(BIN)/python -m pytest -q -m exclusive tests/reliability
 
 # The import contract in pyproject.toml ([tool.importlinter]): layer order, no cycles.
 imports: $(STAMP)

@@ -32,8 +32,14 @@ SERVER_FIXTURES = frozenset(
 )
 
 
+# `make unit` runs the `exclusive` tests from this folder only (it collects nothing else).
+EXCLUSIVE_HOME = "tests/reliability"
+
+
 def marker_problem(item: pytest.Item) -> str | None:
     """Why `item` breaks the marker rule, or None."""
+    if any(item.iter_markers("exclusive")) and not item.nodeid.startswith(EXCLUSIVE_HOME + "/"):
+        return f"marked exclusive outside {EXCLUSIVE_HOME}/ (where `make unit` runs them)"
     kinds = [kind for kind in KINDS if any(item.iter_markers(kind))]
     if len(kinds) != 1:
         return "marked " + (" and ".join(kinds) if kinds else "neither unit nor integration")

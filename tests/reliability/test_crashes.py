@@ -75,6 +75,7 @@ from support.store_checks import (
 
 from shardwatch.core.profiles import LAION400M
 from shardwatch.scan.engine import scan_shard
+from shardwatch.store import retry as store_retry
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
@@ -425,7 +426,12 @@ def test_immediate_stop_during_a_write_burst_keeps_every_acknowledged_commit(
     leaks: LeakWatch,
     figure: Any,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The store waits out a server that is down (scenario 22 tests that patience); here the
+    # writer must give up while the server is down, so its patience is 1 s, not 30 s of wall
+    # clock before the restart.
+    monkeypatch.setattr(store_retry, "DISCONNECT_PATIENCE", 1.0)
     url = canaries.postgres_url(fresh_postgres_url)
     engine = make_engine(url)  # the writer's: used before, during and after the crash
     idle = make_engine(url)  # used before and after only: its connections go stale unseen

@@ -25,6 +25,16 @@ from support.loopback import free_port
 
 PREFECT = Path(sys.executable).with_name("prefect")
 STARTUP_SECONDS = 90.0
+IDLE_SERVICES = (
+    "LATE_RUNS",
+    "FOREMAN",
+    "CANCELLATION_CLEANUP",
+    "PAUSE_EXPIRATIONS",
+    "REPOSSESSOR",
+    "TRIGGERS",
+    "DB_VACUUM",
+    "CLEANUP_RECONCILER",
+)
 
 
 @dataclass
@@ -78,6 +88,10 @@ def start_prefect_server(home: Path) -> PrefectServer:
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="false",
+        # The loop services no test relies on stay off (half the idle CPU of a server that
+        # runs beside the tests); the scheduler, the event persister and the task-run
+        # recorder, which schedules, deployments and run records need, stay on.
+        **{f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in IDLE_SERVICES},
     )
     with (home / "server.log").open("wb") as log:
         process = subprocess.Popen(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.builders import tagged_table, write_shard
+from support.prefect_server import PrefectServer
 from support.store_checks import ingest, run_shardwatch, write_shards
 
 from shardwatch.store.repository import ResultStore
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.integration
 NOT_RUN = "validation could not run: "
 
 
-def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(tmp_path: Path) -> None:
+def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
     data, conf, cwd = tmp_path / "data", tmp_path / "conf", tmp_path / "elsewhere"
     for folder in (data, conf, cwd):
         folder.mkdir()
@@ -33,9 +36,8 @@ def test_a_run_whose_suite_is_missing_says_so_everywhere_and_exits_3(tmp_path: P
         f'[sources.files]\ntype = "local"\npath = "{data}"\n'
         '[alerts.channels.log]\ntype = "file"\n'
     )
-    done = run_shardwatch(
-        "run", "--config", str(cfg), cwd=cwd, PREFECT_HOME=str(tmp_path / "prefect")
-    )
+    with prefect_server.settings():  # the session's server, not a temporary one per test
+        done = run_shardwatch("run", "--config", str(cfg), cwd=cwd)
 
     assert done.returncode == 3, done.stdout + done.stderr
     out = done.stdout

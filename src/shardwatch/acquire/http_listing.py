@@ -41,8 +41,8 @@ class HttpListingSource:
         problem = url_problem(manifest_url)
         if problem is not None:
             raise ValueError(f"manifest URL: {problem}")
-        if urlsplit(manifest_url).scheme not in ("http", "https"):
-            scheme = urlsplit(manifest_url).scheme
+        scheme = urlsplit(manifest_url).scheme
+        if scheme not in ("http", "https"):
             shown = f"scheme {scheme!r}" if scheme else "no scheme (http:// or https://)"
             raise ValueError(f"manifest URL must be http(s), not {shown}")
         self.name = name

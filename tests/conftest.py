@@ -207,6 +207,14 @@ def store(database_url: str) -> Iterator[ResultStore]:
         engine.dispose()
 
 
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests go straight to the loopback servers: no proxy from the environment."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
 # --- loopback Slack-like receiver and SMTP server with scripted faults (tests/support/loopback.py)
 
 

@@ -32,7 +32,7 @@ from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 S = "12 cache heals"
 MiB = 1024 * 1024
@@ -44,12 +44,6 @@ def small(seed: int) -> bytes:
     pq.write_table(tagged_table(400, 2, seed=seed), sink)
     return bytes(sink.getvalue().to_pybytes())
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 @pytest.fixture

@@ -59,11 +59,8 @@ def server() -> Iterator[FaultServer]:
     srv.close()
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
+# every test here talks to loopback servers directly (each test marks its own kind)
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 def policy(server: FaultServer, canaries: Canaries, **overrides: Any) -> DownloadPolicy:

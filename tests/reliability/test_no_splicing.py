@@ -42,7 +42,7 @@ from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 from shardwatch.store.database import make_engine
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 S = "11 no splicing"
 SIZE = 300_000
@@ -54,12 +54,6 @@ PATH = "/data/shard.parquet"
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 @pytest.fixture

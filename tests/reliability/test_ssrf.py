@@ -31,7 +31,7 @@ from shardwatch.pipeline.monitor import discover, process, start
 from shardwatch.pipeline.resources import Resources
 from shardwatch.settings.config import load_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 S = "5 SSRF"
 BODY = b"PAR1" + b"\x00" * 100 + b"PAR1"
@@ -50,12 +50,6 @@ def canary() -> Iterator[CanaryListener]:
     yield listener
     listener.close()
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 def policy(server: FaultServer, canaries: Canaries, **overrides: Any) -> DownloadPolicy:

@@ -24,7 +24,7 @@ from shardwatch.acquire.http import fetch_bytes
 from shardwatch.acquire.partial import PartMeta, Validator, write_meta
 from shardwatch.acquire.policy import DownloadError, DownloadPolicy, host_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 MiB = 1024 * 1024
 CANARY = "CANARY-dl-5b1e07"  # the Authorization value: must never reach an error or a log
@@ -227,14 +227,6 @@ def outsider(make_server: Callable[..., Server]) -> Server:
     s = make_server("127.0.0.2")
     s.route("/x", serve(b"internal secrets"))
     return s
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loopback only: a proxy from the environment must not take part."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 class Sleeps(list[float]):

@@ -20,7 +20,7 @@ from shardwatch.acquire.hub import HubRepo, HuggingFaceSource
 from shardwatch.acquire.policy import DownloadPolicy
 from shardwatch.acquire.sources import RemoteShard
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 BEARER = f"Bearer {CANARY}"
 TREE = "/api/datasets/org/ds/tree/main?recursive=true"
@@ -31,12 +31,6 @@ BODY = b"PAR1"
 # An entry point: (first server, other server, tmp_path) -> the path it asks the first for.
 Client = Callable[[GetServer, GetServer, Path], str]
 
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 @pytest.fixture

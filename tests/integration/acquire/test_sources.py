@@ -30,7 +30,7 @@ from shardwatch.acquire.object_store import ObjectStoreSource
 from shardwatch.acquire.policy import DownloadError, DownloadPolicy
 from shardwatch.acquire.sources import RemoteShard, SourceError, allowed_hosts, cache_name
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_proxy")]
 
 LOOPBACK: set[str] = set()  # the origins (127.0.0.1:port) of this test's servers
 

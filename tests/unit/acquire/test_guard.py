@@ -40,6 +40,7 @@ def test_public_addresses_pass(address: str) -> None:
     assert _refusal(ipaddress.ip_address(address), private_ok=False) is None
 
 
+@pytest.mark.usefixtures("no_proxy")
 def test_a_failed_lookup_never_connects_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard's lookup fails (a SERVFAIL an attacker's DNS can give once): the request
     fails as a name-resolution error instead of letting urllib3 look the name up again and
@@ -57,8 +58,6 @@ def test_a_failed_lookup_never_connects_unchecked(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(guard.socket, "getaddrinfo", failing)
     monkeypatch.setattr("urllib3.util.connection.create_connection", no_connect)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
     policy = DownloadPolicy(allowed_hosts=frozenset({"data.example"}), attempts=1, backoff=0.0)
     with pytest.raises(DownloadError):
         fetch_bytes("http://data.example/m.json", policy=policy)

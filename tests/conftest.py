@@ -31,6 +31,7 @@ from support import db_templates
 from support.installed import install_wheel
 from support.loopback import LoopbackController, SlackReceiver, SmtpHandler, authenticator
 from support.prefect_server import PrefectServer, start_prefect_server
+from support.shared import exclusive, shared_root
 
 from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
@@ -254,8 +255,14 @@ def smtp() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `bin/` of a fresh virtualenv with this checkout's wheel installed, not editable
-    (built once per session; tests/support/installed.py)."""
-    return install_wheel(tmp_path_factory.mktemp("install"))
+    (built once per run and shared by the xdist workers; tests/support/installed.py)."""
+    root = shared_root(tmp_path_factory)
+    base, ready = root / "install", root / "install.ready"
+    with exclusive(root / "install.lock"):
+        if not ready.exists():
+            install_wheel(base)
+            ready.touch()
+    return base / "venv" / "bin"
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,14 @@
 """A regular (non-editable) install of shardwatch, as a user gets it: the wheel is built from
-this checkout and installed into a fresh virtualenv that reuses the test environment's
-dependencies (to stay fast). The `installed` fixture (conftest.py) builds it once per session;
-`run_installed` runs a command with a clean environment (no SHARDWATCH_*, no PYTHONPATH)."""
+a copy of this checkout (so the build never writes into the repository, and two builds cannot
+share its `build/` folder) and installed into a fresh virtualenv that reuses the test
+environment's dependencies (to stay fast). The `installed` fixture (conftest.py) builds it
+once per test run, shared by the xdist workers; `run_installed` runs a command with a clean
+environment (no SHARDWATCH_*, no PYTHONPATH)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -14,6 +17,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# What the wheel is not built from: caches, virtualenvs, earlier builds and the tests.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+    ".shardwatch", "tests", "benchmarks",
+)  # fmt: skip
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -37,12 +45,15 @@ def run_installed(
 
 
 def install_wheel(base: Path) -> Path:
-    """Build the wheel into `base` and install it (not editable) into `base/venv`; returns
-    the virtualenv's `bin/`."""
+    """Build the wheel into `base` from a copy of the checkout and install it (not editable)
+    into `base/venv`; returns the virtualenv's `bin/`. Whatever `base` held is replaced."""
     started = time.monotonic()
+    shutil.rmtree(base, ignore_errors=True)
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
     wheels = base / "wheels"
     built = run_installed(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source
     )
     assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("shardwatch-*.whl")

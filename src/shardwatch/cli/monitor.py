@@ -13,10 +13,10 @@ from shardwatch.cli.options import ConfigOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
 from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr
 from shardwatch.cli.store_access import check_store_url, store_engine
-from shardwatch.demo.run import DEFAULT_DEMO_DIR, demo_shards
 
 app = typer.Typer()
 
+DEFAULT_DEMO_DIR = Path(".shardwatch/demo")  # demo/run.py's, without loading pyarrow here
 NO_SOURCES = "no [sources] configured: add one to shardwatch.toml"
 
 
@@ -143,7 +143,13 @@ def demo(
     Failing checks and the corrupt shard are the point: they do not make it exit non-zero;
     validation that could not run does (exit 3).
     """
-    from shardwatch.demo.run import corrupt_shard, demo_config, serve_folder, write_manifest
+    from shardwatch.demo.run import (
+        corrupt_shard,
+        demo_config,
+        demo_shards,
+        serve_folder,
+        write_manifest,
+    )
 
     stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)

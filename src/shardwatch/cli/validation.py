@@ -9,9 +9,9 @@ import typer
 
 from shardwatch.cli.outcomes import Failed, Outcome
 from shardwatch.cli.printing import stderr
-from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # GX loads only in commands that validate
+    from shardwatch.settings.config import Settings
     from shardwatch.validate.gx_adapter import GxValidator
 
 

@@ -18,10 +18,10 @@ Integer fields stored as floats (and decimals) are numbers; an all-null column f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-import functools
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:  # pyarrow loads when a schema is judged, not with the alert rules

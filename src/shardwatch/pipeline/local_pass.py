@@ -19,7 +19,7 @@ from shardwatch.acquire.sources import RemoteShard
 from shardwatch.core.passes import PassSummary, ShardOutcome
 from shardwatch.pipeline import monitor as stages
 from shardwatch.pipeline.resources import Resources
-from shardwatch.present.artifacts import publish_artifacts
+from shardwatch.present.artifacts import build_report
 from shardwatch.settings.config import Settings
 
 
@@ -43,7 +43,7 @@ def local_pass(settings: Settings) -> PassSummary:
             outcomes += _process(res, found.later, run_id)  # copies: after their originals
             relayed = stages.relay_alerts(res)
             summary = stages.finish(res, run_id, found, outcomes, relayed)
-            publish_artifacts(settings, summary, res.store)
+            build_report(settings, summary, res.store)  # the HTML page; no Prefect artifact
         except BaseException as exc:
             stages.abandon(res, run_id, exc)
             raise

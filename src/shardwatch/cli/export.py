@@ -15,7 +15,7 @@ import typer
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt, DatasetOpt, ProgressOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
-from shardwatch.cli.printing import stderr
+from shardwatch.cli.printing import stderr_console
 from shardwatch.cli.store_access import db_error, no_results_yet, require_store_file, store_engine
 from shardwatch.core.names import shown
 
@@ -114,7 +114,7 @@ def export_flagged(
             BarColumn(),
             TextColumn("{task.completed:,}/{task.total:,} rows"),
             TimeRemainingColumn(),
-            console=stderr,
+            console=stderr_console(),
             disable=not show_progress,
             transient=True,
         ) as bar:

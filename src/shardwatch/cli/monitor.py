@@ -11,7 +11,7 @@ import typer
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
-from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr
+from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr_console
 from shardwatch.cli.store_access import check_store_url, store_engine
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def demo(
         write_manifest,
     )
 
-    stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
+    stderr_console().print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
     paths.append(corrupt_shard(out, paths[0]))
     write_manifest(out, paths)
@@ -197,7 +197,7 @@ def demo(
     with serve_folder(out) as base:
         config = demo_config(state_dir / "demo.toml", base + "manifest.json", state_dir)
         settings = options.load(config)
-        stderr.print(f"serving {out} at {base}; running the monitor flow", markup=False)
+        stderr_console().print(f"serving {out} at {base}; running the monitor flow", markup=False)
         summary = _pass_summary(flow(str(config), return_state=True))
     typer.echo("")
     print_pass(summary, settings)

@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import asdict
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,20 +27,11 @@ if TYPE_CHECKING:
 
 
 @functools.cache
-def _stderr_console() -> Console:
+def stderr_console() -> Console:
+    """Rich's console on stderr (progress bars, notes), made on first use: one per process."""
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
-
-
-class _LazyConsole:
-    """Rich's console on stderr, created (and Rich imported) on first use."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_stderr_console(), name)
-
-
-stderr = cast("Console", _LazyConsole())
 
 
 # A pipe or a file gets tables at their natural width: no column is squeezed, folded or cut

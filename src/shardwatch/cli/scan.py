@@ -12,7 +12,7 @@ import typer
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt, LexiconOpt, ProfileOpt, ProgressOpt
 from shardwatch.cli.outcomes import Outcome, command
-from shardwatch.cli.printing import stderr, stdout_console
+from shardwatch.cli.printing import stderr_console, stdout_console
 from shardwatch.core.names import json_shown, shown
 
 # The engine (pyarrow, polars, numpy) and Rich load only when a scan runs, not for --help.
@@ -91,7 +91,7 @@ def scan(
         BarColumn(),
         TextColumn("{task.completed:,}{task.fields[of]} rows"),
         TimeRemainingColumn(),
-        console=stderr,
+        console=stderr_console(),
         disable=not show_progress,
         transient=True,
     ) as bar:

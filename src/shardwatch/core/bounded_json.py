@@ -21,7 +21,6 @@ import json
 import re
 from dataclasses import dataclass
 
-
 # Escapes (a backslash and the character after it) go first, then the strings they were in,
 # which then hold no quote: both patterns are linear. (One pattern for strings with escapes
 # backtracks quadratically on `"\"\"\"...` with no closing quote.)

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((prefix + "local (run --local)", seconds, PASS_TARGET))
     print(f"\nfixed costs, best of {args.repeat}, {os.cpu_count()} CPUs, {args.rows:,} rows/shard")
     for name, seconds, target in rows:
-        print(f"  {name:<45} {verdict(seconds, target)}")
+        print(f"  {name:<60} {verdict(seconds, target)}")
 
 
 if __name__ == "__main__":

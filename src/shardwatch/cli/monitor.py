@@ -58,7 +58,7 @@ LocalOpt = Annotated[
     typer.Option(
         "--local",
         help="Run the pass's stages in this process, without Prefect: no Prefect API or "
-        "temporary server to start (a pass that finds nothing new takes about a second, not "
+        "temporary server to start (a pass that finds nothing new takes a second or two, not "
         "about 10), no task retries, no flow run in a Prefect UI. Same store, summary and exit "
         "codes.",
     ),

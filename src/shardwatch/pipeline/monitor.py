@@ -211,8 +211,10 @@ def finish(
         failed=counts["failed"] + counts["quarantined"],
     )
     docs = None
-    validator = res.validator
-    if validator is not None:
+    if res.settings.validation.enabled and not outcomes:
+        # nothing was validated: no page to prune, and GX need not load to name the index
+        docs = str(res.settings.validation.docs_dir / "index.html")
+    elif (validator := res.validator) is not None:
         inner = validator.inner
         docs = str(inner.rebuild_index() if inner.prune() else inner.paths.index)
     return PassSummary(

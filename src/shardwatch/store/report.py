@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
@@ -12,9 +13,11 @@ from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
 from shardwatch.store.report_domains import domain_sketch
 from shardwatch.store.report_model import DatasetReport, ProfileResolver
-from shardwatch.store.repository import ResultStore
 from shardwatch.store.snapshots import latest_done, read_snapshot
 from shardwatch.store.totals import build_report
+
+if TYPE_CHECKING:  # the writers (and the alert rules they judge) are not needed to read
+    from shardwatch.store.repository import ResultStore
 
 
 @translated
@@ -32,7 +35,7 @@ def dataset_report(
     sorted). Raises UnknownDataset, or ReportError when the shards cannot be added up
     (different similarity thresholds or term lists, as `ShardMetrics.merge` would refuse).
     """
-    engine = source.engine if isinstance(source, ResultStore) else source
+    engine = source if isinstance(source, Engine) else source.engine
     resolve = profiles or BUILTIN_PROFILES.get
     with read_snapshot(engine) as conn:
         dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))

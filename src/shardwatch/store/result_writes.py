@@ -15,7 +15,7 @@ from shardwatch.core.names import shown
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import ShardValidation
 from shardwatch.store import models as t
-from shardwatch.store.alert_state import record_alerts, record_failure
+from shardwatch.store.alert_state import record_alerts, record_dataset_alerts, record_failure
 from shardwatch.store.boundary import translated
 from shardwatch.store.claims import Claims
 from shardwatch.store.database import is_sqlite, transaction
@@ -177,6 +177,28 @@ class ResultWrites(Claims):
                 s.flush()
                 before_commit(s)
         return True
+
+    @translated
+    def judge_dataset(self, dataset: str, alerts: AlertPlan, *, run_id: int | None = None) -> bool:
+        """Judge the plan's dataset-level rules once on `dataset`'s exact total over its
+        latest done versions, in one transaction under the dataset lock (store/twins.py):
+        no result commit of the dataset interleaves, and the judge sees every committed
+        one. A pass calls it once after its shards (`complete` judges the shard-level rules
+        only, so a commit's cost does not grow with the dataset). Runs again if its
+        connection drops: judging the same total twice changes nothing the second time.
+        False when there was nothing to judge (no such dataset, no done shard, no rule)."""
+        if not any(r.applies_to("dataset") for r in alerts.rules):
+            return False
+
+        def attempt(_retry: bool) -> bool:
+            with transaction(self.sessions) as s:
+                ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+                if ds is None:
+                    return False
+                lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
+                return record_dataset_alerts(s, ds, alerts, run_id)
+
+        return retry_on_disconnect(attempt)
 
     @translated
     def fail(

@@ -138,11 +138,13 @@ def ingest_shards(
 
 
 def judge_dataset(job: IngestJob, outcomes: Sequence[Outcome]) -> None:
-    """Judge `job.alerts`' dataset-level rules once, after a pass that may have changed the
-    dataset's total (a shard stored, failed, quarantined or lost; not when every shard was
-    skipped or busy: the pass holding a busy shard judges after it). A database gone
-    away only delays the judgement to the next pass that changes the total."""
-    if job.alerts is None or all(o in ("skipped", "busy") for o in outcomes):
+    """Judge `job.alerts`' dataset-level rules once, and keep the dataset's sums for the
+    report (store/stored_totals.py), after a pass that may have changed the dataset's
+    total (a shard stored, failed, quarantined or lost; not when every shard was skipped or
+    busy: the pass holding a busy shard judges after it). A database gone away only delays
+    the judgement to the next pass that changes the total; the report sums the stored rows
+    meanwhile."""
+    if all(o in ("skipped", "busy") for o in outcomes):
         return
     try:
         job.store.judge_dataset(job.dataset, job.alerts, run_id=job.run_id)

@@ -175,9 +175,9 @@ def ingest_fetched(res: Resources, fetched: Fetch, run_id: int | None) -> ShardO
 
 def judge(res: Resources, run_id: int | None, outcomes: Sequence[ShardOutcome]) -> None:
     """The dataset-level alert rules, judged once after the pass's shards (each shard's
-    commit judged its shard-level rules): pipeline/ingest.judge_dataset."""
-    if res.settings.alerts.enabled:
-        judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
+    commit judged its shard-level rules), and the sums the report reads kept:
+    pipeline/ingest.judge_dataset."""
+    judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
 
 
 def process(res: Resources, shard: RemoteShard, run_id: int | None) -> ShardOutcome:

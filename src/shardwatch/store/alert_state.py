@@ -34,6 +34,7 @@ from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 from shardwatch.store import models as t
+from shardwatch.store.aggregates import Aggregates
 from shardwatch.store.errors import ReportError
 from shardwatch.store.notices import item_of, new_notice, scope_key
 from shardwatch.store.snapshots import latest_done
@@ -86,13 +87,20 @@ def record_alerts(
         writer.apply(ob, "shard", shard.uri, link)
 
 
-def record_dataset_alerts(s: Session, dataset_id: int, plan: AlertPlan, run_id: int | None) -> bool:
+def record_dataset_alerts(
+    s: Session,
+    dataset_id: int,
+    plan: AlertPlan,
+    run_id: int | None,
+    sums: Aggregates | None = None,
+) -> bool:
     """Judge the plan's dataset-level rules on the exact total over the dataset's latest done
     versions, and update the dataset's alert keys and the outbox, in the caller's
     transaction (which holds the dataset lock, so it sees every committed shard and no
-    commit of the dataset interleaves). False when there was nothing to judge (no done
-    shard, or shards that cannot be added up: the report says why)."""
-    total = _dataset_total(s, dataset_id)
+    commit of the dataset interleaves); `sums`: its aggregates, when just computed. False
+    when there was nothing to judge (no done shard, or shards that cannot be added up: the
+    report says why)."""
+    total = _dataset_total(s, dataset_id, sums)
     if total is None:
         return False
     dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == dataset_id)) or ""
@@ -120,9 +128,11 @@ def record_failure(
         writer.apply(ob, "shard", shard.uri, None)
 
 
-def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
+def _dataset_total(
+    s: Session, dataset_id: int, sums: Aggregates | None = None
+) -> ShardMetrics | None:
     try:
-        return dataset_total(s.connection(), dataset_id)
+        return dataset_total(s.connection(), dataset_id, sums)
     except ReportError:
         return None  # mixed lexicons or thresholds: the report says so; nothing to judge
 

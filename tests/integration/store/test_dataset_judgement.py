@@ -80,10 +80,19 @@ def assert_exact(store: ResultStore, current: list[Path]) -> None:
             continue
         assert got[key][0] == value[0] and got[key][2] == value[2], key
         assert got[key][1] == pytest.approx(value[1], rel=1e-12), key
+    assert_reported(store, total)
+    assert store.verify_total(DATASET)  # the pass kept these sums, and they are current
+
+
+def assert_reported(store: ResultStore, total: ShardMetrics) -> None:
     report = dataset_report(store, DATASET).total
     assert (report.rows, report.shards) == (total.rows, total.shards)
     assert report.nsfw_flag_counts == total.nsfw_flag_counts
+    assert report.keyword_nsfw_rows == total.keyword_nsfw_rows
+    assert report.similarity is not None and total.similarity is not None
+    assert report.similarity.histogram == total.similarity.histogram
     assert report.terms == total.terms
+    assert report.domains == total.domains
 
 
 def shards(directory: Path) -> list[Path]:
@@ -184,3 +193,22 @@ def test_a_dataset_breach_fires_once_and_recovers_once(
     ingest([clean], store, alerts=plan, force=True)  # recovered stays recovered
     assert len(kinds()) == 4
 
+
+
+def test_kept_sums_that_no_longer_cover_the_latest_versions_are_not_reported(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    a, b, _ = shards(tmp_path / "s")
+    ingest([a, b], store, alerts=PLAN)
+    assert store.verify_total(DATASET)
+    (version,) = [r for r in ingest([b], store, force=True) if r.shard_id]
+    assert version.outcome == "done"
+    assert store.verify_total(DATASET)  # a forced re-ingest keeps its sums again
+    # b claimed again and not finished (a worker died): only a is counted now, and the
+    # sums kept before cover b too, so the report sums the stored rows instead.
+    assert store.claim(version.shard_id, "other", 600, force=True)
+    assert not store.verify_total(DATASET)
+    assert_reported(store, reference([a]))
+    assert not store.verify_total(DATASET, rebuild=True)
+    assert store.verify_total(DATASET)
+    assert_reported(store, reference([a]))

@@ -76,7 +76,7 @@ class TimedStore(ResultStore):
     def judge_dataset(self, *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            return super().judge_dataset(*args, **kwargs)  # type: ignore[misc]
+            return super().judge_dataset(*args, **kwargs)
         finally:
             self.judgements.append(time.perf_counter() - t0)
 

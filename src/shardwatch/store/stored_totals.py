@@ -58,16 +58,20 @@ def summed(conn: Connection, latest: CTE) -> KeptSums:
 
 def keep_total(conn: Connection, dataset_id: int) -> KeptSums:
     """Sum the dataset's latest done versions and keep the sums with their key (in the
-    caller's transaction, which holds the dataset lock: no result commit interleaves)."""
+    caller's transaction, which holds the dataset lock: no result commit interleaves).
+    Claims and discovery do not take that lock, and on PostgreSQL each statement reads
+    its own snapshot, so the key is read before and after the sums: if the latest versions
+    changed in between, nothing is kept (the report sums the rows until the next pass)."""
     latest = latest_done(dataset_id)
     key = shards_key(conn, latest)
     sums = summed(conn, latest)
     conn.execute(delete(t.DatasetTotal).where(t.DatasetTotal.dataset_id == dataset_id))
-    conn.execute(
-        insert(t.DatasetTotal).values(
-            dataset_id=dataset_id, shards_key=key, sums=sums.to_json(), computed_at=t.utcnow()
+    if shards_key(conn, latest) == key:
+        conn.execute(
+            insert(t.DatasetTotal).values(
+                dataset_id=dataset_id, shards_key=key, sums=sums.to_json(), computed_at=t.utcnow()
+            )
         )
-    )
     return sums
 
 

@@ -139,12 +139,13 @@ def ingest_shards(
 
 def judge_dataset(job: IngestJob, outcomes: Sequence[Outcome]) -> None:
     """Judge `job.alerts`' dataset-level rules once, and keep the dataset's sums for the
-    report (store/stored_totals.py), after a pass that may have changed the dataset's
-    total (a shard stored, failed, quarantined or lost; not when every shard was skipped or
-    busy: the pass holding a busy shard judges after it). A database gone away only delays
-    the judgement to the next pass that changes the total; the report sums the stored rows
+    report (store/stored_totals.py), after a pass over some shard (not after an empty one,
+    nor when every shard was busy: the pass holding them judges after them). A skipped
+    shard counts: it may have made an older version current again (content A -> B -> A),
+    and a pass that died before judging leaves its judgement to the next pass over its
+    shards. A database gone away delays it to the next pass; the report sums the rows
     meanwhile."""
-    if all(o in ("skipped", "busy") for o in outcomes):
+    if all(o == "busy" for o in outcomes):
         return
     try:
         job.store.judge_dataset(job.dataset, job.alerts, run_id=job.run_id)

@@ -1,8 +1,8 @@
 """Dataset-level alert rules, judged once per pass (`ResultStore.judge_dataset`, under the
 dataset lock), on SQLite and PostgreSQL.
 
-What is judged is exact: after new shards, a replaced shard version, a quarantined twin and
-a forced re-ingest, every dataset observation equals the rules judged on an independent
+What is judged is exact: after new shards, a replaced shard version (and content A -> B -> A,
+which makes the older version current again), a quarantined twin and a forced re-ingest, every dataset observation equals the rules judged on an independent
 total (each current file scanned on its own, the scans merged). It does not depend on how
 the shards are split into passes. A dataset breach fires once and recovers once. (The store
 deletes no shard version: there is no deletion to test.)"""
@@ -112,9 +112,19 @@ def test_the_judged_total_is_exact_through_versions_twins_and_forced_reingests(
     ingest([c], store, alerts=PLAN)
     assert_exact(store, [a, b, c])
 
+    first = tmp_path / "b-v1.parquet"
+    shutil.copyfile(b, first)
     write_shard(adversarial_table(90, 7), tmp_path / "s", b.name)  # b's version 2 replaces v1
     (replaced,) = ingest([b], store, alerts=PLAN)
     assert (replaced.outcome, replaced.version) == ("done", 2)
+    assert_exact(store, [a, b, c])
+
+    shutil.copyfile(first, b)  # content A -> B -> A: version 1 is current again, unscanned
+    (again,) = ingest([b], store, alerts=PLAN)
+    assert (again.outcome, again.version) == ("skipped", 1)
+    assert_exact(store, [a, first, c])
+    write_shard(adversarial_table(90, 7), tmp_path / "s", b.name)  # and back to version 2
+    assert [r.outcome for r in ingest([b], store, alerts=PLAN)] == ["skipped"]
     assert_exact(store, [a, b, c])
 
     twin = tmp_path / "s" / "copy-of-c.parquet"

@@ -1,11 +1,12 @@
 """Dataset-level alert rules, judged once per pass (`ResultStore.judge_dataset`, under the
 dataset lock), on SQLite and PostgreSQL.
 
-What is judged is exact: after new shards, a replaced shard version (and content A -> B -> A,
-which makes the older version current again), a quarantined twin and a forced re-ingest, every dataset observation equals the rules judged on an independent
-total (each current file scanned on its own, the scans merged). It does not depend on how
-the shards are split into passes. A dataset breach fires once and recovers once. (The store
-deletes no shard version: there is no deletion to test.)"""
+What is judged is exact: after new shards, a replaced shard version (and content
+A -> B -> A, which makes the older version current again), a quarantined twin and a forced
+re-ingest, every dataset observation equals the rules judged on an independent total (each
+current file scanned on its own, the scans merged), and the report's total equals it too. It
+does not depend on how the shards are split into passes. A dataset breach fires once and
+recovers once. (The store deletes no shard version: there is no deletion to test.)"""
 
 from __future__ import annotations
 

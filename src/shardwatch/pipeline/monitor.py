@@ -30,7 +30,7 @@ from shardwatch.pipeline.discovery import (
     download_policy,
     is_settled,
 )
-from shardwatch.pipeline.ingest import Fingerprint, FooterVerdict, ingest_file
+from shardwatch.pipeline.ingest import Fingerprint, FooterVerdict, ingest_file, judge_dataset
 from shardwatch.pipeline.resources import Resources
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "finish",
     "ingest_fetched",
     "is_settled",
+    "judge",
     "load_flow",
     "process",
     "relay_alerts",
@@ -170,6 +171,13 @@ def ingest_fetched(res: Resources, fetched: Fetch, run_id: int | None) -> ShardO
         schema_drift=result.schema_drift.describe() if result.schema_drift else None,
         validation_error=not_run,
     )
+
+
+def judge(res: Resources, run_id: int | None, outcomes: Sequence[ShardOutcome]) -> None:
+    """The dataset-level alert rules, judged once after the pass's shards (each shard's
+    commit judged its shard-level rules), and the sums the report reads kept:
+    pipeline/ingest.judge_dataset."""
+    judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
 
 
 def process(res: Resources, shard: RemoteShard, run_id: int | None) -> ShardOutcome:

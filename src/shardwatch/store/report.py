@@ -11,9 +11,10 @@ from shardwatch.core.profiles import BUILTIN_PROFILES
 from shardwatch.store import models as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
-from shardwatch.store.report_domains import domain_sketch
+from shardwatch.store.report_domains import sketch_of
 from shardwatch.store.report_model import DatasetReport, ProfileResolver
 from shardwatch.store.snapshots import latest_done, read_snapshot
+from shardwatch.store.stored_totals import kept_total, summed
 from shardwatch.store.totals import build_report
 
 if TYPE_CHECKING:  # the writers (and the alert rules they judge) are not needed to read
@@ -43,7 +44,9 @@ def dataset_report(
             known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
-        built = build_report(conn, dataset, dataset_id, latest, resolve)
-        # The domain sketch only here: dataset_total runs in every shard's commit.
-        total = replace(built.total, domains=domain_sketch(conn, latest))
+        # The sums the last pass kept, if they still cover exactly these versions (same
+        # snapshot); else the stored rows are summed here (store/stored_totals.py).
+        sums = kept_total(conn, dataset_id, latest) or summed(conn, latest)
+        built = build_report(conn, dataset, dataset_id, latest, resolve, sums.aggregates)
+        total = replace(built.total, domains=sketch_of(sums.domains))
         return replace(built, total=total)

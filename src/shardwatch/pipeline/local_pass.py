@@ -2,8 +2,8 @@
 
 It composes the same stages as the flow (flows/monitor.py), in the same order, with one
 `Resources` per pass: start a run row -> discover -> fetch, check and ingest each new shard
-(`monitor.concurrency` threads; the copies after their originals) -> relay alerts -> finish
-and write the HTML report. The store records it like a flow's run, so a result or an alert
+(`monitor.concurrency` threads; the copies after their originals) -> judge the dataset-level
+rules once -> relay alerts -> finish and write the HTML report. The store records it like a flow's run, so a result or an alert
 is stored once whichever mode ran, and the next pass of either mode skips what this one
 stored. What Prefect adds is not here: no task retries (a failed fetch is recorded `failed`,
 and the next pass tries again), no flow run or Table 1 artifact in a Prefect UI, and no
@@ -41,6 +41,7 @@ def local_pass(settings: Settings) -> PassSummary:
             found = stages.discover(res)
             outcomes = _process(res, found.new, run_id)
             outcomes += _process(res, found.later, run_id)  # copies: after their originals
+            stages.judge(res, run_id, outcomes)  # the dataset-level rules, once per pass
             relayed = stages.relay_alerts(res)
             summary = stages.finish(res, run_id, found, outcomes, relayed)
             build_report(settings, summary, res.store)  # the HTML page; no Prefect artifact

@@ -48,6 +48,10 @@ def test_a_local_pass_stores_once_and_a_second_pass_in_either_mode_is_a_no_op(
     assert not (tmp_path / "prefect").exists()  # no Prefect server, not even a temporary one
     breaches = _notices(tmp_path)
     assert breaches and len(breaches) == len({json.dumps(n, sort_keys=True) for n in breaches})
+    scopes = {(n["rule"], str(n["scope"]).rsplit("/", 1)[-1]) for n in breaches}
+    assert ("nsfw-tag-rate", "shard a.parquet") in scopes  # a shard rule, in the shard's commit
+    # the dataset rule, judged once after the pass's shards: 100 of 2,000 rows
+    assert ("nsfw-tag-rate", "dataset (latest shard versions)") in scopes
 
     second = run_shardwatch_child("run", "--local", "--config", str(cfg), cwd=tmp_path, **no_api)
     assert second.returncode == 0, second.stderr

@@ -56,8 +56,8 @@ from shardwatch.validate.suites import (
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
     import great_expectations as gx
-    from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
+    from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
     )
@@ -67,7 +67,7 @@ with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
         ValidationResultIdentifier,
     )
     from great_expectations.validator.v1_validator import Validator
-    from great_expectations.validator.validator import calc_validation_statistics
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
 
 __all__ = [
     "DEFAULT_MAX_ROWS",

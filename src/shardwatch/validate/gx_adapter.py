@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 
 from shardwatch.core.validation import Check, ShardValidation, could_not_run
 from shardwatch.scan.features import ID
+from shardwatch.validate.assemble import suite_result
 from shardwatch.validate.data_docs import DataDocs
 from shardwatch.validate.docs_site import scrub_exceptions
 from shardwatch.validate.gx_context import (
@@ -41,6 +42,7 @@ from shardwatch.validate.gx_context import (
     quiet_gx,
     run_name,
 )
+from shardwatch.validate.memory import release_memory
 from shardwatch.validate.merge import merge_checks, weighed
 from shardwatch.validate.not_run import store_not_run
 from shardwatch.validate.plan import group_table, gx_order, plan
@@ -56,18 +58,13 @@ from shardwatch.validate.suites import (
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     warnings.filterwarnings("ignore", "module 'sre_", DeprecationWarning)
     import great_expectations as gx
-    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
     from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-    )
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
     from great_expectations.validator.v1_validator import Validator
-    from great_expectations.validator.validation_statistics import calc_validation_statistics
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -204,6 +201,7 @@ class GxValidator:
         return self._validation(name, validation.checks, [key])
 
     def _validate(self, features: pa.Table, name: str) -> ShardValidation:
+        release_memory()  # what the scan freed, before the frames are built
         parts = -(-features.num_rows // self.max_rows)
         if parts <= 1:
             key, checks = self._run(features, name, weigh=False)
@@ -264,21 +262,22 @@ class GxValidator:
                 found = validator.validate_expectation_suite(part)
             del frame, validator
             self._forget_batch()
+            release_memory()
             for position, result in zip(group.positions, found.results, strict=True):
                 results[position] = result
             meta = meta or dict(found.meta)
             batch_id = batch_id or found.batch_id
         del table
         results = [results[i] for i in gx_order(self._expectations[self.suite], results)]
-        suite_result = _suite_result(suite, results, meta, batch_id, definition, checkpoint, run_id)
+        assembled = suite_result(suite, results, meta, batch_id, definition, checkpoint, run_id)
         identifier = ValidationResultIdentifier(
             batch_identifier=batch_id,
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
             run_id=run_id,
         )
-        scrub_exceptions(suite_result.results)  # no traceback or local path is kept
-        self.context.validation_results_store.set(identifier, suite_result)
-        checks = tuple(to_check(i, r) for i, r in enumerate(suite_result.results))
+        scrub_exceptions(assembled.results)  # no traceback or local path is kept
+        self.context.validation_results_store.set(identifier, assembled)
+        checks = tuple(to_check(i, r) for i, r in enumerate(assembled.results))
         if weigh:
             checks = tuple(weighed(c, weights) for c in checks)
         return identifier, checks
@@ -347,38 +346,3 @@ def _partition(features: pa.Table, parts: int) -> pa.Array:
         hashes = ids.hash(seed=0x5A1D)
         return (hashes % parts).cast(pl.Int64).to_arrow()
     return pa.array(np.arange(features.num_rows, dtype=np.int64) * parts // features.num_rows)
-
-
-def _suite_result(
-    suite: Any,
-    results: list[Any],
-    meta: dict[str, Any],
-    batch_id: Any,
-    definition: Any,
-    checkpoint: Any,
-    run_id: Any,
-) -> Any:
-    """One suite result from its expectations' results, with the statistics and meta that
-    `ValidationDefinition.run` inside `Checkpoint.run` gives it (GX 1.x)."""
-    statistics = calc_validation_statistics(results)
-    meta = {
-        **meta,
-        "validation_id": definition.id,
-        "checkpoint_id": checkpoint.id,
-        "run_id": run_id,
-        "validation_time": run_id.run_time,
-        "batch_parameters": {"dataframe": DATAFRAME_REPLACEMENT_STR},
-    }
-    return ExpectationSuiteValidationResult(
-        results=results,
-        success=statistics.success,
-        suite_name=suite.name,
-        statistics={
-            "evaluated_expectations": statistics.evaluated_expectations,
-            "successful_expectations": statistics.successful_expectations,
-            "unsuccessful_expectations": statistics.unsuccessful_expectations,
-            "success_percent": statistics.success_percent,
-        },
-        meta=meta,
-        batch_id=batch_id,
-    )

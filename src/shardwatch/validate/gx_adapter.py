@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from shardwatch.core.validation import Check, ShardValidation, could_not_run
 from shardwatch.scan.features import ID
 from shardwatch.validate.assemble import suite_result
+from shardwatch.validate.compact import widen
 from shardwatch.validate.data_docs import DataDocs
 from shardwatch.validate.docs_site import scrub_exceptions
 from shardwatch.validate.gx_context import (
@@ -342,7 +343,7 @@ def _partition(features: pa.Table, parts: int) -> pa.Array:
     if ID in features.schema.names:
         import polars as pl
 
-        ids: Any = pl.from_arrow(features.column(ID))
+        ids: Any = pl.from_arrow(widen(features.select([ID])).column(ID))
         hashes = ids.hash(seed=0x5A1D)
         return (hashes % parts).cast(pl.Int64).to_arrow()
     return pa.array(np.arange(features.num_rows, dtype=np.int64) * parts // features.num_rows)

@@ -31,6 +31,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardwatch.validate.compact import widen
+
 # Expectations that read only the table's column names (and order).
 SCHEMA_ONLY = frozenset(
     {
@@ -103,18 +105,19 @@ def plan(expectations: Sequence[Mapping[str, Any]], schema: pa.Schema) -> list[G
 
 
 def group_table(table: pa.Table, group: Group) -> tuple[pa.Table, npt.NDArray[np.int64] | None]:
-    """The group's slice of the table, and (for CONDITIONED) the row numbers it keeps."""
+    """The group's slice of the table, its compacted columns widened back (compact.py), and
+    (for CONDITIONED) the row numbers it keeps."""
     sub = table if group.columns is None else table.select(list(group.columns))
     if group.rows == NO_ROWS:
-        return sub.slice(0, 0), None
+        return widen(sub.slice(0, 0)), None
     if group.rows == ALL_ROWS:
-        return sub, None
+        return widen(sub), None
     keep: Any = None
     for column, value in group.conditions:
         hit = pc.fill_null(pc.equal(table.column(column), pa.scalar(value)), False)
         keep = hit if keep is None else pc.or_(keep, hit)
     rows = np.flatnonzero(keep.to_numpy(zero_copy_only=False)).astype(np.int64)
-    return sub.take(pa.array(rows)), rows
+    return widen(sub.take(pa.array(rows))), rows
 
 
 def _referenced(kwargs: Mapping[str, Any]) -> set[str] | None:

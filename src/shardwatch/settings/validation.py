@@ -36,7 +36,7 @@ class ValidationSettings(StrictModel):
         default=500, ge=1, description="Newest validation results kept in Data Docs; older pruned."
     )
     max_rows: int = Field(
-        default=6_500_000,
+        default=4_000_000,
         ge=1,
         description="Rows per GX run: larger shards are validated in parts (split by id) and "
         "the checks merged exactly, to bound memory.",

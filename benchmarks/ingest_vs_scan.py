@@ -40,6 +40,7 @@ def run(cmd: list[str], cwd: Path) -> dict[str, Any]:
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     return {"wall_s": wall, "peak_mb": usage.ru_maxrss * 1024 / 1e6, "rc": proc.returncode,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
             "stdout": stdout, "stderr": stderr}
 
 
@@ -118,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nshard: {shard.name} ({shard.stat().st_size / 1e6:,.0f} MB), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, {exe}")
     print(f"{'round':>5}  {'scan (s)':>9} {'scan RSS (MB)':>14}  {'ingest (s)':>10} "
-          f"{'ingest RSS (MB)':>16}  {'ratio':>6}")
+          f"{'ingest RSS (MB)':>16}  {'ratio':>6}   {'CPU s: scan':>11} {'ingest':>7} {'ratio':>6}")
     for n, (s, i) in enumerate(zip(scans, ingests, strict=True), start=1):
         print(f"{n:>5}  {s['wall_s']:>9.2f} {s['peak_mb']:>14,.0f}  {i['wall_s']:>10.2f} "
-              f"{i['peak_mb']:>16,.0f}  {i['wall_s'] / s['wall_s']:>5.2f}x")
+              f"{i['peak_mb']:>16,.0f}  {i['wall_s'] / s['wall_s']:>5.2f}x   "
+              f"{s['cpu_s']:>11.1f} {i['cpu_s']:>7.1f} {i['cpu_s'] / s['cpu_s']:>5.2f}x")
+    print("(CPU s: user + system of the child, from wait4; less sensitive to other load than "
+          "wall time)")
     last = ingests[-1]
     statuses = [c[2] for c in last["checks"]]
     print(f"checks: {len(statuses)} ({statuses.count('passed')} passed, "

@@ -345,5 +345,5 @@ def _partition(features: pa.Table, parts: int) -> pa.Array:
 
         ids: Any = pl.from_arrow(widen(features.select([ID])).column(ID))
         hashes = ids.hash(seed=0x5A1D)
-        return (hashes % parts).cast(pl.Int64).to_arrow()
+        return (hashes % parts).cast(pl.Int32).to_arrow()  # alive while the parts run
     return pa.array(np.arange(features.num_rows, dtype=np.int64) * parts // features.num_rows)

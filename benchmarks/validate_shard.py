@@ -163,7 +163,7 @@ def report(args: argparse.Namespace, scan: dict[str, Any], val: dict[str, Any]) 
     print(f"{'validate phase, total':36}{val['wall_s']:>10.2f}{val['peak_rss_mib']:>16,.0f}")
     names = {"setup": "imports + GX context + suite",
              "scan_collect": "scan + collect (compacted)",
-             "validate": "validate (frame + checkpoint)", "publish": "publish (Data Docs page)"}
+             "validate": "validate (narrow frames, GX)", "publish": "publish (Data Docs page)"}
     for key, label in names.items():
         s = steps[key]
         print(f"  {label:34}{s['s']:>10.2f}{s['peak_rss_mib']:>16,.0f}{s['rss_mib']:>17,.0f}")

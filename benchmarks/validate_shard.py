@@ -78,23 +78,20 @@ def phase_validate(args: argparse.Namespace) -> dict[str, Any]:
         log(f"validate phase, {step}: {s['s']:.2f}s, RSS now {s['rss_mib']:,.0f} MiB, "
             f"peak so far {s['peak_rss_mib']:,.0f} MiB")
 
-    import pyarrow as pa
-
     from shardwatch.core.lexicon import BIRHANE2021
     from shardwatch.core.profiles import LAION400M
     from shardwatch.scan.engine import scan_shard
+    from shardwatch.validate.compact import FeatureCollector
     from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     validator = GxValidator(GxPaths(args.workdir / "gx", args.workdir / "docs"), SUITES_DIR, SUITE)
     validator.checkpoint(SUITE)  # suite load and GX objects: not part of the per-shard cost
     mark("setup")
 
-    batches: list[pa.RecordBatch] = []
-    scan_shard(args.shard, LAION400M, BIRHANE2021, workers=args.workers,
-               on_features=batches.append)
-    n_batches = len(batches)
-    table = pa.Table.from_batches(batches)
-    batches.clear()  # as ingest._validate does: the table holds the only references
+    collector = FeatureCollector()  # as ingest does: features compacted while scanning
+    scan_shard(args.shard, LAION400M, BIRHANE2021, workers=args.workers, on_features=collector)
+    n_batches = len(collector.batches)
+    table = collector.table()  # the table holds the only references
     rows, nbytes, columns = table.num_rows, table.nbytes, table.num_columns
     mark("scan_collect")
 
@@ -165,8 +162,8 @@ def report(args: argparse.Namespace, scan: dict[str, Any], val: dict[str, Any]) 
     print(f"  {'scan (no features)':34}{scan['scan_s']:>10.2f}")
     print(f"{'validate phase, total':36}{val['wall_s']:>10.2f}{val['peak_rss_mib']:>16,.0f}")
     names = {"setup": "imports + GX context + suite",
-             "scan_collect": "scan + collect + from_batches",
-             "validate": "validate (frame + checkpoint)", "publish": "publish (Data Docs page)"}
+             "scan_collect": "scan + collect (compacted)",
+             "validate": "validate (narrow frames, GX)", "publish": "publish (Data Docs page)"}
     for key, label in names.items():
         s = steps[key]
         print(f"  {label:34}{s['s']:>10.2f}{s['peak_rss_mib']:>16,.0f}{s['rss_mib']:>17,.0f}")

@@ -33,6 +33,7 @@ from shardwatch.store.errors import StoreUnavailable
 from shardwatch.store.repository import ResultStore
 from shardwatch.store.result_writes import BeforeCommit
 from shardwatch.store.shard_versions import IdenticalContent, ShardVersion
+from shardwatch.validate.compact import FeatureCollector
 
 __all__ = [
     "Fingerprint",
@@ -201,7 +202,7 @@ def ingest_file(
         if isinstance(info, FooterInfo) and info.pages is not None:
             batch_size = batch_rows(info.pages, batch_size, cap)
     validator = job.validator
-    feature_batches: list[pa.RecordBatch] = []
+    features = FeatureCollector()  # compacted while the scan runs (validate/compact.py)
     drifts: list[SchemaDrift] = []
     try:
         metrics = scan_shard(
@@ -211,7 +212,7 @@ def ingest_file(
             batch_size=batch_size,
             workers=job.workers,
             progress=job.progress,
-            on_features=feature_batches.append if validator is not None else None,
+            on_features=features if validator is not None else None,
             domain_top_k=job.domain_top_k,
             on_drift=drifts.append,
             max_decoded_bytes=cap,
@@ -226,7 +227,7 @@ def ingest_file(
     drift = drifts[0] if drifts else NO_DRIFT
     validation = None
     if validator is not None:
-        validation = _validate(validator, feature_batches, job.dataset, sv.id, sv.version)
+        validation = _validate(validator, features, job.dataset, sv.id, sv.version)
         validation = blame_drift(validation, drift)  # drift is not a data failure
     try:
         stored = store.complete(
@@ -278,14 +279,13 @@ def _ended(
 
 def _validate(
     validator: ShardValidator,
-    batches: list[pa.RecordBatch],
+    features: FeatureCollector,
     dataset: str,
     shard_id: int,
     version: int,
 ) -> ShardValidation:
     """Validate the collected features; a validator crash becomes one errored check."""
-    table = pa.Table.from_batches(batches)
-    batches.clear()  # the table holds the only references: conversion can free them
+    table = features.table()  # the table holds the only references: conversion can free them
     try:
         return validator.validate(table, dataset, shard_id, version)
     except Exception as exc:  # GX failing on one shard must not stop the run

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardwatch.core.validation import Check, ShardValidation, could_not_run
 from shardwatch.scan.features import ID
+from shardwatch.validate.assemble import suite_result
+from shardwatch.validate.compact import widen
 from shardwatch.validate.data_docs import DataDocs
 from shardwatch.validate.docs_site import scrub_exceptions
 from shardwatch.validate.gx_context import (
@@ -40,8 +43,10 @@ from shardwatch.validate.gx_context import (
     quiet_gx,
     run_name,
 )
+from shardwatch.validate.memory import release_memory
 from shardwatch.validate.merge import merge_checks, weighed
 from shardwatch.validate.not_run import store_not_run
+from shardwatch.validate.plan import group_table, gx_order, plan
 from shardwatch.validate.results import to_check
 from shardwatch.validate.suites import (
     SuiteError,
@@ -56,6 +61,11 @@ with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+    from great_expectations.validator.v1_validator import Validator
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -82,16 +92,23 @@ DEFAULT_PARTIAL_UNEXPECTED = 10
 DEFAULT_MAX_ROWS = 4_000_000
 
 
+def coded_ids(features: pa.Table) -> pa.Table:
+    """The table with its text ids replaced by integer codes (equal ids, equal codes)."""
+    if ID in features.schema.names and pa.types.is_large_string(features.schema.field(ID).type):
+        ids = features.column(ID).combine_chunks()
+        codes = pc.dictionary_encode(ids).indices.cast(pa.int64())
+        codes = pc.if_else(ids.is_null(), pa.scalar(None, pa.int64()), codes)
+        features = features.set_column(features.schema.get_field_index(ID), ID, codes)
+    return features
+
+
 def feature_frame(features: pa.Table) -> Any:
-    """The pandas frame GX validates: categories stay categorical, text ids become codes.
+    """The whole pandas frame GX would validate in one run: categories stay categorical,
+    text ids become codes (the validator itself converts only each group's narrow frame).
 
     Arrow buffers are released column by column while converting, to keep the peak low.
     """
-    if ID in features.schema.names and pa.types.is_large_string(features.schema.field(ID).type):
-        ids = features.column(ID).combine_chunks()
-        codes = pc.dictionary_encode(ids).indices.cast(pa.int64())  # equal ids, equal codes
-        codes = pc.if_else(ids.is_null(), pa.scalar(None, pa.int64()), codes)
-        features = features.set_column(features.schema.get_field_index(ID), ID, codes)
+    features = coded_ids(features)
     pool = pa.default_memory_pool()
     pool.release_unused()
     frame = features.to_pandas(self_destruct=True, split_blocks=True)
@@ -127,6 +144,7 @@ class GxValidator:
         paths.docs.mkdir(parents=True, exist_ok=True)
         self.context: Any = open_context(paths, keep_results)
         self._checkpoints: dict[str, Any] = {}
+        self._expectations: dict[str, list[dict[str, Any]]] = {}  # each suite's, as in its file
         self.site = DataDocs(self.context, paths, suite, keep_results)
 
     # -- objects, got or added ---------------------------------------------------------------
@@ -139,6 +157,7 @@ class GxValidator:
             except SuiteError as exc:  # shown in alerts and Data Docs: no local path
                 raise SuiteError(str(exc).replace(str(found.path), found.path.name)) from None
             suite = self.context.suites.add_or_update(ExpectationSuite(**raw))
+            self._expectations[suite_name] = list(raw["expectations"])
             definition = self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(
                     name=suite_name, data=batch_definition(self.context), suite=suite
@@ -183,6 +202,7 @@ class GxValidator:
         return self._validation(name, validation.checks, [key])
 
     def _validate(self, features: pa.Table, name: str) -> ShardValidation:
+        release_memory()  # what the scan freed, before the frames are built
         parts = -(-features.num_rows // self.max_rows)
         if parts <= 1:
             key, checks = self._run(features, name, weigh=False)
@@ -198,9 +218,17 @@ class GxValidator:
         return self._validation(name, merge_checks(per_part), keys)
 
     def _run(self, features: pa.Table, name: str, *, weigh: bool) -> tuple[Any, tuple[Check, ...]]:
-        """One checkpoint run. With `weigh`, mean checks also carry the part's non-null
-        count of their column (and whether it is boolean), so that parts can be merged."""
+        """One run of the suite, stored as one GX result (one Data Docs page). With `weigh`,
+        mean checks also carry the part's non-null count of their column (and whether it is
+        boolean), so that parts can be merged.
+
+        The suite is run group by group (plan.py), each group on the narrow frame that has
+        exactly the rows and columns its expectations read, and the groups' results are put
+        back in the suite's order in one suite result, as one checkpoint run would store it.
+        """
         checkpoint = self.checkpoint(self.suite)
+        [definition] = checkpoint.validation_definitions
+        suite = definition.suite
         weights = {
             field.name: (
                 features.num_rows - features.column(field.name).null_count,
@@ -208,18 +236,49 @@ class GxValidator:
             )
             for field in features.schema
         }
-        frame = feature_frame(features)
+        table = coded_ids(features)
         del features
-        with quiet_gx():
-            result = checkpoint.run(
-                batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=name)
+        run_id = RunIdentifier(run_name=name)
+        configs = suite.expectation_configurations
+        results: list[Any] = [None] * len(configs)
+        meta: dict[str, Any] = {}
+        batch_id: Any = None
+        for group in plan(self._expectations[self.suite], table.schema):
+            sub, rows = group_table(table, group)
+            frame = sub.to_pandas(split_blocks=True)
+            del sub
+            if rows is not None:
+                frame.index = pd.Index(rows)
+            part = ExpectationSuite(
+                name=suite.name,
+                expectations=[configs[i] for i in group.positions],
+                suite_parameters=suite.suite_parameters,
             )
-        del frame
-        self._forget_batch()
-        [(identifier, suite_result)] = result.run_results.items()
-        if scrub_exceptions(suite_result.results):  # no traceback or local path is kept
-            self.context.validation_results_store.set(identifier, suite_result)
-        checks = tuple(to_check(i, r) for i, r in enumerate(suite_result.results))
+            validator = Validator(
+                batch_definition=definition.batch_definition,
+                batch_parameters={"dataframe": frame},
+                result_format=self.result_format,
+            )
+            with quiet_gx():
+                found = validator.validate_expectation_suite(part)
+            del frame, validator
+            self._forget_batch()
+            release_memory()
+            for position, result in zip(group.positions, found.results, strict=True):
+                results[position] = result
+            meta = meta or dict(found.meta)
+            batch_id = batch_id or found.batch_id
+        del table
+        results = [results[i] for i in gx_order(self._expectations[self.suite], results)]
+        assembled = suite_result(suite, results, meta, batch_id, definition, checkpoint, run_id)
+        identifier = ValidationResultIdentifier(
+            batch_identifier=batch_id,
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+            run_id=run_id,
+        )
+        scrub_exceptions(assembled.results)  # no traceback or local path is kept
+        self.context.validation_results_store.set(identifier, assembled)
+        checks = tuple(to_check(i, r) for i, r in enumerate(assembled.results))
         if weigh:
             checks = tuple(weighed(c, weights) for c in checks)
         return identifier, checks
@@ -284,7 +343,7 @@ def _partition(features: pa.Table, parts: int) -> pa.Array:
     if ID in features.schema.names:
         import polars as pl
 
-        ids: Any = pl.from_arrow(features.column(ID))
+        ids: Any = pl.from_arrow(widen(features.select([ID])).column(ID))
         hashes = ids.hash(seed=0x5A1D)
-        return (hashes % parts).cast(pl.Int64).to_arrow()
+        return (hashes % parts).cast(pl.Int32).to_arrow()  # alive while the parts run
     return pa.array(np.arange(features.num_rows, dtype=np.int64) * parts // features.num_rows)

@@ -241,7 +241,8 @@ def finish(
     validator = res.validator
     if validator is not None:
         inner = validator.inner
-        docs = str(inner.rebuild_index() if inner.prune() else inner.paths.index)
+        inner.prune()  # the index is rebuilt from every stored result, whichever process
+        docs = str(inner.rebuild_index())  # (a Dask worker) validated and rendered them
     return PassSummary(
         run_id,
         tuple(outcomes),

@@ -32,8 +32,11 @@ _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 class GxPaths:
     """Where the private GX project and the Data Docs site live."""
 
-    root: Path  # .shardwatch/gx
+    root: Path  # .shardwatch/gx: its validation results are shared by every process
     docs: Path  # .shardwatch/docs
+    # This process's own GX project (suites, validation definitions, checkpoints), which
+    # no other process rewrites; None: `root` (one process at a time).
+    project: Path | None = None
 
     @property
     def index(self) -> Path:
@@ -72,7 +75,7 @@ def _project_config(paths: GxPaths, keep_results: int) -> Any:
             },
             "validation_results_store": {
                 "class_name": "ValidationResultsStore",
-                "store_backend": _store("uncommitted/validations/"),
+                "store_backend": _store(paths.root / "uncommitted" / "validations"),
             },
             "checkpoint_store": {
                 "class_name": "CheckpointStore",
@@ -108,7 +111,7 @@ def open_context(paths: GxPaths, keep_results: int) -> Any:
         return gx.get_context(
             mode="file",
             project_config=_project_config(paths, keep_results),
-            context_root_dir=str(paths.root),
+            context_root_dir=str(paths.project or paths.root),
         )
 
 

@@ -45,12 +45,28 @@ SHARDS, ROWS, LEASE = 8, 20_000, 30  # the killed shard's retry comes well withi
 
 
 class Folder:
-    """Serves a folder over loopback HTTP (quiet)."""
+    """Serves a folder over loopback HTTP (quiet). A file named in `hold` is answered only
+    once every other listed shard has been asked for (at most 30 s later: `held_out`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, hold: str | None = None) -> None:
+        self.asked: list[str] = []
+        self.others = threading.Event()
+        self.held_out = False
+        server = self
+
         class Quiet(SimpleHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/")
+                server.asked.append(name)
+                shards = {p.name for p in folder.glob("*.parquet")}
+                if shards - {hold} <= set(server.asked):
+                    server.others.set()
+                if name == hold and not server.others.wait(30):
+                    server.held_out = True
+                super().do_GET()
 
         handler = functools.partial(Quiet, directory=str(folder))
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -184,6 +200,31 @@ def kill_a_worker_holding_a_claim(url: str, cluster: Cluster, timeout: float) ->
     finally:
         engine.dispose()
     raise AssertionError("no worker held a claim")
+
+
+def test_a_slow_shard_holds_one_slot_not_a_group(
+    prefect: PrefectServer, tmp_path: Path
+) -> None:
+    """A rolling queue of 2 slots: while the first shard is held, the 3 others go through the
+    second slot one after another (in fixed groups of 2, they would wait for it)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        pq.write_table(tagged_table(50, 0, seed=i), data / f"part-{i}.parquet")
+    manifest = [{"url": f"part-{i}.parquet"} for i in range(4)]
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    server = Folder(data, hold="part-0.parquet")
+    try:
+        cfg = config(tmp_path, f"sqlite:///{tmp_path / 'store.sqlite'}",
+                     f"{server.base}/manifest.json", 'task_runner = "thread"\nconcurrency = 2')
+        with cfg.open("a") as fh:
+            fh.write("[validation]\nenabled = false\n")
+        state = load_flow()(str(cfg), return_state=True)
+    finally:
+        server.close()
+    assert state.is_completed(), state.message
+    assert state.result(raise_on_failure=False).counts == {"done": 4}
+    assert not server.held_out, server.asked  # part-3 was asked for while part-0 was held
 
 
 def test_an_external_cluster_started_elsewhere_validates_stores_and_recovers_from_a_kill(

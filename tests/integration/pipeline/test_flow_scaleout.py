@@ -181,6 +181,17 @@ def statuses(url: str) -> dict[str, str]:
         engine.dispose()
 
 
+def backends(postgres_server: Any, database: str) -> int:
+    """Connections open to `database`, this query's own excluded."""
+    engine = make_engine(postgres_server.url("postgres"))
+    try:
+        with engine.connect() as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = :d"
+            return int(conn.execute(text(query), {"d": database}).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def kill_a_worker_holding_a_claim(url: str, cluster: Cluster, timeout: float) -> int:
     """SIGKILL the worker process that holds a live shard claim, as soon as one does."""
     engine = make_engine(url)
@@ -272,6 +283,8 @@ def test_an_external_cluster_started_elsewhere_validates_stores_and_recovers_fro
         index = Path(summary.data_docs).read_text()
         for o in summary.outcomes:
             assert f"shard-{o.shard_id}.v{o.version}" in index, o.uri
+        # each worker process keeps one engine: 1 thread, so 1 connection in use at a time
+        assert backends(postgres_server, fresh_postgres_database) <= 2 * (1 + 1)
         assert not list(elsewhere.glob("**/*.html"))  # nothing written in the workers' folder
         assert not (elsewhere / ".shardwatch").exists()
 

@@ -1,4 +1,5 @@
-"""GX context: the private file project under `<state_dir>/gx`, its stores, the Data Docs
+"""GX context: the file project under `<state_dir>/gx` (its validation results shared; a
+process's suites and checkpoints in its own `GxPaths.project`), its stores, the Data Docs
 site's place, and the data source every checkpoint reads a feature frame from.
 
 Every GX object is got-or-added, so reruns never fail on "already exists". Run names are

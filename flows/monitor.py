@@ -155,6 +155,7 @@ def _pass(res: Resources) -> stages.PassSummary:
         for o in outcomes:
             if o.outcome in ("failed", "quarantined"):
                 log.warning("%s %s: %s", o.outcome, shown(o.uri), shown(o.reason or ""))
+        stages.judge(res, run_id, outcomes)  # the dataset-level rules, once per pass
         relayed = relay(res)
         summary = stages.finish(res, run_id, found, outcomes, relayed)
         publish_artifacts(res.settings, summary, res.store)

@@ -49,8 +49,8 @@ from support.reliability.leaks import Canaries, LeakWatch
 from support.store_checks import ALL_TABLES, run_shardwatch, subprocess_env, table_counts
 
 from shardwatch.demo.run import serve_folder
-from shardwatch.export.flag_rules import UnknownRule
 from shardwatch.export.flagged import ExportError, ExportRequest
+from shardwatch.export.rule_names import UnknownRule
 from shardwatch.pipeline.export import export_flagged
 from shardwatch.pipeline.monitor import PassSummary, ShardOutcome, discover, process
 from shardwatch.pipeline.resources import Resources

@@ -3,8 +3,8 @@ worker kills, on the real PostgreSQL. 50 shards in CI; 500 with SHARDWATCH_SLOW=
 
 Two tests/support/reliability/concurrency_worker.py processes run at a time (the concurrency
 limit), each over every shard in its own order, going back over the shards another worker holds
-until none is left, judging alert rules in each shard's transaction as the monitor does
-(`--alerts`):
+until none is left, judging alert rules as the monitor does (`--alerts`: shard rules in each
+shard's transaction, dataset rules once after each pass):
 
 - the keeper lives through the whole soak; it is the process whose RSS is sampled;
 - the other slot is killed with SIGKILL at a random moment 0.2-1.0 s after its replacement

@@ -14,10 +14,10 @@ from shardwatch.cli.options import ConfigOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
 from shardwatch.cli.store_access import db_error, require_store_file, store_engine
 from shardwatch.core.names import shown
-from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
     from shardwatch.alerting.relay import RelayResult
+    from shardwatch.settings.config import Settings
     from shardwatch.store.database import StoreEngine
     from shardwatch.store.outbox import Outbox
 

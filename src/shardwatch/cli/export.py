@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt, DatasetOpt, ProgressOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
-from shardwatch.cli.printing import stderr
+from shardwatch.cli.printing import stderr_console
 from shardwatch.cli.store_access import db_error, no_results_yet, require_store_file, store_engine
 from shardwatch.core.names import shown
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer()
 
 
 def _export_help() -> str:
-    from shardwatch.export.flag_rules import RULES, TERM_RULE_HELP
+    from shardwatch.export.rule_names import RULES, TERM_RULE_HELP
 
     rules = "\n\n".join(f"  {name}: {text}" for name, text in RULES.items())
     return (
@@ -87,8 +89,10 @@ def export_flagged(
     config: ConfigOpt = None,
 ) -> Outcome:
 
-    from shardwatch.export.flag_rules import UnknownRule, parse_rule
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from shardwatch.export.flagged import ExportError, ExportRequest
+    from shardwatch.export.rule_names import UnknownRule, parse_rule
     from shardwatch.pipeline.export import export_flagged as run_export
     from shardwatch.store.database import current
     from shardwatch.store.errors import ReportError, StoreFailed
@@ -110,7 +114,7 @@ def export_flagged(
             BarColumn(),
             TextColumn("{task.completed:,}/{task.total:,} rows"),
             TimeRemainingColumn(),
-            console=stderr,
+            console=stderr_console(),
             disable=not show_progress,
             transient=True,
         ) as bar:

@@ -4,19 +4,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
-from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr
+from shardwatch.cli.printing import ReportFormat, print_pass, print_report, stderr_console
 from shardwatch.cli.store_access import check_store_url, store_engine
-from shardwatch.demo.run import DEFAULT_DEMO_DIR, demo_shards
+
+if TYPE_CHECKING:
+    from shardwatch.core.passes import PassSummary
+    from shardwatch.settings.config import Settings
 
 app = typer.Typer()
 
+DEFAULT_DEMO_DIR = Path(".shardwatch/demo")  # demo/run.py's, without loading pyarrow here
 NO_SOURCES = "no [sources] configured: add one to shardwatch.toml"
 
 
@@ -49,11 +53,29 @@ def _pass_summary(state: Any) -> Any:
     return summary
 
 
+LocalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        help="Run the pass's stages in this process, without Prefect: no Prefect API or "
+        "temporary server to start (a pass that finds nothing new takes a second or two, not "
+        "about 10), no task retries, no flow run in a Prefect UI. Same store, summary and exit "
+        "codes.",
+    ),
+]
+
+
 @command(app, "run")
-def run_monitor(config: ConfigOpt = None) -> Outcome:
+def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     """Run one monitor pass (the Prefect flow): discover new or changed shards in the
     configured [sources], fetch and check them, scan, validate and store each, relay alerts,
     and write a report with Table 1 and charts under <state_dir>/reports/.
+
+    With PREFECT_API_URL set the flow runs against that Prefect server (its runs, logs and
+    Table 1 artifact appear in the UI); without it Prefect starts a temporary local server
+    for the pass, which costs about 10 s. `--local` runs the same stages without Prefect
+    (no fetch retries: a failed fetch is recorded and the next pass tries again). Either
+    way each result and alert is stored once, and the next pass skips it.
 
     Exit 0 when every shard was stored; 3 if a shard failed or was quarantined (the others
     were still processed), a shard was left not done (busy under another worker's claim,
@@ -64,13 +86,26 @@ def run_monitor(config: ConfigOpt = None) -> Outcome:
     if not settings.sources:
         raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
     check_store_url(settings)
-    _prefect_quiet()
-    flow = _monitor_flow()
-    summary = _pass_summary(flow(str(config) if config else None, return_state=True))
+    if local:
+        summary = _local_summary(settings)
+    else:
+        _prefect_quiet()
+        flow = _monitor_flow()
+        summary = _pass_summary(flow(str(config) if config else None, return_state=True))
     print_pass(summary, settings)
     if summary.failed or summary.not_done or summary.source_errors:
         return Outcome.INPUT_FAILED
     return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK
+
+
+def _local_summary(settings: Settings) -> PassSummary:
+    """A pass without Prefect; an exception ends the command as a failed flow does (exit 3)."""
+    from shardwatch.pipeline.local_pass import local_pass
+
+    try:
+        return local_pass(settings)
+    except Exception as exc:
+        raise Failed(Outcome.RUN_FAILED, f"the monitor flow failed: {exc}") from None
 
 
 @command(app)
@@ -144,9 +179,15 @@ def demo(
     Failing checks and the corrupt shard are the point: they do not make it exit non-zero;
     validation that could not run does (exit 3).
     """
-    from shardwatch.demo.run import corrupt_shard, demo_config, serve_folder, write_manifest
+    from shardwatch.demo.run import (
+        corrupt_shard,
+        demo_config,
+        demo_shards,
+        serve_folder,
+        write_manifest,
+    )
 
-    stderr.print(f"writing demo shards under {out} (reused when present)", markup=False)
+    stderr_console().print(f"writing demo shards under {out} (reused when present)", markup=False)
     paths = demo_shards(out, shards=shards, rows=rows)
     paths.append(corrupt_shard(out, paths[0]))
     write_manifest(out, paths)
@@ -157,7 +198,7 @@ def demo(
     with serve_folder(out) as base:
         config = demo_config(state_dir / "demo.toml", base + "manifest.json", state_dir)
         settings = options.load(config)
-        stderr.print(f"serving {out} at {base}; running the monitor flow", markup=False)
+        stderr_console().print(f"serving {out} at {base}; running the monitor flow", markup=False)
         summary = _pass_summary(flow(str(config), return_state=True))
     typer.echo("")
     print_pass(summary, settings)

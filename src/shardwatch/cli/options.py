@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shardwatch.cli.outcomes import Failed, Outcome
-from shardwatch.scan.profile_hint import profile_problem
-from shardwatch.settings.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from shardwatch.settings.config import Settings
 
 ConfigOpt = Annotated[
     Path | None,
@@ -45,6 +46,8 @@ ProgressOpt = Annotated[
 def load(config: Path | None, **overrides: Any) -> Settings:
     """The effective settings (CONFIG, the environment, then OVERRIDES); a bad configuration
     is a usage error."""
+    from shardwatch.settings.config import ConfigError, load_settings
+
     try:
         return load_settings(config, **overrides)
     except ConfigError as exc:
@@ -66,6 +69,8 @@ def expand(paths: list[Path]) -> list[Path]:
 
 def check_profile_fit(paths: list[Path], settings: Settings) -> None:
     """Stop (exit 2) when a CSV/TSV shard does not fit the default profile (profile_hint.py)."""
+    from shardwatch.scan.profile_hint import profile_problem
+
     problem = profile_problem(paths, settings)
     if problem is not None:
         raise Failed(Outcome.BAD_USAGE, problem)

@@ -4,6 +4,7 @@ code."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import asdict
@@ -11,19 +12,26 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from shardwatch.core.names import json_shown, shown
-from shardwatch.present.paper import paper_table
-from shardwatch.present.render import report_markdown, summary, table1_csv
-from shardwatch.settings.config import Settings
 
-if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
+# Rich, the presenters, the settings and the store stack load only in the commands that
+# print with them: `shardwatch --help` and `scan --help` import none of them.
+if TYPE_CHECKING:
+    from rich.console import Console
+
     from shardwatch.alerting.relay import RelayResult
     from shardwatch.pipeline.ingest import IngestResult
+    from shardwatch.settings.config import Settings
     from shardwatch.store.report_model import DatasetReport
 
-stderr = Console(stderr=True, highlight=False)
+
+@functools.cache
+def stderr_console() -> Console:
+    """Rich's console on stderr (progress bars, notes), made on first use: one per process."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 # A pipe or a file gets tables at their natural width: no column is squeezed, folded or cut
@@ -33,6 +41,8 @@ PIPE_WIDTH = 4096
 
 def stdout_console() -> Console:
     """A console on stdout: the terminal's width, or unwrapped tables for a pipe."""
+    from rich.console import Console
+
     return Console(
         highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH
     )
@@ -220,6 +230,9 @@ def print_report(result: DatasetReport, fmt: ReportFormat) -> None:
     if fmt is ReportFormat.json:
         sys.stdout.write(json_shown(json.dumps(result.to_dict(), ensure_ascii=False)) + "\n")
         return
+    from shardwatch.present.paper import paper_table
+    from shardwatch.present.render import report_markdown, summary, table1_csv
+
     lexicon = ", ".join(result.lexicons)
     if fmt is ReportFormat.csv:
         sys.stdout.write(table1_csv(total, labels, lexicon))

@@ -4,7 +4,7 @@ or domains view."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,13 +13,17 @@ from shardwatch.cli.options import ConfigOpt, DatasetOpt
 from shardwatch.cli.outcomes import Failed, Outcome, command
 from shardwatch.cli.printing import ReportFormat, print_domains, print_drift, print_report
 from shardwatch.cli.store_access import db_error, no_results_yet, require_store_file, store_engine
-from shardwatch.core.profiles import DatasetProfile
-from shardwatch.settings.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from shardwatch.core.profiles import DatasetProfile
+    from shardwatch.settings.config import Settings
 
 app = typer.Typer()
 
 
 def _profile_resolver(settings: Settings) -> Callable[[str], DatasetProfile | None]:
+    from shardwatch.settings.config import ConfigError
+
     def resolve(name: str) -> DatasetProfile | None:
         try:
             return settings.dataset_profile(name)

@@ -5,28 +5,28 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from shardwatch.cli import options
 from shardwatch.cli.options import ConfigOpt, LexiconOpt, ProfileOpt, ProgressOpt
 from shardwatch.cli.outcomes import Outcome, command
-from shardwatch.cli.printing import stderr, stdout_console
-from shardwatch.core.metrics import ShardMetrics
+from shardwatch.cli.printing import stderr_console, stdout_console
 from shardwatch.core.names import json_shown, shown
-from shardwatch.present.render import print_summary
-from shardwatch.scan.engine import CompiledLexicon, scan_shard
-from shardwatch.scan.reader import ShardReader, ShardReadError
-from shardwatch.settings.config import Settings
+
+# The engine (pyarrow, polars, numpy) and Rich load only when a scan runs, not for --help.
+if TYPE_CHECKING:
+    from shardwatch.core.metrics import ShardMetrics
+    from shardwatch.settings.config import Settings
 
 app = typer.Typer()
 
 
 def _count_rows(paths: list[Path], settings: Settings) -> int | None:
     """The shards' total rows for the progress bar; None if a CSV/TSV shard's is unknown."""
+    from shardwatch.scan.reader import ShardReader, ShardReadError
+
     total = 0
     for path in paths:
         try:
@@ -67,6 +67,14 @@ def scan(
     Metrics a shard's columns cannot support are listed as unavailable, not errors.
     An unreadable shard is reported on stderr and the rest are still scanned (exit 3).
     """
+    import pyarrow as pa
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from shardwatch.core.metrics import ShardMetrics
+    from shardwatch.present.render import print_summary
+    from shardwatch.scan.engine import CompiledLexicon, scan_shard
+    from shardwatch.scan.reader import ShardReadError
+
     settings = options.load(
         config, profile=profile, lexicon=lexicon, workers=workers, batch_size=batch_size
     )
@@ -83,7 +91,7 @@ def scan(
         BarColumn(),
         TextColumn("{task.completed:,}{task.fields[of]} rows"),
         TimeRemainingColumn(),
-        console=stderr,
+        console=stderr_console(),
         disable=not show_progress,
         transient=True,
     ) as bar:

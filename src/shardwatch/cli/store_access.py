@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from shardwatch.cli.outcomes import Failed, Outcome
 from shardwatch.core.errors import first_line
-from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:  # the store stack (SQLAlchemy, Alembic) loads only in commands that use it
+    from shardwatch.settings.config import Settings
     from shardwatch.store.database import StoreEngine
     from shardwatch.store.errors import StoreFailed
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from shardwatch.cli.outcomes import Failed, Outcome
-from shardwatch.cli.printing import stderr
-from shardwatch.settings.config import Settings
+from shardwatch.cli.printing import stderr_console
 
 if TYPE_CHECKING:  # GX loads only in commands that validate
+    from shardwatch.settings.config import Settings
     from shardwatch.validate.gx_adapter import GxValidator
 
 
@@ -21,7 +21,7 @@ def validation_on(settings: Settings, flag: bool | None) -> bool:
 
 def validator(settings: Settings) -> GxValidator:
     """The GX adapter for the configured suite; a bad suite is a usage error (exit 2)."""
-    stderr.print("loading Great Expectations ...", markup=False)
+    stderr_console().print("loading Great Expectations ...", markup=False)
     from shardwatch.pipeline.resources import gx_validator
     from shardwatch.validate.gx_adapter import SuiteError, find_suite, load_suite
 

@@ -21,8 +21,6 @@ import json
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 # Escapes (a backslash and the character after it) go first, then the strings they were in,
 # which then hold no quote: both patterns are linear. (One pattern for strings with escapes
 # backtracks quadratically on `"\"\"\"...` with no closing quote.)
@@ -56,6 +54,8 @@ def parse(body: bytes, limits: ListingLimits) -> object:
     ListingRefused, or ValueError (json.JSONDecodeError, UnicodeDecodeError) if invalid."""
     if len(body) > limits.max_bytes:
         raise ListingRefused(f"{len(body):,} bytes, above the limit of {limits.max_bytes:,}")
+    import numpy as np  # loaded when a listing is parsed, not with the settings
+
     structure = np.frombuffer(_STRING.sub(b"", _ESCAPE.sub(b"", body)), dtype=np.uint8)
     opens = (structure == ord("[")) | (structure == ord("{"))
     closes = (structure == ord("]")) | (structure == ord("}"))

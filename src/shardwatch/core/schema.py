@@ -18,12 +18,14 @@ Integer fields stored as floats (and decimals) are numbers; an all-null column f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow loads when a schema is judged, not with the alert rules
+    import pyarrow as pa
 
 from shardwatch.core.profiles import LOGICAL_FIELDS, DatasetProfile, LogicalField
 
@@ -71,29 +73,37 @@ def expected_kind(profile: DatasetProfile, logical: LogicalField) -> Kind:
 
 
 def _is_number(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
 
 
-_TEXT_TYPES: Final[tuple[Any, ...]] = tuple(
-    getattr(pa.types, name)
-    for name in (
-        "is_string",
-        "is_large_string",
-        "is_binary",
-        "is_large_binary",
-        "is_string_view",
-        "is_binary_view",
+@functools.cache
+def _text_types() -> tuple[Any, ...]:
+    import pyarrow as pa
+
+    return tuple(
+        getattr(pa.types, name)
+        for name in (
+            "is_string",
+            "is_large_string",
+            "is_binary",
+            "is_large_binary",
+            "is_string_view",
+            "is_binary_view",
+        )
+        if hasattr(pa.types, name)
     )
-    if hasattr(pa.types, name)
-)
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return any(check(t) for check in _TEXT_TYPES)
+    return any(check(t) for check in _text_types())
 
 
 def fits(kind: Kind, t: pa.DataType) -> bool:
     """Whether a column of type `t` can be read as `kind` (dictionaries by their values)."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_null(t):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import pyarrow as pa
+if TYPE_CHECKING:  # only an annotation: the store's readers need no pyarrow
+    import pyarrow as pa
 
 from shardwatch.core.schema import SchemaDrift, lost_feature
 

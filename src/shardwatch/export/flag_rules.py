@@ -4,52 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core.profiles import DatasetProfile, LogicalField
+from shardwatch.export.rule_names import ANY_OF, RULES, TERM_PREFIX
 from shardwatch.scan.columns import ResolvedColumns
 from shardwatch.scan.rows import RowView
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
-
-TERM_PREFIX: Final = "term:"
-# The fixed rules, in the order a row's reasons list them (then `term:<term>`, lexicon order),
-# each with what it flags and the report figure its row count equals.
-RULES: Final[dict[str, str]] = {
-    "keyword-nsfw": "an NSFW keyword in the caption or URL (= keyword_nsfw_rows)",
-    "tag-nsfw": 'the dataset\'s NSFW tag is "NSFW" (= nsfw_flag_counts.NSFW)',
-    "keyword-nsfw-tagged-unlikely": 'keyword-nsfw and tagged "UNLIKELY" '
-    "(= keyword_nsfw_by_tag.UNLIKELY)",
-    "below-similarity-cutoff": "similarity below the profile's cut-off "
-    "(= similarity.below_threshold)",
-    "unsafe-score": "the second NSFW score (e.g. punsafe) above the profile's unsafe_threshold "
-    "(= unsafe_rows)",
-    "any-nsfw": "keyword-nsfw or tag-nsfw or unsafe-score",
-}
-TERM_RULE_HELP: Final = (
-    "the caption matches watched term T as Table 1 counts it (= terms.T.matches)"
-)
-_ANY_OF: Final = ("keyword-nsfw", "tag-nsfw", "unsafe-score")
-
-
-class UnknownRule(ValueError):
-    """Not a rule name; the message lists the rules."""
-
-    def __init__(self, rule: str) -> None:
-        names = ", ".join([*RULES, f"{TERM_PREFIX}<term>"])
-        super().__init__(f"unknown rule {rule!r}; the rules are: {names}")
-
-
-def parse_rule(rule: str) -> str:
-    """`rule` if it names a rule (a fixed one or `term:<term>`), else raise UnknownRule."""
-    if rule in RULES or (rule.startswith(TERM_PREFIX) and rule[len(TERM_PREFIX) :].strip()):
-        return rule
-    raise UnknownRule(rule)
 
 
 def _lacks(columns: ResolvedColumns, profile: DatasetProfile, logical: LogicalField) -> str | None:
@@ -95,7 +61,7 @@ class ShardRules:
             masks["below-similarity-cutoff"] = view.below_similarity
         if view.unsafe is not None:
             masks["unsafe-score"] = view.unsafe
-        parts = [masks[name] for name in _ANY_OF if name in masks]
+        parts = [masks[name] for name in ANY_OF if name in masks]
         if parts:
             masks["any-nsfw"] = np.logical_or.reduce(parts)
         matches = None
@@ -126,8 +92,8 @@ def shard_rules(
         unavailable["below-similarity-cutoff"] = reason
     if (reason := _lacks(columns, profile, "unsafe_score")) is not None:
         unavailable["unsafe-score"] = reason
-    if all(name in unavailable for name in _ANY_OF):
-        unavailable["any-nsfw"] = "; ".join(unavailable[name] for name in _ANY_OF)
+    if all(name in unavailable for name in ANY_OF):
+        unavailable["any-nsfw"] = "; ".join(unavailable[name] for name in ANY_OF)
     return ShardRules(
         term_names=tuple(term_names),
         text_missing=text,

@@ -30,8 +30,9 @@ from shardwatch.acquire.download import download
 from shardwatch.acquire.policy import DownloadError, DownloadPolicy, safe_url
 from shardwatch.core.names import shown
 from shardwatch.core.profiles import DatasetProfile
-from shardwatch.export.flag_rules import RULES, TERM_PREFIX, parse_rule, shard_rules
+from shardwatch.export.flag_rules import shard_rules
 from shardwatch.export.remove_list import RemoveListFile, export_schema, output_batch
+from shardwatch.export.rule_names import RULES, TERM_PREFIX, parse_rule
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.scan.fingerprint import fingerprint
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ __all__ = [
     "fingerprint",
     "ingest_file",
     "ingest_shards",
+    "judge_dataset",
     "worker_id",
 ]
 log = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ def ingest_shards(
     hostile schemas). With a `job.validator`, each shard's feature table (from the same
     streaming pass) is validated and the checks are written in the shard's single results
     transaction; its Data Docs page is rendered only after that commit. With `job.alerts`,
-    alert rules are judged and outbox notices written in that same transaction (a relay
-    sends them later).
+    the shard-level rules are judged and outbox notices written in that same transaction
+    (a relay sends them later); the dataset-level rules once, after the last shard
+    (`judge_dataset`).
     A shard whose columns drifted from the profile (schema.py) is still stored with every
     metric its usable columns allow; the drift is stored with it, and checks it kept from
     running are errored with the drift as their reason, never failed.
@@ -130,7 +132,25 @@ def ingest_shards(
         results.append(result)
         if on_result is not None:
             on_result(result)
+    if down is None:
+        judge_dataset(job, [r.outcome for r in results])
     return results
+
+
+def judge_dataset(job: IngestJob, outcomes: Sequence[Outcome]) -> None:
+    """Judge `job.alerts`' dataset-level rules once, and keep the dataset's sums for the
+    report (store/stored_totals.py), after a pass over some shard (not after an empty one,
+    nor when every shard was busy: the pass holding them judges after them). A skipped
+    shard counts: it may have made an older version current again (content A -> B -> A),
+    and a pass that died before judging leaves its judgement to the next pass over its
+    shards. A database gone away delays it to the next pass; the report sums the rows
+    meanwhile."""
+    if all(o == "busy" for o in outcomes):
+        return
+    try:
+        job.store.judge_dataset(job.dataset, job.alerts, run_id=job.run_id)
+    except StoreUnavailable as exc:
+        log.warning("dataset alerts not judged: database unavailable (%s)", exc.driver)
 
 
 def ingest_file(

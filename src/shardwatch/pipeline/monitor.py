@@ -31,7 +31,7 @@ from shardwatch.pipeline.discovery import (
     download_policy,
     is_settled,
 )
-from shardwatch.pipeline.ingest import Fingerprint, FooterVerdict, ingest_file
+from shardwatch.pipeline.ingest import Fingerprint, FooterVerdict, ingest_file, judge_dataset
 from shardwatch.pipeline.resources import Resources
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "finish",
     "ingest_fetched",
     "is_settled",
+    "judge",
     "load_flow",
     "not_finished",
     "process",
@@ -174,6 +175,13 @@ def ingest_fetched(res: Resources, fetched: Fetch, run_id: int | None) -> ShardO
     )
 
 
+def judge(res: Resources, run_id: int | None, outcomes: Sequence[ShardOutcome]) -> None:
+    """The dataset-level alert rules, judged once after the pass's shards (each shard's
+    commit judged its shard-level rules), and the sums the report reads kept:
+    pipeline/ingest.judge_dataset."""
+    judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
+
+
 def process(
     res: Resources,
     shard: RemoteShard,
@@ -238,8 +246,10 @@ def finish(
         failed=counts["failed"] + counts["quarantined"],
     )
     docs = None
-    validator = res.validator
-    if validator is not None:
+    if res.settings.validation.enabled and not outcomes:
+        # nothing was validated: no page to prune, and GX need not load to name the index
+        docs = str(res.settings.validation.docs_dir / "index.html")
+    elif (validator := res.validator) is not None:
         inner = validator.inner
         inner.prune()  # the index is rebuilt from every stored result, whichever process
         docs = str(inner.rebuild_index())  # (a Dask worker) validated and rendered them

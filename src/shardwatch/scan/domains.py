@@ -155,7 +155,10 @@ class DomainCounter:
         if not self._parts:
             return _SCHEMA.empty_table()
         table = pa.concat_tables(self._parts)
-        summed = table.group_by("domain").aggregate(
+        # On the calling thread: a threaded Acero plan can release its last batches, whose
+        # buffers may be numpy-owned, on an Arrow pool thread after the call returns; during
+        # interpreter exit that aborts the process (docs/exit-134.md, second cause).
+        summed = table.group_by("domain", use_threads=False).aggregate(
             [("rows", "sum"), ("keyword_nsfw", "sum"), ("tag_nsfw", "sum")]
         )
         return summed.rename_columns(["domain", "rows", "keyword_nsfw", "tag_nsfw"]).cast(_SCHEMA)

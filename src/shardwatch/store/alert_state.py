@@ -1,7 +1,10 @@
 """Alert state: per alert key, breaches and recoveries, written with the shard's results.
 
 `record_alerts` runs inside `ResultStore.complete`'s transaction, so a shard's results and
-the notices they cause commit together or not at all. Per alert key (dataset x rule x scope):
+the notices they cause commit together or not at all. It judges the shard-level rules only:
+their cost does not grow with the dataset. The dataset-level rules are judged once per pass
+by `record_dataset_alerts` (`ResultStore.judge_dataset`, under the dataset lock), on the
+exact total over the latest done versions. Per alert key (dataset x rule x scope):
 - a new breach enqueues one `breach` notice per channel;
 - a breach that persists enqueues nothing (the relay adds a `reminder` after the re-notify
   interval);
@@ -15,7 +18,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from shardwatch.core.alert_items import docs_relative
 from shardwatch.core.alerts import (
@@ -31,6 +34,7 @@ from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import DRIFT_REASON, NOT_RUN_REASON, ShardValidation
 from shardwatch.store import models as t
+from shardwatch.store.aggregates import Aggregates
 from shardwatch.store.errors import ReportError
 from shardwatch.store.notices import item_of, new_notice, scope_key
 from shardwatch.store.snapshots import latest_done
@@ -47,27 +51,22 @@ def record_alerts(
     *,
     schema_drift: SchemaDrift | None = None,
 ) -> None:
-    """Judge the plan's rules on the shard and on its dataset's latest versions, and update
-    the alert keys and the outbox, in the caller's transaction (after the shard is `done`).
-    `schema_drift` rules judge `schema_drift` (None: not checked, so not judged)."""
+    """Judge the plan's shard-level rules on the shard, and update its alert keys and the
+    outbox, in the caller's transaction (after the shard is `done`, under the dataset lock).
+    `schema_drift` rules judge `schema_drift` (None: not checked, so not judged). Drift rules
+    judge the shard against its dataset's total, which then is summed here (the one
+    shard-level judgement whose cost grows with the dataset); dataset-level rules are not
+    judged here (`record_dataset_alerts`)."""
     shard = s.get(t.Shard, shard_id)
     if shard is None:  # pragma: no cover - the caller holds the shard's lease
         raise KeyError(shard_id)
     dataset_id = shard.dataset_id
-    lock = select(t.Dataset.name).where(t.Dataset.id == dataset_id)
-    if s.get_bind().dialect.name != "sqlite":
-        # One evaluator per dataset at a time: it then sees every committed shard
-        # (READ COMMITTED takes a fresh snapshot per statement after the lock is granted).
-        # NO KEY UPDATE: rows that merely reference the dataset are not blocked by it.
-        lock = lock.with_for_update(key_share=True)
-    dataset = s.scalar(lock) or ""
-    now = t.utcnow()
-    writer = _Writer(s, dataset_id, dataset, plan, run_id, now)
+    dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == dataset_id)) or ""
+    writer = _Writer(s, dataset_id, dataset, plan, run_id, t.utcnow())
 
     failures, detail = failing_checks(validation)
-    judge_dataset = any(r.applies_to("dataset") for r in plan.rules)
     total = None
-    if judge_dataset or any(r.metric in DRIFT_METRICS for r in plan.rules):
+    if any(r.metric in DRIFT_METRICS and r.applies_to("shard") for r in plan.rules):
         s.flush()
         total = _dataset_total(s, dataset_id)  # includes this shard (same transaction)
     shard_obs = judge(
@@ -87,11 +86,30 @@ def record_alerts(
     for ob in shard_obs:
         writer.apply(ob, "shard", shard.uri, link)
 
-    if judge_dataset and total is not None:
-        bad_shards = _failing_latest_shards(s, dataset_id)
-        index = "index.html" if plan.docs_index is not None else None
-        for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
-            writer.apply(ob, "dataset", None, index)
+
+def record_dataset_alerts(
+    s: Session,
+    dataset_id: int,
+    plan: AlertPlan,
+    run_id: int | None,
+    sums: Aggregates | None = None,
+) -> bool:
+    """Judge the plan's dataset-level rules on the exact total over the dataset's latest done
+    versions, and update the dataset's alert keys and the outbox, in the caller's
+    transaction (which holds the dataset lock, so it sees every committed shard and no
+    commit of the dataset interleaves); `sums`: its aggregates, when just computed. False
+    when there was nothing to judge (no done shard, or shards that cannot be added up: the
+    report says why)."""
+    total = _dataset_total(s, dataset_id, sums)
+    if total is None:
+        return False
+    dataset = s.scalar(select(t.Dataset.name).where(t.Dataset.id == dataset_id)) or ""
+    writer = _Writer(s, dataset_id, dataset, plan, run_id, t.utcnow())
+    bad_shards = _failing_latest_shards(s, dataset_id)
+    index = "index.html" if plan.docs_index is not None else None
+    for ob in judge(plan.rules, total, "dataset", validation_failures=bad_shards):
+        writer.apply(ob, "dataset", None, index)
+    return True
 
 
 def record_failure(
@@ -110,9 +128,11 @@ def record_failure(
         writer.apply(ob, "shard", shard.uri, None)
 
 
-def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
+def _dataset_total(
+    s: Session, dataset_id: int, sums: Aggregates | None = None
+) -> ShardMetrics | None:
     try:
-        return dataset_total(s.connection(), dataset_id)
+        return dataset_total(s.connection(), dataset_id, sums)
     except ReportError:
         return None  # mixed lexicons or thresholds: the report says so; nothing to judge
 
@@ -120,28 +140,39 @@ def _dataset_total(s: Session, dataset_id: int) -> ShardMetrics | None:
 def _new_domains(
     s: Session, shard: t.Shard, metrics: ShardMetrics, plan: AlertPlan
 ) -> dict[str, DomainStat] | None:
-    """The shard's listed domains that no other current done shard of the dataset lists
-    (None when no rule asks, or the shard has no domain sketch)."""
-    if metrics.domains is None or not any(
-        r.metric == "new_domain_keyword_nsfw_rate" for r in plan.rules
-    ):
+    """The shard's listed domains, of at least the rules' smallest `min_support` rows (the
+    rule judges no other), that no other current done shard of the dataset lists (None when
+    no rule asks, or the shard has no domain sketch). One indexed look-up per such domain,
+    which stops at the first current shard listing it: the cost does not grow with the
+    dataset."""
+    supports = [r.min_support for r in plan.rules if r.metric == "new_domain_keyword_nsfw_rate"]
+    if metrics.domains is None or not supports:
         return None
-    latest = latest_done(shard.dataset_id)
-    mine = list(metrics.domains.top)
-    seen: set[str] = set()
-    for start in range(0, len(mine), 500):  # bounded IN lists
-        seen.update(
-            s.scalars(
-                select(t.ShardDomain.domain)
-                .join(latest, latest.c.id == t.ShardDomain.shard_id)
-                .where(
-                    latest.c.uri != shard.uri,
-                    t.ShardDomain.domain.in_(mine[start : start + 500]),
-                )
-                .distinct()
-            ).all()
+    other, newer, sd = aliased(t.Shard), aliased(t.Shard), t.ShardDomain
+    current = ~exists().where(  # no more recently seen done version of the same URI
+        newer.dataset_id == other.dataset_id,
+        newer.uri == other.uri,
+        newer.status == "done",
+        or_(
+            newer.last_seen_at > other.last_seen_at,
+            and_(newer.last_seen_at == other.last_seen_at, newer.version > other.version),
+        ),
+    )
+    out: dict[str, DomainStat] = {}
+    for domain, stat in metrics.domains.top.items():
+        if stat.rows < min(supports):
+            continue
+        listed = exists().where(
+            sd.domain == domain,
+            other.id == sd.shard_id,
+            other.dataset_id == shard.dataset_id,
+            other.status == "done",
+            other.uri != shard.uri,
+            current,
         )
-    return {d: stat for d, stat in metrics.domains.top.items() if d not in seen}
+        if not s.scalar(select(listed)):
+            out[domain] = stat
+    return out
 
 
 def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:

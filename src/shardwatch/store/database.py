@@ -10,7 +10,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -187,13 +200,22 @@ def heads() -> list[str]:
     return list(script.get_heads())
 
 
+# Alembic's version table, as Alembic creates it (read by `current` without loading Alembic).
+_ALEMBIC_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+
+
 @translated
 def current(engine: Engine) -> str | None:
-    """The revision the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at, or None for an empty database. Read straight from
+    Alembic's version table, as Alembic's MigrationContext does, without loading Alembic
+    (`report` and `export-flagged` ask this first)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        versions = conn.execute(select(_ALEMBIC_VERSION.c.version_num)).scalars().all()
+    if len(versions) > 1:  # Alembic's own refusal: one linear history has one row
+        raise RuntimeError("the alembic_version table holds more than one revision")
+    return str(versions[0]) if versions else None
 
 
 def db_now(s: Session) -> datetime:

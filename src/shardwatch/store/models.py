@@ -319,6 +319,21 @@ class AlertOutbox(Base):
     )
 
 
+class DatasetTotal(Base):
+    """A dataset's sums over its latest done versions (store/stored_totals.py), kept by the
+    pass's closing judgement so that a report need not sum every stored row again. Used only
+    while `shards_key` (a digest of those versions' ids and result stamps) still matches."""
+
+    __tablename__ = "dataset_totals"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    shards_key: Mapped[str] = mapped_column(String(64))
+    sums: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class AlertChannel(Base):
     """One channel's send turn, shared by every relay: who may send to it now (`holder`,
     until `held_until`) and when the next message may go (`next_send_at`), so a channel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
@@ -10,11 +11,14 @@ from shardwatch.core.profiles import BUILTIN_PROFILES
 from shardwatch.store import models as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
-from shardwatch.store.report_domains import domain_sketch
+from shardwatch.store.report_domains import sketch_of
 from shardwatch.store.report_model import DatasetReport, ProfileResolver
-from shardwatch.store.repository import ResultStore
 from shardwatch.store.snapshots import latest_done, read_snapshot
+from shardwatch.store.stored_totals import kept_total, summed
 from shardwatch.store.totals import build_report
+
+if TYPE_CHECKING:  # the writers (and the alert rules they judge) are not needed to read
+    from shardwatch.store.repository import ResultStore
 
 
 @translated
@@ -32,7 +36,7 @@ def dataset_report(
     sorted). Raises UnknownDataset, or ReportError when the shards cannot be added up
     (different similarity thresholds or term lists, as `ShardMetrics.merge` would refuse).
     """
-    engine = source.engine if isinstance(source, ResultStore) else source
+    engine = source if isinstance(source, Engine) else source.engine
     resolve = profiles or BUILTIN_PROFILES.get
     with read_snapshot(engine) as conn:
         dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
@@ -40,7 +44,9 @@ def dataset_report(
             known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
-        built = build_report(conn, dataset, dataset_id, latest, resolve)
-        # The domain sketch only here: dataset_total runs in every shard's commit.
-        total = replace(built.total, domains=domain_sketch(conn, latest))
+        # The sums the last pass kept, if they still cover exactly these versions (same
+        # snapshot); else the stored rows are summed here (store/stored_totals.py).
+        sums = kept_total(conn, dataset_id, latest) or summed(conn, latest)
+        built = build_report(conn, dataset, dataset_id, latest, resolve, sums.aggregates)
+        total = replace(built.total, domains=sketch_of(sums.domains))
         return replace(built, total=total)

@@ -5,15 +5,26 @@ error of a domain is the floors of the shards that did not (metrics.DomainSketch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
 from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.selectable import CTE
 
 from shardwatch.core.domain_sketch import DomainSketch, DomainStat
 from shardwatch.store import models as t
+from shardwatch.store.aggregates import plain
 
 
 def domain_sketch(conn: Connection, latest: CTE) -> DomainSketch | None:
     """The merged sketch of the latest done shards that have one (None: no shard has)."""
+    return sketch_of(domain_sums(conn, latest))
+
+
+def domain_sums(conn: Connection, latest: CTE) -> dict[str, Any] | None:
+    """The sums `sketch_of` builds the sketch from, as plain values (None: no shard has a
+    sketch)."""
     sm, sd = t.ShardMetricsRow, t.ShardDomain
     totals = conn.execute(
         select(
@@ -31,9 +42,6 @@ def domain_sketch(conn: Connection, latest: CTE) -> DomainSketch | None:
     ).one()
     if not totals.shards:
         return None
-    floor_rows = int(totals.floor_rows or 0)
-    floor_keyword = int(totals.floor_keyword or 0)
-    floor_tag = int(totals.floor_tag or 0)
     listed = conn.execute(
         select(
             sd.domain,
@@ -47,17 +55,32 @@ def domain_sketch(conn: Connection, latest: CTE) -> DomainSketch | None:
         .join(latest, latest.c.id == sd.shard_id)
         .join(sm, sm.shard_id == sd.shard_id)
         .group_by(sd.domain)
+        .order_by(sd.domain)
     ).all()
+    return {
+        "totals": {k: plain(v) for k, v in totals._mapping.items()},
+        "listed": [[plain(v) for v in row] for row in listed],
+    }
+
+
+def sketch_of(sums: Mapping[str, Any] | None) -> DomainSketch | None:
+    """The merged sketch from `domain_sums`."""
+    if sums is None:
+        return None
+    totals = SimpleNamespace(**sums["totals"])
+    floor_rows = int(totals.floor_rows or 0)
+    floor_keyword = int(totals.floor_keyword or 0)
+    floor_tag = int(totals.floor_tag or 0)
     top = {
-        r.domain: DomainStat(
-            rows=int(r.rows),
-            keyword_nsfw=int(r.keyword),
-            tag_nsfw=int(r.tag),
-            rows_error=floor_rows - int(r.floor_rows or 0),
-            keyword_error=floor_keyword - int(r.floor_keyword or 0),
-            tag_error=floor_tag - int(r.floor_tag or 0),
+        domain: DomainStat(
+            rows=int(rows),
+            keyword_nsfw=int(keyword),
+            tag_nsfw=int(tag),
+            rows_error=floor_rows - int(f_rows or 0),
+            keyword_error=floor_keyword - int(f_keyword or 0),
+            tag_error=floor_tag - int(f_tag or 0),
         )
-        for r in listed
+        for domain, rows, keyword, tag, f_rows, f_keyword, f_tag in sums["listed"]
     }
     return DomainSketch(
         k=int(totals.k),

@@ -57,6 +57,12 @@ class ResultStore(ResultWrites):
         raise RuntimeError(f"could not create dataset {name!r}")
 
     @translated
+    def dataset_known(self, name: str) -> bool:
+        """Whether the store holds a dataset of that name."""
+        with self.sessions() as s:
+            return s.scalar(select(t.Dataset.id).where(t.Dataset.name == name)) is not None
+
+    @translated
     def register(
         self,
         dataset: str,

@@ -15,13 +15,15 @@ from shardwatch.core.names import shown
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import ShardValidation
 from shardwatch.store import models as t
-from shardwatch.store.alert_state import record_alerts, record_failure
+from shardwatch.store.alert_state import record_alerts, record_dataset_alerts, record_failure
 from shardwatch.store.boundary import translated
 from shardwatch.store.claims import Claims
 from shardwatch.store.database import is_sqlite, transaction
 from shardwatch.store.failures import end_shard
 from shardwatch.store.retry import retry_on_disconnect
 from shardwatch.store.shard_versions import IdenticalContent
+from shardwatch.store.snapshots import latest_done
+from shardwatch.store.stored_totals import keep_total, kept_total, same_sums, summed
 from shardwatch.store.twins import current_twin, lock_dataset
 
 BeforeCommit = Callable[[Session], None]
@@ -177,6 +179,55 @@ class ResultWrites(Claims):
                 s.flush()
                 before_commit(s)
         return True
+
+    @translated
+    def judge_dataset(
+        self, dataset: str, alerts: AlertPlan | None, *, run_id: int | None = None
+    ) -> bool:
+        """Judge the plan's dataset-level rules once on `dataset`'s exact total over its
+        latest done versions, in one transaction under the dataset lock (store/twins.py):
+        no result commit of the dataset interleaves, and the judge sees every committed
+        one. A pass calls it once after its shards (`complete` judges the shard-level rules
+        only, so a commit's cost does not grow with the dataset). Runs again if its
+        connection drops: judging the same total twice changes nothing the second time.
+        The sums it judges are kept for the report (store/stored_totals.py), with or
+        without `alerts`. False when there was nothing to judge (no such dataset, no done
+        shard, no plan)."""
+
+        def attempt(_retry: bool) -> bool:
+            with transaction(self.sessions) as s:
+                ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+                if ds is None:
+                    return False
+                lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
+                sums = keep_total(s.connection(), ds)  # the report reads them
+                if alerts is None:
+                    return False
+                return record_dataset_alerts(s, ds, alerts, run_id, sums.aggregates)
+
+        return retry_on_disconnect(attempt)
+
+    @translated
+    def verify_total(self, dataset: str, *, rebuild: bool = False) -> bool:
+        """Whether `dataset`'s kept sums (store/stored_totals.py) are current and equal the
+        sums of its stored rows; with `rebuild`, keep freshly computed ones whatever they
+        were (under the dataset lock). False for a dataset not stored."""
+
+        def attempt(_retry: bool) -> bool:
+            with transaction(self.sessions) as s:
+                ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+                if ds is None:
+                    return False
+                lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
+                conn = s.connection()
+                latest = latest_done(ds)
+                kept = kept_total(conn, ds, latest)
+                ok = kept is not None and same_sums(kept, summed(conn, latest))
+                if rebuild:
+                    keep_total(conn, ds)
+                return ok
+
+        return retry_on_disconnect(attempt)
 
     @translated
     def fail(

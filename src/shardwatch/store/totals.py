@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, case, func, literal, select
+from sqlalchemy import Connection, select
 from sqlalchemy.sql.selectable import CTE
 
 from shardwatch.core.lexicon import MatchMode
@@ -19,6 +20,7 @@ from shardwatch.core.metrics import (
 )
 from shardwatch.core.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, tag_keys
 from shardwatch.store import models as t
+from shardwatch.store.aggregates import Aggregates, aggregate
 from shardwatch.store.errors import ReportError
 from shardwatch.store.report_model import (
     DatasetReport,
@@ -73,53 +75,30 @@ def _ordered(counts: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def dataset_total(conn: Connection, dataset_id: int) -> ShardMetrics | None:
+def dataset_total(
+    conn: Connection, dataset_id: int, sums: Aggregates | None = None
+) -> ShardMetrics | None:
     """The exact total over the latest done versions, on `conn` (e.g. inside the
-    transaction that just stored a shard, which then counts); None if nothing is done."""
-    total = build_report(conn, "", dataset_id, latest_done(dataset_id), BUILTIN_PROFILES.get).total
+    transaction that just stored a shard, which then counts); None if nothing is done.
+    `sums`: their aggregates, when just computed on `conn`."""
+    latest = latest_done(dataset_id)
+    total = build_report(conn, "", dataset_id, latest, BUILTIN_PROFILES.get, sums).total
     return total if total.shards else None
 
 
 def build_report(
-    conn: Connection, dataset: str, dataset_id: int, latest: CTE, resolve: ProfileResolver
+    conn: Connection,
+    dataset: str,
+    dataset_id: int,
+    latest: CTE,
+    resolve: ProfileResolver,
+    sums: Aggregates | None = None,
 ) -> DatasetReport:
+    """The report over the versions `latest` lists; `sums`: their aggregates, when known
+    (store/stored_totals.py), else summed here."""
+    sums = sums if sums is not None else aggregate(conn, latest)
+    scalars = SimpleNamespace(**sums.scalars)
     sm = t.ShardMetricsRow
-    one, zero = literal(1), literal(0)
-
-    def count_true(condition: Any) -> Any:
-        return func.sum(case((condition, one), else_=zero))
-
-    scalars = conn.execute(
-        select(
-            func.count().label("shards"),
-            func.sum(sm.rows).label("rows"),
-            func.sum(sm.keyword_nsfw_rows).label("keyword_nsfw_rows"),
-            func.count(sm.keyword_nsfw_rows).label("with_keyword"),
-            func.sum(sm.paper_keyword_nsfw_rows).label("paper_keyword_nsfw_rows"),
-            func.count(sm.paper_keyword_nsfw_rows).label("with_paper"),
-            count_true(sm.has_nsfw_tag).label("with_tag"),
-            count_true(sm.has_terms).label("with_terms"),
-            count_true(and_(sm.has_terms, sm.has_nsfw_tag)).label("with_term_tags"),
-            func.count(sm.similarity_count).label("with_similarity"),
-            func.count(sm.similarity_threshold.distinct()).label("thresholds"),
-            func.min(sm.similarity_threshold).label("threshold_lo"),
-            func.max(sm.similarity_threshold).label("threshold_hi"),
-            func.sum(sm.similarity_count).label("sim_count"),
-            func.sum(sm.similarity_null).label("sim_null"),
-            func.sum(sm.similarity_below).label("sim_below"),
-            func.min(sm.similarity_min).label("sim_min"),
-            func.max(sm.similarity_max).label("sim_max"),
-            func.sum(sm.similarity_sum).label("sim_sum"),
-            func.sum(sm.hist_underflow).label("underflow"),
-            func.sum(sm.hist_overflow).label("overflow"),
-            func.count(sm.duplicate_ids).label("with_dup_ids"),
-            func.sum(sm.duplicate_ids).label("dup_ids"),
-            func.count(sm.duplicate_urls).label("with_dup_urls"),
-            func.sum(sm.duplicate_urls).label("dup_urls"),
-            func.sum(sm.unsafe_rows).label("unsafe_rows"),
-            func.sum(sm.keyword_unsafe_rows).label("keyword_unsafe_rows"),
-        ).join(latest, latest.c.id == sm.shard_id)
-    ).one()
 
     # Per-shard JSON columns (nulls, unavailable, notes) are merged here, in URI order.
     per_shard = conn.execute(
@@ -141,26 +120,7 @@ def build_report(
     profile_names = tuple(dict.fromkeys(sorted(r.profile for r in per_shard)))
     lexicon_names = tuple(dict.fromkeys(sorted(r.lexicon for r in per_shard)))
 
-    tag_rows = conn.execute(
-        select(
-            t.ShardTagCount.label,
-            func.sum(t.ShardTagCount.count),
-            func.sum(t.ShardTagCount.keyword_nsfw),
-            func.count(t.ShardTagCount.keyword_nsfw),
-            func.sum(t.ShardTagCount.unsafe),
-            func.count(t.ShardTagCount.unsafe),
-        )
-        .join(latest, latest.c.id == t.ShardTagCount.shard_id)
-        .group_by(t.ShardTagCount.label)
-    ).all()
-    tt = t.TermTagCount
-    term_tag_rows = conn.execute(
-        select(tt.term, tt.label, func.sum(tt.count))
-        .add_columns(func.sum(tt.keyword_nsfw), func.count(tt.keyword_nsfw), func.count())
-        .add_columns(func.sum(tt.paper_keyword_nsfw), func.count(tt.paper_keyword_nsfw))
-        .join(latest, latest.c.id == tt.shard_id)
-        .group_by(tt.term, tt.label)
-    ).all()
+    tag_rows, term_tag_rows = sums.tags, sums.term_tags
     labels = _label_order(
         [r[0] for r in tag_rows] + [r[1] for r in term_tag_rows], profile_names, resolve
     )
@@ -194,9 +154,7 @@ def build_report(
             "re-ingest them with one (shardwatch ingest --force --lexicon NAME), or select "
             "the lexicon they were scanned with"
         )
-    terms = _terms(
-        conn, latest, scalars, TermTags(term_tags, term_kw_tags, term_paper_tags), labels
-    )
+    terms = _terms(sums.terms, scalars, TermTags(term_tags, term_kw_tags, term_paper_tags), labels)
     same_paper = scalars.with_paper == scalars.with_keyword
     total = ShardMetrics(
         rows=as_int(scalars.rows),
@@ -206,7 +164,7 @@ def build_report(
         keyword_nsfw_rows=opt_int(scalars.keyword_nsfw_rows),
         paper_keyword_nsfw_rows=opt_int(scalars.paper_keyword_nsfw_rows) if same_paper else None,
         keyword_nsfw_by_tag=by_tag,
-        similarity=_similarity(conn, latest, scalars),
+        similarity=_similarity(sums.bins, scalars),
         terms=terms,
         unsafe_rows=opt_int(scalars.unsafe_rows),
         keyword_unsafe_rows=opt_int(scalars.keyword_unsafe_rows),
@@ -248,7 +206,7 @@ def _drift_text(row: Any) -> str | None:
     return str(drift.get("summary") or "columns differ from the profile")
 
 
-def _similarity(conn: Connection, latest: CTE, scalars: Any) -> SimilarityStats | None:
+def _similarity(bins: list[list[Any]], scalars: Any) -> SimilarityStats | None:
     if not scalars.with_similarity:
         return None
     if scalars.thresholds > 1:
@@ -258,11 +216,6 @@ def _similarity(conn: Connection, latest: CTE, scalars: Any) -> SimilarityStats 
             "profile (shardwatch ingest --force)"
         )
     counts = [0] * HIST_BINS
-    bins = conn.execute(
-        select(t.SimilarityBin.bin, func.sum(t.SimilarityBin.count))
-        .join(latest, latest.c.id == t.SimilarityBin.shard_id)
-        .group_by(t.SimilarityBin.bin)
-    ).all()
     for index, count in bins:
         counts[index] = as_int(count)
     return SimilarityStats(
@@ -288,8 +241,7 @@ class TermTags:
 
 
 def _terms(
-    conn: Connection,
-    latest: CTE,
+    term_rows: list[dict[str, Any]],
     scalars: Any,
     tags: TermTags,
     labels: Sequence[str],
@@ -297,25 +249,7 @@ def _terms(
     with_terms = as_int(scalars.with_terms)
     if not with_terms:
         return None
-    tm = t.TermMetricsRow
-    position = func.min(tm.position)
-    rows = conn.execute(
-        select(
-            tm.term,
-            tm.mode,
-            position.label("position"),
-            func.max(tm.position).label("last_position"),
-            func.count().label("shards"),
-            func.sum(tm.matches).label("matches"),
-            func.sum(tm.keyword_nsfw).label("keyword_nsfw"),
-            func.sum(tm.substring_matches).label("substring_matches"),
-            func.sum(tm.paper_keyword_nsfw).label("paper_keyword_nsfw"),
-            func.count(tm.paper_keyword_nsfw).label("with_paper"),
-        )
-        .join(latest, latest.c.id == tm.shard_id)
-        .group_by(tm.term, tm.mode)
-        .order_by(position, tm.term, tm.mode)
-    ).all()
+    rows = [SimpleNamespace(**r) for r in term_rows]
     # The same refusal as ShardMetrics.merge: every shard with terms has the same term list.
     names = [r.term for r in rows]
     if (

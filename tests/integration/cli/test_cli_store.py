@@ -98,3 +98,34 @@ def test_passwords_never_appear_in_cli_output(
     assert any(p.suffix == ".html" for p in written)  # the validation's Data Docs page
     for path in written:
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_db_totals_checks_and_rebuilds_the_kept_totals(database_url: str, tmp_path: Path) -> None:
+    """`ingest` keeps the dataset's sums; `db totals` finds them current, finds sums that no
+    longer equal the stored rows (exit 1), and `--rebuild` keeps fresh ones; an unknown
+    dataset is a usage error."""
+    from sqlalchemy import text
+
+    from shardwatch.store.database import make_engine
+
+    env = {"SHARDWATCH_DATABASE_URL": database_url}
+    shards = write_shards(tmp_path / "shards", 2, rows=60)
+    code, _, err = finish(start(["ingest", "--no-validate", *map(str, shards)], tmp_path, **env))
+    assert code == 0, err
+
+    def totals(*args: str) -> tuple[int, str]:
+        code, out, err = finish(start(["db", "totals", *args], tmp_path, **env))
+        return code, out + err
+
+    assert totals() == (0, "default: kept totals are current and equal the stored rows\n")
+    engine = make_engine(database_url)
+    with engine.begin() as conn:  # a stored count rewritten behind the store's back
+        conn.execute(text("UPDATE shard_metrics SET rows = rows + 1"))
+    engine.dispose()
+    code, out = totals()
+    assert code == 1 and "stale or differ from the stored rows (--rebuild)" in out
+    code, out = totals("--rebuild")
+    assert code == 0 and "rebuilt" in out
+    assert totals()[0] == 0
+    code, out = totals("--dataset", "other")
+    assert code == 2 and "no dataset 'other'" in out

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from support.builders import adversarial_table, write_shard
 from support.clocks import LONG_LEASE, expire_lease
 from support.store_checks import (
+    DATASET,
     SHARD_RESULT_TABLES,
     as_utc,
     ingest,
@@ -33,6 +34,7 @@ from support.store_checks import (
 )
 
 from shardwatch.store.database import make_engine, upgrade
+from shardwatch.store.report import dataset_report
 from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration
@@ -291,6 +293,10 @@ def test_three_processes_race_over_50_shards_exactly_once(
         assert details["dataset"] == (f"{sum(nsfw)} of {total_rows}", sum(nsfw) > 0)
         assert len(details) == 1 + sum(1 for n in nsfw if n)  # the dataset + breaching shards
         assert len(per_key) == len(details) and {n for _, n in per_key} == {1}, per_key
+        # The sums the last pass kept cover all 50 shards, and the report reads them.
+        store = ResultStore(engine)
+        assert store.verify_total(DATASET)
+        assert dataset_report(store, DATASET).total.rows == total_rows
     finally:
         engine.dispose()
 

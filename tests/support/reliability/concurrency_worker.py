@@ -14,8 +14,8 @@ Prints JSON lines on stdout, flushed as they happen, each with its wall-clock ti
 `--go`: then wait for that file, so that several workers start together. `--until-done`:
 after a pass, go over the shards reported `busy` again (held by another worker, perhaps a
 dead one whose lease has yet to expire) until none is, giving up (exit 1) after SECONDS.
-`--alerts`: judge tests/support/ingest_worker.py's `ALERTS` in each shard's transaction, as the
-monitor does with alerts on.
+`--alerts`: judge tests/support/ingest_worker.py's `ALERTS` as the monitor does with alerts
+on: the shard rules in each shard's transaction, the dataset rules once after each pass.
 The timing wrapper lives here, never in the production code.
 """
 

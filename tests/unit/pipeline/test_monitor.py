@@ -170,7 +170,7 @@ def test_a_monitor_pass_links_its_alerts_to_its_report_and_names_shards_by_file(
     `[alerts] reports_base_url` (`ingest`'s do not: tests/integration/cli/test_cli_alerts.py)."""
     import json
 
-    from shardwatch.pipeline.monitor import relay_alerts, start
+    from shardwatch.pipeline.monitor import judge, relay_alerts, start
 
     data = tmp_path / "data"
     data.mkdir()
@@ -191,8 +191,11 @@ min_support = 10
     res = Resources(settings)
     run_id = start(res)
     (shard,) = discover(res).new
-    assert process(res, shard, run_id).outcome == "done"
-    assert "2 to log" in relay_alerts(res)
+    outcome = process(res, shard, run_id)
+    assert outcome.outcome == "done"
+    assert "1 to log" in relay_alerts(res)  # the shard's: its commit judged it
+    judge(res, run_id, [outcome])  # the dataset's rules, once per pass, as the flow does
+    assert "1 to log" in relay_alerts(res)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert {r["scope"] for r in rows} == {"shard a.parquet", "dataset (latest shard versions)"}
     assert {r["report"] for r in rows} == {f"https://example.org/sw/reports/run-{run_id}.html"}

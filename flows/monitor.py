@@ -2,11 +2,13 @@
 one transaction) -> relay alerts -> roll up, with a Table 1 artifact and charts.
 
 It only composes `shardwatch.pipeline.monitor` stages, handing each the pass's `Resources`
-(settings, store, validator: pipeline/resources.py), built once per pass. Only I/O tasks
-(listing, fetching, relaying) have Prefect retries; scanning and storing do not (a store
-transaction is all or nothing, and the same bytes fail the same way twice). Shards fan out
-over a thread pool, or over Dask with `monitor.task_runner = "dask"` (`monitor.dask_address`
-for an existing cluster).
+(settings, store, validator: pipeline/resources.py), built once per pass. Each shard is one
+task (fetch, check, scan, validate, store), so nothing depends on where a runner places it.
+Listing and relaying have Prefect retries and a shard's fetch is tried again inside its task;
+scanning and storing are not retried (a store transaction is all or nothing, and the same
+bytes fail the same way twice). Shards go through a rolling queue of `monitor.concurrency`
+slots, over a thread pool, or over Dask with `monitor.task_runner = "dask"`
+(`monitor.dask_address` for an existing cluster).
 
     prefect deployment: shardwatch.flows.monitor.monitor   (see infra/prefect.yaml)
     one pass:           shardwatch run [--config F]
@@ -14,6 +16,8 @@ for an existing cluster).
 
 from __future__ import annotations
 
+import queue
+from itertools import islice
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -35,14 +39,18 @@ def discover(res: Resources) -> stages.Discovery:
     return stages.discover(res)
 
 
-@task(name="fetch", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def fetch(res: Resources, shard: RemoteShard) -> stages.Fetch:
-    return stages.fetch(res, shard)
+# A shard's fetch is tried this often, this many seconds apart, before it is recorded failed.
+FETCH_TRIES = 3
+FETCH_RETRY_DELAY = 5.0
 
 
-@task(name="ingest", cache_policy=NO_CACHE)
-def ingest(res: Resources, fetched: stages.Fetch, run_id: int) -> stages.ShardOutcome:
-    return stages.ingest_fetched(res, fetched, run_id)
+@task(name="shard", cache_policy=NO_CACHE)
+def process_shard(res: Resources, shard: RemoteShard, run_id: int) -> stages.ShardOutcome:
+    """Fetch (retried), check, scan, validate and store one shard in one task, so the
+    download and its scan always run on the same worker, wherever the runner places it."""
+    return stages.process(
+        res, shard, run_id, fetch_tries=FETCH_TRIES, retry_delay=FETCH_RETRY_DELAY
+    )
 
 
 @task(name="relay alerts", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -62,32 +70,45 @@ def task_runner(settings: Settings) -> Any:
     return ThreadPoolTaskRunner(max_workers=m.concurrency)
 
 
-def _outcome(
-    res: Resources, shard: RemoteShard, fetched: PrefectFuture[stages.Fetch], run_id: int
-) -> stages.ShardOutcome | PrefectFuture[stages.ShardOutcome]:
-    """The ingest task for a fetched shard; a fetch that failed after its retries is
-    recorded `failed` (the next pass tries again) and the run goes on."""
-    fetched.wait()
-    if fetched.state.is_failed():
-        error = fetched.state.result(raise_on_failure=False)
-        return stages.fetch_failed(res, shard, str(error))
-    # Prefect resolves the future argument to its Fetch; the stubs want the Fetch itself
-    return ingest.submit(res, fetched, run_id)  # type: ignore[call-overload,no-any-return]
+def _finished(shard: RemoteShard, future: PrefectFuture[stages.ShardOutcome]) -> Any:
+    """The outcome of a shard's task; a task that raised or never returned (its worker was
+    killed, the runner gave up on it) leaves the shard `pending`: not done."""
+    try:
+        result = future.result(raise_on_failure=False)
+    except BaseException as exc:  # e.g. distributed's KilledWorker, CancelledError
+        return stages.not_finished(shard, exc)
+    if isinstance(result, stages.ShardOutcome):
+        return result
+    return stages.not_finished(shard, result if isinstance(result, BaseException) else None)
 
 
 def _process(
     res: Resources, shards: tuple[RemoteShard, ...], run_id: int
 ) -> list[stages.ShardOutcome]:
-    """Fetch and ingest `shards`, `monitor.concurrency` at a time: at most that many
-    downloads sit in the cache at once, whatever the number of shards."""
-    window = res.settings.monitor.concurrency
-    outcomes: list[stages.ShardOutcome] = []
-    for start in range(0, len(shards), window):
-        batch = shards[start : start + window]
-        fetches = [fetch.submit(res, shard) for shard in batch]
-        pending = [_outcome(res, s, f, run_id) for s, f in zip(batch, fetches, strict=True)]
-        outcomes += [p if isinstance(p, stages.ShardOutcome) else p.result() for p in pending]
-    return outcomes
+    """A rolling queue: each shard's task is submitted as soon as one of the
+    `monitor.concurrency` slots frees, so a slow shard holds one slot, not a group, and at
+    most that many downloads sit in the cache at once. Outcomes keep the listing's order."""
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    running: dict[int, PrefectFuture[stages.ShardOutcome]] = {}
+    outcomes: list[stages.ShardOutcome | None] = [None] * len(shards)
+
+    def submit(i: int) -> None:
+        def done(_: PrefectFuture[stages.ShardOutcome]) -> None:
+            finished.put(i)
+
+        future = process_shard.submit(res, shards[i], run_id)
+        running[i] = future
+        future.add_done_callback(done)
+
+    following = iter(range(len(shards)))
+    for i in islice(following, res.settings.monitor.concurrency):
+        submit(i)
+    while running:
+        i = finished.get()
+        outcomes[i] = _finished(shards[i], running.pop(i))
+        for j in islice(following, 1):
+            submit(j)
+    return [o for o in outcomes if o is not None]
 
 
 @flow(
@@ -108,7 +129,7 @@ def monitor(config: str | None = None) -> Any:
 # and the settings hold secrets (and are not a type it can rebuild from a loaded script).
 @flow(name="shardwatch-monitor-pass")
 def monitor_pass(config: str | None = None) -> stages.PassSummary:
-    """discover -> fetch (retried) -> ingest, per new shard -> relay -> roll up."""
+    """discover -> per new shard (fetch, retried -> ingest) -> relay -> roll up."""
     res = Resources(load_settings(config))
     try:
         return _pass(res)

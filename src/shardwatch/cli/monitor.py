@@ -78,8 +78,9 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     way each result and alert is stored once, and the next pass skips it.
 
     Exit 0 when every shard was stored; 3 if a shard failed or was quarantined (the others
-    were still processed), a source could not be listed, or validation could not run (no
-    suite, GX crashed); 2 without sources.
+    were still processed), a shard was left not done (busy under another worker's claim,
+    or its task never returned: the next pass takes it), a source could not be listed, or
+    validation could not run (no suite, GX crashed); 2 without sources.
     """
     settings = options.load(config)
     if not settings.sources:
@@ -92,7 +93,7 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
         flow = _monitor_flow()
         summary = _pass_summary(flow(str(config) if config else None, return_state=True))
     print_pass(summary, settings)
-    if summary.failed or summary.source_errors:
+    if summary.failed or summary.not_done or summary.source_errors:
         return Outcome.INPUT_FAILED
     return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK
 

@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost"]
+Outcome = Literal["done", "skipped", "busy", "failed", "quarantined", "lost", "pending"]
+# Outcomes that leave a shard not done at the end of the pass: `busy` (another worker's live
+# claim, e.g. one left by a killed worker until it expires), `lost` (the claim was taken over
+# before the commit) and `pending` (its task never returned, e.g. its worker died). The
+# store still holds it as discovered or processing; a later pass takes it again.
+NOT_DONE: tuple[Outcome, ...] = ("busy", "lost", "pending")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class PassSummary:
         return sum(1 for o in self.outcomes if o.outcome in ("failed", "quarantined"))
 
     @property
+    def not_done(self) -> int:
+        """Shards this pass meant to process but left `busy`, `lost` or `pending`."""
+        return sum(1 for o in self.outcomes if o.outcome in NOT_DONE)
+
+    @property
     def validation_errors(self) -> int:
         """Shards stored without validation because it could not run (no suite, GX
         crashed): the pass did not do its job, whatever the data holds."""
@@ -51,6 +61,8 @@ class PassSummary:
 
     def line(self) -> str:
         parts = [f"{n} {k}" for k, n in sorted(self.counts.items())]
+        if self.not_done:
+            parts.append(f"{self.not_done} not done")
         if self.validation_errors:
             parts.append(f"validation could not run for {self.validation_errors} shard(s)")
         parts.append(f"{self.unchanged} unchanged")

@@ -4,9 +4,11 @@ complete.
 State semantics (docs/monitoring.md, "Scheduled monitoring on a Prefect server"):
 - `Completed`: every new or changed shard was stored and every source was listed.
 - `Failed`, message "run N: ..., S source(s) not listed; K shard(s) failed": the pass went
-  through, but a shard failed or was quarantined, a source could not be listed, or
-  validation could not run for a shard ("validation could not run for V shard(s)"). The
-  result (the `PassSummary`) is kept, so `shardwatch run` still prints it.
+  through, but a shard failed or was quarantined, a shard was left not done (`busy` under
+  another claim, `lost`, or `pending`: its task never returned, "N not done"), a source
+  could not be listed, or validation could not run for a shard ("validation could not run
+  for V shard(s)"). The result (the `PassSummary`) is kept, so `shardwatch run` still
+  prints it.
 - `Failed` from an exception, or `Crashed` (the process was terminated, e.g. SIGTERM): the
   pass did not finish.
 
@@ -39,12 +41,13 @@ RULE = "monitor-run"
 
 def final_state(summary: PassSummary) -> State[Any]:
     """`Completed` when everything was stored, listed and validated, else `Failed` with the
-    counts (the summary line already names sources not listed and validations that could
-    not run)."""
+    counts (the summary line already names shards not done, sources not listed and
+    validations that could not run)."""
     message = summary.line()
     if summary.failed:
         message += f"; {summary.failed} shard(s) failed"
-    if summary.failed or summary.source_errors or summary.validation_errors:
+    bad = summary.failed or summary.not_done or summary.source_errors
+    if bad or summary.validation_errors:
         return Failed(message=message, data=summary)
     return Completed(message=message, data=summary)
 

@@ -3,11 +3,11 @@
 It composes the same stages as the flow (flows/monitor.py), in the same order, with one
 `Resources` per pass: start a run row -> discover -> fetch, check and ingest each new shard
 (`monitor.concurrency` threads; the copies after their originals) -> judge the dataset-level
-rules once -> relay alerts -> finish and write the HTML report. The store records it like a flow's run, so a result or an alert
-is stored once whichever mode ran, and the next pass of either mode skips what this one
-stored. What Prefect adds is not here: no task retries (a failed fetch is recorded `failed`,
-and the next pass tries again), no flow run or Table 1 artifact in a Prefect UI, and no
-`monitor-run` notice hook.
+rules once -> relay alerts -> finish and write the HTML report. The store records it like a
+flow's run, so a result or an alert is stored once whichever mode ran, and the next pass of
+either mode skips what this one stored. What Prefect adds is not here: no fetch retries (a
+failed fetch is recorded `failed`, and the next pass tries again), no flow run or Table 1
+artifact in a Prefect UI, and no `monitor-run` notice hook.
 """
 
 from __future__ import annotations

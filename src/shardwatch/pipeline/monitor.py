@@ -11,6 +11,7 @@ The footer is checked once, at the fetch; its verdict travels with the `Fetch` t
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ __all__ = [
     "is_settled",
     "judge",
     "load_flow",
+    "not_finished",
     "process",
     "relay_alerts",
     "start",
@@ -180,13 +182,38 @@ def judge(res: Resources, run_id: int | None, outcomes: Sequence[ShardOutcome]) 
     judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
 
 
-def process(res: Resources, shard: RemoteShard, run_id: int | None) -> ShardOutcome:
-    """Fetch, check and ingest one shard without Prefect (a failed fetch is recorded)."""
-    try:
-        fetched = fetch(res, shard)
-    except TransientFetchError as exc:
-        return fetch_failed(res, shard, str(exc))
+def process(
+    res: Resources,
+    shard: RemoteShard,
+    run_id: int | None,
+    *,
+    fetch_tries: int = 1,
+    retry_delay: float = 0.0,
+) -> ShardOutcome:
+    """Fetch, check and ingest one shard, in this process: the download and its scan never
+    depend on where a task runner places them. A fetch that fails transiently is tried up to
+    `fetch_tries` times, `retry_delay` seconds apart, then recorded `failed`; the ingest is
+    never retried (a store transaction is all or nothing, and the same bytes fail the same
+    way twice)."""
+    for attempt in range(1, fetch_tries + 1):
+        try:
+            fetched = fetch(res, shard)
+            break
+        except TransientFetchError as exc:
+            if attempt >= fetch_tries:
+                return fetch_failed(res, shard, str(exc))
+            time.sleep(retry_delay)
     return ingest_fetched(res, fetched, run_id)
+
+
+def not_finished(shard: RemoteShard, error: BaseException | None) -> ShardOutcome:
+    """A shard whose task never returned (its worker died, the runner gave up on it): not
+    done. The store still holds it as discovered, or processing under a claim that expires
+    after `lease_seconds`; the next pass takes it again."""
+    why = "its task did not finish"
+    if error is not None:
+        why = f"its task ended by {type(error).__name__}"
+    return ShardOutcome(shard.source, shard.uri, "pending", reason=f"{why}; retried next pass")
 
 
 def start(res: Resources, flow_run_id: str | None = None) -> int:
@@ -224,7 +251,8 @@ def finish(
         docs = str(res.settings.validation.docs_dir / "index.html")
     elif (validator := res.validator) is not None:
         inner = validator.inner
-        docs = str(inner.rebuild_index() if inner.prune() else inner.paths.index)
+        inner.prune()  # the index is rebuilt from every stored result, whichever process
+        docs = str(inner.rebuild_index())  # (a Dask worker) validated and rendered them
     return PassSummary(
         run_id,
         tuple(outcomes),

@@ -5,13 +5,22 @@ that `ingest`, the monitor stages and their tests run (`ingest_job`).
 A `Resources` opens each thing on first use and once: the store's engine (migrated to the
 head) and the validator, which this process's threads then share. It is an explicit object
 that the caller builds (the flow once per pass, a CLI command once per run) and hands to
-each stage; nothing is cached in module globals. Pickled (a Dask worker), it carries only
-the settings and opens its own store and validator where it lands.
+each stage. Pickled (a Dask task's argument), it carries only the settings, with their
+paths made absolute; on a worker it becomes that process's one `Resources` for them
+(`worker_resources`), so each worker process opens one store, with a pool bounded by its
+threads, and one validator, whatever the number of tasks it runs.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import os
+import pickle
+import shutil
+import socket
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shardwatch.acquire.footer import footer_limits
@@ -52,25 +61,47 @@ class SerialisedValidator:
             self.inner.discard(validation)
 
 
+def local_slots(settings: Settings) -> int:
+    """Shards this process runs at once: its Dask worker's threads on a Dask worker, else
+    `monitor.concurrency` (the thread pool)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError):  # not inside a Dask worker
+        return settings.monitor.concurrency
+
+
 def open_engine(settings: Settings) -> StoreEngine:
     """The configured store's engine, migrated to the head. Its pool holds one connection per
-    shard in flight (each holds one while the dataset's alert lock is taken), plus the run's
-    own bookkeeping."""
+    shard this process runs at once (each holds one while the dataset's alert lock is
+    taken), plus the run's own bookkeeping: `monitor.concurrency` + 1 in the flow's process,
+    the worker's threads + 1 on a Dask worker (at least 5; infra/README.md)."""
     from shardwatch.store.database import make_engine, upgrade
 
     url = settings.database_url.get_secret_value()
-    engine = make_engine(url, pool_size=max(5, settings.monitor.concurrency + 1))
+    engine = make_engine(url, pool_size=max(5, local_slots(settings) + 1))
     upgrade(engine)
     return engine
 
 
+def _own_project(gx_dir: Path) -> Path:
+    """This process's GX project, `<gx_dir>/workers/<host>-<pid>`, removed when it exits:
+    processes sharing `gx_dir` (threads' pass and Dask workers alike) never rewrite each
+    other's suite or checkpoint (GX's CheckpointRelatedResourcesFreshnessError); their
+    validation results and the Data Docs site stay shared."""
+    project = gx_dir / "workers" / f"{socket.gethostname()}-{os.getpid()}"
+    atexit.register(shutil.rmtree, project, ignore_errors=True)
+    return project
+
+
 def gx_validator(settings: Settings) -> GxValidator:
-    """The GX adapter for the configured suite (`[validation]`)."""
+    """The GX adapter for the configured suite (`[validation]`), with its own GX project."""
     from shardwatch.validate.gx_adapter import GxPaths, GxValidator
 
     v = settings.validation
     return GxValidator(
-        GxPaths(v.gx_dir, v.docs_dir),
+        GxPaths(v.gx_dir, v.docs_dir, _own_project(v.gx_dir)),
         v.suites_dir,
         settings.suite_name(),
         keep_results=v.keep_results,
@@ -98,9 +129,10 @@ class Resources:
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Only the settings travel (a Dask task's argument); the store and validator are
-        # opened again on the other side.
-        return (Resources, (self.settings,))
+        # Only the settings travel (a Dask task's argument), with their paths made absolute
+        # here (a worker may start in any folder); the other side uses its process's one
+        # `Resources` for them, so a worker opens one store and one validator, not one per task.
+        return (worker_resources, (self.settings.anchored(),))
 
     @property
     def store(self) -> ResultStore:
@@ -137,6 +169,22 @@ class Resources:
         return ingest_job(
             self.settings, self.store, run_id=run_id, validator=validator, alerts=plan
         )
+
+
+_WORKER_RESOURCES: dict[bytes, Resources] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_resources(settings: Settings) -> Resources:
+    """This process's `Resources` for `settings` (what a pickled `Resources` becomes on a Dask
+    worker): one store engine, with a bounded pool, and one validator per worker process and
+    settings, shared by its threads and kept for the process's life."""
+    key = hashlib.sha256(pickle.dumps(settings)).digest()  # never shown: holds secrets
+    with _WORKER_LOCK:
+        found = _WORKER_RESOURCES.get(key)
+        if found is None:
+            found = _WORKER_RESOURCES[key] = Resources(settings)
+        return found
 
 
 def ingest_job(

@@ -40,7 +40,7 @@ def _against(folder: Path, value: Any) -> Any:
     return value
 
 
-def _sqlite_against(folder: Path, url: Any) -> Any:
+def sqlite_against(folder: Path, url: Any) -> Any:
     """A relative SQLite file URL, against `folder` (anything else unchanged)."""
     if not isinstance(url, str) or not url.startswith(SQLITE_PREFIX):
         return url
@@ -61,7 +61,7 @@ def resolve_file_paths(data: dict[str, Any], config_file: Path) -> dict[str, Any
             table[key] = _against(folder, table[key])
     data.setdefault("state_dir", str(folder / DEFAULT_STATE_DIR))
     if "database_url" in data:
-        data["database_url"] = _sqlite_against(folder, data["database_url"])
+        data["database_url"] = sqlite_against(folder, data["database_url"])
     for kind, key, section in (("file", "path", "alerts"), ("local", "path", "sources")):
         specs = data.get(section)
         if section == "alerts":

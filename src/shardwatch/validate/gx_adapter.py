@@ -138,9 +138,10 @@ class GxValidator:
             "result_format": "BASIC",
             "partial_unexpected_count": partial_unexpected,
         }
-        paths = GxPaths(paths.root.resolve(), paths.docs.resolve())
+        project = None if paths.project is None else paths.project.resolve()
+        paths = GxPaths(paths.root.resolve(), paths.docs.resolve(), project)
         self.paths = paths
-        paths.root.mkdir(parents=True, exist_ok=True)
+        (project or paths.root).mkdir(parents=True, exist_ok=True)
         paths.docs.mkdir(parents=True, exist_ok=True)
         self.context: Any = open_context(paths, keep_results)
         self._checkpoints: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""GX context: the private file project under `<state_dir>/gx`, its stores, the Data Docs
+"""GX context: the file project under `<state_dir>/gx` (its validation results shared; a
+process's suites and checkpoints in its own `GxPaths.project`), its stores, the Data Docs
 site's place, and the data source every checkpoint reads a feature frame from.
 
 Every GX object is got-or-added, so reruns never fail on "already exists". Run names are
@@ -32,8 +33,11 @@ _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 class GxPaths:
     """Where the private GX project and the Data Docs site live."""
 
-    root: Path  # .shardwatch/gx
+    root: Path  # .shardwatch/gx: its validation results are shared by every process
     docs: Path  # .shardwatch/docs
+    # This process's own GX project (suites, validation definitions, checkpoints), which
+    # no other process rewrites; None: `root` (one process at a time).
+    project: Path | None = None
 
     @property
     def index(self) -> Path:
@@ -72,7 +76,7 @@ def _project_config(paths: GxPaths, keep_results: int) -> Any:
             },
             "validation_results_store": {
                 "class_name": "ValidationResultsStore",
-                "store_backend": _store("uncommitted/validations/"),
+                "store_backend": _store(paths.root / "uncommitted" / "validations"),
             },
             "checkpoint_store": {
                 "class_name": "CheckpointStore",
@@ -108,7 +112,7 @@ def open_context(paths: GxPaths, keep_results: int) -> Any:
         return gx.get_context(
             mode="file",
             project_config=_project_config(paths, keep_results),
-            context_root_dir=str(paths.root),
+            context_root_dir=str(paths.project or paths.root),
         )
 
 

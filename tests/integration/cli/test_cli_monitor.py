@@ -47,3 +47,18 @@ def test_run_and_serve_need_sources_and_a_valid_schedule(tmp_path: Path) -> None
     cfg = config(tmp_path, f'[sources.files]\ntype = "local"\npath = "{tmp_path}"\n')
     bad = run_shardwatch("serve", "--config", str(cfg), "--cron", "every tuesday", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid cron schedule 'every tuesday'" in bad.stderr
+
+
+def test_run_refuses_sqlite_with_a_remote_dask_cluster_in_one_line(tmp_path: Path) -> None:
+    """Workers on other hosts cannot share a SQLite file: refused before anything runs."""
+    cfg = config(
+        tmp_path,
+        f'[sources.files]\ntype = "local"\npath = "{tmp_path}"\n'
+        '[monitor]\ntask_runner = "dask"\ndask_address = "tcp://127.0.0.1:1"\n',
+    )
+    done = run_shardwatch("run", "--config", str(cfg), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: invalid configuration")
+    assert "SQLite cannot be shared by the workers of monitor.dask_address" in line
+    assert done.stdout == "" and not (tmp_path / ".shardwatch").exists()

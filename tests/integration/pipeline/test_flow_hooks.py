@@ -187,3 +187,18 @@ def test_final_state_is_failed_for_failed_shards_unlisted_sources_and_unrun_vali
     assert unvalidated.message == (
         "run 7: 1 done, validation could not run for 1 shard(s), 0 unchanged"
     )
+
+
+def test_final_state_is_failed_for_shards_left_busy_lost_or_pending() -> None:
+    """A shard the pass could not finish (another worker's live claim, a claim taken over
+    before the commit, a task that never returned) is not done: the run is not Completed."""
+    done = ShardOutcome("files", "a.parquet", "done")
+    for kind in ("busy", "lost", "pending"):
+        left = ShardOutcome("files", "b.parquet", kind)  # type: ignore[arg-type]
+        state = final_state(_summary(done, left))
+        assert state.is_failed(), kind
+        counts = ", ".join(sorted([f"1 {kind}", "1 done"]))
+        assert state.message == f"run 7: {counts}, 1 not done, 0 unchanged"
+        result = state.result(raise_on_failure=False)
+        assert isinstance(result, PassSummary) and result.not_done == 1
+    assert _summary(done, ShardOutcome("f", "c", "skipped")).not_done == 0

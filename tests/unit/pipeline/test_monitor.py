@@ -227,3 +227,22 @@ def test_the_footer_is_checked_once_per_shard_on_the_monitor_path(
     assert process(res, shard, None).outcome == "done"
     assert [p.name for p in calls] == ["a.parquet"]
     res.close()
+
+
+@pytest.mark.unit
+def test_resources_sent_to_a_worker_become_its_one_resources_with_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each task's pickled `Resources` lands as its worker process's one `Resources` for
+    those settings (one store, one validator per process), with paths that do not depend
+    on the worker's folder."""
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    settings = settings_for(tmp_path, str(tmp_path)).model_copy(update={"state_dir": Path("s")})
+    first = pickle.loads(pickle.dumps(Resources(settings)))
+    second = pickle.loads(pickle.dumps(Resources(settings)))
+    assert first is second
+    assert first.settings.state_dir == tmp_path.resolve() / "s"
+    other = settings.model_copy(update={"dataset": "other"})
+    assert pickle.loads(pickle.dumps(Resources(other))) is not first

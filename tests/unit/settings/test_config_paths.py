@@ -108,3 +108,44 @@ def test_server_urls_and_absolute_sqlite_urls_are_left_alone(tmp_path: Path) -> 
     for url in ("postgresql://u:p@db:5432/x", "sqlite:////var/x.sqlite"):
         cfg.write_text(f'database_url = "{url}"\n')
         assert load_settings(cfg).database_url.get_secret_value() == url
+
+
+def test_settings_sent_to_a_worker_carry_absolute_paths(tmp_path: Path) -> None:
+    """A worker started in another folder sees the same state, GX project, Data Docs, suites,
+    cache and SQLite file as the process that loaded the settings."""
+    os.environ["SHARDWATCH_VALIDATION__SUITES_DIR"] = "my-suites"  # removed by the fixture
+    s = load_settings(state_dir="rel", database_url="sqlite:///rel/db.sqlite")
+    here = Path.cwd().resolve()
+    sent = s.anchored()
+    assert s.state_dir == Path("rel")  # the loaded settings themselves are unchanged
+    assert sent.state_dir == here / "rel"
+    assert sent.validation.gx_dir == here / "rel" / "gx"
+    assert sent.validation.docs_dir == here / "rel" / "docs"
+    assert sent.validation.suites_dir == here / "my-suites"
+    assert sent.download.cache_dir == here / "rel" / "cache"
+    assert sent.database_url.get_secret_value() == f"sqlite:///{here}/rel/db.sqlite"
+    assert sent.anchored(tmp_path) == sent  # already absolute: nothing moves
+
+
+def test_sqlite_is_refused_with_a_remote_dask_cluster() -> None:
+    from shardwatch.settings.config import ConfigError
+
+    remote = {"task_runner": "dask", "dask_address": "tcp://10.0.0.1:8786"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(monitor=remote)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "SQLite cannot be shared by the workers of monitor.dask_address" in message
+    pg = "postgresql://u:secret@db/sw"
+    assert load_settings(monitor=remote, database_url=pg).remote_runner
+    assert not load_settings(monitor={"task_runner": "dask"}).remote_runner  # a LocalCluster
+
+
+def test_concurrency_has_no_cap_but_must_be_at_least_one() -> None:
+    from shardwatch.settings.config import ConfigError
+
+    assert load_settings(monitor={"concurrency": 500}).monitor.concurrency == 500
+    with pytest.raises(ConfigError, match=r"monitor\.concurrency"):
+        load_settings(monitor={"concurrency": 0})
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        load_settings(lease_seconds=0.5)

@@ -66,7 +66,10 @@ def task_runner(settings: Settings) -> Any:
 
         if m.dask_address:
             return DaskTaskRunner(address=m.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": m.concurrency, "threads_per_worker": 1})
+        # No dashboard: it would take port 8787, or warn and move when something else holds
+        # that port (two passes at once); a cluster of your own (dask_address) has one.
+        kwargs = {"n_workers": m.concurrency, "threads_per_worker": 1, "dashboard_address": None}
+        return DaskTaskRunner(cluster_kwargs=kwargs)
     return ThreadPoolTaskRunner(max_workers=m.concurrency)
 
 

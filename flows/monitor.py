@@ -66,9 +66,13 @@ def task_runner(settings: Settings) -> Any:
 
         if m.dask_address:
             return DaskTaskRunner(address=m.dask_address)
-        # No dashboard: it would take port 8787, or warn and move when something else holds
-        # that port (two passes at once); a cluster of your own (dask_address) has one.
-        kwargs = {"n_workers": m.concurrency, "threads_per_worker": 1, "dashboard_address": None}
+        # The scheduler's HTTP server (and dashboard) on a free loopback port: by default it
+        # takes port 8787, and warns and moves when something else holds it (two passes).
+        kwargs = {
+            "n_workers": m.concurrency,
+            "threads_per_worker": 1,
+            "dashboard_address": "127.0.0.1:0",
+        }
         return DaskTaskRunner(cluster_kwargs=kwargs)
     return ThreadPoolTaskRunner(max_workers=m.concurrency)
 

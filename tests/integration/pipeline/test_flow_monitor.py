@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -290,11 +291,20 @@ def test_the_dask_runner_gives_results_identical_to_the_default_runner(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A LocalCluster of 2 worker processes vs the thread pool, on two fresh databases."""
+    """A LocalCluster of 2 worker processes vs the thread pool, on two fresh databases. Port
+    8787, Dask's default for the scheduler's HTTP server, is held meanwhile, as by a second
+    pass or another cluster: the flow's cluster must not need it."""
     second = fresh_postgres_database + "_dask"
     postgres_server.create_database(second)
     results = {}
+    holder = socket.socket()
     try:
+        try:
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        except OSError:
+            pass  # something else holds it already: the same condition
+
         for runner, database in (("thread", fresh_postgres_database), ("dask", second)):
             work = tmp_path / runner
             work.mkdir()
@@ -326,6 +336,7 @@ def test_the_dask_runner_gives_results_identical_to_the_default_runner(
                 for failure in entry.get("history", ()):
                     failure.pop("at")
     finally:
+        holder.close()
         postgres_server.drop_database(second)
     assert results["dask"] == results["thread"]
     assert results["thread"]["report"]["total"]["rows"] == 700

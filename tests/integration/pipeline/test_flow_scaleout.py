@@ -117,7 +117,9 @@ class Cluster:
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         file = folder / "scheduler.json"
-        common = ["--no-dashboard"]
+        # --no-dashboard alone still binds the HTTP server to port 8787, which another test's
+        # LocalCluster may want at the same time: a free loopback port instead
+        common = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
         self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
                      "--scheduler-file", str(file), *common], folder, env)
         deadline = time.monotonic() + 60

@@ -39,17 +39,12 @@ def discover(res: Resources) -> stages.Discovery:
     return stages.discover(res)
 
 
-# A shard's fetch is tried this often, this many seconds apart, before it is recorded failed.
-FETCH_TRIES = 3
-FETCH_RETRY_DELAY = 5.0
-
-
 @task(name="shard", cache_policy=NO_CACHE)
 def process_shard(res: Resources, shard: RemoteShard, run_id: int) -> stages.ShardOutcome:
     """Fetch (retried), check, scan, validate and store one shard in one task, so the
     download and its scan always run on the same worker, wherever the runner places it."""
     return stages.process(
-        res, shard, run_id, fetch_tries=FETCH_TRIES, retry_delay=FETCH_RETRY_DELAY
+        res, shard, run_id, fetch_tries=stages.FETCH_TRIES, retry_delay=stages.FETCH_RETRY_DELAY
     )
 
 

@@ -59,7 +59,8 @@ LocalOpt = Annotated[
         "--local",
         help="Run the pass's stages in this process, without Prefect: no Prefect API or "
         "temporary server to start (a pass that finds nothing new takes a second or two, not "
-        "about 10), no task retries, no flow run in a Prefect UI. Same store, summary and exit "
+        "about 10), no flow run in a Prefect UI, no monitor-run notice. Same store, summary, "
+        "fetch retries and exit "
         "codes.",
     ),
 ]

@@ -140,15 +140,16 @@ def ingest_shards(
 
 def judge_dataset(job: IngestJob, outcomes: Sequence[Outcome]) -> None:
     """Judge `job.alerts`' dataset-level rules once, and keep the dataset's sums for the
-    report (store/stored_totals.py), after a pass over some shard (not after an empty one,
-    nor when every shard was busy: the pass holding them judges after them). A skipped
-    shard counts: it may have made an older version current again (content A -> B -> A),
-    and a pass that died before judging leaves its judgement to the next pass over its
-    shards. A database gone away delays it to the next pass; the report sums the rows
-    meanwhile."""
-    if all(o == "busy" for o in outcomes):
-        return
+    report (store/stored_totals.py), after a pass over some shard. A skipped shard counts:
+    it may have made an older version current again (content A -> B -> A). After an empty
+    pass, or one where every shard was busy (the pass holding them judges after them), it
+    judges only when the last judgement does not cover the stored versions: a pass that
+    died after its shards' commits and before judging is made up by the next pass, even
+    one that finds nothing new. A database gone away delays it to the next pass; the
+    report sums the rows meanwhile."""
     try:
+        if all(o == "busy" for o in outcomes) and job.store.judged_current(job.dataset):
+            return  # nothing this pass changed, and the last judgement covers it all
         job.store.judge_dataset(job.dataset, job.alerts, run_id=job.run_id)
     except StoreUnavailable as exc:
         log.warning("dataset alerts not judged: database unavailable (%s)", exc.driver)

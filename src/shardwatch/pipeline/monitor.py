@@ -179,7 +179,13 @@ def judge(res: Resources, run_id: int | None, outcomes: Sequence[ShardOutcome]) 
     """The dataset-level alert rules, judged once after the pass's shards (each shard's
     commit judged its shard-level rules), and the sums the report reads kept:
     pipeline/ingest.judge_dataset."""
-    judge_dataset(res.ingest_job(run_id), [o.outcome for o in outcomes])
+    judge_dataset(res.ingest_job(run_id, validated=False), [o.outcome for o in outcomes])
+
+
+# What a pass (the flow's shard task, `run --local`) gives a shard's fetch: this many tries,
+# this many seconds apart, before it is recorded failed.
+FETCH_TRIES = 3
+FETCH_RETRY_DELAY = 5.0
 
 
 def process(

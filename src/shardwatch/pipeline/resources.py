@@ -159,11 +159,15 @@ class Resources:
                 close_engine(self._owned)
                 self._owned, self._store = None, None
 
-    def ingest_job(self, run_id: int | None) -> IngestJob:
+    def ingest_job(self, run_id: int | None, *, validated: bool = True) -> IngestJob:
         """The monitor's job: the configured validator and alert rules (notices link to the
-        pass's report), a fresh claim owner."""
-        validator = self.validator
+        pass's report), a fresh claim owner. `validated=False`: no validator, so GX is not
+        loaded (judging the dataset needs only the store and the rules); notices still link
+        to the Data Docs index, which is where the validator keeps it."""
+        validator = self.validator if validated else None
         docs_index = str(validator.paths.index) if validator is not None else None
+        if not validated and self.settings.validation.enabled:
+            docs_index = str(self.settings.validation.docs_dir / "index.html")
         a = self.settings.alerts
         plan = a.plan(docs_index, reports=True) if a.enabled else None
         return ingest_job(

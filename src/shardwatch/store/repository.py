@@ -23,6 +23,8 @@ from shardwatch.store.shard_versions import (
     unfetched_hash,
     version_of,
 )
+from shardwatch.store.snapshots import latest_done
+from shardwatch.store.stored_totals import kept_key, shards_key
 from shardwatch.store.twins import current_twin
 
 
@@ -61,6 +63,18 @@ class ResultStore(ResultWrites):
         """Whether the store holds a dataset of that name."""
         with self.sessions() as s:
             return s.scalar(select(t.Dataset.id).where(t.Dataset.name == name)) is not None
+
+    @translated
+    def judged_current(self, name: str) -> bool:
+        """Whether the last dataset judgement (its kept sums, store/stored_totals.py) covers
+        exactly the dataset's latest done versions: if not, a judgement is owed (e.g. a pass
+        died after its shards' commits and before judging). True for an unknown dataset."""
+        with self.sessions() as s:
+            ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == name))
+            if ds is None:
+                return True
+            conn = s.connection()
+            return kept_key(conn, ds) == shards_key(conn, latest_done(ds))
 
     @translated
     def register(

@@ -75,6 +75,14 @@ def keep_total(conn: Connection, dataset_id: int) -> KeptSums:
     return sums
 
 
+def kept_key(conn: Connection, dataset_id: int) -> str | None:
+    """The key of the dataset's kept sums (None: none kept)."""
+    key: str | None = conn.execute(
+        select(t.DatasetTotal.shards_key).where(t.DatasetTotal.dataset_id == dataset_id)
+    ).scalar_one_or_none()
+    return key
+
+
 def kept_total(conn: Connection, dataset_id: int, latest: CTE) -> KeptSums | None:
     """The kept sums if they still cover exactly the versions `latest` lists (None: none
     kept, or stale)."""

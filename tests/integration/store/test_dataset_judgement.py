@@ -23,6 +23,7 @@ from support.store_checks import DATASET, LEXICON, ingest
 from shardwatch.core.alerts import AlertPlan, Rule, judge
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.profiles import LAION400M
+from shardwatch.pipeline.ingest import IngestJob, ingest_file, judge_dataset
 from shardwatch.scan.engine import scan_shard
 from shardwatch.store import models as t
 from shardwatch.store.notices import scope_key
@@ -205,7 +206,6 @@ def test_a_dataset_breach_fires_once_and_recovers_once(
     assert len(kinds()) == 4
 
 
-
 def test_kept_sums_that_no_longer_cover_the_latest_versions_are_not_reported(
     store: ResultStore, tmp_path: Path
 ) -> None:
@@ -223,3 +223,34 @@ def test_kept_sums_that_no_longer_cover_the_latest_versions_are_not_reported(
     assert not store.verify_total(DATASET, rebuild=True)
     assert store.verify_total(DATASET)
     assert_reported(store, reference([a]))
+
+
+def test_a_judgement_owed_by_a_dead_pass_is_made_by_the_next_even_with_nothing_new(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    """A pass that committed its shards and died before judging (OOM, SIGKILL) leaves a
+    judgement owed; the next pass makes it although it finds nothing new to ingest, and a
+    pass after that, owing nothing, does not judge again."""
+    rule = Rule("tag", "nsfw_tag_rate", "critical", "dataset", max=0.05, min_support=100)
+    d = tmp_path / "s"
+    d.mkdir()
+    dirty = write_shard(tagged_table(200, 60, seed=2), d, "dirty.parquet")
+    job = IngestJob(
+        store=store, dataset=DATASET, profile=LAION400M, lexicon=LEXICON, lease_seconds=30.0,
+        workers=1, max_attempts=None, alerts=AlertPlan((rule,), ("slack",)),
+    )  # fmt: skip
+    assert ingest_file(job, dirty).outcome == "done"  # committed; the pass dies here
+    assert dataset_alerts(store) == {} and not store.judged_current(DATASET)
+
+    judge_dataset(job, [])  # the next pass: every shard unchanged, no outcome
+    assert dataset_alerts(store) == {"tag dataset": (True, 60 / 200, "60 of 200")}
+    assert store.judged_current(DATASET)
+
+    def kept_at() -> Any:
+        with store.engine.connect() as conn:
+            return conn.execute(select(t.DatasetTotal.computed_at)).scalar_one()
+
+    first = kept_at()
+    judge_dataset(job, [])  # owing nothing: not judged again
+    judge_dataset(job, ["busy"])
+    assert kept_at() == first

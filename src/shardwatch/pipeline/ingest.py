@@ -141,14 +141,16 @@ def ingest_shards(
 def judge_dataset(job: IngestJob, outcomes: Sequence[Outcome]) -> None:
     """Judge `job.alerts`' dataset-level rules once, and keep the dataset's sums for the
     report (store/stored_totals.py), after a pass over some shard. A skipped shard counts:
-    it may have made an older version current again (content A -> B -> A). After an empty
-    pass, or one where every shard was busy (the pass holding them judges after them), it
-    judges only when the last judgement does not cover the stored versions: a pass that
-    died after its shards' commits and before judging is made up by the next pass, even
-    one that finds nothing new. A database gone away delays it to the next pass; the
-    report sums the rows meanwhile."""
+    it may have made an older version current again (content A -> B -> A). Not when every
+    shard was busy: the pass holding them judges after them (and holds the dataset lock
+    meanwhile). After an empty pass, only when the last judgement does not cover the stored
+    versions: a pass that died after its shards' commits and before judging is made up by
+    the next pass, even one that finds nothing new. A database gone away delays it to the
+    next pass; the report sums the rows meanwhile."""
     try:
-        if all(o == "busy" for o in outcomes) and job.store.judged_current(job.dataset):
+        if outcomes and all(o == "busy" for o in outcomes):
+            return
+        if not outcomes and job.store.judged_current(job.dataset):
             return  # nothing this pass changed, and the last judgement covers it all
         job.store.judge_dataset(job.dataset, job.alerts, run_id=job.run_id)
     except StoreUnavailable as exc:

@@ -252,5 +252,4 @@ def test_a_judgement_owed_by_a_dead_pass_is_made_by_the_next_even_with_nothing_n
 
     first = kept_at()
     judge_dataset(job, [])  # owing nothing: not judged again
-    judge_dataset(job, ["busy"])
     assert kept_at() == first

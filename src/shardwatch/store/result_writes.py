@@ -196,16 +196,23 @@ class ResultWrites(Claims):
 
         def attempt(_retry: bool) -> bool:
             with transaction(self.sessions) as s:
-                ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+                ds = self._locked_dataset(s, dataset)
                 if ds is None:
                     return False
-                lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
                 sums = keep_total(s.connection(), ds)  # the report reads them
                 if alerts is None:
                     return False
                 return record_dataset_alerts(s, ds, alerts, run_id, sums.aggregates)
 
         return retry_on_disconnect(attempt)
+
+    def _locked_dataset(self, s: Session, dataset: str) -> int | None:
+        """The id of the dataset named `dataset`, its lock taken in `s` (store/twins.py);
+        None for a dataset not stored."""
+        ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        if ds is not None:
+            lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
+        return ds
 
     @translated
     def verify_total(self, dataset: str, *, rebuild: bool = False) -> bool:
@@ -215,10 +222,9 @@ class ResultWrites(Claims):
 
         def attempt(_retry: bool) -> bool:
             with transaction(self.sessions) as s:
-                ds = s.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+                ds = self._locked_dataset(s, dataset)
                 if ds is None:
                     return False
-                lock_dataset(s, ds, sqlite=is_sqlite(self.engine))
                 conn = s.connection()
                 latest = latest_done(ds)
                 kept = kept_total(conn, ds, latest)

@@ -43,6 +43,7 @@ from shardwatch.validate.gx_context import (
     quiet_gx,
     run_name,
 )
+from shardwatch.validate.gx_speed import tune
 from shardwatch.validate.memory import release_memory
 from shardwatch.validate.merge import merge_checks, weighed
 from shardwatch.validate.not_run import store_not_run
@@ -83,6 +84,7 @@ __all__ = [
     "suite_path",
 ]
 
+tune()  # GX's batch fingerprint and decimal scan, which no check needs (gx_speed.py)
 if pa.default_memory_pool().backend_name == "jemalloc":
     pa.jemalloc_set_decay_ms(0)
 # At most this many unexpected values per check reach a page (they are codes, numbers, ids).

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from support.builders import write_shard
-from test_reader import write_delimited
+from support.delimited import write_delimited
 
 from shardwatch.core.lexicon import BIRHANE2021
 from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile, LogicalField

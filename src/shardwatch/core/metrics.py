@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shardwatch.core.blocklist import BlocklistStats, merge_blocklists
 from shardwatch.core.domain_sketch import DomainSketch
 from shardwatch.core.lexicon import MatchMode
 
@@ -257,6 +258,8 @@ class ShardMetrics:
     keyword_unsafe_rows: int | None = None
     unsafe_by_tag: Mapping[str, int] | None = None
     domains: DomainSketch | None = None
+    # Per configured blocklist (core/blocklist.py); None when no list was checked.
+    blocklists: Mapping[str, BlocklistStats] | None = None
     duplicates: Mapping[str, int] = field(default_factory=dict)
     missing_in: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -285,6 +288,7 @@ class ShardMetrics:
             keyword_unsafe_rows=_sum_optional(self.keyword_unsafe_rows, other.keyword_unsafe_rows),
             unsafe_by_tag=_merge_optional_counts(self.unsafe_by_tag, other.unsafe_by_tag),
             domains=_merge_optional(self.domains, other.domains),
+            blocklists=merge_blocklists(self.blocklists, other.blocklists),
             duplicates=_add_counts(self.duplicates, other.duplicates),
             missing_in=_add_counts(self.missing_in, other.missing_in),
             notes=tuple(dict.fromkeys(self.notes + other.notes)),
@@ -331,6 +335,8 @@ class ShardMetrics:
             out["unsafe_by_tag"] = dict(self.unsafe_by_tag)
         if self.domains is not None:
             out["domains"] = self.domains.to_dict()
+        if self.blocklists is not None:
+            out["blocklists"] = {name: b.to_dict() for name, b in self.blocklists.items()}
         out["duplicates"] = dict(self.duplicates)
         out["unavailable"] = self.unavailable
         if self.partially_available:

@@ -2,8 +2,9 @@
 
 Values become 128-bit keys: integers (and integral floats) by value, other floats by their
 bits, strings by two independent 64-bit hashes (a collision needs ~2^64 distinct strings).
-Keys stay in memory up to a budget, then spill to hash-partitioned files, so memory does
-not grow with shard size.
+Keys stay in memory up to a budget (1M keys, 16 MB, per column), then spill to
+hash-partitioned files, so memory does not grow with shard size. (A 4M budget made a 12.9M-row
+scan peak at 840 MB against 567 MB with 1M: each spill sorts and copies the budget's keys.)
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _count_distinct(keys: KeyArray) -> int:
 class DistinctCounter:
     """Counts values and distinct values; `duplicates` is their difference."""
 
-    def __init__(self, memory_budget_keys: int = 4_000_000) -> None:
+    def __init__(self, memory_budget_keys: int = 1_000_000) -> None:
         self.count = 0
         self._budget = memory_budget_keys
         self._chunks: list[KeyArray] = []

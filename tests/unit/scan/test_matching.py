@@ -12,6 +12,7 @@ from shardwatch.scan.matching import (
     ascii_mode_problem_chars,
     is_word_char,
     lowered_mode_problem_chars,
+    pattern_chunks,
     python_matches,
 )
 
@@ -82,6 +83,52 @@ def test_rows_with_any_flags_substrings_and_problem_rows() -> None:
         pa.array(["Sussex", "clean", None, "PORN\u212a", "x"], type=pa.large_string())
     )
     assert rows.tolist() == [0]
+    assert problem.tolist() == [3]
+
+
+def test_pattern_chunks_keep_each_search_at_most_100_patterns_up_to_4_chunks() -> None:
+    def sizes(n: int) -> list[int]:
+        chunks = pattern_chunks([f"p{i}" for i in range(n)])
+        assert [p for chunk in chunks for p in chunk] == [f"p{i}" for i in range(n)]
+        return [len(chunk) for chunk in chunks]
+
+    assert sizes(100) == [100]
+    assert sizes(109) == [55, 54]
+    assert sizes(400) == [100] * 4
+    assert sizes(401) == [401]  # beyond 4 chunks one (NFA) pass is cheaper
+
+
+def test_chunked_matcher_finds_every_chunks_hits_like_python() -> None:
+    # 150 needles (+2 problem characters) are searched in 2 chunks; hits from both count.
+    needles = [f"w{i:03d}" for i in range(148)] + ["desi", "hot", "photo", "school girl"]
+    matcher = ColumnMatcher(needles)
+    assert len(matcher._chunks) == 2
+    values = [
+        "W000 photo w147x",
+        "School Girl desi",
+        None,
+        "w100-w101 aİ w002",
+        "nothing here",
+        "xw050 HOT",
+        "w149 w120",
+    ]
+    found = hits(matcher, values)
+    assert {(0, "w000", True), (0, "photo", True), (0, "hot", False)} <= found
+    assert (0, "w147", False) in found
+    assert {(1, "school girl", True), (1, "desi", True)} <= found
+    assert {(5, "w050", False), (5, "hot", True)} <= found
+    assert (6, "w120", True) in found and not any(n == "w149" for _, n, _ in found)
+    for row, value in enumerate(values):
+        if row == 3:  # U+0130: left to Python
+            continue
+        low = (value or "").lower()
+        for needle in needles:
+            assert ((row, needle, True) in found) == python_matches(needle, "word", low)
+            assert any(r == row and n == needle for r, n, _ in found) == (needle in low)
+    occ = matcher.find(pa.array(values, type=pa.large_string()))
+    assert occ.problem_rows.tolist() == [3]
+    rows, problem = matcher.rows_with_any(pa.array(values, type=pa.large_string()))
+    assert rows.tolist() == [0, 1, 5, 6]
     assert problem.tolist() == [3]
 
 

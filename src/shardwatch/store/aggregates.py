@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, literal, select
 from sqlalchemy.sql.selectable import CTE
 
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def _rows(result: Any) -> list[list[Any]]:
 
 def aggregate(conn: Connection, latest: CTE) -> Aggregates:
     """The sums over the shard versions `latest` lists (every big table read once)."""
-    sm = t.ShardMetricsRow
+    sm = t.shard_metrics
     one, zero = literal(1), literal(0)
 
     def count_true(condition: Any) -> Any:
@@ -68,80 +68,80 @@ def aggregate(conn: Connection, latest: CTE) -> Aggregates:
     scalars = conn.execute(
         select(
             func.count().label("shards"),
-            func.sum(sm.rows).label("rows"),
-            func.sum(sm.keyword_nsfw_rows).label("keyword_nsfw_rows"),
-            func.count(sm.keyword_nsfw_rows).label("with_keyword"),
-            func.sum(sm.paper_keyword_nsfw_rows).label("paper_keyword_nsfw_rows"),
-            func.count(sm.paper_keyword_nsfw_rows).label("with_paper"),
-            count_true(sm.has_nsfw_tag).label("with_tag"),
-            count_true(sm.has_terms).label("with_terms"),
-            count_true(and_(sm.has_terms, sm.has_nsfw_tag)).label("with_term_tags"),
-            func.count(sm.similarity_count).label("with_similarity"),
-            func.count(sm.similarity_threshold.distinct()).label("thresholds"),
-            func.min(sm.similarity_threshold).label("threshold_lo"),
-            func.max(sm.similarity_threshold).label("threshold_hi"),
-            func.sum(sm.similarity_count).label("sim_count"),
-            func.sum(sm.similarity_null).label("sim_null"),
-            func.sum(sm.similarity_below).label("sim_below"),
-            func.min(sm.similarity_min).label("sim_min"),
-            func.max(sm.similarity_max).label("sim_max"),
-            func.sum(sm.similarity_sum).label("sim_sum"),
-            func.sum(sm.hist_underflow).label("underflow"),
-            func.sum(sm.hist_overflow).label("overflow"),
-            func.count(sm.duplicate_ids).label("with_dup_ids"),
-            func.sum(sm.duplicate_ids).label("dup_ids"),
-            func.count(sm.duplicate_urls).label("with_dup_urls"),
-            func.sum(sm.duplicate_urls).label("dup_urls"),
-            func.sum(sm.unsafe_rows).label("unsafe_rows"),
-            func.sum(sm.keyword_unsafe_rows).label("keyword_unsafe_rows"),
-        ).join(latest, latest.c.id == sm.shard_id)
+            func.sum(sm.c.rows).label("rows"),
+            func.sum(sm.c.keyword_nsfw_rows).label("keyword_nsfw_rows"),
+            func.count(sm.c.keyword_nsfw_rows).label("with_keyword"),
+            func.sum(sm.c.paper_keyword_nsfw_rows).label("paper_keyword_nsfw_rows"),
+            func.count(sm.c.paper_keyword_nsfw_rows).label("with_paper"),
+            count_true(sm.c.has_nsfw_tag).label("with_tag"),
+            count_true(sm.c.has_terms).label("with_terms"),
+            count_true(and_(sm.c.has_terms, sm.c.has_nsfw_tag)).label("with_term_tags"),
+            func.count(sm.c.similarity_count).label("with_similarity"),
+            func.count(sm.c.similarity_threshold.distinct()).label("thresholds"),
+            func.min(sm.c.similarity_threshold).label("threshold_lo"),
+            func.max(sm.c.similarity_threshold).label("threshold_hi"),
+            func.sum(sm.c.similarity_count).label("sim_count"),
+            func.sum(sm.c.similarity_null).label("sim_null"),
+            func.sum(sm.c.similarity_below).label("sim_below"),
+            func.min(sm.c.similarity_min).label("sim_min"),
+            func.max(sm.c.similarity_max).label("sim_max"),
+            func.sum(sm.c.similarity_sum).label("sim_sum"),
+            func.sum(sm.c.hist_underflow).label("underflow"),
+            func.sum(sm.c.hist_overflow).label("overflow"),
+            func.count(sm.c.duplicate_ids).label("with_dup_ids"),
+            func.sum(sm.c.duplicate_ids).label("dup_ids"),
+            func.count(sm.c.duplicate_urls).label("with_dup_urls"),
+            func.sum(sm.c.duplicate_urls).label("dup_urls"),
+            func.sum(sm.c.unsafe_rows).label("unsafe_rows"),
+            func.sum(sm.c.keyword_unsafe_rows).label("keyword_unsafe_rows"),
+        ).join(latest, latest.c.id == sm.c.shard_id)
     ).one()
     tag_rows = conn.execute(
         select(
-            t.ShardTagCount.label,
-            func.sum(t.ShardTagCount.count),
-            func.sum(t.ShardTagCount.keyword_nsfw),
-            func.count(t.ShardTagCount.keyword_nsfw),
-            func.sum(t.ShardTagCount.unsafe),
-            func.count(t.ShardTagCount.unsafe),
+            t.shard_tag_counts.c.label,
+            func.sum(t.shard_tag_counts.c.count),
+            func.sum(t.shard_tag_counts.c.keyword_nsfw),
+            func.count(t.shard_tag_counts.c.keyword_nsfw),
+            func.sum(t.shard_tag_counts.c.unsafe),
+            func.count(t.shard_tag_counts.c.unsafe),
         )
-        .join(latest, latest.c.id == t.ShardTagCount.shard_id)
-        .group_by(t.ShardTagCount.label)
-        .order_by(t.ShardTagCount.label)
+        .join(latest, latest.c.id == t.shard_tag_counts.c.shard_id)
+        .group_by(t.shard_tag_counts.c.label)
+        .order_by(t.shard_tag_counts.c.label)
     ).all()
-    tt = t.TermTagCount
+    tt = t.term_tag_counts
     term_tag_rows = conn.execute(
-        select(tt.term, tt.label, func.sum(tt.count))
-        .add_columns(func.sum(tt.keyword_nsfw), func.count(tt.keyword_nsfw), func.count())
-        .add_columns(func.sum(tt.paper_keyword_nsfw), func.count(tt.paper_keyword_nsfw))
-        .join(latest, latest.c.id == tt.shard_id)
-        .group_by(tt.term, tt.label)
-        .order_by(tt.term, tt.label)
+        select(tt.c.term, tt.c.label, func.sum(tt.c.count))
+        .add_columns(func.sum(tt.c.keyword_nsfw), func.count(tt.c.keyword_nsfw), func.count())
+        .add_columns(func.sum(tt.c.paper_keyword_nsfw), func.count(tt.c.paper_keyword_nsfw))
+        .join(latest, latest.c.id == tt.c.shard_id)
+        .group_by(tt.c.term, tt.c.label)
+        .order_by(tt.c.term, tt.c.label)
     ).all()
-    tm = t.TermMetricsRow
-    position = func.min(tm.position)
+    tm = t.term_metrics
+    position = func.min(tm.c.position)
     term_rows = conn.execute(
         select(
-            tm.term,
-            tm.mode,
+            tm.c.term,
+            tm.c.mode,
             position.label("position"),
-            func.max(tm.position).label("last_position"),
+            func.max(tm.c.position).label("last_position"),
             func.count().label("shards"),
-            func.sum(tm.matches).label("matches"),
-            func.sum(tm.keyword_nsfw).label("keyword_nsfw"),
-            func.sum(tm.substring_matches).label("substring_matches"),
-            func.sum(tm.paper_keyword_nsfw).label("paper_keyword_nsfw"),
-            func.count(tm.paper_keyword_nsfw).label("with_paper"),
+            func.sum(tm.c.matches).label("matches"),
+            func.sum(tm.c.keyword_nsfw).label("keyword_nsfw"),
+            func.sum(tm.c.substring_matches).label("substring_matches"),
+            func.sum(tm.c.paper_keyword_nsfw).label("paper_keyword_nsfw"),
+            func.count(tm.c.paper_keyword_nsfw).label("with_paper"),
         )
-        .join(latest, latest.c.id == tm.shard_id)
-        .group_by(tm.term, tm.mode)
-        .order_by(position, tm.term, tm.mode)
+        .join(latest, latest.c.id == tm.c.shard_id)
+        .group_by(tm.c.term, tm.c.mode)
+        .order_by(position, tm.c.term, tm.c.mode)
     ).all()
     bins = conn.execute(
-        select(t.SimilarityBin.bin, func.sum(t.SimilarityBin.count))
-        .join(latest, latest.c.id == t.SimilarityBin.shard_id)
-        .group_by(t.SimilarityBin.bin)
-        .order_by(t.SimilarityBin.bin)
+        select(t.similarity_bins.c.bin, func.sum(t.similarity_bins.c.count))
+        .join(latest, latest.c.id == t.similarity_bins.c.shard_id)
+        .group_by(t.similarity_bins.c.bin)
+        .order_by(t.similarity_bins.c.bin)
     ).all()
     return Aggregates(
         {k: plain(v) for k, v in scalars._mapping.items()},

@@ -26,14 +26,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
 
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import StoreConfigError
 from shardwatch.store.urls import url_problem
 
-if TYPE_CHECKING:  # Alembic is imported only by the functions that migrate
+if TYPE_CHECKING:  # Alembic and the ORM are imported only by the functions that use them
     from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 StoreEngine: TypeAlias = Engine
 """The store's connection pool as the other packages hold it: opened by `make_engine`, handed
@@ -127,6 +127,9 @@ def close_engine(engine: StoreEngine) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """The writers' sessions (this loads `sqlalchemy.orm`, which the readers do without)."""
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False)
 
 

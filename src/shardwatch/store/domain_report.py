@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, case, func, literal, select
 
 from shardwatch.core.stats import rate_bounds
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import ReportError, UnknownDataset
 from shardwatch.store.report_model import as_int
@@ -81,55 +81,55 @@ def domain_report(
     summed in SQL over the latest done version of every shard (raises UnknownDataset)."""
     if by not in DOMAIN_ORDER:
         raise ReportError(f"unknown domain order {by!r}; use one of {', '.join(DOMAIN_ORDER)}")
-    sm, sd = t.ShardMetricsRow, t.ShardDomain
+    sm, sd = t.shard_metrics, t.shard_domains
     with read_snapshot(engine) as conn:
-        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        dataset_id = conn.scalar(select(t.datasets.c.id).where(t.datasets.c.name == dataset))
         if dataset_id is None:
-            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            known = conn.scalars(select(t.datasets.c.name).order_by(t.datasets.c.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
         totals = conn.execute(
             select(
                 func.count().label("shards"),
-                func.sum(sm.rows).label("rows"),
-                func.sum(sm.domain_rest_rows).label("rest_rows"),
-                func.sum(sm.domain_rest_keyword).label("rest_keyword"),
-                func.sum(sm.domain_rest_tag).label("rest_tag"),
-                func.sum(sm.domain_floor_rows).label("floor_rows"),
-                func.sum(sm.domain_floor_keyword).label("floor_keyword"),
-                func.sum(sm.domain_floor_tag).label("floor_tag"),
-                func.max(sm.domain_k).label("k"),
-                func.max(case((sm.has_nsfw_tag, literal(1)), else_=literal(0))).label("tag"),
+                func.sum(sm.c.rows).label("rows"),
+                func.sum(sm.c.domain_rest_rows).label("rest_rows"),
+                func.sum(sm.c.domain_rest_keyword).label("rest_keyword"),
+                func.sum(sm.c.domain_rest_tag).label("rest_tag"),
+                func.sum(sm.c.domain_floor_rows).label("floor_rows"),
+                func.sum(sm.c.domain_floor_keyword).label("floor_keyword"),
+                func.sum(sm.c.domain_floor_tag).label("floor_tag"),
+                func.max(sm.c.domain_k).label("k"),
+                func.max(case((sm.c.has_nsfw_tag, literal(1)), else_=literal(0))).label("tag"),
             )
-            .join(latest, latest.c.id == sm.shard_id)
-            .where(sm.domain_k.is_not(None))
+            .join(latest, latest.c.id == sm.c.shard_id)
+            .where(sm.c.domain_k.is_not(None))
         ).one()
         listed = conn.execute(
             select(
-                func.sum(sd.rows).label("rows"),
-                func.sum(sd.keyword_nsfw).label("keyword"),
-                func.sum(sd.tag_nsfw).label("tag"),
-            ).join(latest, latest.c.id == sd.shard_id)
+                func.sum(sd.c.rows).label("rows"),
+                func.sum(sd.c.keyword_nsfw).label("keyword"),
+                func.sum(sd.c.tag_nsfw).label("tag"),
+            ).join(latest, latest.c.id == sd.c.shard_id)
         ).one()
-        rows_sum = func.sum(sd.rows)
-        order = {"rows": rows_sum, "keyword_nsfw": func.sum(sd.keyword_nsfw)}
-        order["tag_nsfw"] = func.sum(sd.tag_nsfw)
+        rows_sum = func.sum(sd.c.rows)
+        order = {"rows": rows_sum, "keyword_nsfw": func.sum(sd.c.keyword_nsfw)}
+        order["tag_nsfw"] = func.sum(sd.c.tag_nsfw)
         first = order[DOMAIN_ORDER[by]]
         found = conn.execute(
             select(
-                sd.domain,
+                sd.c.domain,
                 rows_sum.label("rows"),
-                func.sum(sd.keyword_nsfw).label("keyword"),
-                func.sum(sd.tag_nsfw).label("tag"),
-                func.sum(sm.domain_floor_rows).label("floor_rows"),
-                func.sum(sm.domain_floor_keyword).label("floor_keyword"),
-                func.sum(sm.domain_floor_tag).label("floor_tag"),
+                func.sum(sd.c.keyword_nsfw).label("keyword"),
+                func.sum(sd.c.tag_nsfw).label("tag"),
+                func.sum(sm.c.domain_floor_rows).label("floor_rows"),
+                func.sum(sm.c.domain_floor_keyword).label("floor_keyword"),
+                func.sum(sm.c.domain_floor_tag).label("floor_tag"),
                 func.count().label("shards"),
             )
-            .join(latest, latest.c.id == sd.shard_id)
-            .join(sm, sm.shard_id == sd.shard_id)
-            .group_by(sd.domain)
-            .order_by(first.desc(), rows_sum.desc(), sd.domain)
+            .join(latest, latest.c.id == sd.c.shard_id)
+            .join(sm, sm.c.shard_id == sd.c.shard_id)
+            .group_by(sd.c.domain)
+            .order_by(first.desc(), rows_sum.desc(), sd.c.domain)
             .limit(top)
         ).all()
     floor_rows, floor_kw, floor_tag = (

@@ -14,7 +14,7 @@ from shardwatch.core.metrics import (
 )
 from shardwatch.core.profiles import BUILTIN_PROFILES
 from shardwatch.core.stats import Drift, drift
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.report_model import as_int, opt_int
 from shardwatch.store.snapshots import latest_done, read_snapshot
@@ -35,15 +35,15 @@ class ShardRates:
 def shard_rates(engine: Engine, dataset: str, label: str = "NSFW") -> list[ShardRates]:
     """Per current done shard of `dataset`: rows, rows tagged `label`, keyword-NSFW rows."""
     with read_snapshot(engine) as conn:
-        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        dataset_id = conn.scalar(select(t.datasets.c.id).where(t.datasets.c.name == dataset))
         if dataset_id is None:
             return []
         latest = latest_done(dataset_id)
-        sm, tc = t.ShardMetricsRow, t.ShardTagCount
-        tagged = select(tc.shard_id, tc.count.label("n")).where(tc.label == label).subquery()
+        sm, tc = t.shard_metrics, t.shard_tag_counts
+        tagged = select(tc.c.shard_id, tc.c.count.label("n")).where(tc.c.label == label).subquery()
         rows = conn.execute(
-            select(latest.c.uri, sm.rows, sm.has_nsfw_tag, tagged.c.n, sm.keyword_nsfw_rows)
-            .join(sm, sm.shard_id == latest.c.id)
+            select(latest.c.uri, sm.c.rows, sm.c.has_nsfw_tag, tagged.c.n, sm.c.keyword_nsfw_rows)
+            .join(sm, sm.c.shard_id == latest.c.id)
             .outerjoin(tagged, tagged.c.shard_id == latest.c.id)
             .order_by(latest.c.uri)
         ).all()
@@ -63,30 +63,27 @@ def shard_drift(engine: Engine, dataset: str, label: str = "NSFW") -> list[tuple
     """Every current shard of `dataset` against the rest of the dataset (see stats.drift),
     from the stored counts and histograms."""
     with read_snapshot(engine) as conn:
-        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        dataset_id = conn.scalar(select(t.datasets.c.id).where(t.datasets.c.name == dataset))
         if dataset_id is None:
             return []
         latest = latest_done(dataset_id)
         total = build_report(conn, dataset, dataset_id, latest, BUILTIN_PROFILES.get).total
-        sm = t.ShardMetricsRow
+        sm = t.shard_metrics
         shards = conn.execute(
-            select(latest.c.id, latest.c.uri, sm.rows, sm.keyword_nsfw_rows, sm.has_nsfw_tag)
-            .add_columns(sm.similarity_threshold, sm.hist_underflow, sm.hist_overflow)
-            .join(sm, sm.shard_id == latest.c.id)
+            select(latest.c.id, latest.c.uri, sm.c.rows, sm.c.keyword_nsfw_rows, sm.c.has_nsfw_tag)
+            .add_columns(sm.c.similarity_threshold, sm.c.hist_underflow, sm.c.hist_overflow)
+            .join(sm, sm.c.shard_id == latest.c.id)
             .order_by(latest.c.uri)
         ).all()
+        sb, tc = t.similarity_bins.c, t.shard_tag_counts.c
         bins: dict[int, list[int]] = {}
         for shard_id, index, count in conn.execute(
-            select(t.SimilarityBin.shard_id, t.SimilarityBin.bin, t.SimilarityBin.count).join(
-                latest, latest.c.id == t.SimilarityBin.shard_id
-            )
+            select(sb.shard_id, sb.bin, sb.count).join(latest, latest.c.id == sb.shard_id)
         ):
             bins.setdefault(shard_id, [0] * HIST_BINS)[index] = int(count)
         tags: dict[int, dict[str, int]] = {}
         for shard_id, tag, count in conn.execute(
-            select(t.ShardTagCount.shard_id, t.ShardTagCount.label, t.ShardTagCount.count).join(
-                latest, latest.c.id == t.ShardTagCount.shard_id
-            )
+            select(tc.shard_id, tc.label, tc.count).join(latest, latest.c.id == tc.shard_id)
         ):
             tags.setdefault(shard_id, {})[tag] = int(count)
     out = []

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
 from shardwatch.store.snapshots import latest_done
@@ -29,18 +29,18 @@ class DoneShard:
 def done_shards(engine: Engine, dataset: str) -> list[DoneShard]:
     """The latest done version of every shard URI of `dataset` (the report's set), in URI
     order. Raises UnknownDataset."""
-    sm, shard = t.ShardMetricsRow, t.Shard
+    sm, shard = t.shard_metrics, t.shards
     with engine.connect() as conn:
-        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        dataset_id = conn.scalar(select(t.datasets.c.id).where(t.datasets.c.name == dataset))
         if dataset_id is None:
-            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            known = conn.scalars(select(t.datasets.c.name).order_by(t.datasets.c.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
         rows = conn.execute(
-            select(latest.c.uri, latest.c.version, shard.content_sha256)
-            .add_columns(sm.profile, sm.lexicon, sm.rows, sm.similarity_threshold)
-            .join(shard, shard.id == latest.c.id)
-            .join(sm, sm.shard_id == latest.c.id)
+            select(latest.c.uri, latest.c.version, shard.c.content_sha256)
+            .add_columns(sm.c.profile, sm.c.lexicon, sm.c.rows, sm.c.similarity_threshold)
+            .join(shard, shard.c.id == latest.c.id)
+            .join(sm, sm.c.shard_id == latest.c.id)
             .order_by(latest.c.uri)
         ).all()
     return [

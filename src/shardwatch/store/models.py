@@ -1,264 +1,218 @@
-"""Models: the typed SQLAlchemy 2 tables of the results store (ORM rows stay in `store/`)."""
+"""Models: the writers' ORM classes, mapped onto the Core tables of store/tables.py.
+
+The schema is defined once, in tables.py (Alembic compares migrations with its metadata, which
+is `Base.metadata` too). Only the writers import this module: it loads `sqlalchemy.orm`, which
+the read-only commands (`report`) do without.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
+from sqlalchemy.orm import DeclarativeBase, Mapped
+
+from shardwatch.store import tables
+from shardwatch.store.tables import (
+    NAMING,
+    NOTICE_KINDS,
+    OUTBOX_STATES,
+    RUN_STATUSES,
+    SHARD_STATUSES,
+    Timestamp,
+    utcnow,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SHARD_STATUSES = ("discovered", "processing", "done", "failed", "quarantined")
-RUN_STATUSES = ("running", "completed", "failed")
-OUTBOX_STATES = ("pending", "sending", "sent", "dead", "cancelled")
-NOTICE_KINDS = ("breach", "reminder", "recovery")
-
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = [
+    "NAMING",
+    "NOTICE_KINDS",
+    "OUTBOX_STATES",
+    "RUN_STATUSES",
+    "SHARD_STATUSES",
+    "Timestamp",
+    "utcnow",
+]
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-
-
-Timestamp = DateTime(timezone=True)
+    metadata = tables.metadata
 
 
 class Dataset(Base):
-    __tablename__ = "datasets"
+    __table__ = tables.datasets
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    id: Mapped[int]
+    name: Mapped[str]
+    created_at: Mapped[datetime]
 
 
 class Run(Base):
-    __tablename__ = "runs"
+    __table__ = tables.runs
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    status: Mapped[str] = mapped_column(String(16), default="running")
-    shards_seen: Mapped[int] = mapped_column(Integer, default=0)
-    shards_done: Mapped[int] = mapped_column(Integer, default=0)
-    shards_skipped: Mapped[int] = mapped_column(Integer, default=0)
-    shards_failed: Mapped[int] = mapped_column(Integer, default=0)
-    # The process that started the run (a later run closes it if that process has ended),
-    # and why a run ended failed.
-    host: Mapped[str | None] = mapped_column(String(255))
-    pid: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES}", name="status"),)
+    id: Mapped[int]
+    prefect_flow_run_id: Mapped[str | None]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str]
+    shards_seen: Mapped[int]
+    shards_done: Mapped[int]
+    shards_skipped: Mapped[int]
+    shards_failed: Mapped[int]
+    host: Mapped[str | None]
+    pid: Mapped[int | None]
+    error: Mapped[str | None]
 
 
 class Shard(Base):
     """One version of one shard: (dataset, uri, content hash) is its natural key."""
 
-    __tablename__ = "shards"
+    __table__ = tables.shards
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    uri: Mapped[str] = mapped_column(Text)
-    content_sha256: Mapped[str] = mapped_column(String(64))
-    version: Mapped[int] = mapped_column(Integer)
-    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    etag: Mapped[str | None] = mapped_column(String(200))
-    mtime: Mapped[datetime | None] = mapped_column(Timestamp)
-    status: Mapped[str] = mapped_column(String(16), default="discovered")
-    reason: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    # When the source last listed this content under `uri`: the current version of a URI is
-    # its most recently seen one (content A -> B -> A makes the A row current again).
-    last_seen_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    # The shard's Data Docs page (a path under the docs site), once it has been validated.
-    docs_page: Mapped[str | None] = mapped_column(Text)
-    # How the columns differ from the profile (SchemaDrift.to_dict()); NULL: they do not.
-    schema_drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # The version's last failures, oldest first: [{"at", "status", "reason"}] (repository.fail).
-    history: Mapped[list[Any] | None] = mapped_column(JSON)
-
-    __table_args__ = (
-        UniqueConstraint("dataset_id", "uri", "content_sha256", name="natural_key"),
-        UniqueConstraint("dataset_id", "uri", "version", name="uri_version"),
-        CheckConstraint(f"status IN {SHARD_STATUSES}", name="status"),
-        Index("ix_shards_claimable", "status", "lease_expires_at"),
-    )
+    id: Mapped[int]
+    dataset_id: Mapped[int]
+    uri: Mapped[str]
+    content_sha256: Mapped[str]
+    version: Mapped[int]
+    size_bytes: Mapped[int | None]
+    etag: Mapped[str | None]
+    mtime: Mapped[datetime | None]
+    status: Mapped[str]
+    reason: Mapped[str | None]
+    attempts: Mapped[int]
+    lease_owner: Mapped[str | None]
+    lease_expires_at: Mapped[datetime | None]
+    run_id: Mapped[int | None]
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    docs_page: Mapped[str | None]
+    schema_drift: Mapped[dict[str, Any] | None]
+    history: Mapped[list[Any] | None]
 
 
 class ShardMetricsRow(Base):
     """Everything the engine computed for one shard version (scalars; maps live beside)."""
 
-    __tablename__ = "shard_metrics"
+    __table__ = tables.shard_metrics
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    profile: Mapped[str] = mapped_column(String(100))
-    lexicon: Mapped[str] = mapped_column(String(100))
-    rows: Mapped[int] = mapped_column(BigInteger)
-    keyword_nsfw_rows: Mapped[int | None] = mapped_column(BigInteger)
-    # Rows the paper's 7 substring keywords flag (NULL: stored before they were counted).
-    paper_keyword_nsfw_rows: Mapped[int | None] = mapped_column(BigInteger)
-    has_nsfw_tag: Mapped[bool] = mapped_column(Boolean)
-    has_terms: Mapped[bool] = mapped_column(Boolean)
-    similarity_threshold: Mapped[float | None] = mapped_column(Float)
-    similarity_count: Mapped[int | None] = mapped_column(BigInteger)
-    similarity_null: Mapped[int | None] = mapped_column(BigInteger)
-    similarity_below: Mapped[int | None] = mapped_column(BigInteger)
-    similarity_min: Mapped[float | None] = mapped_column(Float)
-    similarity_max: Mapped[float | None] = mapped_column(Float)
-    similarity_sum: Mapped[float | None] = mapped_column(Float)
-    hist_underflow: Mapped[int | None] = mapped_column(BigInteger)
-    hist_overflow: Mapped[int | None] = mapped_column(BigInteger)
-    duplicate_ids: Mapped[int | None] = mapped_column(BigInteger)
-    duplicate_urls: Mapped[int | None] = mapped_column(BigInteger)
-    unsafe_rows: Mapped[int | None] = mapped_column(BigInteger)
-    keyword_unsafe_rows: Mapped[int | None] = mapped_column(BigInteger)
-    # The domain sketch's k, floors and rest (its listed domains are in shard_domains).
-    domain_k: Mapped[int | None] = mapped_column(Integer)
-    domain_floor_rows: Mapped[int | None] = mapped_column(BigInteger)
-    domain_floor_keyword: Mapped[int | None] = mapped_column(BigInteger)
-    domain_floor_tag: Mapped[int | None] = mapped_column(BigInteger)
-    domain_rest_rows: Mapped[int | None] = mapped_column(BigInteger)
-    domain_rest_keyword: Mapped[int | None] = mapped_column(BigInteger)
-    domain_rest_tag: Mapped[int | None] = mapped_column(BigInteger)
-    nulls: Mapped[dict[str, Any]] = mapped_column(JSON)
-    unavailable: Mapped[list[Any]] = mapped_column(JSON)
-    notes: Mapped[list[Any]] = mapped_column(JSON)
-    computed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    shard_id: Mapped[int]
+    profile: Mapped[str]
+    lexicon: Mapped[str]
+    rows: Mapped[int]
+    keyword_nsfw_rows: Mapped[int | None]
+    paper_keyword_nsfw_rows: Mapped[int | None]
+    has_nsfw_tag: Mapped[bool]
+    has_terms: Mapped[bool]
+    similarity_threshold: Mapped[float | None]
+    similarity_count: Mapped[int | None]
+    similarity_null: Mapped[int | None]
+    similarity_below: Mapped[int | None]
+    similarity_min: Mapped[float | None]
+    similarity_max: Mapped[float | None]
+    similarity_sum: Mapped[float | None]
+    hist_underflow: Mapped[int | None]
+    hist_overflow: Mapped[int | None]
+    duplicate_ids: Mapped[int | None]
+    duplicate_urls: Mapped[int | None]
+    unsafe_rows: Mapped[int | None]
+    keyword_unsafe_rows: Mapped[int | None]
+    domain_k: Mapped[int | None]
+    domain_floor_rows: Mapped[int | None]
+    domain_floor_keyword: Mapped[int | None]
+    domain_floor_tag: Mapped[int | None]
+    domain_rest_rows: Mapped[int | None]
+    domain_rest_keyword: Mapped[int | None]
+    domain_rest_tag: Mapped[int | None]
+    nulls: Mapped[dict[str, Any]]
+    unavailable: Mapped[list[Any]]
+    notes: Mapped[list[Any]]
+    computed_at: Mapped[datetime]
 
 
 class ShardTagCount(Base):
     """NSFW tag counts of a shard: one row per label (plus `other` and `null`)."""
 
-    __tablename__ = "shard_tag_counts"
+    __table__ = tables.shard_tag_counts
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    label: Mapped[str] = mapped_column(String(100), primary_key=True)
-    count: Mapped[int] = mapped_column(BigInteger)
-    # Of those rows, the keyword-NSFW ones (the tag x keyword cross-tab); NULL: no keywords.
-    keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
-    # Of those rows, the ones the second score calls unsafe; NULL: the shard has no score.
-    unsafe: Mapped[int | None] = mapped_column(BigInteger)
+    shard_id: Mapped[int]
+    label: Mapped[str]
+    count: Mapped[int]
+    keyword_nsfw: Mapped[int | None]
+    unsafe: Mapped[int | None]
 
 
 class ShardDomain(Base):
     """One listed domain of a shard's top-k domain sketch, with exact counts."""
 
-    __tablename__ = "shard_domains"
+    __table__ = tables.shard_domains
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    domain: Mapped[str] = mapped_column(String(260), primary_key=True)
-    rows: Mapped[int] = mapped_column(BigInteger)
-    keyword_nsfw: Mapped[int] = mapped_column(BigInteger)
-    tag_nsfw: Mapped[int] = mapped_column(BigInteger)
-
-    __table_args__ = (Index("ix_shard_domains_domain", "domain"),)
+    shard_id: Mapped[int]
+    domain: Mapped[str]
+    rows: Mapped[int]
+    keyword_nsfw: Mapped[int]
+    tag_nsfw: Mapped[int]
 
 
 class SimilarityBin(Base):
     """The non-empty bins of a shard's fixed 0.005-wide similarity histogram."""
 
-    __tablename__ = "similarity_bins"
+    __table__ = tables.similarity_bins
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
-    count: Mapped[int] = mapped_column(BigInteger)
+    shard_id: Mapped[int]
+    bin: Mapped[int]
+    count: Mapped[int]
 
 
 class TermMetricsRow(Base):
     """One watched term in one shard version (shard x lexicon x term)."""
 
-    __tablename__ = "term_metrics"
+    __table__ = tables.term_metrics
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    lexicon: Mapped[str] = mapped_column(String(100), primary_key=True)
-    term: Mapped[str] = mapped_column(String(200), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer)
-    mode: Mapped[str] = mapped_column(String(16))
-    matches: Mapped[int] = mapped_column(BigInteger)
-    keyword_nsfw: Mapped[int] = mapped_column(BigInteger)
-    substring_matches: Mapped[int] = mapped_column(BigInteger)
-    # The paper's method: of the substring_matches rows, those its 7 keywords flag.
-    paper_keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
+    shard_id: Mapped[int]
+    lexicon: Mapped[str]
+    term: Mapped[str]
+    position: Mapped[int]
+    mode: Mapped[str]
+    matches: Mapped[int]
+    keyword_nsfw: Mapped[int]
+    substring_matches: Mapped[int]
+    paper_keyword_nsfw: Mapped[int | None]
 
 
 class TermTagCount(Base):
     """The NSFW tag counts among one term's matches in one shard version."""
 
-    __tablename__ = "term_tag_counts"
+    __table__ = tables.term_tag_counts
 
-    shard_id: Mapped[int] = mapped_column(
-        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
-    )
-    lexicon: Mapped[str] = mapped_column(String(100), primary_key=True)
-    term: Mapped[str] = mapped_column(String(200), primary_key=True)
-    label: Mapped[str] = mapped_column(String(100), primary_key=True)
-    count: Mapped[int] = mapped_column(BigInteger)
-    # Of those: the term's keyword-NSFW matches (Table 1's column), and the paper's figure
-    # (substring rows its keywords flag). NULL: stored before they were counted.
-    keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
-    paper_keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
+    shard_id: Mapped[int]
+    lexicon: Mapped[str]
+    term: Mapped[str]
+    label: Mapped[str]
+    count: Mapped[int]
+    keyword_nsfw: Mapped[int | None]
+    paper_keyword_nsfw: Mapped[int | None]
 
 
 class ValidationResult(Base):
     """One expectation's outcome on one shard version; `errored` is apart from `success`."""
 
-    __tablename__ = "validation_results"
+    __table__ = tables.validation_results
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
-    suite: Mapped[str] = mapped_column(String(200))
-    position: Mapped[int] = mapped_column(Integer, default=0)  # order in the suite
-    expectation: Mapped[str] = mapped_column(String(200))
-    column: Mapped[str | None] = mapped_column(String(200))
-    condition: Mapped[str | None] = mapped_column(String(200))  # e.g. "term_desi == True"
-    success: Mapped[bool | None] = mapped_column(Boolean)
-    errored: Mapped[bool] = mapped_column(Boolean, default=False)
-    error_message: Mapped[str | None] = mapped_column(Text)
-    observed_value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    threshold: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    id: Mapped[int]
+    shard_id: Mapped[int]
+    suite: Mapped[str]
+    position: Mapped[int]
+    expectation: Mapped[str]
+    column: Mapped[str | None]
+    condition: Mapped[str | None]
+    success: Mapped[bool | None]
+    errored: Mapped[bool]
+    error_message: Mapped[str | None]
+    observed_value: Mapped[dict[str, Any] | None]
+    threshold: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
 
 
 class Alert(Base):
@@ -267,25 +221,23 @@ class Alert(Base):
     `scope` is `dataset` or `shard:<uri>`, with `|term:<term>` for term rules.
     """
 
-    __tablename__ = "alerts"
+    __table__ = tables.alerts
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    rule: Mapped[str] = mapped_column(String(100))
-    scope: Mapped[str] = mapped_column(String(1000))
-    severity: Mapped[str] = mapped_column(String(16))
-    breaching: Mapped[bool] = mapped_column(Boolean)
-    observed: Mapped[float | None] = mapped_column(Float)
-    threshold: Mapped[str | None] = mapped_column(String(100))
-    detail: Mapped[str | None] = mapped_column(Text)
-    link: Mapped[str | None] = mapped_column(Text)  # the shard's Data Docs page
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    opened_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    last_notified_at: Mapped[datetime | None] = mapped_column(Timestamp)
-
-    __table_args__ = (UniqueConstraint("dataset_id", "rule", "scope", name="alert_key"),)
+    id: Mapped[int]
+    dataset_id: Mapped[int]
+    rule: Mapped[str]
+    scope: Mapped[str]
+    severity: Mapped[str]
+    breaching: Mapped[bool]
+    observed: Mapped[float | None]
+    threshold: Mapped[str | None]
+    detail: Mapped[str | None]
+    link: Mapped[str | None]
+    run_id: Mapped[int | None]
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    last_notified_at: Mapped[datetime | None]
 
 
 class AlertOutbox(Base):
@@ -295,28 +247,21 @@ class AlertOutbox(Base):
     rows (a lease in `next_attempt_at` while `sending`), sends them and marks them.
     """
 
-    __tablename__ = "alert_outbox"
+    __table__ = tables.alert_outbox
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
-    channel: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
-
-    __table_args__ = (
-        CheckConstraint(f"state IN {OUTBOX_STATES}", name="state"),
-        CheckConstraint(f"kind IN {NOTICE_KINDS}", name="kind"),
-        Index("ix_alert_outbox_due", "state", "next_attempt_at"),
-        Index("ix_alert_outbox_alert", "alert_id", "channel"),
-    )
+    id: Mapped[int]
+    alert_id: Mapped[int]
+    channel: Mapped[str]
+    kind: Mapped[str]
+    state: Mapped[str]
+    payload: Mapped[dict[str, Any]]
+    attempts: Mapped[int]
+    last_error: Mapped[str | None]
+    lease_owner: Mapped[str | None]
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
 
 
 class DatasetTotal(Base):
@@ -324,14 +269,12 @@ class DatasetTotal(Base):
     pass's closing judgement so that a report need not sum every stored row again. Used only
     while `shards_key` (a digest of those versions' ids and result stamps) still matches."""
 
-    __tablename__ = "dataset_totals"
+    __table__ = tables.dataset_totals
 
-    dataset_id: Mapped[int] = mapped_column(
-        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
-    )
-    shards_key: Mapped[str] = mapped_column(String(64))
-    sums: Mapped[dict[str, Any]] = mapped_column(JSON)
-    computed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    dataset_id: Mapped[int]
+    shards_key: Mapped[str]
+    sums: Mapped[dict[str, Any]]
+    computed_at: Mapped[datetime]
 
 
 class AlertChannel(Base):
@@ -339,9 +282,9 @@ class AlertChannel(Base):
     until `held_until`) and when the next message may go (`next_send_at`), so a channel
     never gets more than one message per `min_interval`, however many relays run."""
 
-    __tablename__ = "alert_channels"
+    __table__ = tables.alert_channels
 
-    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(100))
-    held_until: Mapped[datetime | None] = mapped_column(Timestamp)
-    next_send_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    channel: Mapped[str]
+    holder: Mapped[str | None]
+    held_until: Mapped[datetime | None]
+    next_send_at: Mapped[datetime | None]

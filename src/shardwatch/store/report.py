@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, select
 
 from shardwatch.core.profiles import BUILTIN_PROFILES
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
 from shardwatch.store.report_domains import sketch_of
@@ -39,9 +39,9 @@ def dataset_report(
     engine = source if isinstance(source, Engine) else source.engine
     resolve = profiles or BUILTIN_PROFILES.get
     with read_snapshot(engine) as conn:
-        dataset_id = conn.scalar(select(t.Dataset.id).where(t.Dataset.name == dataset))
+        dataset_id = conn.scalar(select(t.datasets.c.id).where(t.datasets.c.name == dataset))
         if dataset_id is None:
-            known = conn.scalars(select(t.Dataset.name).order_by(t.Dataset.name)).all()
+            known = conn.scalars(select(t.datasets.c.name).order_by(t.datasets.c.name)).all()
             raise UnknownDataset(dataset, known)
         latest = latest_done(dataset_id)
         # The sums the last pass kept, if they still cover exactly these versions (same

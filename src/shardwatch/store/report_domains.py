@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.sql.selectable import CTE
 
 from shardwatch.core.domain_sketch import DomainSketch, DomainStat
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.aggregates import plain
 
 
@@ -25,37 +25,37 @@ def domain_sketch(conn: Connection, latest: CTE) -> DomainSketch | None:
 def domain_sums(conn: Connection, latest: CTE) -> dict[str, Any] | None:
     """The sums `sketch_of` builds the sketch from, as plain values (None: no shard has a
     sketch)."""
-    sm, sd = t.ShardMetricsRow, t.ShardDomain
+    sm, sd = t.shard_metrics, t.shard_domains
     totals = conn.execute(
         select(
             func.count().label("shards"),
-            func.max(sm.domain_k).label("k"),
-            func.sum(sm.domain_floor_rows).label("floor_rows"),
-            func.sum(sm.domain_floor_keyword).label("floor_keyword"),
-            func.sum(sm.domain_floor_tag).label("floor_tag"),
-            func.sum(sm.domain_rest_rows).label("rest_rows"),
-            func.sum(sm.domain_rest_keyword).label("rest_keyword"),
-            func.sum(sm.domain_rest_tag).label("rest_tag"),
+            func.max(sm.c.domain_k).label("k"),
+            func.sum(sm.c.domain_floor_rows).label("floor_rows"),
+            func.sum(sm.c.domain_floor_keyword).label("floor_keyword"),
+            func.sum(sm.c.domain_floor_tag).label("floor_tag"),
+            func.sum(sm.c.domain_rest_rows).label("rest_rows"),
+            func.sum(sm.c.domain_rest_keyword).label("rest_keyword"),
+            func.sum(sm.c.domain_rest_tag).label("rest_tag"),
         )
-        .join(latest, latest.c.id == sm.shard_id)
-        .where(sm.domain_k.is_not(None))
+        .join(latest, latest.c.id == sm.c.shard_id)
+        .where(sm.c.domain_k.is_not(None))
     ).one()
     if not totals.shards:
         return None
     listed = conn.execute(
         select(
-            sd.domain,
-            func.sum(sd.rows).label("rows"),
-            func.sum(sd.keyword_nsfw).label("keyword"),
-            func.sum(sd.tag_nsfw).label("tag"),
-            func.sum(sm.domain_floor_rows).label("floor_rows"),
-            func.sum(sm.domain_floor_keyword).label("floor_keyword"),
-            func.sum(sm.domain_floor_tag).label("floor_tag"),
+            sd.c.domain,
+            func.sum(sd.c.rows).label("rows"),
+            func.sum(sd.c.keyword_nsfw).label("keyword"),
+            func.sum(sd.c.tag_nsfw).label("tag"),
+            func.sum(sm.c.domain_floor_rows).label("floor_rows"),
+            func.sum(sm.c.domain_floor_keyword).label("floor_keyword"),
+            func.sum(sm.c.domain_floor_tag).label("floor_tag"),
         )
-        .join(latest, latest.c.id == sd.shard_id)
-        .join(sm, sm.shard_id == sd.shard_id)
-        .group_by(sd.domain)
-        .order_by(sd.domain)
+        .join(latest, latest.c.id == sd.c.shard_id)
+        .join(sm, sm.c.shard_id == sd.c.shard_id)
+        .group_by(sd.c.domain)
+        .order_by(sd.c.domain)
     ).all()
     return {
         "totals": {k: plain(v) for k, v in totals._mapping.items()},

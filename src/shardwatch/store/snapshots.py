@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.sql.selectable import CTE, Subquery
 
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.database import is_sqlite
 
 
@@ -40,27 +40,27 @@ def newest(dataset_id: int, *conditions: Any) -> Subquery:
     about the table sizes (a freshly filled, never-analysed PostgreSQL table otherwise gets
     a quadratic nested loop)."""
     rank = func.row_number().over(
-        partition_by=t.Shard.uri,
-        order_by=(t.Shard.last_seen_at.desc(), t.Shard.version.desc()),
+        partition_by=t.shards.c.uri,
+        order_by=(t.shards.c.last_seen_at.desc(), t.shards.c.version.desc()),
     )
     return (
         select(
-            t.Shard.id,
-            t.Shard.uri,
-            t.Shard.version,
-            t.Shard.status,
-            t.Shard.reason,
-            t.Shard.history,
+            t.shards.c.id,
+            t.shards.c.uri,
+            t.shards.c.version,
+            t.shards.c.status,
+            t.shards.c.reason,
+            t.shards.c.history,
             rank.label("rank"),
         )
-        .where(t.Shard.dataset_id == dataset_id, *conditions)
+        .where(t.shards.c.dataset_id == dataset_id, *conditions)
         .subquery()
     )
 
 
 def latest_done(dataset_id: int) -> CTE:
     """(id, uri, version) of the current (most recently seen) done version of each URI."""
-    ranked = newest(dataset_id, t.Shard.status == "done")
+    ranked = newest(dataset_id, t.shards.c.status == "done")
     return (
         select(ranked.c.id, ranked.c.uri, ranked.c.version)
         .where(ranked.c.rank == 1)

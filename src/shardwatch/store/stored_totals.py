@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.sql.selectable import CTE
 
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.aggregates import Aggregates, aggregate
 from shardwatch.store.report_domains import domain_sums
 from shardwatch.store.snapshots import latest_done
@@ -41,8 +41,8 @@ class KeptSums:
 def shards_key(conn: Connection, latest: CTE) -> str:
     """The digest of the ids and result stamps of the versions `latest` lists."""
     rows = conn.execute(
-        select(latest.c.id, t.Shard.finished_at)
-        .join(t.Shard, t.Shard.id == latest.c.id)
+        select(latest.c.id, t.shards.c.finished_at)
+        .join(t.shards, t.shards.c.id == latest.c.id)
         .order_by(latest.c.id)
     ).all()
     digest = hashlib.sha256()
@@ -65,10 +65,10 @@ def keep_total(conn: Connection, dataset_id: int) -> KeptSums:
     latest = latest_done(dataset_id)
     key = shards_key(conn, latest)
     sums = summed(conn, latest)
-    conn.execute(delete(t.DatasetTotal).where(t.DatasetTotal.dataset_id == dataset_id))
+    conn.execute(delete(t.dataset_totals).where(t.dataset_totals.c.dataset_id == dataset_id))
     if shards_key(conn, latest) == key:
         conn.execute(
-            insert(t.DatasetTotal).values(
+            insert(t.dataset_totals).values(
                 dataset_id=dataset_id, shards_key=key, sums=sums.to_json(), computed_at=t.utcnow()
             )
         )
@@ -78,7 +78,7 @@ def keep_total(conn: Connection, dataset_id: int) -> KeptSums:
 def kept_key(conn: Connection, dataset_id: int) -> str | None:
     """The key of the dataset's kept sums (None: none kept)."""
     key: str | None = conn.execute(
-        select(t.DatasetTotal.shards_key).where(t.DatasetTotal.dataset_id == dataset_id)
+        select(t.dataset_totals.c.shards_key).where(t.dataset_totals.c.dataset_id == dataset_id)
     ).scalar_one_or_none()
     return key
 
@@ -87,8 +87,8 @@ def kept_total(conn: Connection, dataset_id: int, latest: CTE) -> KeptSums | Non
     """The kept sums if they still cover exactly the versions `latest` lists (None: none
     kept, or stale)."""
     row = conn.execute(
-        select(t.DatasetTotal.shards_key, t.DatasetTotal.sums).where(
-            t.DatasetTotal.dataset_id == dataset_id
+        select(t.dataset_totals.c.shards_key, t.dataset_totals.c.sums).where(
+            t.dataset_totals.c.dataset_id == dataset_id
         )
     ).one_or_none()
     if row is None or row.shards_key != shards_key(conn, latest):

@@ -19,7 +19,7 @@ from shardwatch.core.metrics import (
     TermStats,
 )
 from shardwatch.core.profiles import BUILTIN_PROFILES, EXTRA_TAG_KEYS, tag_keys
-from shardwatch.store import models as t
+from shardwatch.store import tables as t
 from shardwatch.store.aggregates import Aggregates, aggregate
 from shardwatch.store.errors import ReportError
 from shardwatch.store.report_model import (
@@ -98,14 +98,14 @@ def build_report(
     (store/stored_totals.py), else summed here."""
     sums = sums if sums is not None else aggregate(conn, latest)
     scalars = SimpleNamespace(**sums.scalars)
-    sm = t.ShardMetricsRow
+    sm = t.shard_metrics
 
     # Per-shard JSON columns (nulls, unavailable, notes) are merged here, in URI order.
     per_shard = conn.execute(
-        select(latest.c.uri, latest.c.version, sm.rows, sm.profile, sm.lexicon)
-        .add_columns(sm.nulls, sm.unavailable, sm.notes, t.Shard.schema_drift)
-        .join(sm, sm.shard_id == latest.c.id)
-        .join(t.Shard, t.Shard.id == latest.c.id)
+        select(latest.c.uri, latest.c.version, sm.c.rows, sm.c.profile, sm.c.lexicon)
+        .add_columns(sm.c.nulls, sm.c.unavailable, sm.c.notes, t.shards.c.schema_drift)
+        .join(sm, sm.c.shard_id == latest.c.id)
+        .join(t.shards, t.shards.c.id == latest.c.id)
         .order_by(latest.c.uri)
     ).all()
     nulls: dict[str, int] = {}

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from shardwatch.core.blocklist import BlocklistStats
 from shardwatch.core.domain_sketch import DomainStat
 from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
@@ -41,6 +42,7 @@ Metric = Literal[
     "validation_not_run",
     "schema_drift",
     "shard_failed",
+    "blocklisted_rows",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -149,19 +151,24 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A shard that ended failed or quarantined (its reason in the detail); it recovers when
     # a version of it is done.
     Rule("shard-failures", "shard_failed", "warning", "shard", max=0),
+    # A row of the shard matches a configured blocklist (`[blocklists.<name>]`): one alert per
+    # shard naming the lists; a list's `severity = "warning"` lowers it (blocklist_observation).
+    Rule("blocklisted-rows", "blocklisted_rows", "critical", "shard", max=0),
 )
 
 
 @dataclass(frozen=True)
 class AlertPlan:
     """What `ResultStore.complete` judges and where notices go: the rules, the channel
-    names, the Data Docs index (links are kept relative to its folder), and whether the
-    pass writes a report per run (`run-N.html`, which its notices then link to)."""
+    names, the Data Docs index (links are kept relative to its folder), whether the
+    pass writes a report per run (`run-N.html`, which its notices then link to), and each
+    configured blocklist's severity (a list not named here is critical)."""
 
     rules: tuple[Rule, ...]
     channels: tuple[str, ...]
     docs_index: str | None = None
     reports: bool = False
+    blocklists: tuple[tuple[str, Severity], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,12 +201,15 @@ def judge(
     baseline: ShardMetrics | None = None,
     new_domains: Mapping[str, DomainStat] | None = None,
     schema_drift: SchemaDrift | None = None,
+    list_severity: Mapping[str, Severity] | None = None,
 ) -> list[Observation]:
     """Every rule of `level` that can be judged on `metrics` (and the validation count).
     Drift rules judge a shard against `baseline`, its dataset's total (shard level only).
     The new-domain rule judges `new_domains`: the shard's listed domains that no other
     current shard of its dataset lists (shard level only). Schema-drift rules judge how
-    many columns drifted (shard level; None: the columns were not checked)."""
+    many columns drifted (shard level; None: the columns were not checked). The blocklist
+    rule judges the shard's `blocklists` (shard level; None: no list was checked), each list
+    at its `list_severity` (default critical)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
@@ -213,6 +223,10 @@ def judge(
                 value = float(schema_drift.columns)
                 detail = schema_drift.describe() if schema_drift else None
                 out.append(Observation(rule, value, rule.breached_by(value), detail=detail))
+            continue
+        if rule.metric == "blocklisted_rows":
+            if level == "shard" and metrics.blocklists is not None:
+                out.append(blocklist_observation(rule, metrics.blocklists, list_severity or {}))
             continue
         if rule.metric == "new_domain_keyword_nsfw_rate":
             if level == "shard" and new_domains is not None:
@@ -251,6 +265,27 @@ def failure_observations(rules: Sequence[Rule], status: str, reason: str) -> lis
         for rule in rules
         if rule.metric == "shard_failed" and rule.applies_to("shard")
     ]
+
+
+def blocklist_observation(
+    rule: Rule, lists: Mapping[str, BlocklistStats], severity: Mapping[str, Severity]
+) -> Observation:
+    """Rows matching the lists (summed over the lists: a row on two lists counts twice), and
+    the matching lists by name with their counts: never an entry, URL, id or domain. The
+    alert is critical when the rule is and one matching list is; else a warning."""
+    hits = {name: stats for name, stats in sorted(lists.items()) if stats.rows > 0}
+    value = float(sum(stats.rows for stats in hits.values()))
+    if hits and all(severity.get(name, "critical") == "warning" for name in hits):
+        rule = rule.replace(severity="warning")  # a rule lowered to warning stays one
+    if not hits:
+        names = ", ".join(sorted(lists)) or "none"
+        return Observation(rule, value, rule.breached_by(value), detail=f"no row on lists {names}")
+    parts = [
+        f"list {name}: {s.rows:,} row{'s' if s.rows != 1 else ''} "
+        f"({s.matched_entries:,} of {s.entries:,} entries)"
+        for name, s in hits.items()
+    ]
+    return Observation(rule, value, rule.breached_by(value), detail="; ".join(parts))
 
 
 def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observation]:

@@ -79,6 +79,7 @@ def record_alerts(
         baseline=total,
         new_domains=_new_domains(s, shard, metrics, plan),
         schema_drift=schema_drift,
+        list_severity=dict(plan.blocklists),
     )
     # links are kept relative to the Data Docs site; the relay makes them public URLs
     page = validation.docs_page if validation is not None else None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core.profiles import DatasetProfile, LogicalField
-from shardwatch.export.rule_names import ANY_OF, RULES, TERM_PREFIX
+from shardwatch.export.rule_names import ANY_OF, BLOCKLIST_PREFIX, RULES, TERM_PREFIX
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.columns import ResolvedColumns
 from shardwatch.scan.rows import RowView
 
@@ -38,6 +39,9 @@ class ShardRules:
     nsfw_code: int | None
     unlikely_code: int | None
     unavailable: Mapping[str, str]
+    # the blocklists asked for, matched on the columns they need (`present`: logical -> name)
+    blocklists: tuple[CompiledBlocklist, ...] = ()
+    present: Mapping[LogicalField, str] = field(default_factory=dict)
 
     def reason_unavailable(self, rule: str) -> str | None:
         if not rule.startswith(TERM_PREFIX):
@@ -47,8 +51,9 @@ class ShardRules:
             return f"the lexicon has no term {term!r}"
         return self.text_missing
 
-    def flags(self, view: RowView) -> BatchFlags:
-        """Every available rule's flags on one batch's rows."""
+    def flags(self, view: RowView, batch: pa.RecordBatch | None = None) -> BatchFlags:
+        """Every available rule's flags on one batch's rows (the blocklists' too, given the
+        batch: matched on its URL and id columns exactly as the engine matches them)."""
         masks: dict[str, BoolArray] = {}
         if view.keyword is not None:
             masks["keyword-nsfw"] = view.keyword
@@ -64,17 +69,33 @@ class ShardRules:
         parts = [masks[name] for name in ANY_OF if name in masks]
         if parts:
             masks["any-nsfw"] = np.logical_or.reduce(parts)
+        if batch is not None:
+            masks.update(self._blocklist_masks(batch))
         matches = None
         rows, terms = view.match_rows, view.match_terms
         if self.text_missing is None and rows is not None and terms is not None:
             matches = (rows, terms)
         return BatchFlags(view.rows, masks, self.term_names, matches)
 
+    def _blocklist_masks(self, batch: pa.RecordBatch) -> dict[str, BoolArray]:
+        url, ids = (self.present.get(c) for c in ("url", "id"))
+        url_column = None if url is None else batch.column(url)
+        id_column = None if ids is None else batch.column(ids)
+        return {
+            BLOCKLIST_PREFIX + b.name: b.match(url_column, id_column).rows
+            for b in self.blocklists
+            if BLOCKLIST_PREFIX + b.name not in self.unavailable
+        }
+
 
 def shard_rules(
-    columns: ResolvedColumns, profile: DatasetProfile, term_names: Sequence[str]
+    columns: ResolvedColumns,
+    profile: DatasetProfile,
+    term_names: Sequence[str],
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> ShardRules:
-    """What a shard with `columns`, read with `profile` and a lexicon of `term_names`, supports."""
+    """What a shard with `columns`, read with `profile` and a lexicon of `term_names`, supports
+    (and which of `blocklists`: each needs the shard's URL column, an `id` list its id)."""
     labels = profile.nsfw_labels
     unavailable: dict[str, str] = {}
     text, url = _lacks(columns, profile, "text"), _lacks(columns, profile, "url")
@@ -94,12 +115,18 @@ def shard_rules(
         unavailable["unsafe-score"] = reason
     if all(name in unavailable for name in ANY_OF):
         unavailable["any-nsfw"] = "; ".join(unavailable[name] for name in ANY_OF)
+    for blocklist in blocklists:
+        needs: LogicalField = "id" if blocklist.kind == "id" else "url"
+        if (reason := _lacks(columns, profile, needs)) is not None:
+            unavailable[BLOCKLIST_PREFIX + blocklist.name] = reason
     return ShardRules(
         term_names=tuple(term_names),
         text_missing=text,
         nsfw_code=labels.index("NSFW") if "NSFW" in labels else None,
         unlikely_code=labels.index("UNLIKELY") if "UNLIKELY" in labels else None,
         unavailable=unavailable,
+        blocklists=tuple(blocklists),
+        present=dict(columns.present),
     )
 
 
@@ -125,6 +152,7 @@ class BatchFlags:
     def reasons(self, rows: IntArray) -> pa.Array:
         """For each of `rows`, every rule that flags it: fixed rules in order, then terms."""
         fixed = [name for name in RULES if name in self.masks]
+        fixed += [name for name in self.masks if name.startswith(BLOCKLIST_PREFIX)]
         names = fixed + [TERM_PREFIX + term for term in self.term_names]
         hits = np.zeros((len(rows), len(names)), dtype=bool)
         for j, name in enumerate(fixed):

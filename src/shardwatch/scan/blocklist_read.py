@@ -22,7 +22,7 @@ import io
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -103,8 +103,11 @@ def _first_non_utf8(lines: list[bytes]) -> int:
 
 
 def _csv_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
-    text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-    reader = csv.reader(text)
+    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        yield from _csv_rows(kind, csv.reader(text))
+
+
+def _csv_rows(kind: BlocklistKind, reader: Any) -> Iterator[KeyPairs]:
     values: list[str] = []
     numbers: list[int] = []
     header_checked = False
@@ -121,16 +124,18 @@ def _csv_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
             values.append(row[0])
             numbers.append(reader.line_num)
             if len(values) >= CHUNK:
-                yield keys_of_entries(
-                    kind, pa.array(values, pa.large_string()), np.array(numbers), "line"
-                )
+                yield _csv_chunk(kind, values, numbers)
                 values, numbers = [], []
     except UnicodeDecodeError:
         raise ListProblem(f"line {reader.line_num + 1}: not UTF-8 text") from None
     except csv.Error:
         raise ListProblem(f"line {reader.line_num}: not valid CSV") from None
     if values:
-        yield keys_of_entries(kind, pa.array(values, pa.large_string()), np.array(numbers), "line")
+        yield _csv_chunk(kind, values, numbers)
+
+
+def _csv_chunk(kind: BlocklistKind, values: list[str], numbers: list[int]) -> KeyPairs:
+    return keys_of_entries(kind, pa.array(values, pa.large_string()), np.array(numbers), "line")
 
 
 def is_header(kind: BlocklistKind, value: str) -> bool:

@@ -84,7 +84,8 @@ def ingest(
     gx = validator(settings) if validation_on(settings, validate) else None
     alerts_on = settings.alerts.enabled if alerts is None else alerts
     docs_index = str(gx.paths.index) if gx is not None else None
-    plan = settings.alerts.plan(docs_index) if alerts_on else None
+    severity = {name: spec.severity for name, spec in settings.blocklists.items()}
+    plan = settings.alerts.plan(docs_index, blocklists=severity) if alerts_on else None
     engine = store_engine(settings)
     try:
         upgrade(engine)

@@ -107,6 +107,8 @@ def gx_validator(settings: Settings) -> GxValidator:
         keep_results=v.keep_results,
         partial_unexpected=v.partial_unexpected,
         max_rows=v.max_rows,
+        # one check per configured blocklist: no row may carry its per-row flag
+        flag_checks=tuple(f"blocklist_{name}" for name in settings.blocklists),
     )
 
 
@@ -168,8 +170,9 @@ class Resources:
         docs_index = str(validator.paths.index) if validator is not None else None
         if not validated and self.settings.validation.enabled:
             docs_index = str(self.settings.validation.docs_dir / "index.html")
-        a = self.settings.alerts
-        plan = a.plan(docs_index, reports=True) if a.enabled else None
+        a, lists = self.settings.alerts, self.settings.blocklists
+        severity = {name: spec.severity for name, spec in lists.items()}
+        plan = a.plan(docs_index, reports=True, blocklists=severity) if a.enabled else None
         return ingest_job(
             self.settings, self.store, run_id=run_id, validator=validator, alerts=plan
         )

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support.builders import write_shard
+from support.store_checks import run_shardwatch
 
 from shardwatch.core.lexicon import PRECISE2026
 from shardwatch.core.profiles import LAION400M
@@ -22,6 +23,7 @@ from shardwatch.pipeline.ingest import IngestJob, ingest_shards
 from shardwatch.scan.blocklists import CompiledBlocklist, compile_blocklist
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.settings.config import Settings
+from shardwatch.store.database import make_engine, upgrade
 from shardwatch.store.repository import ResultStore
 
 pytestmark = pytest.mark.integration
@@ -176,3 +178,57 @@ def test_an_unknown_list_is_a_usage_error_naming_it(store: ResultStore, tmp_path
     with pytest.raises(ExportError, match="no blocklist 'nope' is configured"):
         run_export(store, lists, "blocklist:nope", out)
     assert not out.exists()
+
+
+def test_the_cli_names_an_unknown_list_and_prints_no_url(tmp_path: Path) -> None:
+    files = write_lists(tmp_path / "lists")
+    cfg = tmp_path / "shardwatch.toml"
+    cfg.write_text(
+        f'dataset = "{DATASET}"\nprofile = "laion400m"\n'
+        f'database_url = "sqlite:///{tmp_path / "store.sqlite"}"\n'
+        "[validation]\nenabled = false\n[alerts]\nenabled = false\n"
+        '[blocklists.domains]\nkind = "domain"\npath = "lists/domains.txt"\n'
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    upgrade(engine)
+    shards = ingest(ResultStore(engine), tmp_path / "shards", {"p.parquet": shard_table(3)})
+    engine.dispose()
+    out = tmp_path / "out.parquet"
+
+    proc = run_shardwatch(
+        "export-flagged",
+        "--config",
+        str(cfg),
+        "--rule",
+        "blocklist:nope",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "no blocklist 'nope' is configured ([blocklists.nope]); configured: domains" in (
+        proc.stderr
+    )
+    assert not out.exists()
+
+    proc = run_shardwatch(
+        "export-flagged",
+        "--config",
+        str(cfg),
+        "--rule",
+        "blocklist:domains",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (table,) = shards.values()
+    want = reference(table, *files["domains"])
+    assert f"wrote {len(want)} rows flagged by blocklist:domains" in proc.stdout
+    assert pq.read_table(out).column("row").to_pylist() == want
+    for secret in ("example", "img/", "xn--"):
+        assert secret not in proc.stdout + proc.stderr
+
+    helped = run_shardwatch("export-flagged", "--help")
+    assert "This export holds URLs" in " ".join(helped.stdout.split())
+    assert "blocklist:N" in helped.stdout

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardwatch.core.blocklist import BLOCKLIST_KINDS, BlocklistKind, BlocklistSeverity
+from shardwatch.core.profiles import LogicalField
 from shardwatch.scan.blocklist_read import (
     DOMAIN_PREFIX,
     ID_PREFIX,
@@ -91,7 +92,7 @@ class CompiledBlocklist:
         return len(self.keys)
 
     @property
-    def needs(self) -> str:
+    def needs(self) -> LogicalField:
         """The logical column the list is matched against: `url` or `id`."""
         return "id" if self.kind == "id" else "url"
 

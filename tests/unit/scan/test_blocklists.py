@@ -6,18 +6,21 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import math
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.blocklist_reference import (
+    entries_of,
+    expected_domains,
+    expected_ids,
+    expected_urls,
+    sha,
+)
 
-from shardwatch.core.blocklist import entry_id
 from shardwatch.scan.blocklists import BlocklistError, CompiledBlocklist, compile_blocklist
 
 pytestmark = pytest.mark.unit
@@ -46,10 +49,6 @@ URLS: list[str | None] = [
 ]
 
 
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def write_text(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path
@@ -68,83 +67,6 @@ def write_csv(path: Path, values: list[str], header: str | None = None) -> Path:
 def write_parquet(path: Path, values: Sequence[object], type_: pa.DataType | None = None) -> Path:
     pq.write_table(pa.table({"entry": pa.array(values, type_)}), path)
     return path
-
-
-def entries_of(lines: list[str]) -> list[str]:
-    """The reference's reading: stripped, blank and `#` lines dropped."""
-    return [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
-
-
-def expected_urls(
-    kind: str, lines: list[str], urls: list[str | None]
-) -> tuple[list[bool], set[bytes], int]:
-    """Rows matching, entry ids matched and distinct entries, computed with hashlib and sets."""
-    if kind == "url":
-        ids = {hashlib.sha256(e.encode()).digest()[:16] for e in entries_of(lines)}
-    else:
-        ids = {bytes.fromhex(e)[:16] for e in entries_of(lines)}
-    rows, matched = [], set()
-    for url in urls:
-        key = None if url is None else hashlib.sha256(url.encode()).digest()[:16]
-        rows.append(key in ids)
-        if key in ids:
-            assert key is not None
-            matched.add(key)
-    return rows, matched, len(ids)
-
-
-def reference_host(url: str | None) -> str | None:
-    if not url or "//" not in url:
-        return None
-    host = urlsplit(url).hostname
-    if not host:
-        return None
-    host = host.rstrip(".")
-    return host if host.isascii() else host.encode("idna").decode("ascii").lower()
-
-
-def reference_entry_host(entry: str) -> str:
-    host = entry.lower().rstrip(".")
-    return host if host.isascii() else host.encode("idna").decode("ascii").lower()
-
-
-def expected_domains(lines: list[str], urls: list[str | None]) -> tuple[list[bool], set[bytes]]:
-    entries = {reference_entry_host(e) for e in entries_of(lines)}
-    rows, matched = [], set()
-    for url in urls:
-        host = reference_host(url)
-        hits = {e for e in entries if host is not None and (host == e or host.endswith("." + e))}
-        rows.append(bool(hits))
-        matched |= {entry_id("domain", e.encode()) for e in hits}
-    return rows, matched
-
-
-def reference_id_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        return str(int(value)) if value == int(value) else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    text = str(value)
-    if re.fullmatch(r"[+-]?[0-9]+(\.0*)?", text):
-        return str(int(text.split(".")[0]))
-    return text
-
-
-def expected_ids(lines: list[str], ids: list[object]) -> tuple[list[bool], set[bytes], int]:
-    entries = {reference_id_text(e) for e in entries_of(lines)}
-    rows, matched = [], set()
-    for value in ids:
-        text = reference_id_text(value)
-        hit = text is not None and text in entries
-        rows.append(hit)
-        if hit:
-            assert text is not None
-            matched.add(entry_id("id", text.encode()))
-    return rows, matched, len(entries)
 
 
 def check(

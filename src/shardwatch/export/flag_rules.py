@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -39,9 +39,7 @@ class ShardRules:
     nsfw_code: int | None
     unlikely_code: int | None
     unavailable: Mapping[str, str]
-    # the blocklists asked for, matched on the columns they need (`present`: logical -> name)
-    blocklists: tuple[CompiledBlocklist, ...] = ()
-    present: Mapping[LogicalField, str] = field(default_factory=dict)
+    blocklists: tuple[CompiledBlocklist, ...] = ()  # the lists asked for
 
     def reason_unavailable(self, rule: str) -> str | None:
         if not rule.startswith(TERM_PREFIX):
@@ -51,9 +49,9 @@ class ShardRules:
             return f"the lexicon has no term {term!r}"
         return self.text_missing
 
-    def flags(self, view: RowView, batch: pa.RecordBatch | None = None) -> BatchFlags:
-        """Every available rule's flags on one batch's rows (the blocklists' too, given the
-        batch: matched on its URL and id columns exactly as the engine matches them)."""
+    def flags(self, view: RowView) -> BatchFlags:
+        """Every available rule's flags on one batch's rows (a blocklist's from the view's
+        flags, which the engine computes exactly as it counts the list's rows)."""
         masks: dict[str, BoolArray] = {}
         if view.keyword is not None:
             masks["keyword-nsfw"] = view.keyword
@@ -69,23 +67,14 @@ class ShardRules:
         parts = [masks[name] for name in ANY_OF if name in masks]
         if parts:
             masks["any-nsfw"] = np.logical_or.reduce(parts)
-        if batch is not None:
-            masks.update(self._blocklist_masks(batch))
+        for blocklist in self.blocklists:
+            if blocklist.name in view.blocklists:
+                masks[BLOCKLIST_PREFIX + blocklist.name] = view.blocklists[blocklist.name]
         matches = None
         rows, terms = view.match_rows, view.match_terms
         if self.text_missing is None and rows is not None and terms is not None:
             matches = (rows, terms)
         return BatchFlags(view.rows, masks, self.term_names, matches)
-
-    def _blocklist_masks(self, batch: pa.RecordBatch) -> dict[str, BoolArray]:
-        url, ids = (self.present.get(c) for c in ("url", "id"))
-        url_column = None if url is None else batch.column(url)
-        id_column = None if ids is None else batch.column(ids)
-        return {
-            BLOCKLIST_PREFIX + b.name: b.match(url_column, id_column).rows
-            for b in self.blocklists
-            if BLOCKLIST_PREFIX + b.name not in self.unavailable
-        }
 
 
 def shard_rules(
@@ -126,7 +115,6 @@ def shard_rules(
         unlikely_code=labels.index("UNLIKELY") if "UNLIKELY" in labels else None,
         unavailable=unavailable,
         blocklists=tuple(blocklists),
-        present=dict(columns.present),
     )
 
 

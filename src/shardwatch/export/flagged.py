@@ -331,8 +331,8 @@ class _Job:
             offset = 0
             for batch in reader.iter_batches(self.request.batch_size):
                 try:
-                    view = row_view(batch, reader.columns, profile, lexicon)
-                    flags = rules.flags(view, batch)
+                    view = row_view(batch, reader.columns, profile, lexicon, self.blocklists)
+                    flags = rules.flags(view)
                     rows = np.flatnonzero(flags.mask(self.rule)).astype(np.int64)
                     out = output_batch(
                         batch, present, flags, rows, offset, uri, self.request.with_text

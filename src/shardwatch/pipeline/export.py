@@ -1,24 +1,20 @@
 """Export wiring: `export-flagged` as the pipeline builds it from the settings, with the
 monitor's download policy limited to the hosts of the configured sources, and the configured
-blocklist a `blocklist:<name>` rule names, compiled."""
+blocklist a `blocklist:<name>` rule names, compiled as the scan compiles it."""
 
 from __future__ import annotations
 
-import re
-import tempfile
-from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from shardwatch.acquire.download import download
-from shardwatch.acquire.policy import DownloadError, origin_entry
 from shardwatch.export.flagged import ExportError, ExportProgress, ExportRequest, ExportSummary
 from shardwatch.export.flagged import export_flagged as write_remove_list
+from shardwatch.pipeline.blocklists import compiled_blocklists
 from shardwatch.pipeline.discovery import download_policy, export_hosts
-from shardwatch.scan.blocklists import BlocklistError, CompiledBlocklist, compile_blocklist
+from shardwatch.settings.base import ConfigError
 from shardwatch.settings.config import Settings
 
 if TYPE_CHECKING:
+    from shardwatch.scan.blocklists import CompiledBlocklist
     from shardwatch.store.database import StoreEngine
 
 
@@ -43,9 +39,9 @@ def export_flagged(
 
 
 def configured_blocklist(settings: Settings, name: str) -> CompiledBlocklist:
-    """`[blocklists.<name>]` compiled; an http(s) list is downloaded (from its own host, under
-    the download policy) to a temporary folder in the download cache, then deleted. Raises
-    ExportError naming the list when it is not configured or cannot be used."""
+    """`[blocklists.<name>]` compiled (only that list; an http(s) one fetched into the cache
+    under the download policy: pipeline/blocklists.py). Raises ExportError naming the list
+    when it is not configured or cannot be used."""
     spec = settings.blocklists.get(name)
     if spec is None:
         known = ", ".join(sorted(settings.blocklists)) or "none"
@@ -53,19 +49,7 @@ def configured_blocklist(settings: Settings, name: str) -> CompiledBlocklist:
             f"no blocklist {name!r} is configured ([blocklists.{name}]); configured: {known}"
         )
     try:
-        if not spec.remote:
-            return compile_blocklist(name, spec.kind, Path(spec.path), spec.severity)
-        cache = settings.download.cache_dir
-        cache.mkdir(parents=True, exist_ok=True)
-        policy = download_policy(settings, frozenset({origin_entry(spec.path)}))
-        suffix = "".join(PurePosixPath(urlsplit(spec.path).path).suffixes[-2:])  # .csv.gz
-        suffix = suffix if re.fullmatch(r"[A-Za-z0-9.]{0,20}", suffix) else ""
-        with tempfile.TemporaryDirectory(dir=cache, prefix="blocklist-") as folder:
-            got = download(spec.path, Path(folder) / f"list{suffix}", policy=policy)
-            return compile_blocklist(name, spec.kind, got.path, spec.severity)
-    except BlocklistError as exc:
+        (compiled,) = compiled_blocklists(settings.model_copy(update={"blocklists": {name: spec}}))
+    except ConfigError as exc:
         raise ExportError(str(exc)) from None
-    except DownloadError as exc:
-        raise ExportError(f"blocklist {name!r}: download failed: {exc.reason}") from None
-    except OSError as exc:
-        raise ExportError(f"blocklist {name!r}: {exc.strerror or type(exc).__name__}") from None
+    return compiled

@@ -198,7 +198,7 @@ def blocklist_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> 
         if len(b.versions) > 1:
             size = f"{len(b.versions)} versions, the largest {size}"
         fact = (
-            f"blocklist {name(shown(list_name))} ({b.kind}, {size}): {b.rows:,} rows matched "
+            f"blocklist {name(shown(list_name))} ({name(b.kind)}, {size}): {b.rows:,} rows matched "
             f"({_pct(b.rows, metrics.rows)}), {b.matched_entries:,} entries matched"
         )
         if b.shards < metrics.shards:

@@ -9,9 +9,11 @@ import hashlib
 import json
 import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from support.store_checks import run_shardwatch
 
 from shardwatch.core.blocklist import BlocklistKind, BlocklistStats, entry_id, merge_blocklists
 from shardwatch.core.metrics import ShardMetrics
@@ -181,7 +183,8 @@ def test_split_and_merge_invariance(store: ResultStore) -> None:
     shards: dict[str, ShardMetrics] = {}
     for i in range(12):
         lists = {}
-        for name, kind in (("a", "url"), ("b", "domain")):
+        kinds: tuple[tuple[str, BlocklistKind], ...] = (("a", "url"), ("b", "domain"))
+        for name, kind in kinds:
             if rng.random() < 0.8:
                 version = rng.choice((V1, V2))
                 matched = rng.sample(pool, rng.randint(0, 4))
@@ -249,3 +252,35 @@ def test_kept_sums_leave_the_blocklists_exact(store: ResultStore) -> None:
     assert store.judge_dataset("ds", None) is False  # keeps the sums, judges nothing
     assert store.verify_total("ds")
     assert reported(store, "ds") == fresh == merged(SHARDS)
+
+
+def test_the_report_command_shows_counts_and_versions(
+    store: ResultStore, database_url: str, tmp_path: Path
+) -> None:
+    """`shardwatch report` (text, JSON, Markdown): per list its kind, entries, rows and
+    entries matched, the shards checked against an older version and those not checked;
+    never an entry."""
+    store_all(store, "ds", SHARDS)
+
+    def report(*args: str) -> str:
+        proc = run_shardwatch(
+            "report", "--dataset", "ds", *args, cwd=tmp_path, SHARDWATCH_DATABASE_URL=database_url
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    text, as_json, markdown = report(), report("--json"), report("--format", "markdown")
+    assert json.loads(as_json)["total"]["blocklists"] == merged(SHARDS)
+    assert (
+        "blocklist csam (url_sha256, 2 versions, the largest 1,200 entries): 6 rows matched "
+        "(1.8%), 3 entries matched; checked in 4 of 5 shards"
+    ) in text
+    assert "blocklist ids (id, 10 entries): 1 rows matched (0.3%), 1 entries matched" in text
+    assert (
+        "blocklist csam: 2 shard(s) checked against version 111111111111 (newest "
+        "222222222222): s3://b/a.parquet, s3://b/b.parquet"
+    ) in text
+    assert "blocklist ids: 4 shard(s) not checked against it" in text
+    assert "blocklist csam (url\\_sha256, 2 versions" in markdown  # in the Overall line
+    for secret in [*URLS, "12345", *(e.hex() for e in [*E, ID_ENTRY])]:
+        assert secret not in text + as_json + markdown

@@ -20,6 +20,7 @@ import pickle
 import shutil
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,9 @@ from shardwatch.acquire.footer import footer_limits
 from shardwatch.core.alerts import AlertPlan
 from shardwatch.core.ids import worker_id
 from shardwatch.core.validation import ShardValidation, ShardValidator
+from shardwatch.pipeline.blocklists import compiled_blocklists
 from shardwatch.pipeline.ingest import IngestJob
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback
 from shardwatch.settings.config import Settings
 from shardwatch.store.database import close_engine
@@ -111,8 +114,9 @@ def gx_validator(settings: Settings) -> GxValidator:
 
 
 class Resources:
-    """What the stages of a pass share: the settings, the results store and the validator
-    (None when validation is off), each opened on first use and once."""
+    """What the stages of a pass share: the settings, the results store, the validator
+    (None when validation is off) and the compiled blocklists, each opened on first use and
+    once."""
 
     def __init__(
         self,
@@ -126,6 +130,7 @@ class Resources:
         self._validator = validator
         self._validator_built = validator is not None
         self._owned: StoreEngine | None = None  # an engine this object opened (closed by close())
+        self._blocklists: tuple[CompiledBlocklist, ...] | None = None
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -152,6 +157,14 @@ class Resources:
                 self._validator_built = True
             return self._validator
 
+    @property
+    def blocklists(self) -> tuple[CompiledBlocklist, ...]:
+        """The configured remove-lists, compiled (raises ConfigError naming a bad list)."""
+        with self._lock:
+            if self._blocklists is None:
+                self._blocklists = compiled_blocklists(self.settings)
+            return self._blocklists
+
     def close(self) -> None:
         """Close the store's engine if this object opened it (its connections go)."""
         with self._lock:
@@ -171,7 +184,12 @@ class Resources:
         a = self.settings.alerts
         plan = a.plan(docs_index, reports=True) if a.enabled else None
         return ingest_job(
-            self.settings, self.store, run_id=run_id, validator=validator, alerts=plan
+            self.settings,
+            self.store,
+            run_id=run_id,
+            validator=validator,
+            alerts=plan,
+            blocklists=self.blocklists,
         )
 
 
@@ -202,9 +220,11 @@ def ingest_job(
     force: bool = False,
     progress: ProgressCallback | None = None,
     before_commit: BeforeCommit | None = None,
+    blocklists: Sequence[CompiledBlocklist] | None = None,
 ) -> IngestJob:
     """The `IngestJob` of the settings: dataset, profile, lexicon, lease, batching, workers,
-    footer caps and retry budget, with what the caller chose (validator, alert plan, run)."""
+    footer caps, retry budget and blocklists (compiled here unless given), with what the
+    caller chose (validator, alert plan, run)."""
     return IngestJob(
         store=store,
         dataset=settings.dataset,
@@ -223,4 +243,5 @@ def ingest_job(
         domain_top_k=settings.domain_top_k,
         footer=footer_limits(settings.download),
         max_attempts=settings.max_attempts,
+        blocklists=tuple(compiled_blocklists(settings) if blocklists is None else blocklists),
     )

@@ -13,14 +13,18 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shardwatch.core.blocklist import BLOCKLIST_KINDS, ENTRY_ID_BYTES
 
 SHARD_STATUSES = ("discovered", "processing", "done", "failed", "quarantined")
 RUN_STATUSES = ("running", "completed", "failed")
@@ -239,6 +243,43 @@ class TermTagCount(Base):
     # (substring rows its keywords flag). NULL: stored before they were counted.
     keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
     paper_keyword_nsfw: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ShardBlocklist(Base):
+    """One blocklist checked against one shard version: the list's kind, version (the
+    SHA-256 of its file's bytes), distinct entries, and the shard's rows matching it."""
+
+    __tablename__ = "shard_blocklists"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint(f"kind IN {BLOCKLIST_KINDS}", name="kind"),)
+
+
+class ShardBlocklistMatch(Base):
+    """One entry of a blocklist that a shard version matched, by its fixed-size id
+    (core/blocklist.py `entry_id`): never the URL, id or domain itself."""
+
+    __tablename__ = "shard_blocklist_matches"
+
+    shard_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entry: Mapped[bytes] = mapped_column(LargeBinary(ENTRY_ID_BYTES), primary_key=True)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["shard_id", "name"],
+            ["shard_blocklists.shard_id", "shard_blocklists.name"],
+            ondelete="CASCADE",
+        ),
+    )
 
 
 class ValidationResult(Base):

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import text
 from support.builders import write_shard
 from support.store_checks import run_shardwatch
 
@@ -111,7 +112,13 @@ def canonical(entry: str) -> str:
     return str(int(number)) if number.is_integer() else entry
 
 
-def ingest(store: ResultStore, folder: Path, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+def ingest(
+    store: ResultStore,
+    folder: Path,
+    tables: dict[str, pa.Table],
+    lists: dict[str, CompiledBlocklist] | None = None,
+) -> dict[str, pa.Table]:
+    """Ingest `tables` (scanned against `lists`, whose results the store keeps)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [write_shard(t, folder, name) for name, t in tables.items()]
     job = IngestJob(
@@ -122,6 +129,7 @@ def ingest(store: ResultStore, folder: Path, tables: dict[str, pa.Table]) -> dic
         lease_seconds=60,
         workers=1,
         max_attempts=None,
+        blocklists=tuple((lists or {}).values()),
     )
     assert [r.outcome for r in ingest_shards(job, paths)] == ["done"] * len(paths)
     return {str(p.resolve()): tables[p.name] for p in paths}
@@ -151,8 +159,19 @@ def test_each_list_exports_exactly_the_reference_rows(store: ResultStore, tmp_pa
     files = write_lists(tmp_path / "lists")
     lists = {n: compile_blocklist(n, kind, path) for n, (kind, path) in files.items()}
     shards = ingest(
-        store, tmp_path / "shards", {f"part-{s}.parquet": shard_table(s) for s in (1, 2)}
+        store, tmp_path / "shards", {f"part-{s}.parquet": shard_table(s) for s in (1, 2)}, lists
     )
+    with store.engine.connect() as conn:
+        stored = {
+            (name, uri): rows
+            for name, uri, rows in conn.execute(
+                text(
+                    "SELECT b.name, s.uri, b.rows FROM shard_blocklists b"
+                    " JOIN shards s ON s.id = b.shard_id"
+                )
+            )
+        }
+    assert len(stored) == len(files) * len(shards)
     for name, (kind, path) in files.items():
         out = tmp_path / f"{name}.parquet"
         summary = run_export(store, lists, f"blocklist:{name}", out)
@@ -160,6 +179,8 @@ def test_each_list_exports_exactly_the_reference_rows(store: ResultStore, tmp_pa
         want = [(uri, i) for uri, table in shards.items() for i in reference(table, kind, path)]
         assert sorted((r["shard"], r["row"]) for r in got) == sorted(want), name
         assert want and summary.rows == len(want)
+        for uri in shards:  # each shard's rows in the export = its stored count for the list
+            assert sum(r["shard"] == uri for r in got) == stored[(name, uri)], (name, uri)
         for r in got:
             table = shards[r["shard"]]
             assert r["url"] == table.column("URL")[r["row"]].as_py()

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.core.blocklist import BlocklistStats
+from shardwatch.core.blocklist import BlocklistStats, is_flag_check
 from shardwatch.core.domain_sketch import DomainStat
 from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
@@ -376,11 +376,18 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
     """How many checks failed or errored, and their names (expectation on column). Checks
-    errored by schema drift are left to the `schema_drift` metric, and a validation that
-    could not run at all to `validation_not_run`: one cause, one alert."""
+    errored by schema drift are left to the `schema_drift` metric, a validation that could
+    not run at all to `validation_not_run`, and a blocklist's flag check to
+    `blocklisted_rows`: one cause, one alert."""
     if validation is None or validation.not_run:
         return None, None
-    bad = [c for c in validation.checks if c.status != "passed" and not c.by_drift]
+    bad = [
+        c
+        for c in validation.checks
+        if c.status != "passed"
+        and not c.by_drift
+        and not is_flag_check(c.expectation, c.column, c.condition)
+    ]
     names = [
         f"{c.expectation}"
         + (f" on {c.column}" if c.column else "")

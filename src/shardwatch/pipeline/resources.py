@@ -32,6 +32,7 @@ from shardwatch.pipeline.blocklists import compiled_blocklists
 from shardwatch.pipeline.ingest import IngestJob
 from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback
+from shardwatch.scan.features import blocklist_column
 from shardwatch.settings.config import Settings
 from shardwatch.store.database import close_engine
 from shardwatch.store.repository import ResultStore
@@ -111,7 +112,7 @@ def gx_validator(settings: Settings) -> GxValidator:
         partial_unexpected=v.partial_unexpected,
         max_rows=v.max_rows,
         # one check per configured blocklist: no row may carry its per-row flag
-        flag_checks=tuple(f"blocklist_{name}" for name in settings.blocklists),
+        flag_checks=tuple(blocklist_column(name) for name in settings.blocklists),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shardwatch.core.blocklist import FLAG_CHECK
 from shardwatch.core.errors import one_line
 from shardwatch.core.validation import ValidationCannotRun
 from shardwatch.settings.resources import SuiteLocation, default_suites_dir, locate_suite
@@ -121,7 +122,7 @@ def with_flag_checks(raw: Mapping[str, Any], columns: Sequence[str]) -> dict[str
     expectations = list(raw["expectations"])
     for column in columns:
         check = {
-            "type": "expect_column_values_to_not_be_in_set",
+            "type": FLAG_CHECK,
             "kwargs": {"column": column, "value_set": [True]},
             "meta": {"added_by": "shardwatch: a configured blocklist's per-row flag"},
         }

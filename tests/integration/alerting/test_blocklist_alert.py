@@ -23,9 +23,10 @@ from shardwatch.alerting.local import FileChannel
 from shardwatch.alerting.message import Channel, Retry
 from shardwatch.alerting.relay import RelayPolicy, relay
 from shardwatch.alerting.slack import SlackChannel
-from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan
+from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Rule
 from shardwatch.core.blocklist import BlocklistStats, entry_id
 from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.validation import Check, ShardValidation
 from shardwatch.store.outbox import Outbox
 from shardwatch.store.repository import ResultStore
 
@@ -163,3 +164,65 @@ def test_blocklisted_rows_breach_once_and_recover_once(
         SECRET_DIR,
     ):
         assert secret not in everything
+
+
+def test_a_failed_flag_check_raises_no_validation_alert(store: ResultStore) -> None:
+    """The flag check validation adds per list fails with the matching rows; that is the
+    blocklisted-rows alert's cause, so the validation rule stays quiet on the shard and the
+    dataset (one cause, one alert), while another failed check still counts."""
+    validation_rule = Rule("validation", "validation_failures", "warning", "both", max=0)
+    (blocklisted,) = [r for r in DEFAULT_RULES if r.name == "blocklisted-rows"]
+    plan = AlertPlan((validation_rule, blocklisted), ("log",))
+    flag = Check(
+        0,
+        "expect_column_values_to_not_be_in_set",
+        "blocklist_csam",
+        None,
+        "failed",
+        {"unexpected_count": 3, "element_count": 1000},
+        {"value_set": [True]},
+    )
+    other = Check(
+        1,
+        "expect_column_values_to_not_be_null",
+        "id",
+        None,
+        "failed",
+        {"unexpected_count": 1, "element_count": 1000},
+        None,
+    )
+
+    def breaching() -> set[tuple[str, str]]:
+        assert store.judge_dataset("laion-test", plan)
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT rule, scope FROM alerts WHERE breaching")).all()
+        return {(rule, scope.split(":")[0]) for rule, scope in rows}
+
+    sv = store.register("laion-test", "a.parquet", "a" * 64)
+    assert store.claim(sv.id, "w", lease_seconds=60)
+    assert store.complete(
+        sv.id,
+        "w",
+        metrics(3, 0),
+        profile="laion400m",
+        lexicon="precise2026",
+        validation=ShardValidation("s", "r", (flag,)),
+        alerts=plan,
+    )
+    assert breaching() == {("blocklisted-rows", "shard")}
+    sv = store.register("laion-test", "b.parquet", "b" * 64)
+    assert store.claim(sv.id, "w", lease_seconds=60)
+    assert store.complete(
+        sv.id,
+        "w",
+        metrics(3, 0),
+        profile="laion400m",
+        lexicon="precise2026",
+        validation=ShardValidation("s", "r", (flag, other)),
+        alerts=plan,
+    )
+    assert breaching() == {
+        ("blocklisted-rows", "shard"),
+        ("validation", "shard"),
+        ("validation", "dataset"),
+    }

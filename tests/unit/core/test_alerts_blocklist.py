@@ -8,9 +8,10 @@ import hashlib
 
 import pytest
 
-from shardwatch.core.alerts import DEFAULT_RULES, Rule, judge
+from shardwatch.core.alerts import DEFAULT_RULES, Rule, failing_checks, judge
 from shardwatch.core.blocklist import BlocklistStats, entry_id
 from shardwatch.core.metrics import ShardMetrics
+from shardwatch.core.validation import Check, ShardValidation
 from shardwatch.settings.alerts import AlertSettings, RuleSpec
 
 pytestmark = pytest.mark.unit
@@ -84,3 +85,28 @@ def test_the_alert_plan_carries_each_lists_severity() -> None:
     (rule,) = [r for r in plan.rules if r.name == "blocklisted-rows"]
     assert rule.severity == "warning" and rule.max == 0
     assert AlertSettings().plan(None).blocklists == ()
+
+
+def test_a_failed_flag_check_is_the_blocklist_rules_not_the_validation_rules() -> None:
+    flag = Check(
+        3,
+        "expect_column_values_to_not_be_in_set",
+        "blocklist_csam",
+        None,
+        "failed",
+        {"unexpected_count": 2, "element_count": 100},
+        {"value_set": [True]},
+    )
+    other = Check(1, "expect_column_values_to_not_be_null", "id", None, "failed", None, None)
+    own = Check(
+        2,
+        "expect_column_values_to_not_be_in_set",
+        "blocklist_csam",
+        "term_x == True",
+        "failed",
+        None,
+        None,
+    )  # a check of the user's own, with a condition: counted
+    assert failing_checks(ShardValidation("s", "r", (flag,))) == (0, None)
+    count, names = failing_checks(ShardValidation("s", "r", (other, flag, own)))
+    assert count == 2 and names is not None and "on id" in names and "if term_x" in names

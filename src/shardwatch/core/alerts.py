@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from shardwatch.core.blocklist import BlocklistStats, is_flag_check
+from shardwatch.core.blocklist import is_flag_check
 from shardwatch.core.domain_sketch import DomainStat
 from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
@@ -151,8 +151,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A shard that ended failed or quarantined (its reason in the detail); it recovers when
     # a version of it is done.
     Rule("shard-failures", "shard_failed", "warning", "shard", max=0),
-    # A row of the shard matches a configured blocklist (`[blocklists.<name>]`): one alert per
-    # shard naming the lists; a list's `severity = "warning"` lowers it (blocklist_observation).
+    # Rows of the shard on a configured `[blocklists.<name>]` (blocklist_observation).
     Rule("blocklisted-rows", "blocklisted_rows", "critical", "shard", max=0),
 )
 
@@ -208,8 +207,8 @@ def judge(
     The new-domain rule judges `new_domains`: the shard's listed domains that no other
     current shard of its dataset lists (shard level only). Schema-drift rules judge how
     many columns drifted (shard level; None: the columns were not checked). The blocklist
-    rule judges the shard's `blocklists` (shard level; None: no list was checked), each list
-    at its `list_severity` (default critical)."""
+    rule judges the lists checked on the shard, each at its `list_severity` (default
+    critical; shard level)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
@@ -225,8 +224,9 @@ def judge(
                 out.append(Observation(rule, value, rule.breached_by(value), detail=detail))
             continue
         if rule.metric == "blocklisted_rows":
-            if level == "shard" and metrics.blocklists is not None:
-                out.append(blocklist_observation(rule, metrics.blocklists, list_severity or {}))
+            found = blocklist_observation(rule, metrics, list_severity or {})
+            if level == "shard" and found is not None:
+                out.append(found)
             continue
         if rule.metric == "new_domain_keyword_nsfw_rate":
             if level == "shard" and new_domains is not None:
@@ -268,24 +268,22 @@ def failure_observations(rules: Sequence[Rule], status: str, reason: str) -> lis
 
 
 def blocklist_observation(
-    rule: Rule, lists: Mapping[str, BlocklistStats], severity: Mapping[str, Severity]
-) -> Observation:
-    """Rows matching the lists (summed over the lists: a row on two lists counts twice), and
-    the matching lists by name with their counts: never an entry, URL, id or domain. The
-    alert is critical when the rule is and one matching list is; else a warning."""
-    hits = {name: stats for name, stats in sorted(lists.items()) if stats.rows > 0}
+    rule: Rule, metrics: ShardMetrics, severity: Mapping[str, Severity]
+) -> Observation | None:
+    """Rows on the lists checked (a row on two lists counts twice), the matching lists named
+    with counts (never an entry, URL, id or domain); critical if the rule and a matching list
+    are. None (not judged) when no list was checked: `missing_in` has `blocklists.<name>`."""
+    lists = dict(sorted((metrics.blocklists or {}).items()))
+    lists = {n: s for n, s in lists.items() if not metrics.missing_in.get(f"blocklists.{n}")}
+    if not lists:
+        return None
+    hits = {name: stats for name, stats in lists.items() if stats.rows > 0}
     value = float(sum(stats.rows for stats in hits.values()))
     if hits and all(severity.get(name, "critical") == "warning" for name in hits):
         rule = rule.replace(severity="warning")  # a rule lowered to warning stays one
-    if not hits:
-        names = ", ".join(sorted(lists)) or "none"
-        return Observation(rule, value, rule.breached_by(value), detail=f"no row on lists {names}")
-    parts = [
-        f"list {name}: {s.rows:,} row{'s' if s.rows != 1 else ''} "
-        f"({s.matched_entries:,} of {s.entries:,} entries)"
-        for name, s in hits.items()
-    ]
-    return Observation(rule, value, rule.breached_by(value), detail="; ".join(parts))
+    detail = "; ".join(f"list {name}: {stats.describe()}" for name, stats in hits.items())
+    detail = detail or f"no row on lists {', '.join(lists)}"
+    return Observation(rule, value, rule.breached_by(value), detail=detail)
 
 
 def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observation]:

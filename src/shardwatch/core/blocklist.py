@@ -66,6 +66,11 @@ class BlocklistStats:
         """Shards checked against the list."""
         return sum(self.versions.values())
 
+    def describe(self) -> str:
+        """`3 rows (2 of 1,000 entries)`: counts only."""
+        rows = f"{self.rows:,} row{'s' if self.rows != 1 else ''}"
+        return f"{rows} ({self.matched_entries:,} of {self.entries:,} entries)"
+
     def merge(self, other: BlocklistStats) -> BlocklistStats:
         if self.kind != other.kind:
             kinds = f"{self.kind} and {other.kind}"

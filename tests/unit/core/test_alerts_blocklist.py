@@ -110,3 +110,26 @@ def test_a_failed_flag_check_is_the_blocklist_rules_not_the_validation_rules() -
     assert failing_checks(ShardValidation("s", "r", (flag,))) == (0, None)
     count, names = failing_checks(ShardValidation("s", "r", (other, flag, own)))
     assert count == 2 and names is not None and "on id" in names and "if term_x" in names
+
+
+def test_a_list_the_shard_could_not_be_checked_against_is_not_judged() -> None:
+    """A shard without the column a list needs reports the list unavailable (`missing_in`):
+    its zero rows must not recover an open alert; the other lists are still judged."""
+    unchecked = ShardMetrics(
+        rows=100, blocklists={"ids": stats(0, kind="id")}, missing_in={"blocklists.ids": 1}
+    )
+    assert blocklist_obs(unchecked) == []
+    mixed = ShardMetrics(
+        rows=100,
+        blocklists={"ids": stats(0, kind="id"), "urls": stats(2)},
+        missing_in={"blocklists.ids": 1},
+    )
+    (ob,) = blocklist_obs(mixed)
+    assert ob.breaching and ob.describe() == "list urls: 2 rows (1 of 1,000 entries)"
+    clean = ShardMetrics(
+        rows=100,
+        blocklists={"ids": stats(0, kind="id"), "urls": stats(0)},
+        missing_in={"blocklists.ids": 1},
+    )
+    (ob,) = blocklist_obs(clean)
+    assert not ob.breaching and ob.describe() == "no row on lists urls"

@@ -39,6 +39,8 @@ SHARD_RESULT_TABLES = (
     "term_metrics",
     "term_tag_counts",
     "validation_results",
+    "shard_blocklists",
+    "shard_blocklist_matches",
 )
 ALL_TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shardwatch.core.redact import redact_url
+from shardwatch.settings.download import DownloadSettings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -67,6 +68,23 @@ class DownloadPolicy:
         if self.allow_private is not None:
             return self.allow_private
         return any(names_private(entry) for entry in self.allowed_hosts)
+
+
+def policy_from(d: DownloadSettings, hosts: frozenset[str]) -> DownloadPolicy:
+    """The `[download]` settings' policy for requests to `hosts` (the allow-list)."""
+    return DownloadPolicy(
+        allowed_hosts=hosts,
+        connect_timeout=d.connect_timeout,
+        read_timeout=d.read_timeout,
+        attempts=d.attempts,
+        backoff=d.backoff,
+        backoff_cap=d.backoff_cap,
+        max_bytes=d.max_bytes,
+        min_speed=d.min_speed,
+        speed_window=d.speed_window,
+        allow_private=d.allow_private_addresses,
+        cache_max_bytes=d.cache_max_bytes,
+    )
 
 
 class DownloadError(Exception):

@@ -26,11 +26,14 @@ app = typer.Typer()
 
 
 def _export_help() -> str:
-    from shardwatch.export.rule_names import RULES, TERM_RULE_HELP
+    from shardwatch.export.rule_names import BLOCKLIST_RULE_HELP, RULES, TERM_RULE_HELP
 
     rules = "\n\n".join(f"  {name}: {text}" for name, text in RULES.items())
     return (
         "Write a remove-list: one parquet row per row of the dataset that RULE flags.\n\n"
+        "This export holds URLs: the url column is each listed row's URL, and id its id "
+        "(with blocklist:N, the URLs of rows on a published remove-list). Keep the file as "
+        "private as the list itself; scan, report, alerts and Data Docs give counts only.\n\n"
         "Columns: shard (URI), row (within the shard, from 0), id (the profile's id column "
         "as a string; null without one), url, url_raw (the exact bytes, only where not valid "
         "UTF-8), reasons (every rule flagging the row, not only RULE) and, with --with-text "
@@ -42,10 +45,12 @@ def _export_help() -> str:
         "Local files are read in place; http(s) shards are downloaded (from the hosts of the "
         "configured sources) to a temporary folder in the download cache, then deleted.\n\n"
         f"Rules:\n\n{rules}\n\n  term:T: {TERM_RULE_HELP}\n\n"
+        f"  blocklist:N: {BLOCKLIST_RULE_HELP}\n\n"
         "Exit 0 when every shard was read; 3 if a shard was skipped (missing, changed since "
         "ingest, unreadable, download refused): the other shards' rows are still written "
-        "and every skipped shard is listed; 2 for an unknown rule or term, an unknown "
-        "dataset, or a rule no shard can evaluate (no file is written then)."
+        "and every skipped shard is listed; 2 for an unknown rule, term or blocklist, an "
+        "unusable list, an unknown dataset, or a rule no shard can evaluate (no file is "
+        "written then)."
     )
 
 

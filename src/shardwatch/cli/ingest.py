@@ -73,6 +73,7 @@ def ingest(
     was quarantined, or its validation could not run (GX crashed); 2 if the suite is
     missing or invalid (your validation.suites_dir first, then the packaged defaults).
     """
+    from shardwatch.pipeline.blocklists import compiled_blocklists
     from shardwatch.pipeline.ingest import ingest_shards
     from shardwatch.pipeline.resources import ingest_job
     from shardwatch.store.database import upgrade
@@ -81,17 +82,27 @@ def ingest(
 
     settings = options.load(config, profile=profile, lexicon=lexicon, dataset=dataset)
     options.check_profile_fit(options.expand(shards), settings)
+    lists = compiled_blocklists(settings)  # a bad list: exit 2 before anything is stored
     gx = validator(settings) if validation_on(settings, validate) else None
     alerts_on = settings.alerts.enabled if alerts is None else alerts
     docs_index = str(gx.paths.index) if gx is not None else None
-    plan = settings.alerts.plan(docs_index) if alerts_on else None
+    severity = {name: spec.severity for name, spec in settings.blocklists.items()}
+    plan = settings.alerts.plan(docs_index, blocklists=severity) if alerts_on else None
     engine = store_engine(settings)
     try:
         upgrade(engine)
         store = ResultStore(engine)
         run_id = store.start_run()
         try:  # the run row is closed whatever ends the pass
-            job = ingest_job(settings, store, run_id=run_id, validator=gx, alerts=plan, force=force)
+            job = ingest_job(
+                settings,
+                store,
+                run_id=run_id,
+                validator=gx,
+                alerts=plan,
+                force=force,
+                blocklists=lists,
+            )
             on_result = None if as_json else print_outcome
             results = ingest_shards(job, options.expand(shards), on_result=on_result)
             counts = Counter(r.outcome for r in results)

@@ -264,4 +264,31 @@ def print_report(result: DatasetReport, fmt: ReportFormat) -> None:
                 shown(f"schema drift: {entry.uri} v{entry.version}: {entry.schema_drift}"),
                 markup=False,
             )
+    for line in list_version_lines(result):
+        console.print(shown(line), markup=False)
     console.print(summary(total, labels, f"total of dataset {result.dataset}", lexicon))
+
+
+SHOWN_BEHIND = 5  # shard names a text report lists per older list version (JSON: all)
+
+
+def list_version_lines(result: DatasetReport) -> list[str]:
+    """Per blocklist: the shards checked against an older version of it than the newest
+    stored, and how many were not checked against it at all. Versions by SHA-256 prefix;
+    no entry is ever shown."""
+    lines = []
+    for name, checks in result.blocklists.items():
+        for version, uris in checks.older.items():
+            listed = ", ".join(uris[:SHOWN_BEHIND])
+            more = f" and {len(uris) - SHOWN_BEHIND:,} more (report --json)"
+            lines.append(
+                f"blocklist {name}: {len(uris):,} shard(s) checked against version "
+                f"{version[:12]} (newest {checks.newest[:12]}): {listed}"
+                + (more if len(uris) > SHOWN_BEHIND else "")
+            )
+        if checks.unchecked:
+            lines.append(
+                f"blocklist {name}: {checks.unchecked:,} shard(s) not checked against it "
+                "(stored before it was configured: re-ingest them to check)"
+            )
+    return lines

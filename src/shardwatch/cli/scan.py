@@ -66,11 +66,15 @@ def scan(
 
     Metrics a shard's columns cannot support are listed as unavailable, not errors.
     An unreadable shard is reported on stderr and the rest are still scanned (exit 3).
+    Every row is matched against the configured remove-lists ([blocklists.<name>]): counts
+    only, never a matched URL, id or domain. A list that cannot be used is a configuration
+    error naming it (exit 2) and nothing is scanned.
     """
     import pyarrow as pa
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from shardwatch.core.metrics import ShardMetrics
+    from shardwatch.pipeline.blocklists import compiled_blocklists
     from shardwatch.present.render import print_summary
     from shardwatch.scan.engine import CompiledLexicon, scan_shard
     from shardwatch.scan.reader import ShardReadError
@@ -82,6 +86,7 @@ def scan(
     compiled = CompiledLexicon(settings.active_lexicon())
     shards = options.expand(shards)
     options.check_profile_fit(shards, settings)
+    lists = compiled_blocklists(settings)  # a bad list: exit 2 and nothing is scanned
     show_progress = sys.stderr.isatty() if progress is None else progress
 
     results: list[tuple[str, ShardMetrics]] = []
@@ -109,6 +114,7 @@ def scan(
                     workers=settings.workers,
                     progress=lambda n: bar.advance(task, n),
                     domain_top_k=settings.domain_top_k,
+                    blocklists=lists,
                 )
             except ShardReadError as exc:
                 errors.append({"uri": uri, "error": exc.reason})

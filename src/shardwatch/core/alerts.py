@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from shardwatch.core.blocklist import is_flag_check
 from shardwatch.core.domain_sketch import DomainStat
 from shardwatch.core.metrics import KEYWORD_NSFW_ROWS, ShardMetrics
 from shardwatch.core.schema import SchemaDrift
@@ -41,6 +42,7 @@ Metric = Literal[
     "validation_not_run",
     "schema_drift",
     "shard_failed",
+    "blocklisted_rows",
 ]
 DRIFT_METRICS = ("similarity_psi", "tag_rate_drift", "keyword_rate_drift")
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -149,19 +151,23 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A shard that ended failed or quarantined (its reason in the detail); it recovers when
     # a version of it is done.
     Rule("shard-failures", "shard_failed", "warning", "shard", max=0),
+    # Rows of the shard on a configured `[blocklists.<name>]` (blocklist_observation).
+    Rule("blocklisted-rows", "blocklisted_rows", "critical", "shard", max=0),
 )
 
 
 @dataclass(frozen=True)
 class AlertPlan:
     """What `ResultStore.complete` judges and where notices go: the rules, the channel
-    names, the Data Docs index (links are kept relative to its folder), and whether the
-    pass writes a report per run (`run-N.html`, which its notices then link to)."""
+    names, the Data Docs index (links are kept relative to its folder), whether the
+    pass writes a report per run (`run-N.html`, which its notices then link to), and each
+    configured blocklist's severity (a list not named here is critical)."""
 
     rules: tuple[Rule, ...]
     channels: tuple[str, ...]
     docs_index: str | None = None
     reports: bool = False
+    blocklists: tuple[tuple[str, Severity], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,12 +200,15 @@ def judge(
     baseline: ShardMetrics | None = None,
     new_domains: Mapping[str, DomainStat] | None = None,
     schema_drift: SchemaDrift | None = None,
+    list_severity: Mapping[str, Severity] | None = None,
 ) -> list[Observation]:
     """Every rule of `level` that can be judged on `metrics` (and the validation count).
     Drift rules judge a shard against `baseline`, its dataset's total (shard level only).
     The new-domain rule judges `new_domains`: the shard's listed domains that no other
     current shard of its dataset lists (shard level only). Schema-drift rules judge how
-    many columns drifted (shard level; None: the columns were not checked)."""
+    many columns drifted (shard level; None: the columns were not checked). The blocklist
+    rule judges the lists checked on the shard, each at its `list_severity` (default
+    critical; shard level)."""
     out: list[Observation] = []
     for rule in rules:
         if not rule.applies_to(level):
@@ -213,6 +222,11 @@ def judge(
                 value = float(schema_drift.columns)
                 detail = schema_drift.describe() if schema_drift else None
                 out.append(Observation(rule, value, rule.breached_by(value), detail=detail))
+            continue
+        if rule.metric == "blocklisted_rows":
+            found = blocklist_observation(rule, metrics, list_severity or {})
+            if level == "shard" and found is not None:
+                out.append(found)
             continue
         if rule.metric == "new_domain_keyword_nsfw_rate":
             if level == "shard" and new_domains is not None:
@@ -251,6 +265,25 @@ def failure_observations(rules: Sequence[Rule], status: str, reason: str) -> lis
         for rule in rules
         if rule.metric == "shard_failed" and rule.applies_to("shard")
     ]
+
+
+def blocklist_observation(
+    rule: Rule, metrics: ShardMetrics, severity: Mapping[str, Severity]
+) -> Observation | None:
+    """Rows on the lists checked (a row on two lists counts twice), the matching lists named
+    with counts (never an entry, URL, id or domain); critical if the rule and a matching list
+    are. None (not judged) when no list was checked: `missing_in` has `blocklists.<name>`."""
+    lists = dict(sorted((metrics.blocklists or {}).items()))
+    lists = {n: s for n, s in lists.items() if not metrics.missing_in.get(f"blocklists.{n}")}
+    if not lists:
+        return None
+    hits = {name: stats for name, stats in lists.items() if stats.rows > 0}
+    value = float(sum(stats.rows for stats in hits.values()))
+    if hits and all(severity.get(name, "critical") == "warning" for name in hits):
+        rule = rule.replace(severity="warning")  # a rule lowered to warning stays one
+    detail = "; ".join(f"list {name}: {stats.describe()}" for name, stats in hits.items())
+    detail = detail or f"no row on lists {', '.join(lists)}"
+    return Observation(rule, value, rule.breached_by(value), detail=detail)
 
 
 def _drift(rule: Rule, shard: ShardMetrics, total: ShardMetrics) -> list[Observation]:
@@ -341,11 +374,18 @@ def _rates(rule: Rule, m: ShardMetrics) -> Iterator[tuple[str | None, int, int]]
 
 def failing_checks(validation: ShardValidation | None) -> tuple[int | None, str | None]:
     """How many checks failed or errored, and their names (expectation on column). Checks
-    errored by schema drift are left to the `schema_drift` metric, and a validation that
-    could not run at all to `validation_not_run`: one cause, one alert."""
+    errored by schema drift are left to the `schema_drift` metric, a validation that could
+    not run at all to `validation_not_run`, and a blocklist's flag check to
+    `blocklisted_rows`: one cause, one alert."""
     if validation is None or validation.not_run:
         return None, None
-    bad = [c for c in validation.checks if c.status != "passed" and not c.by_drift]
+    bad = [
+        c
+        for c in validation.checks
+        if c.status != "passed"
+        and not c.by_drift
+        and not is_flag_check(c.expectation, c.column, c.condition)
+    ]
     names = [
         f"{c.expectation}"
         + (f" on {c.column}" if c.column else "")

@@ -12,12 +12,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 BlocklistKind = Literal["url", "url_sha256", "id", "domain"]
 BLOCKLIST_KINDS: tuple[str, ...] = get_args(BlocklistKind)
 BlocklistSeverity = Literal["critical", "warning"]
+FLAG_PREFIX: Final = "blocklist_"  # a list's per-row flag in the features (scan/features.py)
+FLAG_CHECK: Final = "expect_column_values_to_not_be_in_set"  # validation's check on the flag
 ENTRY_ID_BYTES = 16  # 128 bits: a collision needs about 2^64 entries (as dedup's keys)
+
+
+def is_flag_check(expectation: str, column: str | None, condition: str | None) -> bool:
+    """A check on a list's flag column (`validate/suites.with_flag_checks`): its failures are
+    the `blocklisted-rows` alert's, not the `validation` rule's (one cause, one alert)."""
+    return (
+        expectation == FLAG_CHECK and condition is None and (column or "").startswith(FLAG_PREFIX)
+    )
 
 
 def entry_id(kind: BlocklistKind, canonical: bytes) -> bytes:
@@ -55,6 +65,11 @@ class BlocklistStats:
     def shards(self) -> int:
         """Shards checked against the list."""
         return sum(self.versions.values())
+
+    def describe(self) -> str:
+        """`3 rows (2 of 1,000 entries)`: counts only."""
+        rows = f"{self.rows:,} row{'s' if self.rows != 1 else ''}"
+        return f"{rows} ({self.matched_entries:,} of {self.entries:,} entries)"
 
     def merge(self, other: BlocklistStats) -> BlocklistStats:
         if self.kind != other.kind:

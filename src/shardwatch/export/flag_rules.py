@@ -10,7 +10,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core.profiles import DatasetProfile, LogicalField
-from shardwatch.export.rule_names import ANY_OF, RULES, TERM_PREFIX
+from shardwatch.export.rule_names import ANY_OF, BLOCKLIST_PREFIX, RULES, TERM_PREFIX
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.columns import ResolvedColumns
 from shardwatch.scan.rows import RowView
 
@@ -38,6 +39,7 @@ class ShardRules:
     nsfw_code: int | None
     unlikely_code: int | None
     unavailable: Mapping[str, str]
+    blocklists: tuple[CompiledBlocklist, ...] = ()  # the lists asked for
 
     def reason_unavailable(self, rule: str) -> str | None:
         if not rule.startswith(TERM_PREFIX):
@@ -48,7 +50,8 @@ class ShardRules:
         return self.text_missing
 
     def flags(self, view: RowView) -> BatchFlags:
-        """Every available rule's flags on one batch's rows."""
+        """Every available rule's flags on one batch's rows (a blocklist's from the view's
+        flags, which the engine computes exactly as it counts the list's rows)."""
         masks: dict[str, BoolArray] = {}
         if view.keyword is not None:
             masks["keyword-nsfw"] = view.keyword
@@ -64,6 +67,9 @@ class ShardRules:
         parts = [masks[name] for name in ANY_OF if name in masks]
         if parts:
             masks["any-nsfw"] = np.logical_or.reduce(parts)
+        for blocklist in self.blocklists:
+            if blocklist.name in view.blocklists:
+                masks[BLOCKLIST_PREFIX + blocklist.name] = view.blocklists[blocklist.name]
         matches = None
         rows, terms = view.match_rows, view.match_terms
         if self.text_missing is None and rows is not None and terms is not None:
@@ -72,9 +78,13 @@ class ShardRules:
 
 
 def shard_rules(
-    columns: ResolvedColumns, profile: DatasetProfile, term_names: Sequence[str]
+    columns: ResolvedColumns,
+    profile: DatasetProfile,
+    term_names: Sequence[str],
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> ShardRules:
-    """What a shard with `columns`, read with `profile` and a lexicon of `term_names`, supports."""
+    """What a shard with `columns`, read with `profile` and a lexicon of `term_names`, supports
+    (and which of `blocklists`: each needs the shard's URL column, an `id` list its id)."""
     labels = profile.nsfw_labels
     unavailable: dict[str, str] = {}
     text, url = _lacks(columns, profile, "text"), _lacks(columns, profile, "url")
@@ -94,12 +104,17 @@ def shard_rules(
         unavailable["unsafe-score"] = reason
     if all(name in unavailable for name in ANY_OF):
         unavailable["any-nsfw"] = "; ".join(unavailable[name] for name in ANY_OF)
+    for blocklist in blocklists:
+        needs: LogicalField = "id" if blocklist.kind == "id" else "url"
+        if (reason := _lacks(columns, profile, needs)) is not None:
+            unavailable[BLOCKLIST_PREFIX + blocklist.name] = reason
     return ShardRules(
         term_names=tuple(term_names),
         text_missing=text,
         nsfw_code=labels.index("NSFW") if "NSFW" in labels else None,
         unlikely_code=labels.index("UNLIKELY") if "UNLIKELY" in labels else None,
         unavailable=unavailable,
+        blocklists=tuple(blocklists),
     )
 
 
@@ -125,6 +140,7 @@ class BatchFlags:
     def reasons(self, rows: IntArray) -> pa.Array:
         """For each of `rows`, every rule that flags it: fixed rules in order, then terms."""
         fixed = [name for name in RULES if name in self.masks]
+        fixed += [name for name in self.masks if name.startswith(BLOCKLIST_PREFIX)]
         names = fixed + [TERM_PREFIX + term for term in self.term_names]
         hits = np.zeros((len(rows), len(names)), dtype=bool)
         for j, name in enumerate(fixed):

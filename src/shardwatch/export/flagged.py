@@ -32,7 +32,13 @@ from shardwatch.core.names import shown
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.export.flag_rules import shard_rules
 from shardwatch.export.remove_list import RemoveListFile, export_schema, output_batch
-from shardwatch.export.rule_names import RULES, TERM_PREFIX, parse_rule
+from shardwatch.export.rule_names import (
+    BLOCKLIST_PREFIX,
+    RULES,
+    TERM_PREFIX,
+    blocklist_of,
+    parse_rule,
+)
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.scan.fingerprint import fingerprint
 from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError
@@ -41,6 +47,7 @@ from shardwatch.settings.config import ConfigError, Settings
 from shardwatch.store.export_queries import DoneShard, done_shards
 
 if TYPE_CHECKING:
+    from shardwatch.scan.blocklists import CompiledBlocklist
     from shardwatch.store.database import StoreEngine
 
 
@@ -136,18 +143,26 @@ def export_flagged(
     *,
     download_policy: Callable[[], DownloadPolicy],
     progress: ExportProgress | None = None,
+    blocklist: Callable[[str], CompiledBlocklist] | None = None,
 ) -> ExportSummary:
     """Write `request.out` (see the module docstring). Raises UnknownRule, UnknownDataset or
     ExportError before writing anything; SQLAlchemy errors and an output that cannot be
     written propagate (no partial file is left). `download_policy` gives the policy for
-    http(s) shards, asked for at the first one (pipeline/export.py builds it)."""
+    http(s) shards, asked for at the first one; `blocklist(name)` the configured list a
+    `blocklist:<name>` rule names, compiled (raising ExportError for an unknown or unusable
+    list); pipeline/export.py builds both."""
     rule = parse_rule(request.rule)
     out = request.out
     if out.is_dir() or not out.parent.is_dir():
         raise ExportError(f"--out {out}: must be a file in an existing folder")
+    lists: tuple[CompiledBlocklist, ...] = ()
+    if (name := blocklist_of(rule)) is not None:
+        if blocklist is None:
+            raise ExportError(f"no blocklist {name!r} is configured (no [blocklists] section)")
+        lists = (blocklist(name),)
     shards = done_shards(engine, request.dataset)
     report = progress or _Silent()
-    job = _Job(settings, request, rule, report.advance, download_policy)
+    job = _Job(settings, request, rule, report.advance, download_policy, lists)
     job.check_term([s.lexicon for s in shards])
     report.start(len(shards), sum(s.rows for s in shards))
     writer = RemoveListFile(out, export_schema(request.with_text), job.header())
@@ -176,9 +191,10 @@ class _Job:
         rule: str,
         progress: Callable[[int], None],
         download_policy: Callable[[], DownloadPolicy],
+        blocklists: tuple[CompiledBlocklist, ...] = (),
     ) -> None:
         self.settings, self.request, self.rule, self.progress = settings, request, rule, progress
-        self.download_policy = download_policy
+        self.download_policy, self.blocklists = download_policy, blocklists
         self.policy: DownloadPolicy | None = None  # built at the first http(s) shard
         self.profiles: dict[str, DatasetProfile | str] = {}
         self.lexicons: dict[str, CompiledLexicon | str] = {}
@@ -307,7 +323,7 @@ class _Job:
     ) -> str | None:
         """Stage the shard's flagged rows; or why the rule cannot be evaluated on it."""
         with ShardReader(path, profile) as reader:
-            rules = shard_rules(reader.columns, profile, lexicon.term_names)
+            rules = shard_rules(reader.columns, profile, lexicon.term_names, self.blocklists)
             why = rules.reason_unavailable(self.rule)
             if why is not None:
                 return why
@@ -315,7 +331,8 @@ class _Job:
             offset = 0
             for batch in reader.iter_batches(self.request.batch_size):
                 try:
-                    flags = rules.flags(row_view(batch, reader.columns, profile, lexicon))
+                    view = row_view(batch, reader.columns, profile, lexicon, self.blocklists)
+                    flags = rules.flags(view)
                     rows = np.flatnonzero(flags.mask(self.rule)).astype(np.int64)
                     out = output_batch(
                         batch, present, flags, rows, offset, uri, self.request.with_text
@@ -333,7 +350,11 @@ class _Job:
             "dataset": self.request.dataset,
             "rule": self.rule,
             "with_text": self.request.with_text,
-            "rules": {**RULES, f"{TERM_PREFIX}<term>": "a watched term's match"},
+            "rules": {
+                **RULES,
+                f"{TERM_PREFIX}<term>": "a watched term's match",
+                f"{BLOCKLIST_PREFIX}<name>": "a configured blocklist's match",
+            },
         }
         return {"shardwatch.export": json.dumps(doc)}
 

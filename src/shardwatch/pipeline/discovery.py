@@ -13,7 +13,7 @@ from shardwatch.acquire.hub import DEFAULT_HF_EXTRA_HOSTS, HubRepo, HuggingFaceS
 from shardwatch.acquire.local import LocalSource
 from shardwatch.acquire.object_store import ObjectStoreSource
 from shardwatch.acquire.partial import collect
-from shardwatch.acquire.policy import DownloadPolicy, origin_entry
+from shardwatch.acquire.policy import DownloadPolicy, origin_entry, policy_from
 from shardwatch.acquire.sources import RemoteShard, Source, SourceError, cache_name
 from shardwatch.core.names import name_problem, shown, uri_problem
 from shardwatch.core.redact import url_problem
@@ -24,20 +24,7 @@ from shardwatch.store.shard_versions import StoredShard, unfetched_hash
 
 # ------------------------------------------------------------------------------- sources
 def download_policy(settings: Settings, hosts: frozenset[str]) -> DownloadPolicy:
-    d = settings.download
-    return DownloadPolicy(
-        allowed_hosts=hosts,
-        connect_timeout=d.connect_timeout,
-        read_timeout=d.read_timeout,
-        attempts=d.attempts,
-        backoff=d.backoff,
-        backoff_cap=d.backoff_cap,
-        max_bytes=d.max_bytes,
-        min_speed=d.min_speed,
-        speed_window=d.speed_window,
-        allow_private=d.allow_private_addresses,
-        cache_max_bytes=d.cache_max_bytes,
-    )
+    return policy_from(settings.download, hosts)
 
 
 def export_hosts(settings: Settings) -> frozenset[str]:

@@ -25,6 +25,7 @@ from shardwatch.core.passes import Outcome
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.core.schema import NO_DRIFT, SchemaDrift
 from shardwatch.core.validation import ShardValidation, ShardValidator, blame_drift, could_not_run
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.domains import DEFAULT_TOP_K
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback, scan_shard
 from shardwatch.scan.fingerprint import Fingerprint, fingerprint
@@ -91,6 +92,8 @@ class IngestJob:
     footer: FooterLimits | None = DEFAULT_FOOTER_LIMITS
     # Tries per shard version: a failure once they are spent quarantines it (None: no limit).
     max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
+    # The configured remove-lists, compiled (pipeline/blocklists.py): every row is matched.
+    blocklists: tuple[CompiledBlocklist, ...] = ()
 
 
 def ingest_shards(
@@ -219,6 +222,7 @@ def ingest_file(
             domain_top_k=job.domain_top_k,
             on_drift=drifts.append,
             max_decoded_bytes=cap,
+            blocklists=job.blocklists,
         )
     except DecodedTooLarge as exc:
         return _ended(job, sv, uri, f"refused while decoding: {exc.reason}", quarantine=True)

@@ -20,6 +20,7 @@ import pickle
 import shutil
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,11 @@ from shardwatch.acquire.footer import footer_limits
 from shardwatch.core.alerts import AlertPlan
 from shardwatch.core.ids import worker_id
 from shardwatch.core.validation import ShardValidation, ShardValidator
+from shardwatch.pipeline.blocklists import compiled_blocklists
 from shardwatch.pipeline.ingest import IngestJob
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.engine import CompiledLexicon, ProgressCallback
+from shardwatch.scan.features import blocklist_column
 from shardwatch.settings.config import Settings
 from shardwatch.store.database import close_engine
 from shardwatch.store.repository import ResultStore
@@ -107,12 +111,15 @@ def gx_validator(settings: Settings) -> GxValidator:
         keep_results=v.keep_results,
         partial_unexpected=v.partial_unexpected,
         max_rows=v.max_rows,
+        # one check per configured blocklist: no row may carry its per-row flag
+        flag_checks=tuple(blocklist_column(name) for name in settings.blocklists),
     )
 
 
 class Resources:
-    """What the stages of a pass share: the settings, the results store and the validator
-    (None when validation is off), each opened on first use and once."""
+    """What the stages of a pass share: the settings, the results store, the validator
+    (None when validation is off) and the compiled blocklists, each opened on first use and
+    once."""
 
     def __init__(
         self,
@@ -126,6 +133,7 @@ class Resources:
         self._validator = validator
         self._validator_built = validator is not None
         self._owned: StoreEngine | None = None  # an engine this object opened (closed by close())
+        self._blocklists: tuple[CompiledBlocklist, ...] | None = None
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -152,6 +160,14 @@ class Resources:
                 self._validator_built = True
             return self._validator
 
+    @property
+    def blocklists(self) -> tuple[CompiledBlocklist, ...]:
+        """The configured remove-lists, compiled (raises ConfigError naming a bad list)."""
+        with self._lock:
+            if self._blocklists is None:
+                self._blocklists = compiled_blocklists(self.settings)
+            return self._blocklists
+
     def close(self) -> None:
         """Close the store's engine if this object opened it (its connections go)."""
         with self._lock:
@@ -168,10 +184,16 @@ class Resources:
         docs_index = str(validator.paths.index) if validator is not None else None
         if not validated and self.settings.validation.enabled:
             docs_index = str(self.settings.validation.docs_dir / "index.html")
-        a = self.settings.alerts
-        plan = a.plan(docs_index, reports=True) if a.enabled else None
+        a, lists = self.settings.alerts, self.settings.blocklists
+        severity = {name: spec.severity for name, spec in lists.items()}
+        plan = a.plan(docs_index, reports=True, blocklists=severity) if a.enabled else None
         return ingest_job(
-            self.settings, self.store, run_id=run_id, validator=validator, alerts=plan
+            self.settings,
+            self.store,
+            run_id=run_id,
+            validator=validator,
+            alerts=plan,
+            blocklists=self.blocklists,
         )
 
 
@@ -202,9 +224,11 @@ def ingest_job(
     force: bool = False,
     progress: ProgressCallback | None = None,
     before_commit: BeforeCommit | None = None,
+    blocklists: Sequence[CompiledBlocklist] | None = None,
 ) -> IngestJob:
     """The `IngestJob` of the settings: dataset, profile, lexicon, lease, batching, workers,
-    footer caps and retry budget, with what the caller chose (validator, alert plan, run)."""
+    footer caps, retry budget and blocklists (compiled here unless given), with what the
+    caller chose (validator, alert plan, run)."""
     return IngestJob(
         store=store,
         dataset=settings.dataset,
@@ -223,4 +247,5 @@ def ingest_job(
         domain_top_k=settings.domain_top_k,
         footer=footer_limits(settings.download),
         max_attempts=settings.max_attempts,
+        blocklists=tuple(compiled_blocklists(settings) if blocklists is None else blocklists),
     )

@@ -180,11 +180,30 @@ def overall_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> li
             f"p05 {_fmt(q.quantile(0.05))}, median {_fmt(q.quantile(0.5))}, "
             f"p95 {_fmt(q.quantile(0.95))} (from the merged histogram)"
         )
+    facts += blocklist_facts(metrics, name)
     if metrics.unavailable:
         missing = ", ".join(name(m) for m in metrics.unavailable)
         facts.append(f"unavailable (columns missing): {missing}")
     for metric, n in metrics.partially_available.items():
         facts.append(f"{name(metric)} missing in {n} of {metrics.shards} shards")
+    return facts
+
+
+def blocklist_facts(metrics: ShardMetrics, name: Callable[[str], str] = str) -> list[str]:
+    """One phrase per blocklist: its kind, entries, the rows matching it and the entries
+    matched. Counts only: never an entry, its id, or a matched URL, id or domain."""
+    facts = []
+    for list_name, b in (metrics.blocklists or {}).items():
+        size = f"{b.entries:,} entries"
+        if len(b.versions) > 1:
+            size = f"{len(b.versions)} versions, the largest {size}"
+        fact = (
+            f"blocklist {name(shown(list_name))} ({name(b.kind)}, {size}): {b.rows:,} rows matched "
+            f"({_pct(b.rows, metrics.rows)}), {b.matched_entries:,} entries matched"
+        )
+        if b.shards < metrics.shards:
+            fact += f"; checked in {b.shards:,} of {metrics.shards:,} shards"
+        facts.append(fact)
     return facts
 
 

@@ -1,4 +1,5 @@
-"""Batch: one record batch's partial metrics, dedup keys, domain counts and feature rows.
+"""Batch: one record batch's partial metrics, dedup keys, domain counts, blocklist matches and
+feature rows.
 
 `BatchScanner` is safe to call from several threads: the engine (engine.py) fans batches out
 to a pool and merges the partial metrics in order.
@@ -6,14 +7,17 @@ to a pool and merges the partial metrics in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core import metrics as m
+from shardwatch.core.blocklist import BlocklistStats
 from shardwatch.core.profiles import DatasetProfile, LogicalField
+from shardwatch.scan.blocklists import BlockMatch, CompiledBlocklist
 from shardwatch.scan.columns import ResolvedColumns, as_text
 from shardwatch.scan.dedup import KeyArray, keys_of
 from shardwatch.scan.domains import batch_counts
@@ -50,11 +54,13 @@ class BatchScanner:
         profile: DatasetProfile,
         compiled: CompiledLexicon,
         features: FeatureSpec | None = None,
+        blocklists: Sequence[CompiledBlocklist] = (),
     ) -> None:
         self.columns = columns
         self.profile = profile
         self.compiled = compiled
         self.features = features
+        self.blocklists = tuple(blocklists)
 
     def column(self, batch: pa.RecordBatch, logical: LogicalField) -> pa.Array | None:
         name = self.columns.present.get(logical)
@@ -68,6 +74,9 @@ class BatchScanner:
             if arr is not None:
                 keys[logical] = keys_of(arr)
         metrics, rm, codes, url = self.metrics(batch)
+        blocks = self.block_matches(batch, url)
+        if self.blocklists:
+            metrics = replace(metrics, blocklists=block_stats(self.blocklists, blocks))
         domains = None
         if url is not None:
             labels = self.profile.nsfw_labels
@@ -88,8 +97,20 @@ class BatchScanner:
                 keyword=rm.keyword if rm is not None else None,
                 match_rows=rm.match_rows if rm is not None else None,
                 match_terms=rm.match_terms if rm is not None else None,
+                blocklists={name: match.rows for name, match in blocks.items()},
             )
         return BatchResult(metrics, keys, features, domains)
+
+    def block_matches(self, batch: pa.RecordBatch, url: pa.Array | None) -> dict[str, BlockMatch]:
+        """Each list's matches in the batch (`url`: the decoded URL column), for the lists
+        whose column (URL, or id for id lists) the shard has."""
+        ids = self.column(batch, "id")
+        out: dict[str, BlockMatch] = {}
+        for blocklist in self.blocklists:
+            source = ids if blocklist.needs == "id" else url
+            if source is not None:
+                out[blocklist.name] = blocklist.match(url, ids)
+        return out
 
     def metrics(
         self, batch: pa.RecordBatch
@@ -193,3 +214,19 @@ class BatchScanner:
             )
             for t in range(n_terms)
         }
+
+
+def block_stats(
+    blocklists: Sequence[CompiledBlocklist], matches: Mapping[str, BlockMatch]
+) -> dict[str, BlocklistStats]:
+    """One batch's partial per-list counts (versions are set once per shard, by the engine)."""
+    out = {}
+    for blocklist in blocklists:
+        match = matches.get(blocklist.name)
+        out[blocklist.name] = BlocklistStats(
+            kind=blocklist.kind,
+            entries=blocklist.entries,
+            rows=match.count if match is not None else 0,
+            matched=match.entries if match is not None else frozenset(),
+        )
+    return dict(sorted(out.items()))

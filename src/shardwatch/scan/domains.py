@@ -19,7 +19,7 @@ NO_HOST: Final = "(no host)"  # a null URL, or one without scheme://host
 INVALID_HOST: Final = "(invalid host)"  # over 253 characters, or characters no host has
 # The authority of scheme://authority/... or //authority/... (one cheap anchored pattern; the
 # userinfo, port and case are handled per distinct authority, which are few).
-_AUTHORITY_PATTERN: Final = r"^[^/]*//(?P<authority>[^/?#\\]*)"
+AUTHORITY_PATTERN: Final = r"^[^/]*//(?P<authority>[^/?#\\]*)"
 _PORT: Final = re.compile(r":\d*$")
 _BAD_HOST: Final = re.compile(r"[\s<>\"'`\\\x00-\x1f\x7f\[\]]")
 _IPV4: Final = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
@@ -49,21 +49,36 @@ class RegistrableDomains:
         return found
 
     def _lookup(self, authority: str) -> str:
-        host = _PORT.sub("", authority.rpartition("@")[2]).lower().rstrip(".")
-        if not host:
-            return NO_HOST
-        if host.startswith("[") and host.endswith("]"):
-            # an IPv6 literal; anything else in brackets (markup, a NUL, 1 MB) is no host
-            return host if _IPV6.fullmatch(host) else INVALID_HOST
-        if len(host) > 253:  # before any IDN work: punycode is quadratic in a label's length
-            return INVALID_HOST
-        if not host.isascii():
-            host = ascii_host(host)
-        if len(host) > 253 or _BAD_HOST.search(host):
-            return INVALID_HOST
-        if _IPV4.fullmatch(host):
+        host = host_of(authority)
+        if host in (NO_HOST, INVALID_HOST) or is_ip_literal(host):
             return host
         return self._psl.privatesuffix(host) or host
+
+
+def host_of(authority: str) -> str:
+    """The host of a URL authority (`user@Host.example:8080` -> `host.example`) in its one
+    comparable form: userinfo, port and a trailing dot stripped, lower-case ASCII (IDN as
+    punycode, see `ascii_host`); an IPv6 literal keeps its brackets. NO_HOST when empty,
+    INVALID_HOST when no host could have it. Domain attribution and domain blocklists share it.
+    """
+    host = _PORT.sub("", authority.rpartition("@")[2]).lower().rstrip(".")
+    if not host:
+        return NO_HOST
+    if host.startswith("[") and host.endswith("]"):
+        # an IPv6 literal; anything else in brackets (markup, a NUL, 1 MB) is no host
+        return host if _IPV6.fullmatch(host) else INVALID_HOST
+    if len(host) > 253:  # before any IDN work: punycode is quadratic in a label's length
+        return INVALID_HOST
+    if not host.isascii():
+        host = ascii_host(host)
+    if len(host) > 253 or _BAD_HOST.search(host):
+        return INVALID_HOST
+    return host
+
+
+def is_ip_literal(host: str) -> bool:
+    """An IPv4 or bracketed IPv6 literal, as `host_of` returns them."""
+    return host.startswith("[") or _IPV4.fullmatch(host) is not None
 
 
 def ascii_host(host: str) -> str:
@@ -90,7 +105,7 @@ _DOMAINS = RegistrableDomains()
 
 def domain_codes(url: pa.Array) -> tuple[list[str], npt.NDArray[np.int64]]:
     """The distinct registrable domains of a URL column and, per row, its domain's index."""
-    extracted = pc.extract_regex(url, pattern=_AUTHORITY_PATTERN)
+    extracted = pc.extract_regex(url, pattern=AUTHORITY_PATTERN)
     encoded = pc.struct_field(extracted, "authority").dictionary_encode(null_encoding="encode")
     names = [_DOMAINS(h) if h is not None else NO_HOST for h in encoded.dictionary.to_pylist()]
     domains, per_host = np.unique(np.array(names, dtype=object), return_inverse=True)

@@ -3,12 +3,17 @@
 Each batch is scanned on its own (batch.py, from the per-column signals in signals.py); the
 engine merges the partial metrics in row order, counts distinct ids and URLs (dedup.py) and
 domains (domains.py) across batches, and hands the feature rows to a sink.
+
+Blocklists (blocklists.py) are matched per batch; a shard's result per list sums its rows,
+unions the entries matched and records the list's version (content SHA-256) once. A shard
+without the column a list needs (URL; id for an id list) reports the list with 0 rows and
+`blocklists.<name>` in `missing_in` (so `unavailable`): it was not checked.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +21,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from shardwatch.core import metrics as m
+from shardwatch.core.blocklist import BlocklistStats
 from shardwatch.core.lexicon import Lexicon
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.core.schema import SchemaDrift
 from shardwatch.scan.batch import BatchResult, BatchScanner
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.columns import ResolvedColumns, resolve_columns
 from shardwatch.scan.dedup import DistinctCounter
 from shardwatch.scan.domains import DEFAULT_TOP_K, DomainCounter
@@ -37,9 +44,10 @@ def _finish(
     dedup: dict[str, DistinctCounter],
     profile: DatasetProfile,
     domains: DomainCounter | None,
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> m.ShardMetrics:
     """Turn the sum of a shard's batches into the shard's metrics."""
-    missing = []
+    missing = [blocklist_metric(b.name) for b in blocklists if not columns.has(b.needs)]
     if profile.column("unsafe_score") is not None and not columns.has("unsafe_score"):
         missing.append(m.UNSAFE_ROWS)
     if not columns.has("url"):
@@ -66,8 +74,28 @@ def _finish(
         missing_in={name: 1 for name in missing},
         duplicates={name: counter.duplicates for name, counter in dedup.items()},
         domains=domains.sketch() if domains is not None else None,
+        blocklists=_checked(partial, blocklists),
         notes=tuple(notes),
     )
+
+
+def blocklist_metric(name: str) -> str:
+    """The `missing_in` name of a list a shard could not be checked against."""
+    return f"blocklists.{name}"
+
+
+def _checked(
+    partial: m.ShardMetrics, blocklists: Sequence[CompiledBlocklist]
+) -> dict[str, BlocklistStats] | None:
+    """Each list's sum over the batches, checked against its version once."""
+    if not blocklists:
+        return None
+    summed = partial.blocklists or {}
+    out = {}
+    for b in blocklists:
+        stats = summed.get(b.name) or BlocklistStats(kind=b.kind, entries=b.entries)
+        out[b.name] = replace(stats, versions={b.version: 1})
+    return dict(sorted(out.items()))
 
 
 def _empty_partial(
@@ -90,22 +118,30 @@ def scan_batches(
     progress: ProgressCallback | None = None,
     on_features: FeatureSink | None = None,
     domain_top_k: int = DEFAULT_TOP_K,
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> m.ShardMetrics:
     """The metrics of one shard given as a stream of record batches sharing `schema`.
 
-    The domain sketch keeps the shard's top `domain_top_k` domains (domains.py).
+    The domain sketch keeps the shard's top `domain_top_k` domains (domains.py). Each of
+    `blocklists` (distinct names) is matched against every row (`ShardMetrics.blocklists`).
 
     With `on_features`, each batch's per-row feature table (features.py) is handed to it, in
     row order, from the calling thread: validation reads it in the same streaming pass.
     """
     compiled = lexicon if isinstance(lexicon, CompiledLexicon) else CompiledLexicon(lexicon)
+    names = [b.name for b in blocklists]
+    if len(set(names)) != len(names):
+        raise ValueError("blocklist names must be distinct")
     columns = resolve_columns(schema.names, profile)
     features = None
     if on_features is not None:
         id_name = columns.present.get("id")
         id_source = schema.field(id_name).type if id_name is not None else None
-        features = FeatureSpec.for_shard(profile, compiled.lexicon, columns, id_source)
-    scanner = BatchScanner(columns, profile, compiled, features)
+        flagged = [b.name for b in blocklists if columns.has(b.needs)]
+        features = FeatureSpec.for_shard(
+            profile, compiled.lexicon, columns, id_source, blocklists=flagged
+        )
+    scanner = BatchScanner(columns, profile, compiled, features, blocklists)
     dedup = {}
     if columns.has("id"):
         dedup["id"] = DistinctCounter()
@@ -144,7 +180,7 @@ def scan_batches(
                     absorb(pending.popleft().result())
         if on_features is not None and features is not None and not emitted:
             on_features(_no_rows(features.schema))  # the sink always learns the schema
-        return _finish(total, columns, dedup, profile, domains)
+        return _finish(total, columns, dedup, profile, domains, blocklists)
     finally:
         for counter in dedup.values():
             counter.close()
@@ -167,6 +203,7 @@ def scan_shard(
     domain_top_k: int = DEFAULT_TOP_K,
     on_drift: Callable[[SchemaDrift], None] | None = None,
     max_decoded_bytes: int | None = None,
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> m.ShardMetrics:
     """Stream one parquet shard from disk and compute its metrics (raises ShardReadError).
 
@@ -185,6 +222,7 @@ def scan_shard(
             progress=progress,
             on_features=on_features,
             domain_top_k=domain_top_k,
+            blocklists=blocklists,
         )
 
 

@@ -8,12 +8,17 @@ the one exception: the validation adapter replaces them with integer codes befor
 
 A feature column exists only when the shard has the source column it comes from, so a GX
 expectation on a missing column errors ("check errored") instead of failing on nulls.
+
+Each configured blocklist gets a flag column `blocklist_<name>` (`blocklist_column`): True
+where the row matches the list (scan/blocklists.py), when the shard has the column the list
+needs (URL; id for an id list). It holds no URL, id or entry.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -36,6 +41,7 @@ ID, TAG, SIMILARITY, WIDTH, HEIGHT, URL_SCHEME, KEYWORD = (
     "keyword_nsfw",
 )
 TERMS_METADATA_KEY: Final = b"shardwatch.terms"
+BLOCKLIST_PREFIX: Final = "blocklist_"
 URL_CATEGORIES: Final = ("http(s)", "other")
 # A URL "looks like http(s)" when it starts with the scheme, `://` and a non-empty host.
 HTTP_URL: Final = r"^https?://[^\s/?#]+"
@@ -63,6 +69,11 @@ def term_columns(lexicon: Lexicon) -> list[str]:
             name = f"{name}_{i:03d}"
         names.append(name)
     return names
+
+
+def blocklist_column(name: str) -> str:
+    """The flag column of the blocklist `name` (a slug, settings/blocklists.py)."""
+    return BLOCKLIST_PREFIX + name
 
 
 def id_type(source: pa.DataType | None) -> pa.DataType:
@@ -103,7 +114,10 @@ class FeatureSpec:
         lexicon: Lexicon,
         columns: ResolvedColumns,
         source_id_type: pa.DataType | None = None,
+        blocklists: Sequence[str] = (),
     ) -> FeatureSpec:
+        """`blocklists`: the names of the lists this shard is matched against (those whose
+        column it has), each getting its flag column after the term columns."""
         tag_values = tag_keys(profile.nsfw_labels)
         fields: list[pa.Field] = []
         if columns.has("id"):
@@ -122,6 +136,8 @@ class FeatureSpec:
             for name, pattern in zip(term_columns(lexicon), lexicon.terms, strict=True):
                 fields.append(pa.field(name, pa.bool_(), nullable=False))
                 terms[name] = pattern.term
+        for name in blocklists:
+            fields.append(pa.field(blocklist_column(name), pa.bool_(), nullable=False))
         metadata = {TERMS_METADATA_KEY: json.dumps(terms).encode()}
         return cls(pa.schema(fields, metadata=metadata), tag_values)
 
@@ -142,6 +158,7 @@ class FeatureSpec:
         keyword: npt.NDArray[np.bool_] | None,
         match_rows: npt.NDArray[np.int64] | None,
         match_terms: npt.NDArray[np.int64] | None,
+        blocklists: Mapping[str, npt.NDArray[np.bool_]] | None = None,
     ) -> pa.RecordBatch:
         """One batch of features; every source the schema has must be given (decoded text)."""
         values: dict[str, pa.Array] = {}
@@ -162,6 +179,10 @@ class FeatureSpec:
             if match_rows is not None and match_terms is not None:
                 matrix[match_terms, match_rows] = True
             values.update({name: pa.array(row) for name, row in zip(terms, matrix, strict=True)})
+        for name, rows in (blocklists or {}).items():
+            column = blocklist_column(name)
+            if column in self.schema.names:
+                values[column] = pa.array(rows, pa.bool_())
         missing = [name for name in self.schema.names if name not in values]
         if missing:
             raise ValueError(f"feature batch lacks {missing}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,7 @@ import pyarrow as pa
 
 from shardwatch.core.profiles import DatasetProfile
 from shardwatch.scan.batch import BatchScanner
+from shardwatch.scan.blocklists import CompiledBlocklist
 from shardwatch.scan.columns import ResolvedColumns
 from shardwatch.scan.lexicon_match import CompiledLexicon
 from shardwatch.scan.signals import as_float, unsafe_flags
@@ -21,6 +23,10 @@ class RowView:
 
     Each array has one entry per row, or is None when the shard lacks the column. The
     remove-list export reads these, so a flagged row count equals the stored metric.
+
+    `blocklists`: per list given to `row_view` (by name), True where the row matches it,
+    exactly as `ShardMetrics.blocklists[name].rows` counts; a list is absent when the shard
+    lacks the column it needs (URL; id for an id list), as its metric is then unavailable.
     """
 
     rows: int
@@ -30,6 +36,7 @@ class RowView:
     tag_codes: npt.NDArray[np.int64] | None
     below_similarity: npt.NDArray[np.bool_] | None
     unsafe: npt.NDArray[np.bool_] | None
+    blocklists: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 def row_view(
@@ -37,10 +44,12 @@ def row_view(
     columns: ResolvedColumns,
     profile: DatasetProfile,
     compiled: CompiledLexicon,
+    blocklists: Sequence[CompiledBlocklist] = (),
 ) -> RowView:
     """The per-row signals of `batch` (whose columns are named as in `columns`)."""
-    scanner = BatchScanner(columns, profile, compiled)
-    _, rm, codes, _ = scanner.metrics(batch)
+    scanner = BatchScanner(columns, profile, compiled, blocklists=blocklists)
+    _, rm, codes, url = scanner.metrics(batch)
+    blocks = scanner.block_matches(batch, url)
     below = None
     sim = scanner.column(batch, "similarity")
     if sim is not None:
@@ -56,4 +65,5 @@ def row_view(
         tag_codes=codes,
         below_similarity=below,
         unsafe=unsafe_flags(score, profile.unsafe_threshold) if score is not None else None,
+        blocklists={name: match.rows for name, match in blocks.items()},
     )

@@ -4,12 +4,13 @@ pacing and retries."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule
+from shardwatch.core.alerts import DEFAULT_RULES, AlertPlan, Level, Metric, Rule, Severity
 from shardwatch.core.public_urls import normalise_base_url
 from shardwatch.settings.base import ConfigError, StrictModel
 
@@ -149,10 +150,19 @@ class AlertSettings(StrictModel):
                 raise ValueError(f"rule and channel names must match {RULE_NAME}: {name!r}")
         return self
 
-    def plan(self, docs_index: str | None = None, *, reports: bool = False) -> AlertPlan:
+    def plan(
+        self,
+        docs_index: str | None = None,
+        *,
+        reports: bool = False,
+        blocklists: Mapping[str, Severity] | None = None,
+    ) -> AlertPlan:
         """What the results transaction judges, and the channels notices are written for
-        (`reports`: the pass writes `run-N.html`, so notices may link to it)."""
-        return AlertPlan(self.active_rules(), tuple(sorted(self.channels)), docs_index, reports)
+        (`reports`: the pass writes `run-N.html`, so notices may link to it; `blocklists`:
+        each configured list's severity, which the `blocklisted-rows` rule judges it at)."""
+        lists = tuple(sorted((blocklists or {}).items()))
+        channels = tuple(sorted(self.channels))
+        return AlertPlan(self.active_rules(), channels, docs_index, reports, lists)
 
     def active_rules(self) -> tuple[Rule, ...]:
         """The built-in rules overridden by, and extended with, the configured ones."""

@@ -27,6 +27,7 @@ from shardwatch.core.names import MAX_CONFIG_NAME_CHARS, MAX_DATASET_CHARS, name
 from shardwatch.core.profiles import BUILTIN_PROFILES, DatasetProfile
 from shardwatch.settings.alerts import AlertSettings
 from shardwatch.settings.base import ConfigError
+from shardwatch.settings.blocklists import BlocklistSpec, blocklist_name_problem
 from shardwatch.settings.download import DownloadSettings
 from shardwatch.settings.lexicons import LexiconSpec, resolve_lexicon
 from shardwatch.settings.monitor import MonitorSettings
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Where the monitor finds shards: `[sources.<name>]` with a `type`.",
     )
+    blocklists: dict[str, BlocklistSpec] = Field(
+        default_factory=dict,
+        description="Published remove-lists every shard is checked against: "
+        "`[blocklists.<name>]` with a `kind`, a `path` and an optional `severity`.",
+    )
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
@@ -146,6 +152,7 @@ class Settings(BaseSettings):
                     }
                 ),
                 "download": d.model_copy(update={"cache_dir": base / d.cache_dir}),
+                "blocklists": {name: spec.anchored(base) for name, spec in self.blocklists.items()},
             }
         )
 
@@ -183,6 +190,10 @@ class Settings(BaseSettings):
                 problem = name_problem(name, max_chars=MAX_CONFIG_NAME_CHARS, one_line=True)
                 if problem:
                     raise ValueError(f"{kind} name '{shown(name)}' {problem}")
+        for name in self.blocklists:
+            problem = blocklist_name_problem(name)
+            if problem:
+                raise ValueError(f"blocklist name '{shown(name)}' {problem}")
         return self
 
     @classmethod

@@ -62,6 +62,12 @@ def resolve_file_paths(data: dict[str, Any], config_file: Path) -> dict[str, Any
     data.setdefault("state_dir", str(folder / DEFAULT_STATE_DIR))
     if "database_url" in data:
         data["database_url"] = sqlite_against(folder, data["database_url"])
+    blocklists = data.get("blocklists")
+    if isinstance(blocklists, MutableMapping):
+        for spec in blocklists.values():
+            path = spec.get("path") if isinstance(spec, MutableMapping) else None
+            if isinstance(path, str) and "://" not in path:  # a URL is checked, not anchored
+                spec["path"] = _against(folder, path)
     for kind, key, section in (("file", "path", "alerts"), ("local", "path", "sources")):
         specs = data.get(section)
         if section == "alerts":

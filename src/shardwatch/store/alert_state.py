@@ -29,6 +29,7 @@ from shardwatch.core.alerts import (
     failure_observations,
     judge,
 )
+from shardwatch.core.blocklist import FLAG_CHECK, FLAG_PREFIX
 from shardwatch.core.domain_sketch import DomainStat
 from shardwatch.core.metrics import ShardMetrics
 from shardwatch.core.schema import SchemaDrift
@@ -79,6 +80,7 @@ def record_alerts(
         baseline=total,
         new_domains=_new_domains(s, shard, metrics, plan),
         schema_drift=schema_drift,
+        list_severity=dict(plan.blocklists),
     )
     # links are kept relative to the Data Docs site; the relay makes them public URLs
     page = validation.docs_page if validation is not None else None
@@ -177,7 +179,8 @@ def _new_domains(
 
 def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
     """Latest done shard versions with a failed or errored check (None: none validated);
-    checks errored by schema drift are the `schema-drift` rule's, not counted here."""
+    checks errored by schema drift are the `schema-drift` rule's and blocklist flag checks
+    the `blocklisted-rows` rule's, not counted here."""
     latest = latest_done(dataset_id)
     vr = t.ValidationResult
     checked = select(vr.shard_id).join(latest, latest.c.id == vr.shard_id).distinct()
@@ -186,7 +189,12 @@ def _failing_latest_shards(s: Session, dataset_id: int) -> int | None:
     by_drift = func.coalesce(vr.error_message, "").startswith(DRIFT_REASON, autoescape=True)
     not_run = func.coalesce(vr.error_message, "").startswith(NOT_RUN_REASON, autoescape=True)
     errored = and_(vr.errored.is_(True), ~by_drift, ~not_run)
-    bad = checked.where(or_(errored, vr.success.is_(False)))
+    flag_check = and_(  # a blocklist's flag check: the blocklisted-rows rule's (core/blocklist.py)
+        vr.expectation == FLAG_CHECK,
+        vr.column.startswith(FLAG_PREFIX, autoescape=True),
+        vr.condition.is_(None),
+    )
+    bad = checked.where(or_(errored, vr.success.is_(False)), ~flag_check)
     return int(s.scalar(select(func.count()).select_from(bad.subquery())) or 0)
 
 

@@ -195,6 +195,29 @@ class TermTagCount(Base):
     paper_keyword_nsfw: Mapped[int | None]
 
 
+class ShardBlocklist(Base):
+    """One blocklist checked against one shard version (tables.shard_blocklists)."""
+
+    __table__ = tables.shard_blocklists
+
+    shard_id: Mapped[int]
+    name: Mapped[str]
+    kind: Mapped[str]
+    version: Mapped[str]
+    entries: Mapped[int]
+    rows: Mapped[int]
+
+
+class ShardBlocklistMatch(Base):
+    """One entry id a shard version matched (tables.shard_blocklist_matches)."""
+
+    __table__ = tables.shard_blocklist_matches
+
+    shard_id: Mapped[int]
+    name: Mapped[str]
+    entry: Mapped[bytes]
+
+
 class ValidationResult(Base):
     """One expectation's outcome on one shard version; `errored` is apart from `success`."""
 

@@ -11,6 +11,7 @@ from shardwatch.core.profiles import BUILTIN_PROFILES
 from shardwatch.store import tables as t
 from shardwatch.store.boundary import translated
 from shardwatch.store.errors import UnknownDataset
+from shardwatch.store.report_blocklists import blocklist_report
 from shardwatch.store.report_domains import sketch_of
 from shardwatch.store.report_model import DatasetReport, ProfileResolver
 from shardwatch.store.snapshots import latest_done, read_snapshot
@@ -31,10 +32,12 @@ def dataset_report(
     """Sum the latest done version of every shard URI of `dataset`, in SQL.
 
     `report.total.to_dict()` equals `shardwatch scan --json`'s total over the same files
-    (float sums up to rounding). `profiles` resolves the stored profile names, to put the NSFW
-    tag labels in their declared order (default: the built-in profiles; unknown labels are
-    sorted). Raises UnknownDataset, or ReportError when the shards cannot be added up
-    (different similarity thresholds or term lists, as `ShardMetrics.merge` would refuse).
+    (float sums up to rounding), blocklists included; each counted shard says which version
+    of each list it was checked against. `profiles` resolves the stored profile names, to
+    put the NSFW tag labels in their declared order (default: the built-in profiles; unknown
+    labels are sorted). Raises UnknownDataset, or ReportError when the shards cannot be
+    added up (different similarity thresholds or term lists, as `ShardMetrics.merge` would
+    refuse).
     """
     engine = source if isinstance(source, Engine) else source.engine
     resolve = profiles or BUILTIN_PROFILES.get
@@ -48,5 +51,10 @@ def dataset_report(
         # snapshot); else the stored rows are summed here (store/stored_totals.py).
         sums = kept_total(conn, dataset_id, latest) or summed(conn, latest)
         built = build_report(conn, dataset, dataset_id, latest, resolve, sums.aggregates)
-        total = replace(built.total, domains=sketch_of(sums.domains))
-        return replace(built, total=total)
+        # The blocklists are read from their small tables every time (never kept).
+        blocks = blocklist_report(conn, latest, built.total.shards)
+        total = replace(built.total, domains=sketch_of(sums.domains), blocklists=blocks.totals)
+        shards = tuple(
+            replace(e, blocklists=blocks.checked.get((e.uri, e.version), {})) for e in built.shards
+        )
+        return replace(built, total=total, shards=shards, blocklists=blocks.lists)

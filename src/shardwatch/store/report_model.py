@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from shardwatch.core.metrics import (
@@ -27,6 +27,8 @@ class ShardEntry:
     schema_drift: str | None = None  # how its columns differ from the profile, if they do
     # A version that is not done: its last failures, oldest first ({"at", "status", "reason"}).
     history: tuple[dict[str, Any], ...] = ()
+    # A counted version: the version (content SHA-256) of each blocklist it was checked against.
+    blocklists: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -41,7 +43,34 @@ class ShardEntry:
             out["schema_drift"] = self.schema_drift
         if self.history:
             out["history"] = list(self.history)
+        if self.blocklists:
+            out["blocklists"] = dict(self.blocklists)
         return out
+
+
+@dataclass(frozen=True)
+class ListChecks:
+    """Which versions of one blocklist the counted shards were checked against: `newest`
+    (the version the most recently stored shard was checked against), per other version
+    the shards (URIs) checked against it, and how many counted shards were not checked
+    against the list at all (stored before it was configured). Versions are the SHA-256
+    of the list file's bytes; each version's shard count is in the total's `versions`."""
+
+    newest: str
+    older: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unchecked: int = 0
+
+    @property
+    def behind(self) -> int:
+        """Shards checked against a version other than the newest."""
+        return sum(len(uris) for uris in self.older.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "newest": self.newest,
+            "older": {version: list(uris) for version, uris in self.older.items()},
+            "unchecked": self.unchecked,
+        }
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,7 @@ class DatasetReport:
     lexicons: tuple[str, ...]
     labels: tuple[str, ...]  # NSFW tag labels in display order, without `other` and `null`
     drifted: int = 0  # counted versions whose columns drifted from their profile
+    blocklists: Mapping[str, ListChecks] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of `shardwatch report --json`."""
@@ -80,6 +110,11 @@ class DatasetReport:
             "quarantined": self.quarantined,
             "pending": self.pending,
             "schema_drift": self.drifted,
+            **(
+                {"blocklists": {n: c.to_dict() for n, c in self.blocklists.items()}}
+                if self.blocklists
+                else {}
+            ),
         }
 
 

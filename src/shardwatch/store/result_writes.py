@@ -16,6 +16,7 @@ from shardwatch.core.schema import SchemaDrift
 from shardwatch.core.validation import ShardValidation
 from shardwatch.store import models as t
 from shardwatch.store.alert_state import record_alerts, record_dataset_alerts, record_failure
+from shardwatch.store.blocklist_rows import write_blocklists
 from shardwatch.store.boundary import translated
 from shardwatch.store.claims import Claims
 from shardwatch.store.database import is_sqlite, transaction
@@ -154,6 +155,7 @@ class ResultWrites(Claims):
             ):
                 s.query(table).filter_by(shard_id=shard_id).delete()  # forced reprocessing
             s.add_all(_metric_rows(shard_id, metrics, profile, lexicon))
+            write_blocklists(s, shard_id, metrics.blocklists)  # replaces the version's own
             if validation is not None:
                 s.add_all(_validation_rows(shard_id, validation))
             s.execute(
@@ -281,8 +283,6 @@ class ResultWrites(Claims):
             if alerts is not None and alerts.rules:
                 record_failure(s, shard_id, *ended, alerts, run_id)
         return ended
-
-    # -- runs ------------------------------------------------------------------------------
 
 
 def _validation_rows(shard_id: int, v: ShardValidation) -> list[t.ValidationResult]:

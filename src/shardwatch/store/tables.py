@@ -18,14 +18,18 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
+
+from shardwatch.core.blocklist import BLOCKLIST_KINDS, ENTRY_ID_BYTES
 
 SHARD_STATUSES = ("discovered", "processing", "done", "failed", "quarantined")
 RUN_STATUSES = ("running", "completed", "failed")
@@ -218,6 +222,35 @@ term_tag_counts = Table(
     # (substring rows its keywords flag). NULL: stored before they were counted.
     Column("keyword_nsfw", BigInteger),
     Column("paper_keyword_nsfw", BigInteger),
+)
+
+# One blocklist checked against one shard version: the list's kind, version (the SHA-256 of
+# its file's bytes), distinct entries, and the shard's rows matching it.
+shard_blocklists = Table(
+    "shard_blocklists",
+    metadata,
+    Column("shard_id", Integer, ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("entries", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    CheckConstraint(f"kind IN {BLOCKLIST_KINDS}", name="kind"),
+)
+
+# One entry of a blocklist that a shard version matched, by its fixed-size id
+# (core/blocklist.py `entry_id`): never the URL, id or domain itself.
+shard_blocklist_matches = Table(
+    "shard_blocklist_matches",
+    metadata,
+    Column("shard_id", Integer, primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("entry", LargeBinary(ENTRY_ID_BYTES), primary_key=True),
+    ForeignKeyConstraint(
+        ["shard_id", "name"],
+        ["shard_blocklists.shard_id", "shard_blocklists.name"],
+        ondelete="CASCADE",
+    ),
 )
 
 # One expectation's outcome on one shard version; `errored` is apart from `success`.

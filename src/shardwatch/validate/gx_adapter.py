@@ -55,6 +55,7 @@ from shardwatch.validate.suites import (
     find_suite,
     load_suite,
     suite_path,
+    with_flag_checks,
 )
 
 with warnings.catch_warnings():  # GX imports the deprecated sre_* modules
@@ -131,8 +132,10 @@ class GxValidator:
         keep_results: int = 500,
         partial_unexpected: int = DEFAULT_PARTIAL_UNEXPECTED,
         max_rows: int = DEFAULT_MAX_ROWS,
+        flag_checks: tuple[str, ...] = (),
     ) -> None:
         self.max_rows = max_rows
+        self.flag_checks = flag_checks  # per-row flag columns no row may set (suites.py)
         self.suites_dir = suites_dir
         self.suite = suite
         self.keep_results = keep_results
@@ -152,11 +155,12 @@ class GxValidator:
 
     # -- objects, got or added ---------------------------------------------------------------
     def checkpoint(self, suite_name: str) -> Any:
-        """The suite's checkpoint, with the suite file's current content (add_or_update)."""
+        """The suite's checkpoint, with the suite file's current content (add_or_update) and
+        a check per flag column (`with_flag_checks`: the configured blocklists')."""
         if suite_name not in self._checkpoints:
             found = find_suite(self.suites_dir, suite_name)
             try:
-                raw = load_suite(found.path)
+                raw = with_flag_checks(load_suite(found.path), self.flag_checks)
             except SuiteError as exc:  # shown in alerts and Data Docs: no local path
                 raise SuiteError(str(exc).replace(str(found.path), found.path.name)) from None
             suite = self.context.suites.add_or_update(ExpectationSuite(**raw))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shardwatch.core.blocklist import FLAG_CHECK
 from shardwatch.core.errors import one_line
 from shardwatch.core.validation import ValidationCannotRun
 from shardwatch.settings.resources import SuiteLocation, default_suites_dir, locate_suite
@@ -110,6 +111,28 @@ def load_suite(path: Path) -> dict[str, Any]:
             f"{path}: GX accepted {len(suite.expectations)} of {len(expectations)} expectations"
         )
     return raw
+
+
+def with_flag_checks(raw: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """A copy of the suite `raw` with one check appended per per-row flag column (the
+    features' `blocklist_<slug>` columns, one per configured blocklist): no row may be True,
+    so a shard's Data Docs page shows a failed check with the count of its matching rows.
+    The suite file is not touched, and the checks come after the file's own, so those keep
+    their positions; a check the file already has is not added twice."""
+    expectations = list(raw["expectations"])
+    for column in columns:
+        check = {
+            "type": FLAG_CHECK,
+            "kwargs": {"column": column, "value_set": [True]},
+            "meta": {"added_by": "shardwatch: a configured blocklist's per-row flag"},
+        }
+        if not any(_same_check(e, check) for e in expectations):
+            expectations.append(check)
+    return {**raw, "expectations": expectations}
+
+
+def _same_check(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return a.get("type") == b.get("type") and a.get("kwargs") == b.get("kwargs")
 
 
 def check_suites(suites_dir: Path) -> tuple[list[Path], list[str]]:

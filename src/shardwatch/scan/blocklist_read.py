@@ -1,0 +1,276 @@
+"""Blocklist files: read a remove-list into 16-byte entry keys, streaming, in chunks.
+
+Formats, chosen by the file name (a `.gz` suffix is gunzipped first, except for parquet):
+- `*.parquet`: exactly one column, read in batches of rows; row numbers count from 1.
+- `*.csv`: one column (RFC 4180 quoting). The first non-blank row is a header, and skipped,
+  when it is not a valid entry of the list's kind or is one of the names in HEADER_NAMES
+  (case-insensitive): `url,` `url_sha256`, `sha256`, `hash`, `id`, `domain`, `host`, `key`.
+- anything else: text, one entry a line.
+In every format an entry's surrounding whitespace is ignored, and blank entries (and nulls)
+and entries starting with `#` (comments) are skipped. `#` starts a comment only at the start
+of an entry: a URL may hold one. Duplicates count once. A list with no entries is an error
+(an empty download or a truncated file would otherwise check nothing).
+
+Errors (`ListProblem`) give the line or row number and the problem, never the entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shardwatch.core.blocklist import BlocklistKind
+from shardwatch.scan.columns import as_text
+from shardwatch.scan.digests import HEX_DIGEST_PATTERN, KeyPairs, hex_keys, no_keys, sha256_keys
+from shardwatch.scan.domains import INVALID_HOST, NO_HOST, host_of
+
+CHUNK: Final = 1 << 20  # lines or rows per chunk
+HEADER_NAMES: Final = frozenset(
+    {"url", "url_sha256", "sha256", "hash", "id", "domain", "host", "key"}
+)
+ID_PREFIX: Final = "id\x00"  # entry_id("id", text): sha256(b"id\0" + text)
+DOMAIN_PREFIX: Final = "domain\x00"
+_INTEGRAL: Final = r"^[+-]?[0-9]+(?:\.0*)?$"
+_MAX_INTEGRAL_FLOAT: Final = 2.0**63
+Lines = npt.NDArray[np.int64]
+
+
+class ListProblem(ValueError):
+    """A list that cannot be used; the message holds no entry."""
+
+
+def read_keys(kind: BlocklistKind, path: Path) -> KeyPairs:
+    """The keys of every entry of the list at `path` (duplicates not yet removed)."""
+    name = path.name.lower()
+    gzipped = name.endswith(".gz")
+    base = name.removesuffix(".gz")
+    try:
+        if base.endswith(".parquet"):
+            if gzipped:
+                raise ListProblem("a gzipped parquet file is not supported")
+            parts = list(_parquet_keys(kind, path))
+        else:
+            with _open(path, gzipped) as raw:
+                reader = _csv_keys if base.endswith(".csv") else _text_keys
+                parts = list(reader(kind, raw))
+    except OSError as exc:  # unreadable, or a broken gzip stream
+        raise ListProblem(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except EOFError:
+        raise ListProblem("cannot be read (the gzip stream is truncated)") from None
+    keys = np.concatenate(parts) if parts else no_keys()
+    if len(keys) == 0:
+        raise ListProblem("has no entries")
+    return keys
+
+
+def _open(path: Path, gzipped: bool) -> IO[bytes]:
+    if gzipped:
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _text_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
+    first = 1
+    while lines := list(islice(raw, CHUNK)):
+        binary = pa.array(lines, pa.large_binary())
+        try:
+            values = binary.cast(pa.large_string())
+        except pa.ArrowInvalid:
+            bad = _first_non_utf8(lines)
+            raise ListProblem(f"line {first + bad}: not UTF-8 text") from None
+        yield keys_of_entries(kind, values, np.arange(first, first + len(lines)), "line")
+        first += len(lines)
+
+
+def _first_non_utf8(lines: list[bytes]) -> int:
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return i
+    return 0
+
+
+def _csv_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
+    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        yield from _csv_rows(kind, csv.reader(text))
+
+
+def _csv_rows(kind: BlocklistKind, reader: Any) -> Iterator[KeyPairs]:
+    values: list[str] = []
+    numbers: list[int] = []
+    header_checked = False
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != 1:
+                raise ListProblem(f"line {reader.line_num}: {len(row)} columns, not 1")
+            if not header_checked:
+                header_checked = True
+                if is_header(kind, row[0]):
+                    continue
+            values.append(row[0])
+            numbers.append(reader.line_num)
+            if len(values) >= CHUNK:
+                yield _csv_chunk(kind, values, numbers)
+                values, numbers = [], []
+    except UnicodeDecodeError:
+        raise ListProblem(f"line {reader.line_num + 1}: not UTF-8 text") from None
+    except csv.Error:
+        raise ListProblem(f"line {reader.line_num}: not valid CSV") from None
+    if values:
+        yield _csv_chunk(kind, values, numbers)
+
+
+def _csv_chunk(kind: BlocklistKind, values: list[str], numbers: list[int]) -> KeyPairs:
+    return keys_of_entries(kind, pa.array(values, pa.large_string()), np.array(numbers), "line")
+
+
+def is_header(kind: BlocklistKind, value: str) -> bool:
+    """Whether a CSV's first row is a header (see the module's docstring)."""
+    if value.strip().lower() in HEADER_NAMES:
+        return True
+    try:
+        keys_of_entries(kind, pa.array([value], pa.large_string()), np.array([1]), "line")
+    except ListProblem:
+        return True
+    return False
+
+
+def _parquet_keys(kind: BlocklistKind, path: Path) -> Iterator[KeyPairs]:
+    try:
+        shard = pq.ParquetFile(path)
+    except (pa.ArrowException, ValueError):
+        raise ListProblem("cannot be read as parquet") from None
+    with shard:
+        fields = shard.schema_arrow
+        if len(fields) != 1:
+            raise ListProblem(f"has {len(fields)} columns, not 1")
+        source = fields.field(0).type
+        if pa.types.is_dictionary(source):
+            source = source.value_type
+        if kind == "id":
+            if not (
+                pa.types.is_integer(source) or pa.types.is_floating(source) or _is_text(source)
+            ):
+                raise ListProblem(
+                    f"an id list's column must be integers, floats or text, not {source}"
+                )
+        elif not _is_text(source):
+            raise ListProblem(f"a {kind} list's column must be text, not {source}")
+        first = 1
+        try:
+            for batch in shard.iter_batches(batch_size=CHUNK):
+                column = batch.column(0)
+                values = id_texts(column) if kind == "id" else as_text(column)
+                numbers = np.arange(first, first + len(column))
+                yield keys_of_entries(kind, values, numbers, "row")
+                first += len(column)
+        except (pa.ArrowException, ValueError) as exc:
+            if isinstance(exc, ListProblem):
+                raise
+            raise ListProblem(f"cannot be read as parquet (after row {first - 1})") from None
+
+
+def _is_text(source: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(source)
+        or pa.types.is_large_string(source)
+        or pa.types.is_string_view(source)
+        or pa.types.is_binary(source)
+        or pa.types.is_large_binary(source)
+    )
+
+
+def keys_of_entries(kind: BlocklistKind, values: pa.Array, numbers: Lines, unit: str) -> KeyPairs:
+    """The keys of a chunk of entries (text, nulls allowed); `numbers` gives each one's line
+    or row number for errors."""
+    frame = pl.DataFrame({"v": pl.Series("v", values.cast(pa.large_string()))})
+    stripped = frame.select(pl.col("v").str.strip_chars()).to_series()
+    keep = (
+        stripped.is_not_null() & (stripped.str.len_bytes() > 0) & ~stripped.str.starts_with("#")
+    ).to_numpy()
+    entries = stripped.filter(pl.Series(keep))
+    where = numbers[keep]
+    if len(entries) == 0:
+        return no_keys()
+    if kind == "url_sha256":
+        valid = entries.str.contains(HEX_DIGEST_PATTERN).to_numpy()
+        if not valid.all():
+            bad = int(where[~valid][0])
+            raise ListProblem(f"{unit} {bad}: not a SHA-256 hex digest (64 hex characters)")
+        return hex_keys(entries.to_arrow())
+    if kind == "url":
+        return sha256_keys(entries.to_arrow())
+    if kind == "id":
+        return sha256_keys(canonical_ids(entries).to_arrow(), ID_PREFIX)
+    hosts: list[str] = []
+    for i, entry in enumerate(entries.to_list()):
+        host = entry_host(entry)
+        if host is None:
+            raise ListProblem(f"{unit} {int(where[i])}: not a host name")
+        hosts.append(host)
+    return sha256_keys(pa.array(hosts, pa.large_string()), DOMAIN_PREFIX)
+
+
+def entry_host(entry: str) -> str | None:
+    """A domain entry's canonical host (`host_of`'s rule), or None when it is no bare host.
+    A leading `*.` is dropped: subdomains match anyway."""
+    if "/" in entry or "@" in entry or entry.startswith(("http:", "https:")):
+        return None
+    host = host_of(entry.removeprefix("*."))
+    if host in (NO_HOST, INVALID_HOST) or (":" in host and not host.startswith("[")):
+        return None
+    return host
+
+
+def canonical_ids(texts: pl.Series) -> pl.Series:
+    """Id texts in their one comparable form: an integral number (`+007`, `7.0`, `-0`) as its
+    decimal digits (`7`, `7`, `0`); any other text as is."""
+    frame = pl.DataFrame({"v": texts})
+    digits = (
+        pl.col("v")
+        .str.replace(r"\.0*$", "")
+        .str.replace(r"^\+", "")
+        .str.replace(r"^(-?)0+([0-9])", "${1}${2}")
+    )
+    digits = pl.when(digits == "-0").then(pl.lit("0")).otherwise(digits)
+    integral = pl.col("v").str.contains(_INTEGRAL)
+    return frame.select(
+        pl.when(integral).then(digits).otherwise(pl.col("v")).alias("v")
+    ).to_series()
+
+
+def id_texts(ids: pa.Array) -> pa.Array:
+    """Per row, the id's text as entries are compared (null where it matches nothing):
+    integers and integral floats below 2^63 as decimal digits, other finite floats as polars
+    prints them, NaN and infinities null, text in `canonical_ids`'s form."""
+    if pa.types.is_dictionary(ids.type):
+        ids = ids.dictionary_decode()
+    if pa.types.is_integer(ids.type):
+        return pl.Series("v", ids).cast(pl.String).to_arrow().cast(pa.large_string())
+    if pa.types.is_floating(ids.type):
+        frame = pl.DataFrame({"v": pl.Series("v", ids.cast(pa.float64()))})
+        v = pl.col("v")
+        integral = v.is_finite() & (v.floor() == v) & (v.abs() < _MAX_INTEGRAL_FLOAT)
+        texts = (
+            pl.when(integral)
+            .then(v.cast(pl.Int64, strict=False).cast(pl.String))
+            .when(v.is_finite())
+            .then(v.cast(pl.String))
+            .otherwise(pl.lit(None, pl.String))
+        )
+        return frame.select(texts.alias("v")).to_series().to_arrow().cast(pa.large_string())
+    return canonical_ids(pl.Series("v", as_text(ids))).to_arrow().cast(pa.large_string())

@@ -1,0 +1,197 @@
+"""Blocklists: one published remove-list compiled into fixed-size keys, matched per row.
+
+`compile_blocklist` reads a list (blocklist_read.py: text, CSV or parquet, one entry a line or
+row) into the sorted 16-byte ids of its distinct entries (digests.KeySet; 10M entries take
+about 224 MB). `CompiledBlocklist.match` tells, for one batch, which rows match and which
+entries they matched, vectorised: a URL is hashed once (SHA-256 in polars), an id is
+canonicalised and hashed, and a domain list is checked once per distinct URL authority of the
+batch (its host and each parent domain at a label boundary).
+
+Entry identity is the core's (core/blocklist.py `entry_id`):
+- `url` and `url_sha256`: the first 16 bytes of SHA-256(URL UTF-8 bytes), so a URL entry and
+  its hash are the same entry. A row's URL is hashed exactly as stored (after the engine's
+  UTF-8 decoding); an entry's surrounding whitespace is ignored.
+- `id`: the id's text, integral numbers as decimal digits (`123`, `123.0`, `+0123` are `123`),
+  on both sides: an integer id column, a float one (integral floats below 2^63 as integers),
+  or a text one (text in the same form, so `"0123"` matches the entry `123`).
+- `domain`: the host in `scan.domains.host_of`'s form (lower-case ASCII, IDN as punycode,
+  userinfo, port and trailing dot stripped). A row matches when its host equals an entry or
+  ends with `.` + an entry: `a.example.org` matches `example.org`; `notexample.org` and
+  `example.org.evil.test` do not. An IP literal matches only itself.
+A null URL or id (and a NaN id) matches nothing. A row counts once however many entries it
+matches; `BlockMatch.entries` holds every entry matched.
+
+Nothing here prints or logs an entry: errors name the list and a line or row number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, cast, get_args
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shardwatch.core.blocklist import BLOCKLIST_KINDS, BlocklistKind, BlocklistSeverity
+from shardwatch.core.profiles import LogicalField
+from shardwatch.scan.blocklist_read import (
+    DOMAIN_PREFIX,
+    ID_PREFIX,
+    ListProblem,
+    id_texts,
+    read_keys,
+)
+from shardwatch.scan.columns import as_text
+from shardwatch.scan.digests import KeySet, sha256_keys
+from shardwatch.scan.domains import AUTHORITY_PATTERN, INVALID_HOST, NO_HOST, host_of, is_ip_literal
+
+_AUTHORITY_CACHE: Final = 200_000
+_SEVERITIES: Final = get_args(BlocklistSeverity)
+
+
+class BlocklistError(ValueError):
+    """A list that cannot be used. The message names the list (`blocklist 'x': <problem>`),
+    and a line or row number where one is at fault, never an entry."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"blocklist {name!r}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class BlockMatch:
+    """One batch against one list: per row, whether it matches; the ids of the entries matched."""
+
+    rows: npt.NDArray[np.bool_]
+    entries: frozenset[bytes] = frozenset()
+
+    @property
+    def count(self) -> int:
+        return int(np.count_nonzero(self.rows))
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledBlocklist:
+    """One list, compiled: immutable apart from a bounded per-authority cache (domain lists),
+    and safe to share across threads."""
+
+    name: str
+    kind: BlocklistKind
+    version: str  # SHA-256 hex of the list file's bytes
+    severity: BlocklistSeverity
+    keys: KeySet = field(repr=False)
+    _hosts: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def entries(self) -> int:
+        """Distinct entries."""
+        return len(self.keys)
+
+    @property
+    def needs(self) -> LogicalField:
+        """The logical column the list is matched against: `url` or `id`."""
+        return "id" if self.kind == "id" else "url"
+
+    def match(self, url: pa.Array | None, ids: pa.Array | None) -> BlockMatch:
+        """Which rows of one batch match (its URL column for url, url_sha256 and domain lists,
+        its id column for id lists; the other may be None). Without the column the list
+        needs, no row matches."""
+        source = ids if self.kind == "id" else url
+        if source is None:
+            other = url if source is ids else ids
+            if other is None:
+                raise ValueError("match needs the batch's URL or id column")
+            return BlockMatch(np.zeros(len(other), dtype=np.bool_))
+        if self.kind == "domain":
+            return self._match_domains(source)
+        if self.kind == "id":
+            texts, prefix = id_texts(source), ID_PREFIX
+        else:
+            texts, prefix = as_text(source), ""
+        present = np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+        found = np.full(len(texts), -1, dtype=np.int64)
+        if present.any():
+            values = texts.filter(pa.array(present)) if not present.all() else texts
+            found[present] = self.keys.positions(sha256_keys(values, prefix))
+        return BlockMatch(found >= 0, self.keys.entry_ids(found))
+
+    def _match_domains(self, url: pa.Array) -> BlockMatch:
+        extracted = pc.extract_regex(as_text(url), pattern=AUTHORITY_PATTERN)
+        encoded = pc.struct_field(extracted, "authority").dictionary_encode()
+        authorities: list[str] = encoded.dictionary.to_pylist()
+        matched = self._authority_matches(authorities)
+        hit = np.array([bool(m) for m in matched] + [False], dtype=np.bool_)
+        indices = encoded.indices.fill_null(len(authorities))
+        rows = hit[np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+        present = np.unique(np.asarray(encoded.indices.drop_null().to_numpy(), dtype=np.int64))
+        positions = [p for i in present.tolist() for p in matched[i]]
+        return BlockMatch(rows, self.keys.entry_ids(np.array(positions, dtype=np.int64)))
+
+    def _authority_matches(self, authorities: list[str]) -> list[tuple[int, ...]]:
+        """Per authority, the positions of the entries its host matches (cached)."""
+        out: list[tuple[int, ...] | None] = [self._hosts.get(a) for a in authorities]
+        todo = [i for i, found in enumerate(out) if found is None]
+        owners: list[int] = []
+        candidates: list[str] = []
+        for i in todo:
+            for suffix in _domain_candidates(host_of(authorities[i])):
+                owners.append(i)
+                candidates.append(suffix)
+        positions = self.keys.positions(
+            sha256_keys(pa.array(candidates, pa.large_string()), DOMAIN_PREFIX)
+        )
+        found_by: dict[int, list[int]] = {i: [] for i in todo}
+        for owner, position in zip(owners, positions.tolist(), strict=True):
+            if position >= 0:
+                found_by[owner].append(position)
+        if len(self._hosts) + len(todo) > _AUTHORITY_CACHE:
+            self._hosts.clear()
+        for i in todo:
+            out[i] = self._hosts[authorities[i]] = tuple(found_by[i])
+        return [found if found is not None else () for found in out]
+
+
+def _domain_candidates(host: str) -> list[str]:
+    """The host and each parent domain at a label boundary (an IP literal: itself only)."""
+    if host in (NO_HOST, INVALID_HOST):
+        return []
+    if is_ip_literal(host):
+        return [host]
+    labels = host.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels)) if labels[i]]
+
+
+def file_version(path: Path) -> str:
+    """SHA-256 hex of a file's bytes."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def compile_blocklist(
+    name: str,
+    kind: str,
+    source_path: Path,
+    severity: str = "critical",
+) -> CompiledBlocklist:
+    """Read and compile one list (raises BlocklistError naming the list)."""
+    if kind not in BLOCKLIST_KINDS:
+        raise BlocklistError(name, f"unknown kind (one of {', '.join(BLOCKLIST_KINDS)})")
+    if severity not in _SEVERITIES:
+        raise BlocklistError(name, f"unknown severity (one of {', '.join(_SEVERITIES)})")
+    try:
+        version = file_version(source_path)
+    except OSError as exc:
+        raise BlocklistError(
+            name, f"cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        keys = KeySet(read_keys(cast(BlocklistKind, kind), source_path))
+    except ListProblem as exc:
+        raise BlocklistError(name, str(exc)) from None
+    return CompiledBlocklist(
+        name, cast(BlocklistKind, kind), version, cast(BlocklistSeverity, severity), keys
+    )

@@ -1,0 +1,128 @@
+"""Digests: the SHA-256 of many strings at once, as 16-byte keys, and a sorted set of keys.
+
+A key is the first 16 bytes of a SHA-256 digest, held as two uint64 (the first and the last
+8 bytes, each read big-endian), so a set of 10M keys is 160 MB of numpy arrays plus a bucket
+index, never Python objects. Hashing runs in polars (the `polars-hash` plugin, vectorised and
+outside the GIL); its hex output is decoded to bytes in numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+from polars_hash import CryptographicHashingNameSpace
+
+from shardwatch.core.blocklist import ENTRY_ID_BYTES
+
+KeyPairs = npt.NDArray[np.uint64]  # shape (n, 2)
+HEX_DIGEST_PATTERN: Final = r"^[0-9A-Fa-f]{64}$"
+_HEX_VALUES = np.zeros(256, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX_VALUES[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX_VALUES[_c] = 10 + _i
+_MAX_BUCKET_BITS: Final = 24  # 16M buckets, 64 MB of int32 starts at most
+
+
+def no_keys() -> KeyPairs:
+    return np.zeros((0, 2), dtype=np.uint64)
+
+
+def hex_keys(hex_digests: pa.Array) -> KeyPairs:
+    """Keys of a string array of hex digests (64 hex characters each, either case, no nulls;
+    the caller has checked them)."""
+    arr = hex_digests.cast(pa.large_string())
+    n = len(arr)
+    if n == 0:
+        return no_keys()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    if not np.all(np.diff(offsets) == 64):
+        raise ValueError("a hex digest is not 64 characters")
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    nibbles = _HEX_VALUES[data.reshape(n, 64)[:, : 2 * ENTRY_ID_BYTES]]
+    raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
+
+
+def sha256_keys(values: pa.Array, prefix: str = "") -> KeyPairs:
+    """Keys of SHA-256(prefix + value) of each value's UTF-8 bytes (a string array, no nulls)."""
+    if len(values) == 0:
+        return no_keys()
+    frame = pl.DataFrame({"v": pl.Series("v", values.cast(pa.large_string()))})
+    source = pl.lit(prefix) + pl.col("v") if prefix else pl.col("v")
+    sha256 = CryptographicHashingNameSpace(source).sha2_256()
+    hexed = frame.select(sha256.alias("h")).to_series().to_arrow()
+    return hex_keys(hexed)
+
+
+def key_bytes(hi: int, lo: int) -> bytes:
+    """A key's 16 bytes (the core's entry id)."""
+    return int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
+
+
+def keys_of_ids(ids: list[bytes]) -> KeyPairs:
+    """Keys of 16-byte entry ids."""
+    if not ids:
+        return no_keys()
+    raw = np.frombuffer(b"".join(ids), dtype=np.uint8).reshape(len(ids), ENTRY_ID_BYTES)
+    return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
+
+
+class KeySet:
+    """A sorted, distinct set of keys with a bucket index on the leading bits: membership of
+    a batch of keys costs a few vectorised gathers per key (keys are uniformly distributed,
+    so a bucket holds about one key)."""
+
+    def __init__(self, keys: KeyPairs) -> None:
+        frame = pl.DataFrame(
+            {"hi": keys[:, 0], "lo": keys[:, 1]}, schema=[("hi", pl.UInt64), ("lo", pl.UInt64)]
+        )
+        frame = frame.unique().sort(["hi", "lo"])
+        self.hi: npt.NDArray[np.uint64] = frame["hi"].to_numpy().astype(np.uint64, copy=False)
+        self.lo: npt.NDArray[np.uint64] = frame["lo"].to_numpy().astype(np.uint64, copy=False)
+        del frame
+        n = len(self.hi)
+        self._bits = int(min(_MAX_BUCKET_BITS, max(1, int(n).bit_length())))
+        self._shift = np.uint64(64 - self._bits)
+        counts = np.bincount(self._bucket(self.hi), minlength=1 << self._bits)
+        starts = np.zeros((1 << self._bits) + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+        np.cumsum(counts, out=starts[1:])
+        self._starts = starts
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hi.nbytes + self.lo.nbytes + self._starts.nbytes)
+
+    def _bucket(self, hi: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+        return (hi >> self._shift).astype(np.intp)
+
+    def positions(self, keys: KeyPairs) -> npt.NDArray[np.int64]:
+        """Per key, its position in the set, or -1 when absent."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        if len(keys) == 0 or len(self.hi) == 0:
+            return found
+        hi, lo = keys[:, 0], keys[:, 1]
+        bucket = self._bucket(hi)
+        start = self._starts[bucket].astype(np.int64)
+        count = self._starts[bucket + 1].astype(np.int64) - start
+        todo = np.flatnonzero(count > 0)
+        step = 0
+        while todo.size:
+            at = start[todo] + step
+            hit = (self.hi[at] == hi[todo]) & (self.lo[at] == lo[todo])
+            found[todo[hit]] = at[hit]
+            step += 1
+            todo = todo[~hit & (count[todo] > step)]
+        return found
+
+    def entry_ids(self, positions: npt.NDArray[np.int64]) -> frozenset[bytes]:
+        """The 16-byte ids of the keys at `positions` (-1s ignored)."""
+        chosen = np.unique(positions[positions >= 0])
+        return frozenset(key_bytes(self.hi[i], self.lo[i]) for i in chosen.tolist())

@@ -20,11 +20,20 @@ from shardwatch.core.blocklist import ENTRY_ID_BYTES
 
 KeyPairs = npt.NDArray[np.uint64]  # shape (n, 2)
 HEX_DIGEST_PATTERN: Final = r"^[0-9A-Fa-f]{64}$"
-_HEX_VALUES = np.zeros(256, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_VALUES[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _HEX_VALUES[_c] = 10 + _i
+
+
+def _pair_values() -> npt.NDArray[np.uint8]:
+    """Two hex characters, read as one little-endian uint16, -> the byte they spell."""
+    table = np.zeros(1 << 16, dtype=np.uint8)
+    digits = [(c, i) for i, c in enumerate(b"0123456789abcdef")]
+    digits += [(c, 10 + i) for i, c in enumerate(b"ABCDEF")]
+    for first, high in digits:
+        for second, low in digits:
+            table[first | (second << 8)] = (high << 4) | low
+    return table
+
+
+_HEX_PAIRS: Final = _pair_values()
 _MAX_BUCKET_BITS: Final = 24  # 16M buckets, 64 MB of int32 starts at most
 
 
@@ -43,9 +52,9 @@ def hex_keys(hex_digests: pa.Array) -> KeyPairs:
     if not np.all(np.diff(offsets) == 64):
         raise ValueError("a hex digest is not 64 characters")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    nibbles = _HEX_VALUES[data.reshape(n, 64)[:, : 2 * ENTRY_ID_BYTES]]
-    raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
-    return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
+    chars = data.reshape(n, 64)[:, : 2 * ENTRY_ID_BYTES]
+    raw: npt.NDArray[np.uint8] = _HEX_PAIRS[np.ascontiguousarray(chars).view("<u2")]
+    return raw.view(">u8").astype(np.uint64)
 
 
 def sha256_keys(values: pa.Array, prefix: str = "") -> KeyPairs:
@@ -72,19 +81,36 @@ def keys_of_ids(ids: list[bytes]) -> KeyPairs:
     return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
 
 
+def _sorted_distinct(keys: KeyPairs) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """The distinct keys sorted by (hi, lo), as two arrays. Sorting by `hi` alone (numpy's
+    vectorised argsort) orders all but the runs of equal `hi` (duplicates, and rare
+    collisions), which are then sorted by (hi, lo) in place: they are contiguous."""
+    order = np.argsort(keys[:, 0])
+    hi = keys[order, 0]
+    lo = keys[order, 1]
+    del order
+    same = hi[1:] == hi[:-1]
+    if same.any():
+        in_run = np.zeros(len(hi), dtype=np.bool_)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        at = np.flatnonzero(in_run)
+        sub = np.lexsort((lo[at], hi[at]))
+        hi[at], lo[at] = hi[at][sub], lo[at][sub]
+        repeat = np.zeros(len(hi), dtype=np.bool_)
+        repeat[1:] = same & (lo[1:] == lo[:-1])
+        if repeat.any():
+            hi, lo = hi[~repeat], lo[~repeat]
+    return np.ascontiguousarray(hi, dtype=np.uint64), np.ascontiguousarray(lo, dtype=np.uint64)
+
+
 class KeySet:
     """A sorted, distinct set of keys with a bucket index on the leading bits: membership of
     a batch of keys costs a few vectorised gathers per key (keys are uniformly distributed,
     so a bucket holds about one key)."""
 
     def __init__(self, keys: KeyPairs) -> None:
-        frame = pl.DataFrame(
-            {"hi": keys[:, 0], "lo": keys[:, 1]}, schema=[("hi", pl.UInt64), ("lo", pl.UInt64)]
-        )
-        frame = frame.unique().sort(["hi", "lo"])
-        self.hi: npt.NDArray[np.uint64] = frame["hi"].to_numpy().astype(np.uint64, copy=False)
-        self.lo: npt.NDArray[np.uint64] = frame["lo"].to_numpy().astype(np.uint64, copy=False)
-        del frame
+        self.hi, self.lo = _sorted_distinct(keys)
         n = len(self.hi)
         self._bits = int(min(_MAX_BUCKET_BITS, max(1, int(n).bit_length())))
         self._shift = np.uint64(64 - self._bits)

@@ -112,11 +112,9 @@ class CompiledBlocklist:
             texts, prefix = id_texts(source), ID_PREFIX
         else:
             texts, prefix = as_text(source), ""
-        present = np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-        found = np.full(len(texts), -1, dtype=np.int64)
-        if present.any():
-            values = texts.filter(pa.array(present)) if not present.all() else texts
-            found[present] = self.keys.positions(sha256_keys(values, prefix))
+        found = self.keys.positions(sha256_keys(texts, prefix))
+        if texts.null_count:  # hashed as "": a null matches nothing
+            found[~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = -1
         return BlockMatch(found >= 0, self.keys.entry_ids(found))
 
     def _match_domains(self, url: pa.Array) -> BlockMatch:

@@ -22,18 +22,11 @@ KeyPairs = npt.NDArray[np.uint64]  # shape (n, 2)
 HEX_DIGEST_PATTERN: Final = r"^[0-9A-Fa-f]{64}$"
 
 
-def _pair_values() -> npt.NDArray[np.uint8]:
-    """Two hex characters, read as one little-endian uint16, -> the byte they spell."""
-    table = np.zeros(1 << 16, dtype=np.uint8)
-    digits = [(c, i) for i, c in enumerate(b"0123456789abcdef")]
-    digits += [(c, 10 + i) for i, c in enumerate(b"ABCDEF")]
-    for first, high in digits:
-        for second, low in digits:
-            table[first | (second << 8)] = (high << 4) | low
-    return table
-
-
-_HEX_PAIRS: Final = _pair_values()
+# bytes.translate tables (a C loop over bytes, far cheaper than numpy fancy indexing, which
+# widens every index to intp): hex digit -> its value; any byte -> 0 if a hex digit, else 1.
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+_NIBBLE: Final = bytes.maketrans(_HEX_DIGITS, bytes([*range(16), *range(10, 16)]))
+_NOT_HEX: Final = bytes(0 if c in _HEX_DIGITS else 1 for c in range(256))
 _MAX_BUCKET_BITS: Final = 24  # 16M buckets, 64 MB of int32 starts at most
 
 
@@ -41,28 +34,52 @@ def no_keys() -> KeyPairs:
     return np.zeros((0, 2), dtype=np.uint64)
 
 
-def hex_keys(hex_digests: pa.Array) -> KeyPairs:
-    """Keys of a string array of hex digests (64 hex characters each, either case, no nulls;
-    the caller has checked them)."""
+def hex_matrix(hex_digests: pa.Array) -> npt.NDArray[np.uint8]:
+    """A string array of 64-character values (no nulls) as an (n, 64) byte matrix."""
     arr = hex_digests.cast(pa.large_string())
     n = len(arr)
     if n == 0:
-        return no_keys()
+        return np.zeros((0, 64), dtype=np.uint8)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    if not np.all(np.diff(offsets) == 64):
+    if arr.null_count or not np.all(np.diff(offsets) == 64):
         raise ValueError("a hex digest is not 64 characters")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    chars = data.reshape(n, 64)[:, : 2 * ENTRY_ID_BYTES]
-    raw: npt.NDArray[np.uint8] = _HEX_PAIRS[np.ascontiguousarray(chars).view("<u2")]
-    return raw.view(">u8").astype(np.uint64)
+    return data.reshape(n, 64)
+
+
+def is_hex(matrix: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Per row of an (n, 64) byte matrix, whether every byte is a hex digit (either case)."""
+    if len(matrix) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    flags = np.frombuffer(np.ascontiguousarray(matrix).tobytes().translate(_NOT_HEX), np.uint8)
+    return np.asarray(~flags.view(np.uint64).reshape(len(matrix), 8).any(axis=1))
+
+
+def keys_of_hex(matrix: npt.NDArray[np.uint8]) -> KeyPairs:
+    """Keys of an (n, 64) matrix of hex digits (checked by the caller)."""
+    n = len(matrix)
+    if n == 0:
+        return no_keys()
+    chars = np.ascontiguousarray(matrix[:, : 2 * ENTRY_ID_BYTES]).tobytes()
+    nibbles = np.frombuffer(chars.translate(_NIBBLE), np.uint8).reshape(n, 2 * ENTRY_ID_BYTES)
+    raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
+
+
+def hex_keys(hex_digests: pa.Array) -> KeyPairs:
+    """Keys of a string array of hex digests (64 hex characters each, either case, no nulls;
+    the caller has checked them)."""
+    return keys_of_hex(hex_matrix(hex_digests))
 
 
 def sha256_keys(values: pa.Array, prefix: str = "") -> KeyPairs:
-    """Keys of SHA-256(prefix + value) of each value's UTF-8 bytes (a string array, no nulls)."""
+    """Keys of SHA-256(prefix + value) of each value's UTF-8 bytes (a string array; a null
+    is hashed as the empty string, for the caller to mask)."""
     if len(values) == 0:
         return no_keys()
     frame = pl.DataFrame({"v": pl.Series("v", values.cast(pa.large_string()))})
-    source = pl.lit(prefix) + pl.col("v") if prefix else pl.col("v")
+    column = pl.col("v").fill_null("") if values.null_count else pl.col("v")
+    source = pl.lit(prefix) + column if prefix else column
     sha256 = CryptographicHashingNameSpace(source).sha2_256()
     hexed = frame.select(sha256.alias("h")).to_series().to_arrow()
     return hex_keys(hexed)
@@ -114,9 +131,11 @@ class KeySet:
         n = len(self.hi)
         self._bits = int(min(_MAX_BUCKET_BITS, max(1, int(n).bit_length())))
         self._shift = np.uint64(64 - self._bits)
-        counts = np.bincount(self._bucket(self.hi), minlength=1 << self._bits)
-        starts = np.zeros((1 << self._bits) + 1, dtype=np.int64 if n >= 2**31 else np.int32)
-        np.cumsum(counts, out=starts[1:])
+        # The first key of each bucket: bucket b holds the keys with hi >> shift == b.
+        bounds = np.arange(1 << self._bits, dtype=np.uint64) << self._shift
+        starts = np.empty((1 << self._bits) + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+        starts[:-1] = np.searchsorted(self.hi, bounds)
+        starts[-1] = n
         self._starts = starts
 
     def __len__(self) -> int:

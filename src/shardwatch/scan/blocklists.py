@@ -84,7 +84,16 @@ class CompiledBlocklist:
     version: str  # SHA-256 hex of the list file's bytes
     severity: BlocklistSeverity
     keys: KeySet = field(repr=False)
-    _hosts: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Per URL authority, the entries its host matches (domain lists): not a field, so
+        # no repr or comparison of the list ever shows a host.
+        object.__setattr__(self, "_hosts", {})
+
+    @property
+    def _host_cache(self) -> dict[str, tuple[int, ...]]:
+        hosts: dict[str, tuple[int, ...]] = self.__dict__["_hosts"]
+        return hosts
 
     @property
     def entries(self) -> int:
@@ -131,7 +140,7 @@ class CompiledBlocklist:
 
     def _authority_matches(self, authorities: list[str]) -> list[tuple[int, ...]]:
         """Per authority, the positions of the entries its host matches (cached)."""
-        out: list[tuple[int, ...] | None] = [self._hosts.get(a) for a in authorities]
+        out: list[tuple[int, ...] | None] = [self._host_cache.get(a) for a in authorities]
         todo = [i for i, found in enumerate(out) if found is None]
         owners: list[int] = []
         candidates: list[str] = []
@@ -146,10 +155,10 @@ class CompiledBlocklist:
         for owner, position in zip(owners, positions.tolist(), strict=True):
             if position >= 0:
                 found_by[owner].append(position)
-        if len(self._hosts) + len(todo) > _AUTHORITY_CACHE:
-            self._hosts.clear()
+        if len(self._host_cache) + len(todo) > _AUTHORITY_CACHE:
+            self._host_cache.clear()
         for i in todo:
-            out[i] = self._hosts[authorities[i]] = tuple(found_by[i])
+            out[i] = self._host_cache[authorities[i]] = tuple(found_by[i])
         return [found if found is not None else () for found in out]
 
 

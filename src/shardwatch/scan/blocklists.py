@@ -46,7 +46,7 @@ from shardwatch.scan.blocklist_read import (
     read_keys,
 )
 from shardwatch.scan.columns import as_text
-from shardwatch.scan.digests import KeySet, sha256_keys
+from shardwatch.scan.digests import KeyPairs, KeySet, sha256_keys
 from shardwatch.scan.domains import AUTHORITY_PATTERN, INVALID_HOST, NO_HOST, host_of, is_ip_literal
 
 _AUTHORITY_CACHE: Final = 200_000
@@ -117,13 +117,15 @@ class CompiledBlocklist:
             return BlockMatch(np.zeros(len(other), dtype=np.bool_))
         if self.kind == "domain":
             return self._match_domains(source)
-        if self.kind == "id":
-            texts, prefix = id_texts(source), ID_PREFIX
-        else:
-            texts, prefix = as_text(source), ""
-        found = self.keys.positions(sha256_keys(texts, prefix))
-        if texts.null_count:  # hashed as "": a null matches nothing
-            found[~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = -1
+        return self.match_hashed(row_keys(self.kind, source))
+
+    def match_hashed(self, hashed: RowKeys) -> BlockMatch:
+        """`match` given the rows' keys (`row_keys` of this list's kind): lists of one kind
+        share them, so a batch's URLs are hashed once however many URL lists there are."""
+        keys, nulls = hashed
+        found = self.keys.positions(keys)
+        if nulls is not None:  # a null was hashed as "": it matches nothing
+            found[nulls] = -1
         return BlockMatch(found >= 0, self.keys.entry_ids(found))
 
     def _match_domains(self, url: pa.Array) -> BlockMatch:
@@ -160,6 +162,21 @@ class CompiledBlocklist:
         for i in todo:
             out[i] = self._host_cache[authorities[i]] = tuple(found_by[i])
         return [found if found is not None else () for found in out]
+
+
+RowKeys = tuple[KeyPairs, npt.NDArray[np.bool_] | None]  # per row: key; null rows (or None)
+
+
+def row_keys(kind: BlocklistKind, column: pa.Array) -> RowKeys:
+    """Per row of a batch's URL column (`url`, `url_sha256`) or id column (`id`), the key it
+    is looked up by, and which rows are null (None: none)."""
+    if kind == "domain":
+        raise ValueError("a domain list is matched per host, not per row key")
+    texts, prefix = (id_texts(column), ID_PREFIX) if kind == "id" else (as_text(column), "")
+    nulls = None
+    if texts.null_count:
+        nulls = ~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return sha256_keys(texts, prefix), nulls
 
 
 def _domain_candidates(host: str) -> list[str]:

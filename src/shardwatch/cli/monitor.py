@@ -87,6 +87,7 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     if not settings.sources:
         raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
     check_store_url(settings)
+    _check_blocklists(settings)
     if local:
         summary = _local_summary(settings)
     else:
@@ -97,6 +98,14 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     if summary.failed or summary.not_done or summary.source_errors:
         return Outcome.INPUT_FAILED
     return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK
+
+
+def _check_blocklists(settings: Settings) -> None:
+    """Compile the configured remove-lists now: a bad one is a configuration error naming it
+    (exit 2) before any shard is fetched (this process keeps them for its pass)."""
+    from shardwatch.pipeline.blocklists import compiled_blocklists
+
+    compiled_blocklists(settings)
 
 
 def _local_summary(settings: Settings) -> PassSummary:
@@ -132,6 +141,7 @@ def serve(
     settings = options.load(config)
     if not settings.sources:
         raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
+    _check_blocklists(settings)
     if cron is not None and interval is not None:
         raise Failed(Outcome.BAD_USAGE, "give --cron or --interval, not both")
     schedule = cron or settings.monitor.schedule

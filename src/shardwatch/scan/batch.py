@@ -17,7 +17,7 @@ import pyarrow as pa
 from shardwatch.core import metrics as m
 from shardwatch.core.blocklist import BlocklistStats
 from shardwatch.core.profiles import DatasetProfile, LogicalField
-from shardwatch.scan.blocklists import BlockMatch, CompiledBlocklist
+from shardwatch.scan.blocklists import BlockMatch, CompiledBlocklist, RowKeys, row_keys
 from shardwatch.scan.columns import ResolvedColumns, as_text
 from shardwatch.scan.dedup import KeyArray, keys_of
 from shardwatch.scan.domains import batch_counts
@@ -106,10 +106,17 @@ class BatchScanner:
         whose column (URL, or id for id lists) the shard has."""
         ids = self.column(batch, "id")
         out: dict[str, BlockMatch] = {}
+        hashed: dict[str, RowKeys] = {}  # "url" (url and url_sha256 lists) or "id"
         for blocklist in self.blocklists:
             source = ids if blocklist.needs == "id" else url
-            if source is not None:
+            if source is None:
+                continue
+            if blocklist.kind == "domain":
                 out[blocklist.name] = blocklist.match(url, ids)
+                continue
+            if blocklist.needs not in hashed:
+                hashed[blocklist.needs] = row_keys(blocklist.kind, source)
+            out[blocklist.name] = blocklist.match_hashed(hashed[blocklist.needs])
         return out
 
     def metrics(

@@ -20,7 +20,6 @@ import csv
 import gzip
 import io
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
@@ -28,14 +27,25 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardwatch.core.blocklist import BlocklistKind
 from shardwatch.scan.columns import as_text
-from shardwatch.scan.digests import HEX_DIGEST_PATTERN, KeyPairs, hex_keys, no_keys, sha256_keys
+from shardwatch.scan.digests import (
+    HEX_DIGEST_PATTERN,
+    KeyPairs,
+    hex_keys,
+    hex_matrix,
+    is_hex,
+    keys_of_hex,
+    no_keys,
+    sha256_keys,
+)
 from shardwatch.scan.domains import INVALID_HOST, NO_HOST, host_of
 
-CHUNK: Final = 1 << 20  # lines or rows per chunk
+CHUNK: Final = 1 << 18  # CSV lines or parquet rows per chunk
+BLOCK_BYTES: Final = 1 << 24  # text read per block (whole lines)
 HEADER_NAMES: Final = frozenset(
     {"url", "url_sha256", "sha256", "hash", "id", "domain", "host", "key"}
 )
@@ -81,16 +91,33 @@ def _open(path: Path, gzipped: bool) -> IO[bytes]:
 
 
 def _text_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
+    """Blocks of whole lines, split in Arrow (no Python object per line)."""
     first = 1
-    while lines := list(islice(raw, CHUNK)):
-        binary = pa.array(lines, pa.large_binary())
-        try:
-            values = binary.cast(pa.large_string())
-        except pa.ArrowInvalid:
-            bad = _first_non_utf8(lines)
-            raise ListProblem(f"line {first + bad}: not UTF-8 text") from None
-        yield keys_of_entries(kind, values, np.arange(first, first + len(lines)), "line")
-        first += len(lines)
+    rest = b""
+    while block := raw.read(BLOCK_BYTES):
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # a line longer than a block: read on
+            rest = data
+            continue
+        rest = data[cut:]
+        keys, lines = _text_block(kind, data[: cut - 1], first)
+        first += lines
+        yield keys
+    if rest:
+        yield _text_block(kind, rest, first)[0]
+
+
+def _text_block(kind: BlocklistKind, data: bytes, first: int) -> tuple[KeyPairs, int]:
+    """The keys of a block of lines (numbered from `first`), and how many lines it has."""
+    try:
+        text = pa.array([data], pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid:
+        bad = _first_non_utf8(data.split(b"\n"))
+        raise ListProblem(f"line {first + bad}: not UTF-8 text") from None
+    lines = pc.split_pattern(text, "\n").flatten()
+    numbers = np.arange(first, first + len(lines))
+    return keys_of_entries(kind, lines, numbers, "line"), len(lines)
 
 
 def _first_non_utf8(lines: list[bytes]) -> int:
@@ -197,7 +224,31 @@ def _is_text(source: pa.DataType) -> bool:
 def keys_of_entries(kind: BlocklistKind, values: pa.Array, numbers: Lines, unit: str) -> KeyPairs:
     """The keys of a chunk of entries (text, nulls allowed); `numbers` gives each one's line
     or row number for errors."""
-    frame = pl.DataFrame({"v": pl.Series("v", values.cast(pa.large_string()))})
+    values = values.cast(pa.large_string())
+    if kind == "url_sha256":
+        exact, values, numbers = _exact_digests(values, numbers)
+        if len(values) == 0:
+            return exact
+        return np.concatenate([exact, _keys_of_stripped(kind, values, numbers, unit)])
+    return _keys_of_stripped(kind, values, numbers, unit)
+
+
+def _exact_digests(values: pa.Array, numbers: Lines) -> tuple[KeyPairs, pa.Array, Lines]:
+    """The keys of the entries that are exactly 64 hex digits (the bulk of a hash list),
+    decoded in numpy; and the other entries (comments, blanks, padding, errors), with their
+    numbers, for the general path."""
+    lengths = pc.binary_length(values).fill_null(0).to_numpy(zero_copy_only=False)
+    exact = lengths == 64
+    matrix = hex_matrix(values.filter(pa.array(exact)))
+    digits = is_hex(matrix)
+    plain = np.zeros(len(values), dtype=np.bool_)
+    plain[np.flatnonzero(exact)[digits]] = True
+    rest = ~plain
+    return keys_of_hex(matrix[digits]), values.filter(pa.array(rest)), numbers[rest]
+
+
+def _keys_of_stripped(kind: BlocklistKind, values: pa.Array, numbers: Lines, unit: str) -> KeyPairs:
+    frame = pl.DataFrame({"v": pl.Series("v", values)})
     stripped = frame.select(pl.col("v").str.strip_chars()).to_series()
     keep = (
         stripped.is_not_null() & (stripped.str.len_bytes() > 0) & ~stripped.str.starts_with("#")

@@ -46,7 +46,7 @@ from shardwatch.scan.blocklist_read import (
     read_keys,
 )
 from shardwatch.scan.columns import as_text
-from shardwatch.scan.digests import KeySet, sha256_keys
+from shardwatch.scan.digests import KeyPairs, KeySet, sha256_keys
 from shardwatch.scan.domains import AUTHORITY_PATTERN, INVALID_HOST, NO_HOST, host_of, is_ip_literal
 
 _AUTHORITY_CACHE: Final = 200_000
@@ -84,7 +84,16 @@ class CompiledBlocklist:
     version: str  # SHA-256 hex of the list file's bytes
     severity: BlocklistSeverity
     keys: KeySet = field(repr=False)
-    _hosts: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Per URL authority, the entries its host matches (domain lists): not a field, so
+        # no repr or comparison of the list ever shows a host.
+        object.__setattr__(self, "_hosts", {})
+
+    @property
+    def _host_cache(self) -> dict[str, tuple[int, ...]]:
+        hosts: dict[str, tuple[int, ...]] = self.__dict__["_hosts"]
+        return hosts
 
     @property
     def entries(self) -> int:
@@ -108,15 +117,15 @@ class CompiledBlocklist:
             return BlockMatch(np.zeros(len(other), dtype=np.bool_))
         if self.kind == "domain":
             return self._match_domains(source)
-        if self.kind == "id":
-            texts, prefix = id_texts(source), ID_PREFIX
-        else:
-            texts, prefix = as_text(source), ""
-        present = np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-        found = np.full(len(texts), -1, dtype=np.int64)
-        if present.any():
-            values = texts.filter(pa.array(present)) if not present.all() else texts
-            found[present] = self.keys.positions(sha256_keys(values, prefix))
+        return self.match_hashed(row_keys(self.kind, source))
+
+    def match_hashed(self, hashed: RowKeys) -> BlockMatch:
+        """`match` given the rows' keys (`row_keys` of this list's kind): lists of one kind
+        share them, so a batch's URLs are hashed once however many URL lists there are."""
+        keys, nulls = hashed
+        found = self.keys.positions(keys)
+        if nulls is not None:  # a null was hashed as "": it matches nothing
+            found[nulls] = -1
         return BlockMatch(found >= 0, self.keys.entry_ids(found))
 
     def _match_domains(self, url: pa.Array) -> BlockMatch:
@@ -133,7 +142,7 @@ class CompiledBlocklist:
 
     def _authority_matches(self, authorities: list[str]) -> list[tuple[int, ...]]:
         """Per authority, the positions of the entries its host matches (cached)."""
-        out: list[tuple[int, ...] | None] = [self._hosts.get(a) for a in authorities]
+        out: list[tuple[int, ...] | None] = [self._host_cache.get(a) for a in authorities]
         todo = [i for i, found in enumerate(out) if found is None]
         owners: list[int] = []
         candidates: list[str] = []
@@ -148,11 +157,26 @@ class CompiledBlocklist:
         for owner, position in zip(owners, positions.tolist(), strict=True):
             if position >= 0:
                 found_by[owner].append(position)
-        if len(self._hosts) + len(todo) > _AUTHORITY_CACHE:
-            self._hosts.clear()
+        if len(self._host_cache) + len(todo) > _AUTHORITY_CACHE:
+            self._host_cache.clear()
         for i in todo:
-            out[i] = self._hosts[authorities[i]] = tuple(found_by[i])
+            out[i] = self._host_cache[authorities[i]] = tuple(found_by[i])
         return [found if found is not None else () for found in out]
+
+
+RowKeys = tuple[KeyPairs, npt.NDArray[np.bool_] | None]  # per row: key; null rows (or None)
+
+
+def row_keys(kind: BlocklistKind, column: pa.Array) -> RowKeys:
+    """Per row of a batch's URL column (`url`, `url_sha256`) or id column (`id`), the key it
+    is looked up by, and which rows are null (None: none)."""
+    if kind == "domain":
+        raise ValueError("a domain list is matched per host, not per row key")
+    texts, prefix = (id_texts(column), ID_PREFIX) if kind == "id" else (as_text(column), "")
+    nulls = None
+    if texts.null_count:
+        nulls = ~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return sha256_keys(texts, prefix), nulls
 
 
 def _domain_candidates(host: str) -> list[str]:

@@ -20,11 +20,13 @@ from shardwatch.core.blocklist import ENTRY_ID_BYTES
 
 KeyPairs = npt.NDArray[np.uint64]  # shape (n, 2)
 HEX_DIGEST_PATTERN: Final = r"^[0-9A-Fa-f]{64}$"
-_HEX_VALUES = np.zeros(256, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_VALUES[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _HEX_VALUES[_c] = 10 + _i
+
+
+# bytes.translate tables (a C loop over bytes, far cheaper than numpy fancy indexing, which
+# widens every index to intp): hex digit -> its value; any byte -> 0 if a hex digit, else 1.
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+_NIBBLE: Final = bytes.maketrans(_HEX_DIGITS, bytes([*range(16), *range(10, 16)]))
+_NOT_HEX: Final = bytes(0 if c in _HEX_DIGITS else 1 for c in range(256))
 _MAX_BUCKET_BITS: Final = 24  # 16M buckets, 64 MB of int32 starts at most
 
 
@@ -32,28 +34,52 @@ def no_keys() -> KeyPairs:
     return np.zeros((0, 2), dtype=np.uint64)
 
 
-def hex_keys(hex_digests: pa.Array) -> KeyPairs:
-    """Keys of a string array of hex digests (64 hex characters each, either case, no nulls;
-    the caller has checked them)."""
+def hex_matrix(hex_digests: pa.Array) -> npt.NDArray[np.uint8]:
+    """A string array of 64-character values (no nulls) as an (n, 64) byte matrix."""
     arr = hex_digests.cast(pa.large_string())
     n = len(arr)
     if n == 0:
-        return no_keys()
+        return np.zeros((0, 64), dtype=np.uint8)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    if not np.all(np.diff(offsets) == 64):
+    if arr.null_count or not np.all(np.diff(offsets) == 64):
         raise ValueError("a hex digest is not 64 characters")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    nibbles = _HEX_VALUES[data.reshape(n, 64)[:, : 2 * ENTRY_ID_BYTES]]
+    return data.reshape(n, 64)
+
+
+def is_hex(matrix: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Per row of an (n, 64) byte matrix, whether every byte is a hex digit (either case)."""
+    if len(matrix) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    flags = np.frombuffer(np.ascontiguousarray(matrix).tobytes().translate(_NOT_HEX), np.uint8)
+    return np.asarray(~flags.view(np.uint64).reshape(len(matrix), 8).any(axis=1))
+
+
+def keys_of_hex(matrix: npt.NDArray[np.uint8]) -> KeyPairs:
+    """Keys of an (n, 64) matrix of hex digits (checked by the caller)."""
+    n = len(matrix)
+    if n == 0:
+        return no_keys()
+    chars = np.ascontiguousarray(matrix[:, : 2 * ENTRY_ID_BYTES]).tobytes()
+    nibbles = np.frombuffer(chars.translate(_NIBBLE), np.uint8).reshape(n, 2 * ENTRY_ID_BYTES)
     raw = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
     return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
 
 
+def hex_keys(hex_digests: pa.Array) -> KeyPairs:
+    """Keys of a string array of hex digests (64 hex characters each, either case, no nulls;
+    the caller has checked them)."""
+    return keys_of_hex(hex_matrix(hex_digests))
+
+
 def sha256_keys(values: pa.Array, prefix: str = "") -> KeyPairs:
-    """Keys of SHA-256(prefix + value) of each value's UTF-8 bytes (a string array, no nulls)."""
+    """Keys of SHA-256(prefix + value) of each value's UTF-8 bytes (a string array; a null
+    is hashed as the empty string, for the caller to mask)."""
     if len(values) == 0:
         return no_keys()
     frame = pl.DataFrame({"v": pl.Series("v", values.cast(pa.large_string()))})
-    source = pl.lit(prefix) + pl.col("v") if prefix else pl.col("v")
+    column = pl.col("v").fill_null("") if values.null_count else pl.col("v")
+    source = pl.lit(prefix) + column if prefix else column
     sha256 = CryptographicHashingNameSpace(source).sha2_256()
     hexed = frame.select(sha256.alias("h")).to_series().to_arrow()
     return hex_keys(hexed)
@@ -72,25 +98,44 @@ def keys_of_ids(ids: list[bytes]) -> KeyPairs:
     return np.ascontiguousarray(raw).view(">u8").astype(np.uint64)
 
 
+def _sorted_distinct(keys: KeyPairs) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """The distinct keys sorted by (hi, lo), as two arrays. Sorting by `hi` alone (numpy's
+    vectorised argsort) orders all but the runs of equal `hi` (duplicates, and rare
+    collisions), which are then sorted by (hi, lo) in place: they are contiguous."""
+    order = np.argsort(keys[:, 0])
+    hi = keys[order, 0]
+    lo = keys[order, 1]
+    del order
+    same = hi[1:] == hi[:-1]
+    if same.any():
+        in_run = np.zeros(len(hi), dtype=np.bool_)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        at = np.flatnonzero(in_run)
+        sub = np.lexsort((lo[at], hi[at]))
+        hi[at], lo[at] = hi[at][sub], lo[at][sub]
+        repeat = np.zeros(len(hi), dtype=np.bool_)
+        repeat[1:] = same & (lo[1:] == lo[:-1])
+        if repeat.any():
+            hi, lo = hi[~repeat], lo[~repeat]
+    return np.ascontiguousarray(hi, dtype=np.uint64), np.ascontiguousarray(lo, dtype=np.uint64)
+
+
 class KeySet:
     """A sorted, distinct set of keys with a bucket index on the leading bits: membership of
     a batch of keys costs a few vectorised gathers per key (keys are uniformly distributed,
     so a bucket holds about one key)."""
 
     def __init__(self, keys: KeyPairs) -> None:
-        frame = pl.DataFrame(
-            {"hi": keys[:, 0], "lo": keys[:, 1]}, schema=[("hi", pl.UInt64), ("lo", pl.UInt64)]
-        )
-        frame = frame.unique().sort(["hi", "lo"])
-        self.hi: npt.NDArray[np.uint64] = frame["hi"].to_numpy().astype(np.uint64, copy=False)
-        self.lo: npt.NDArray[np.uint64] = frame["lo"].to_numpy().astype(np.uint64, copy=False)
-        del frame
+        self.hi, self.lo = _sorted_distinct(keys)
         n = len(self.hi)
         self._bits = int(min(_MAX_BUCKET_BITS, max(1, int(n).bit_length())))
         self._shift = np.uint64(64 - self._bits)
-        counts = np.bincount(self._bucket(self.hi), minlength=1 << self._bits)
-        starts = np.zeros((1 << self._bits) + 1, dtype=np.int64 if n >= 2**31 else np.int32)
-        np.cumsum(counts, out=starts[1:])
+        # The first key of each bucket: bucket b holds the keys with hi >> shift == b.
+        bounds = np.arange(1 << self._bits, dtype=np.uint64) << self._shift
+        starts = np.empty((1 << self._bits) + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+        starts[:-1] = np.searchsorted(self.hi, bounds)
+        starts[-1] = n
         self._starts = starts
 
     def __len__(self) -> int:

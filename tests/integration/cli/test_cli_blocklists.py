@@ -184,3 +184,14 @@ def test_a_bad_list_is_exit_2_naming_it_and_nothing_is_scanned(
         assert len(lines) == 1 and "broken" in lines[0] and says in lines[0], lines
         assert "s3cr3t" not in result.stderr
     assert not (tmp_path / "conf" / ".shardwatch" / "shardwatch.sqlite").exists()
+
+
+def test_run_checks_the_lists_before_any_shard(tmp_path: Path) -> None:
+    body = LOCAL_LISTS + BAD[0][0] + '\n[sources.files]\ntype = "local"\npath = "../data"\n'
+    config = write_config(tmp_path / "conf", body)
+    (tmp_path / "conf" / "lists" / "bad.txt").write_text(f"# ok\n{sha('a')}\n{SECRET}\n")
+    write_shards(tmp_path / "data")
+    result = run_shardwatch("run", "--local", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert "blocklist 'broken': line 3" in result.stderr and "s3cr3t" not in result.stderr
+    assert not (tmp_path / "conf" / ".shardwatch" / "shardwatch.sqlite").exists()

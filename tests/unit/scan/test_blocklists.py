@@ -21,6 +21,7 @@ from support.blocklist_reference import (
     sha,
 )
 
+from shardwatch.scan import blocklist_read
 from shardwatch.scan.blocklists import BlocklistError, CompiledBlocklist, compile_blocklist
 
 pytestmark = pytest.mark.unit
@@ -277,3 +278,25 @@ def test_bad_lists_raise_an_error_naming_the_list_never_the_entry(tmp_path: Path
         assert message.startswith(f"blocklist '{name}': "), message
         assert says in message, message
         assert "secret" not in message and caught.value.name == name
+
+
+@pytest.mark.parametrize("block", [7, 64, 65, 200, 1 << 24])
+def test_text_blocks_keep_line_numbers_and_endings(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines split across read blocks, CRLF endings, a last line without a newline."""
+    monkeypatch.setattr(blocklist_read, "BLOCK_BYTES", block)
+    urls = [u for u in URLS if u]
+    lines = ["# list", *[sha(u) for u in urls[:6]], "", f"  {sha(urls[6]).upper()}\r"]
+    path = tmp_path / "crlf.txt"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n" + sha(urls[7]).encode())
+    blocklist = compile_blocklist("crlf", "url_sha256", path)
+    rows, matched, entries = expected_urls("url_sha256", [*lines, sha(urls[7])], URLS)
+    assert blocklist.entries == entries == 8
+    check(blocklist, pa.array(URLS), None, rows, matched)
+    path.write_bytes("\n".join([*lines, "0" * 63 + "g", sha("x")]).encode())
+    with pytest.raises(BlocklistError, match="'crlf': line 10: not a SHA-256"):
+        compile_blocklist("crlf", "url_sha256", path)
+    path.write_bytes("\n".join([*lines, "https://ok.test/"]).encode() + b"\n\xff\n")
+    with pytest.raises(BlocklistError, match="'crlf': line 11: not UTF-8"):
+        compile_blocklist("crlf", "url", path)

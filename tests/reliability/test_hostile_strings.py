@@ -699,24 +699,34 @@ SQL_ALLOWED: dict[tuple[str, str, str], str] = {
         'conn.exec_driver_sql("BEGIN")',
     ): "constant",
     (
-        "src/shardwatch/store/models.py",
+        "src/shardwatch/store/tables.py",
         "CheckConstraint",
         'CheckConstraint(f"status IN {RUN_STATUSES}", name="status")',
     ): "fixed tuple",
     (
-        "src/shardwatch/store/models.py",
+        "src/shardwatch/store/tables.py",
         "CheckConstraint",
         'CheckConstraint(f"status IN {SHARD_STATUSES}", name="status")',
     ): "fixed tuple",
     (
-        "src/shardwatch/store/models.py",
+        "src/shardwatch/store/tables.py",
         "CheckConstraint",
         'CheckConstraint(f"state IN {OUTBOX_STATES}", name="state")',
     ): "fixed tuple",
     (
-        "src/shardwatch/store/models.py",
+        "src/shardwatch/store/tables.py",
         "CheckConstraint",
         'CheckConstraint(f"kind IN {NOTICE_KINDS}", name="kind")',
+    ): "fixed tuple",
+    (
+        "src/shardwatch/store/tables.py",
+        "CheckConstraint",
+        'CheckConstraint(f"kind IN {BLOCKLIST_KINDS}", name="kind")',
+    ): "fixed tuple",
+    (
+        "db/versions/2026_12_05_2300_f2b7c9d4e6a1_blocklists.py",
+        "CheckConstraint",
+        'sa.CheckConstraint(f"kind IN {KINDS}", name=op.f("ck_shard_blocklists_kind"))',
     ): "fixed tuple",
 }
 # Constant DDL in migrations is allowed as such (no interpolation possible).

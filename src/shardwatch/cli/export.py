@@ -46,6 +46,12 @@ def _export_help() -> str:
         "configured sources) to a temporary folder in the download cache, then deleted.\n\n"
         f"Rules:\n\n{rules}\n\n  term:T: {TERM_RULE_HELP}\n\n"
         f"  blocklist:N: {BLOCKLIST_RULE_HELP}\n\n"
+        "A blocklist:N export applies list N as configured now, to every shard: a shard "
+        "checked at ingest against another version of the list (it was replaced since), or "
+        "never checked against it, is still exported by the current version, and is named in "
+        "a note with the counts in the summary line (its rows may then differ from the "
+        "report's blocklists.N.rows; re-ingest it with --force to store the current "
+        "version's counts). Such notes do not change the exit code.\n\n"
         "Exit 0 when every shard was read; 3 if a shard was skipped (missing, changed since "
         "ingest, unreadable, download refused): the other shards' rows are still written "
         "and every skipped shard is listed; 2 for an unknown rule, term or blocklist, an "
@@ -133,6 +139,9 @@ def export_flagged(
     for note in summary.unavailable:
         line = f"note: rule {summary.rule} unavailable in {note.uri}: {note.reason}"
         typer.echo(shown(line), err=True)
+    if summary.blocklist is not None:
+        for line in summary.blocklist.notes():
+            typer.echo(shown(f"note: {line}"), err=True)
     for note in summary.skipped:
         typer.echo(shown(f"error: skipped {note.uri}: {note.reason}"), err=True)
     typer.echo(shown(summary.line()))

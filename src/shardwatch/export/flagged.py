@@ -6,8 +6,10 @@ the latest done version of every shard URI. Each is re-read with the profile and
 was scanned with, after its sha256 is checked against the stored one, and flagged through
 the engine's own per-row view (`rows.row_view`), so a rule's row count equals the report's
 figure. A shard that cannot be read or has changed is skipped with its reason; the others
-are still written. Rows are staged per shard and the file is renamed into place only when
-complete, so it never holds part of a shard or of an export.
+are still written. A `blocklist:<name>` rule applies the list as configured now to every
+shard, and the summary names the shards whose stored results came from another version of
+it, or from none (summary.py `ListVersions`). Rows are staged per shard and the file is
+renamed into place only when complete, so it never holds part of a shard or of an export.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import json
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -39,9 +40,18 @@ from shardwatch.export.rule_names import (
     blocklist_of,
     parse_rule,
 )
+from shardwatch.export.summary import (
+    ExportError,
+    ExportProgress,
+    ExportRequest,
+    ExportSummary,
+    ListVersions,
+    ShardNote,
+    Silent,
+)
 from shardwatch.scan.engine import CompiledLexicon
 from shardwatch.scan.fingerprint import fingerprint
-from shardwatch.scan.reader import DEFAULT_BATCH_SIZE, ShardReader, ShardReadError
+from shardwatch.scan.reader import ShardReader, ShardReadError
 from shardwatch.scan.rows import row_view
 from shardwatch.settings.config import ConfigError, Settings
 from shardwatch.store.export_queries import DoneShard, done_shards
@@ -50,77 +60,15 @@ if TYPE_CHECKING:
     from shardwatch.scan.blocklists import CompiledBlocklist
     from shardwatch.store.database import StoreEngine
 
-
-class ExportProgress(Protocol):
-    """Where an export reports how far it is (the CLI draws a progress bar)."""
-
-    def start(self, shards: int, rows: int) -> None: ...
-
-    def shard(self, index: int, uri: str) -> None: ...
-
-    def advance(self, rows: int) -> None: ...
-
-
-class _Silent:
-    def start(self, shards: int, rows: int) -> None:
-        pass
-
-    def shard(self, index: int, uri: str) -> None:
-        pass
-
-    def advance(self, rows: int) -> None:
-        pass
-
-
-class ExportError(Exception):
-    """The export cannot be made as asked (nothing is written); the message says why."""
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """What to export: the rows of `dataset` that `rule` flags, to the parquet file `out`."""
-
-    dataset: str
-    rule: str
-    out: Path
-    with_text: bool = False
-    batch_size: int = DEFAULT_BATCH_SIZE
-
-
-@dataclass(frozen=True)
-class ShardNote:
-    """A shard and why it was skipped, or why the rule could not be evaluated on it."""
-
-    uri: str  # for display: an http(s) URI without its query string
-    reason: str
-
-
-@dataclass(frozen=True)
-class ExportSummary:
-    """What an export wrote. `skipped` shards contributed no rows (exit 3); in `unavailable`
-    shards the rule could not be evaluated (as in the report, the metric is missing there)."""
-
-    out: Path
-    dataset: str
-    rule: str
-    rows: int
-    by_reason: Mapping[str, int]  # among the rows written: rows carrying each reason
-    shards_read: int
-    skipped: tuple[ShardNote, ...]
-    unavailable: tuple[ShardNote, ...]
-
-    def line(self) -> str:
-        """One line: rows written, rows per fixed rule (and the term asked for) among them,
-        shards read and skipped, and the output path."""
-        shown = {k: n for k, n in self.by_reason.items() if k in RULES or k == self.rule}
-        reasons = ", ".join(f"{name} {n:,}" for name, n in shown.items()) or "none"
-        shards = f"{self.shards_read} read, {len(self.skipped)} skipped"
-        if self.unavailable:
-            shards += f", rule unavailable in {len(self.unavailable)}"
-        return (
-            f"wrote {self.rows:,} rows flagged by {self.rule} to {self.out}; "
-            f"rows per rule among them: {reasons}; shards: {shards}"
-        )
+__all__ = [  # the request and summary types live in summary.py; callers import them here too
+    "ExportError",
+    "ExportProgress",
+    "ExportRequest",
+    "ExportSummary",
+    "ShardNote",
+    "display_uri",
+    "export_flagged",
+]
 
 
 class _ShardError(Exception):
@@ -160,8 +108,8 @@ def export_flagged(
         if blocklist is None:
             raise ExportError(f"no blocklist {name!r} is configured (no [blocklists] section)")
         lists = (blocklist(name),)
-    shards = done_shards(engine, request.dataset)
-    report = progress or _Silent()
+    shards = done_shards(engine, request.dataset, blocklist=name)
+    report = progress or Silent()
     job = _Job(settings, request, rule, report.advance, download_policy, lists)
     job.check_term([s.lexicon for s in shards])
     report.start(len(shards), sum(s.rows for s in shards))
@@ -174,7 +122,7 @@ def export_flagged(
             why = "; ".join(sorted({n.reason for n in job.unavailable}))
             raise ExportError(f"rule {rule} cannot be evaluated on any shard read: {why}")
         summary = job.summary(out)
-        writer.finish(job.footer(summary))
+        writer.finish(summary.footer())
     except BaseException:
         writer.discard()
         raise
@@ -203,6 +151,8 @@ class _Job:
         self.read = 0
         self.skipped: list[ShardNote] = []
         self.unavailable: list[ShardNote] = []
+        self.other_version: list[str] = []  # shards read whose stored results came from
+        self.unchecked: list[str] = []  # another version of the blocklist, or from none
 
     def profile(self, name: str) -> DatasetProfile:
         if name not in self.profiles:
@@ -271,6 +221,11 @@ class _Job:
         self.progress(max(0, shard.rows - done))
         if why is not None:
             self.unavailable.append(ShardNote(uri, why))
+        elif self.blocklists:  # exported by the list as configured now: was it stored so?
+            if shard.list_version is None:
+                self.unchecked.append(uri)
+            elif shard.list_version != self.blocklists[0].version:
+                self.other_version.append(uri)
         rows, tally = writer.commit_shard()
         self.rows += rows
         self.by_reason.update(tally)
@@ -358,16 +313,6 @@ class _Job:
         }
         return {"shardwatch.export": json.dumps(doc)}
 
-    def footer(self, summary: ExportSummary) -> dict[str, str]:
-        doc = {
-            "complete": not summary.skipped,
-            "rows": summary.rows,
-            "shards_read": summary.shards_read,
-            "skipped": [{"uri": n.uri, "reason": n.reason} for n in summary.skipped],
-            "rule_unavailable": [{"uri": n.uri, "reason": n.reason} for n in summary.unavailable],
-        }
-        return {"shardwatch.export.result": json.dumps(doc)}
-
     def summary(self, out: Path) -> ExportSummary:
         order = [*RULES, *sorted(k for k in self.by_reason if k not in RULES)]
         return ExportSummary(
@@ -379,6 +324,14 @@ class _Job:
             shards_read=self.read,
             skipped=tuple(self.skipped),
             unavailable=tuple(self.unavailable),
+            blocklist=ListVersions(
+                self.blocklists[0].name,
+                self.blocklists[0].version,
+                tuple(self.other_version),
+                tuple(self.unchecked),
+            )
+            if self.blocklists
+            else None,
         )
 
 

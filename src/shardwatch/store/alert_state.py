@@ -7,7 +7,8 @@ by `record_dataset_alerts` (`ResultStore.judge_dataset`, under the dataset lock)
 exact total over the latest done versions. Per alert key (dataset x rule x scope):
 - a new breach enqueues one `breach` notice per channel;
 - a breach that persists enqueues nothing (the relay adds a `reminder` after the re-notify
-  interval);
+  interval), unless its severity rose (warning -> critical): then one `breach` notice per
+  channel at the new severity, at once; a fall (critical -> warning) enqueues nothing;
 - a breach that clears enqueues one `recovery` notice per channel that was told about it
   (a notice still pending is cancelled instead: the channel never heard of the breach).
 """
@@ -40,6 +41,8 @@ from shardwatch.store.errors import ReportError
 from shardwatch.store.notices import item_of, new_notice, scope_key
 from shardwatch.store.snapshots import latest_done
 from shardwatch.store.totals import dataset_total
+
+_RANK = {"warning": 1, "critical": 2}  # a persisting breach whose severity rises is re-told
 
 
 def record_alerts(
@@ -248,8 +251,11 @@ class _Writer:
                 opened_at=self.now,
             )
             self.s.add(row)
+        raised = _RANK.get(ob.rule.severity, 0) > _RANK.get(row.severity, 0)
         self._update(row, ob, link)
         if row.breaching:
+            if raised:  # warning -> critical: told at once, not at the next reminder
+                self._escalate(row)
             return  # persisting: the relay reminds after the re-notify interval
         row.breaching = True
         row.opened_at = self.now
@@ -261,6 +267,28 @@ class _Writer:
             if not fresh and self._cancel(row.id, channel, ("recovery",)):
                 continue  # its recovery never went out: for that channel it never cleared
             self.s.add(new_notice(row.id, channel, "breach", item, self.now))
+
+    def _escalate(self, row: t.Alert) -> None:
+        """A persisting breach whose severity rose: one `breach` notice per channel at its
+        new severity, unless a notice of the breach still waits for that channel (pending:
+        the relay sends the alert's current values, so it carries the new severity) or is
+        dead-lettered (it stands for the breach until `alerts retry`, as for reminders)."""
+        row.last_notified_at = self.now
+        self.s.flush()
+        item = item_of(row, self.dataset, "breach", self._report())
+        for channel in self.plan.channels:
+            waiting = self.s.scalar(
+                select(
+                    exists().where(
+                        t.AlertOutbox.alert_id == row.id,
+                        t.AlertOutbox.channel == channel,
+                        t.AlertOutbox.kind.in_(("breach", "reminder")),
+                        t.AlertOutbox.state.in_(("pending", "dead")),
+                    )
+                )
+            )
+            if not waiting:
+                self.s.add(new_notice(row.id, channel, "breach", item, self.now))
 
     def _report(self) -> str | None:
         """The report page this pass writes (the notice links to it), if it writes one."""

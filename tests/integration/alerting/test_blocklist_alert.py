@@ -77,9 +77,10 @@ def items(bodies: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return out
 
 
-def test_blocklisted_rows_breach_once_and_recover_once(
-    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
-) -> None:
+def loopback_channels(
+    tmp_path: Path, slack: Any, smtp: Any
+) -> tuple[Any, Any, Path, dict[str, Channel]]:
+    """A Slack-like receiver, an SMTP server and a file channel, all real, on loopback."""
     receiver = slack()
     mailbox, port = smtp()
     log = tmp_path / "alerts.jsonl"
@@ -97,6 +98,13 @@ def test_blocklisted_rows_breach_once_and_recover_once(
         ),
         "log": FileChannel(log, name="log"),
     }
+    return receiver, mailbox, log, channels
+
+
+def test_blocklisted_rows_breach_once_and_recover_once(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    receiver, mailbox, log, channels = loopback_channels(tmp_path, slack, smtp)
     plan = AlertPlan(
         DEFAULT_RULES,
         tuple(sorted(channels)),
@@ -226,3 +234,77 @@ def test_a_failed_flag_check_raises_no_validation_alert(store: ResultStore) -> N
         ("validation", "shard"),
         ("validation", "dataset"),
     }
+
+
+def test_a_rise_to_critical_is_told_at_once_and_a_fall_is_not(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    """One shard key: a version on the warning list only breaches as a warning; a new version
+    also on the critical list sends exactly one critical notice at once (not at the next
+    reminder: reminders are off here); re-processing it sends nothing; a version back on the
+    warning list only (a fall) sends nothing; a clean version sends exactly one recovery."""
+    receiver, mailbox, log, channels = loopback_channels(tmp_path, slack, smtp)
+    plan = AlertPlan(
+        DEFAULT_RULES,
+        tuple(sorted(channels)),
+        blocklists=(("csam", "critical"), ("spam", "warning")),
+    )
+    uri = f"{SECRET_DIR}/part-00007.parquet"
+
+    def send() -> int:
+        return relay(Outbox(store.engine), channels, owner="relay", policy=POLICY).sent
+
+    sent = []
+    process(store, uri, "v1", metrics(csam=0, spam=2), plan)  # warning list only
+    sent.append(send())
+    process(store, uri, "v1", metrics(csam=0, spam=2), plan)  # re-processed: nothing
+    sent.append(send())
+    process(store, uri, "v2", metrics(csam=1, spam=2), plan)  # now on the critical list too
+    sent.append(send())
+    process(store, uri, "v2", metrics(csam=1, spam=2), plan)  # re-processed: nothing
+    sent.append(send())
+    process(store, uri, "v3", metrics(csam=0, spam=5), plan)  # a fall to warning: nothing
+    sent.append(send())
+    process(store, uri, "v4", metrics(csam=0, spam=0), plan)  # clean: one recovery
+    sent.append(send())
+
+    assert sent == [3, 0, 3, 0, 0, 3]
+    got = items(receiver.bodies)
+    assert [(head, where) for head, where, _ in got] == [
+        ("WARNING", "laion-test / shard part-00007.parquet"),
+        ("CRITICAL", "laion-test / shard part-00007.parquet"),
+        ("RECOVERED", "laion-test / shard part-00007.parquet"),
+    ]
+    assert got[1][2].startswith("3 (list csam: 1 row (1 of 2,236 entries); list spam: 2 rows")
+    assert len(mailbox.messages) == 3
+    severities = [json.loads(line)["severity"] for line in log.read_text().splitlines()]
+    assert severities == ["warning", "critical", "critical"]  # a recovery: the rule's own
+    with store.engine.connect() as conn:
+        states = Counter(conn.execute(text("SELECT kind, state FROM alert_outbox")).all())
+        keys = conn.execute(text("SELECT severity, breaching FROM alerts")).all()
+    assert states == {("breach", "sent"): 6, ("recovery", "sent"): 3}
+    assert keys == [("critical", False)]
+    everything = json.dumps(receiver.bodies) + log.read_text()
+    for secret in (BLOCKED_URL, "blocked-host", "spam-host", ENTRY.hex(), SECRET_DIR):
+        assert secret not in everything
+
+
+def test_a_rise_before_the_warning_went_out_sends_one_critical_notice(
+    store: ResultStore, tmp_path: Path, slack: Any, smtp: Any
+) -> None:
+    """The warning breach still waits in the outbox when the critical version arrives: the
+    waiting notice carries the alert's current (critical) values, so each channel hears of
+    the breach once, as critical."""
+    receiver, mailbox, log, channels = loopback_channels(tmp_path, slack, smtp)
+    plan = AlertPlan(
+        DEFAULT_RULES,
+        tuple(sorted(channels)),
+        blocklists=(("csam", "critical"), ("spam", "warning")),
+    )
+    uri = f"{SECRET_DIR}/part-00008.parquet"
+    process(store, uri, "v1", metrics(csam=0, spam=2), plan)
+    process(store, uri, "v2", metrics(csam=4, spam=0), plan)
+    assert relay(Outbox(store.engine), channels, owner="relay", policy=POLICY).sent == 3
+    assert [head for head, _, _ in items(receiver.bodies)] == ["CRITICAL"]
+    assert len(mailbox.messages) == 1
+    assert [json.loads(line)["severity"] for line in log.read_text().splitlines()] == ["critical"]

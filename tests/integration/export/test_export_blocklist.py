@@ -7,6 +7,7 @@ a URL, id or domain."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,89 @@ def test_each_list_exports_exactly_the_reference_rows(store: ResultStore, tmp_pa
             assert r["id"] == (None if sample_id is None else str(int(sample_id)))
             assert f"blocklist:{name}" in r["reasons"]
         assert f"blocklist:{name} {len(want):,}" in summary.line()
+        assert summary.blocklist.version == lists[name].version
+        assert summary.blocklist.other_version == summary.blocklist.unchecked == ()
+        assert "applied as configured now" not in summary.line()
         assert "example.org" not in summary.line() and "img/" not in summary.line()
+
+
+def test_a_replaced_list_is_applied_and_shards_checked_against_another_version_named(
+    store: ResultStore, tmp_path: Path
+) -> None:
+    """The list is replaced after two shards were ingested: the export applies the current
+    list to every shard (a curator removes what it names now), and names the two shards as
+    checked against another version, and a shard stored before the list was configured as
+    never checked; a shard checked against the current version exports its stored count."""
+    files = write_lists(tmp_path / "lists")
+    old = compile_blocklist("hashes", *files["hashes"])
+    first = ingest(
+        store,
+        tmp_path / "s1",
+        {f"part-{s}.parquet": shard_table(s) for s in (1, 2)},
+        {"hashes": old},
+    )
+    replaced = tmp_path / "lists" / "hashes-v2.txt"  # 40, 41 and 90 removed; 60 added
+    replaced.write_text(
+        "".join(f"{sha(u)}\n" for u in (*LISTED_URLS[:2], f"https://{HOSTS[4]}/img/60.jpg"))
+    )
+    new = compile_blocklist("hashes", "url_sha256", replaced)
+    assert new.version != old.version
+    current = ingest(store, tmp_path / "s2", {"part-3.parquet": shard_table(3)}, {"hashes": new})
+    unchecked = ingest(store, tmp_path / "s3", {"part-4.parquet": shard_table(4)})
+    shards = {**first, **current, **unchecked}
+    with store.engine.connect() as conn:
+        stored: dict[str, int] = dict(
+            conn.execute(
+                text(
+                    "SELECT s.uri, b.rows FROM shard_blocklists b"
+                    " JOIN shards s ON s.id = b.shard_id"
+                )
+            ).all()
+        )
+
+    out = tmp_path / "out.parquet"
+    summary = run_export(store, {"hashes": new}, "blocklist:hashes", out)
+    got = pq.read_table(out).to_pylist()
+    want = [
+        (uri, i) for uri, table in shards.items() for i in reference(table, "url_sha256", replaced)
+    ]
+    assert sorted((r["shard"], r["row"]) for r in got) == sorted(want)
+    per_shard = {uri: sum(r["shard"] == uri for r in got) for uri in shards}
+    (now,) = current
+    assert per_shard[now] == stored[now]  # checked against the current version: equal
+    assert any(per_shard[uri] != stored[uri] for uri in first)  # why the note matters
+
+    assert summary.blocklist.name == "hashes" and summary.blocklist.version == new.version
+    assert summary.blocklist.other_version == tuple(sorted(first))
+    assert summary.blocklist.unchecked == tuple(unchecked)
+    notes = summary.blocklist.notes()
+    assert notes == [
+        *(
+            f"{uri} was checked against another version of blocklist hashes; its rows are "
+            "exported by the current version of blocklist hashes"
+            for uri in sorted(first)
+        ),
+        *(
+            f"{uri} was never checked against blocklist hashes; its rows are exported by the "
+            "current version of blocklist hashes"
+            for uri in unchecked
+        ),
+    ]
+    line = summary.line()
+    assert (
+        "blocklist hashes applied as configured now: 2 shard(s) checked against another "
+        "version, 1 never checked" in line
+    )
+    footer = json.loads(pq.read_metadata(out).metadata[b"shardwatch.export.result"])
+    assert footer["blocklist"] == {
+        "name": "hashes",
+        "version": new.version,
+        "checked_against_other_version": sorted(first),
+        "never_checked": list(unchecked),
+    }
+    shown = line + "\n".join(notes)
+    for secret in ("example", "img/", "xn--", *(sha(u) for u in LISTED_URLS)):
+        assert secret not in shown
 
 
 def test_an_unknown_list_is_a_usage_error_naming_it(store: ResultStore, tmp_path: Path) -> None:
@@ -246,6 +329,9 @@ def test_the_cli_names_an_unknown_list_and_prints_no_url(tmp_path: Path) -> None
     (table,) = shards.values()
     want = reference(table, *files["domains"])
     assert f"wrote {len(want)} rows flagged by blocklist:domains" in proc.stdout
+    (uri,) = shards  # ingested before the list was configured
+    assert f"note: {uri} was never checked against blocklist domains;" in proc.stderr
+    assert "0 shard(s) checked against another version, 1 never checked" in proc.stdout
     assert pq.read_table(out).column("row").to_pylist() == want
     for secret in ("example", "img/", "xn--"):
         assert secret not in proc.stdout + proc.stderr

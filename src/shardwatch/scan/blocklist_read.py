@@ -139,9 +139,9 @@ def _text_block(kind: BlocklistKind, data: bytes, first: int) -> KeyPairs:
         raise ListProblem(f"line {first + bad}: not UTF-8 text") from None
     parts = pc.split_pattern(text, "\n").flatten()
     lines = parts.slice(0, len(parts) - 1)  # the empty text after the last `\n`
-    lengths = pc.binary_length(lines).to_numpy(zero_copy_only=False)
-    longer = np.flatnonzero(lengths > MAX_ENTRY_BYTES)
-    if len(longer):
+    lengths = pc.binary_length(lines)
+    if (pc.max(lengths).as_py() or 0) > MAX_ENTRY_BYTES:
+        longer = np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > MAX_ENTRY_BYTES)
         raise too_long(first + int(longer[0]))
     numbers = np.arange(first, first + len(lines))
     return keys_of_entries(kind, lines, numbers, "line")

@@ -55,6 +55,8 @@ def reference_host(url: str | None) -> str | None:
 
 
 def reference_entry_host(entry: str) -> str:
+    """A domain entry's host: a leading `*.` or `.` dropped (subdomains match anyway)."""
+    entry = entry[2:] if entry.startswith("*.") else entry.removeprefix(".")
     host = entry.lower().rstrip(".")
     return host if host.isascii() else host.encode("idna").decode("ascii").lower()
 

@@ -87,7 +87,7 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     if not settings.sources:
         raise Failed(Outcome.BAD_USAGE, NO_SOURCES)
     check_store_url(settings)
-    _check_blocklists(settings)
+    _check_blocklists(settings, hand_over=True)  # the pass uses these downloads
     if local:
         summary = _local_summary(settings)
     else:
@@ -100,12 +100,13 @@ def run_monitor(config: ConfigOpt = None, local: LocalOpt = False) -> Outcome:
     return Outcome.VALIDATION_NOT_RUN if summary.validation_errors else Outcome.OK
 
 
-def _check_blocklists(settings: Settings) -> None:
+def _check_blocklists(settings: Settings, *, hand_over: bool = False) -> None:
     """Compile the configured remove-lists now: a bad one is a configuration error naming it
-    (exit 2) before any shard is fetched (this process keeps them for its pass)."""
+    (exit 2) before any shard is fetched (this process keeps them for its pass; with
+    `hand_over`, the pass in this process uses these downloads of http(s) lists)."""
     from shardwatch.pipeline.blocklists import compiled_blocklists
 
-    compiled_blocklists(settings)
+    compiled_blocklists(settings, hand_over=hand_over)
 
 
 def _local_summary(settings: Settings) -> PassSummary:

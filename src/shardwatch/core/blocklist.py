@@ -10,6 +10,7 @@ which entries (as ids) they matched. Merging unions the matched entries, so a da
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -18,6 +19,9 @@ BlocklistKind = Literal["url", "url_sha256", "id", "domain"]
 BLOCKLIST_KINDS: tuple[str, ...] = get_args(BlocklistKind)
 BlocklistSeverity = Literal["critical", "warning"]
 FLAG_PREFIX: Final = "blocklist_"  # a list's per-row flag in the features (scan/features.py)
+# A list's name is a plain slug: it names a feature column, report rows and alerts (the one
+# rule, used by the settings and the store).
+BLOCKLIST_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FLAG_CHECK: Final = "expect_column_values_to_not_be_in_set"  # validation's check on the flag
 ENTRY_ID_BYTES = 16  # 128 bits: a collision needs about 2^64 entries (as dedup's keys)
 

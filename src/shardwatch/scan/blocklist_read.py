@@ -1,15 +1,24 @@
 """Blocklist files: read a remove-list into 16-byte entry keys, streaming, in chunks.
 
+A list is opened once and must be a regular file (blocklist_lines.py: a FIFO or a device is
+refused, never read); its version, the SHA-256 of its bytes, is computed in the same pass.
 Formats, chosen by the file name (a `.gz` suffix is gunzipped first, except for parquet):
 - `*.parquet`: exactly one column, read in batches of rows; row numbers count from 1.
-- `*.csv`: one column (RFC 4180 quoting). The first non-blank row is a header, and skipped,
-  when it is not a valid entry of the list's kind or is one of the names in HEADER_NAMES
-  (case-insensitive): `url,` `url_sha256`, `sha256`, `hash`, `id`, `domain`, `host`, `key`.
+- `*.csv`: one column (RFC 4180 quoting). The first row that is neither blank nor a comment
+  is a header, and skipped, only when it is one of the names in HEADER_NAMES
+  (case-insensitive, surrounding whitespace ignored): `url`, `url_sha256`, `sha256`, `hash`,
+  `id`, `domain`, `host`, `key`. Any other first row is an entry (a malformed one an error).
 - anything else: text, one entry a line.
-In every format an entry's surrounding whitespace is ignored, and blank entries (and nulls)
-and entries starting with `#` (comments) are skipped. `#` starts a comment only at the start
-of an entry: a URL may hold one. Duplicates count once. A list with no entries is an error
-(an empty download or a truncated file would otherwise check nothing).
+Text and CSV: UTF-8, a byte-order mark at the start ignored; lines end with `\n`, `\r\n` or
+`\r`; a line is at most MAX_ENTRY_BYTES long. In every format an entry's surrounding
+whitespace is ignored, and blank entries (and nulls) and entries starting with `#`
+(comments) are skipped. `#` starts a comment only at the start of an entry: a URL may hold
+one. Duplicates count once. A list with no entries is an error (an empty download or a
+truncated file would otherwise check nothing), and so is one of more than MAX_ENTRIES.
+
+Id entries: integral numbers are canonicalised to their decimal digits (`+007`, `7.0` and
+the float 7.0 are `7`; a float is converted exactly, so 1e19 is `10000000000000000000`);
+any other text is kept as is.
 
 Errors (`ListProblem`) give the line or row number and the problem, never the entry.
 """
@@ -18,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final, cast
@@ -31,6 +40,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardwatch.core.blocklist import BlocklistKind
+from shardwatch.core.schema import fits
+from shardwatch.scan.blocklist_lines import (
+    MAX_ENTRY_BYTES,
+    ListProblem,
+    csv_lines,
+    line_blocks,
+    open_list,
+    too_long,
+)
 from shardwatch.scan.columns import as_text
 from shardwatch.scan.digests import (
     HEX_DIGEST_PATTERN,
@@ -43,9 +61,10 @@ from shardwatch.scan.digests import (
     sha256_keys,
 )
 from shardwatch.scan.domains import INVALID_HOST, NO_HOST, host_of
+from shardwatch.scan.fingerprint import HashingReader
 
 CHUNK: Final = 1 << 18  # CSV lines or parquet rows per chunk
-BLOCK_BYTES: Final = 1 << 24  # text read per block (whole lines)
+MAX_ENTRIES: Final = 50_000_000  # entries of one list, duplicates included (memory budget)
 HEADER_NAMES: Final = frozenset(
     {"url", "url_sha256", "sha256", "hash", "id", "domain", "host", "key"}
 )
@@ -53,71 +72,79 @@ ID_PREFIX: Final = "id\x00"  # entry_id("id", text): sha256(b"id\0" + text)
 DOMAIN_PREFIX: Final = "domain\x00"
 _INTEGRAL: Final = r"^[+-]?[0-9]+(?:\.0*)?$"
 _MAX_INTEGRAL_FLOAT: Final = 2.0**63
+_TYPE_CHARS: Final = 80  # of an Arrow type in an error (a nested type names its fields)
 Lines = npt.NDArray[np.int64]
+__all__ = ["ListProblem", "read_list"]
 
 
-class ListProblem(ValueError):
-    """A list that cannot be used; the message holds no entry."""
-
-
-def read_keys(kind: BlocklistKind, path: Path) -> KeyPairs:
-    """The keys of every entry of the list at `path` (duplicates not yet removed)."""
+def read_list(kind: BlocklistKind, path: Path) -> tuple[KeyPairs, str]:
+    """The keys of every entry of the list at `path` (duplicates not yet removed), and the
+    SHA-256 hex of the file's bytes: text and CSV are hashed in the pass that parses them,
+    so the version always matches the entries; a parquet file through the same open file,
+    which must not change meanwhile."""
     name = path.name.lower()
     gzipped = name.endswith(".gz")
     base = name.removesuffix(".gz")
     try:
-        if base.endswith(".parquet"):
-            if gzipped:
-                raise ListProblem("a gzipped parquet file is not supported")
-            parts = list(_parquet_keys(kind, path))
-        else:
-            with _open(path, gzipped) as raw:
+        with open_list(path) as raw:
+            hashing = HashingReader(raw)
+            if base.endswith(".parquet"):
+                if gzipped:
+                    raise ListProblem("a gzipped parquet file is not supported")
+                before = os.fstat(raw.fileno())
+                version = hashing.drain()
+                raw.seek(0)
+                keys = _collected(_parquet_keys(kind, raw))
+                after = os.fstat(raw.fileno())
+                if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+                    raise ListProblem("changed while it was read")
+            else:
+                source = cast(IO[bytes], gzip.GzipFile(fileobj=hashing) if gzipped else hashing)
                 reader = _csv_keys if base.endswith(".csv") else _text_keys
-                parts = list(reader(kind, raw))
+                keys = _collected(reader(kind, source))
+                version = hashing.drain()
     except OSError as exc:  # unreadable, or a broken gzip stream
         raise ListProblem(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     except EOFError:
         raise ListProblem("cannot be read (the gzip stream is truncated)") from None
-    keys = np.concatenate(parts) if parts else no_keys()
     if len(keys) == 0:
         raise ListProblem("has no entries")
-    return keys
+    return keys, version
 
 
-def _open(path: Path, gzipped: bool) -> IO[bytes]:
-    if gzipped:
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
+def _collected(parts: Iterator[KeyPairs]) -> KeyPairs:
+    """The parts' keys, at most MAX_ENTRIES of them."""
+    out: list[KeyPairs] = []
+    total = 0
+    for part in parts:
+        total += len(part)
+        if total > MAX_ENTRIES:
+            raise ListProblem(f"has more than {MAX_ENTRIES:,} entries")
+        out.append(part)
+    return np.concatenate(out) if out else no_keys()
 
 
 def _text_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
     """Blocks of whole lines, split in Arrow (no Python object per line)."""
-    first = 1
-    rest = b""
-    while block := raw.read(BLOCK_BYTES):
-        data = rest + block
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:  # a line longer than a block: read on
-            rest = data
-            continue
-        rest = data[cut:]
-        keys, lines = _text_block(kind, data[: cut - 1], first)
-        first += lines
-        yield keys
-    if rest:
-        yield _text_block(kind, rest, first)[0]
+    for first, block in line_blocks(raw):
+        yield _text_block(kind, block, first)
 
 
-def _text_block(kind: BlocklistKind, data: bytes, first: int) -> tuple[KeyPairs, int]:
-    """The keys of a block of lines (numbered from `first`), and how many lines it has."""
+def _text_block(kind: BlocklistKind, data: bytes, first: int) -> KeyPairs:
+    """The keys of a block of lines (each ending with `\n`), numbered from `first`."""
     try:
         text = pa.array([data], pa.large_binary()).cast(pa.large_string())
     except pa.ArrowInvalid:
         bad = _first_non_utf8(data.split(b"\n"))
         raise ListProblem(f"line {first + bad}: not UTF-8 text") from None
-    lines = pc.split_pattern(text, "\n").flatten()
+    parts = pc.split_pattern(text, "\n").flatten()
+    lines = parts.slice(0, len(parts) - 1)  # the empty text after the last `\n`
+    lengths = pc.binary_length(lines)
+    if (pc.max(lengths).as_py() or 0) > MAX_ENTRY_BYTES:
+        longer = np.flatnonzero(lengths.to_numpy(zero_copy_only=False) > MAX_ENTRY_BYTES)
+        raise too_long(first + int(longer[0]))
     numbers = np.arange(first, first + len(lines))
-    return keys_of_entries(kind, lines, numbers, "line"), len(lines)
+    return keys_of_entries(kind, lines, numbers, "line")
 
 
 def _first_non_utf8(lines: list[bytes]) -> int:
@@ -130,31 +157,32 @@ def _first_non_utf8(lines: list[bytes]) -> int:
 
 
 def _csv_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
-    with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
-        yield from _csv_rows(kind, csv.reader(text))
+    yield from _csv_rows(kind, csv.reader(csv_lines(raw)))
 
 
 def _csv_rows(kind: BlocklistKind, reader: Any) -> Iterator[KeyPairs]:
+    """A CSV's entries. Blank rows and comment rows (`#` first) are skipped; the first other
+    row is a header, and skipped, only when it is one of HEADER_NAMES (case-insensitive):
+    any other first row is an entry, checked like the rest."""
     values: list[str] = []
     numbers: list[int] = []
     header_checked = False
     try:
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
+            first = row[0].strip() if row else ""
+            if (not first and len(row) <= 1) or first.startswith("#"):
                 continue
             if len(row) != 1:
                 raise ListProblem(f"line {reader.line_num}: {len(row)} columns, not 1")
             if not header_checked:
                 header_checked = True
-                if is_header(kind, row[0]):
+                if first.lower() in HEADER_NAMES:
                     continue
             values.append(row[0])
             numbers.append(reader.line_num)
             if len(values) >= CHUNK:
                 yield _csv_chunk(kind, values, numbers)
                 values, numbers = [], []
-    except UnicodeDecodeError:
-        raise ListProblem(f"line {reader.line_num + 1}: not UTF-8 text") from None
     except csv.Error:
         raise ListProblem(f"line {reader.line_num}: not valid CSV") from None
     if values:
@@ -165,20 +193,9 @@ def _csv_chunk(kind: BlocklistKind, values: list[str], numbers: list[int]) -> Ke
     return keys_of_entries(kind, pa.array(values, pa.large_string()), np.array(numbers), "line")
 
 
-def is_header(kind: BlocklistKind, value: str) -> bool:
-    """Whether a CSV's first row is a header (see the module's docstring)."""
-    if value.strip().lower() in HEADER_NAMES:
-        return True
+def _parquet_keys(kind: BlocklistKind, raw: IO[bytes]) -> Iterator[KeyPairs]:
     try:
-        keys_of_entries(kind, pa.array([value], pa.large_string()), np.array([1]), "line")
-    except ListProblem:
-        return True
-    return False
-
-
-def _parquet_keys(kind: BlocklistKind, path: Path) -> Iterator[KeyPairs]:
-    try:
-        shard = pq.ParquetFile(path)
+        shard = pq.ParquetFile(raw)
     except (pa.ArrowException, ValueError):
         raise ListProblem("cannot be read as parquet") from None
     with shard:
@@ -186,17 +203,14 @@ def _parquet_keys(kind: BlocklistKind, path: Path) -> Iterator[KeyPairs]:
         if len(fields) != 1:
             raise ListProblem(f"has {len(fields)} columns, not 1")
         source = fields.field(0).type
-        if pa.types.is_dictionary(source):
-            source = source.value_type
+        found = str(source)[:_TYPE_CHARS]
         if kind == "id":
-            if not (
-                pa.types.is_integer(source) or pa.types.is_floating(source) or _is_text(source)
-            ):
+            if not fits("id", source):
                 raise ListProblem(
-                    f"an id list's column must be integers, floats or text, not {source}"
+                    f"an id list's column must be integers, floats or text, not {found}"
                 )
-        elif not _is_text(source):
-            raise ListProblem(f"a {kind} list's column must be text, not {source}")
+        elif not fits("text", source):
+            raise ListProblem(f"a {kind} list's column must be text, not {found}")
         first = 1
         try:
             for batch in shard.iter_batches(batch_size=CHUNK):
@@ -209,16 +223,6 @@ def _parquet_keys(kind: BlocklistKind, path: Path) -> Iterator[KeyPairs]:
             if isinstance(exc, ListProblem):
                 raise
             raise ListProblem(f"cannot be read as parquet (after row {first - 1})") from None
-
-
-def _is_text(source: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_string(source)
-        or pa.types.is_large_string(source)
-        or pa.types.is_string_view(source)
-        or pa.types.is_binary(source)
-        or pa.types.is_large_binary(source)
-    )
 
 
 def keys_of_entries(kind: BlocklistKind, values: pa.Array, numbers: Lines, unit: str) -> KeyPairs:
@@ -278,10 +282,12 @@ def _keys_of_stripped(kind: BlocklistKind, values: pa.Array, numbers: Lines, uni
 
 def entry_host(entry: str) -> str | None:
     """A domain entry's canonical host (`host_of`'s rule), or None when it is no bare host.
-    A leading `*.` is dropped: subdomains match anyway."""
+    A leading `*.` or `.` (wildcard, squid and hosts-file style) is dropped: subdomains
+    match anyway."""
     if "/" in entry or "@" in entry or entry.startswith(("http:", "https:")):
         return None
-    host = host_of(entry.removeprefix("*."))
+    bare = entry[2:] if entry.startswith("*.") else entry[1:] if entry.startswith(".") else entry
+    host = host_of(bare)
     if host in (NO_HOST, INVALID_HOST) or (":" in host and not host.startswith("[")):
         return None
     return host
@@ -306,22 +312,34 @@ def canonical_ids(texts: pl.Series) -> pl.Series:
 
 def id_texts(ids: pa.Array) -> pa.Array:
     """Per row, the id's text as entries are compared (null where it matches nothing):
-    integers and integral floats below 2^63 as decimal digits, other finite floats as polars
-    prints them, NaN and infinities null, text in `canonical_ids`'s form."""
+    integers and integral floats as decimal digits (exactly, however large), other finite
+    floats as polars prints them, NaN and infinities null, text in `canonical_ids`'s form."""
     if pa.types.is_dictionary(ids.type):
         ids = ids.dictionary_decode()
     if pa.types.is_integer(ids.type):
         return pl.Series("v", ids).cast(pl.String).to_arrow().cast(pa.large_string())
     if pa.types.is_floating(ids.type):
-        frame = pl.DataFrame({"v": pl.Series("v", ids.cast(pa.float64()))})
-        v = pl.col("v")
-        integral = v.is_finite() & (v.floor() == v) & (v.abs() < _MAX_INTEGRAL_FLOAT)
-        texts = (
-            pl.when(integral)
-            .then(v.cast(pl.Int64, strict=False).cast(pl.String))
-            .when(v.is_finite())
-            .then(v.cast(pl.String))
-            .otherwise(pl.lit(None, pl.String))
-        )
-        return frame.select(texts.alias("v")).to_series().to_arrow().cast(pa.large_string())
+        return _float_texts(ids.cast(pa.float64()))
     return canonical_ids(pl.Series("v", as_text(ids))).to_arrow().cast(pa.large_string())
+
+
+def _float_texts(floats: pa.Array) -> pa.Array:
+    frame = pl.DataFrame({"v": pl.Series("v", floats)})
+    v = pl.col("v")
+    integral = v.is_finite() & (v.floor() == v) & (v.abs() < _MAX_INTEGRAL_FLOAT)
+    texts = (
+        pl.when(integral)
+        .then(v.cast(pl.Int64, strict=False).cast(pl.String))
+        .when(v.is_finite())
+        .then(v.cast(pl.String))
+        .otherwise(pl.lit(None, pl.String))
+    )
+    out = frame.select(texts.alias("v")).to_series().to_arrow().cast(pa.large_string())
+    values = np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(values) & (np.abs(values) >= _MAX_INTEGRAL_FLOAT)
+    if not big.any():
+        return out
+    # Beyond int64 (every such float is integral): Python's exact int, not `1e19`.
+    exact = pa.array([str(int(x)) for x in values[big].tolist()], pa.large_string())
+    return pc.replace_with_mask(out, pa.array(big), exact)

@@ -9,11 +9,13 @@ batch (its host and each parent domain at a label boundary).
 
 Entry identity is the core's (core/blocklist.py `entry_id`):
 - `url` and `url_sha256`: the first 16 bytes of SHA-256(URL UTF-8 bytes), so a URL entry and
-  its hash are the same entry. A row's URL is hashed exactly as stored (after the engine's
-  UTF-8 decoding); an entry's surrounding whitespace is ignored.
+  its hash are the same entry. A row's URL is hashed exactly as stored: a string column's
+  UTF-8 bytes, a binary column's raw bytes (never decoded with replacement characters); an
+  entry's surrounding whitespace is ignored.
 - `id`: the id's text, integral numbers as decimal digits (`123`, `123.0`, `+0123` are `123`),
-  on both sides: an integer id column, a float one (integral floats below 2^63 as integers),
-  or a text one (text in the same form, so `"0123"` matches the entry `123`).
+  on both sides: an integer id column, a float one (integral floats exactly, however large:
+  1e19 is `10000000000000000000`), or a text one (text in the same form, so `"0123"`
+  matches the entry `123`).
 - `domain`: the host in `scan.domains.host_of`'s form (lower-case ASCII, IDN as punycode,
   userinfo, port and trailing dot stripped). A row matches when its host equals an entry or
   ends with `.` + an entry: `a.example.org` matches `example.org`; `notexample.org` and
@@ -36,18 +38,26 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shardwatch.core.blocklist import BLOCKLIST_KINDS, BlocklistKind, BlocklistSeverity
+from shardwatch.core.blocklist import (
+    BLOCKLIST_KINDS,
+    ENTRY_ID_BYTES,
+    BlocklistKind,
+    BlocklistSeverity,
+)
 from shardwatch.core.profiles import LogicalField
+from shardwatch.core.schema import fits
+from shardwatch.scan.blocklist_lines import open_list
 from shardwatch.scan.blocklist_read import (
     DOMAIN_PREFIX,
     ID_PREFIX,
     ListProblem,
     id_texts,
-    read_keys,
+    read_list,
 )
 from shardwatch.scan.columns import as_text
-from shardwatch.scan.digests import KeyPairs, KeySet, sha256_keys
+from shardwatch.scan.digests import KeyPairs, KeySet, keys_of_ids, sha256_keys
 from shardwatch.scan.domains import AUTHORITY_PATTERN, INVALID_HOST, NO_HOST, host_of, is_ip_literal
+from shardwatch.scan.fingerprint import HashingReader
 
 _AUTHORITY_CACHE: Final = 200_000
 _SEVERITIES: Final = get_args(BlocklistSeverity)
@@ -172,11 +182,29 @@ def row_keys(kind: BlocklistKind, column: pa.Array) -> RowKeys:
     is looked up by, and which rows are null (None: none)."""
     if kind == "domain":
         raise ValueError("a domain list is matched per host, not per row key")
-    texts, prefix = (id_texts(column), ID_PREFIX) if kind == "id" else (as_text(column), "")
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
     nulls = None
-    if texts.null_count:
-        nulls = ~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    return sha256_keys(texts, prefix), nulls
+    if column.null_count:
+        nulls = ~np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    if kind == "id":
+        texts = id_texts(column)
+        if texts.null_count:  # NaN and infinite ids too
+            nulls = ~np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+        return sha256_keys(texts, ID_PREFIX), nulls
+    return _url_keys(column), nulls
+
+
+def _url_keys(urls: pa.Array) -> KeyPairs:
+    """Per row, the key of SHA-256(the URL's bytes): a string column's UTF-8 bytes, a binary
+    column's raw bytes (no U+FFFD replacement: distinct raw URLs stay distinct)."""
+    if not fits("text", urls.type) or pa.types.is_null(urls.type):
+        return sha256_keys(as_text(urls))
+    try:
+        return sha256_keys(urls.cast(pa.large_string()))  # valid UTF-8: the same bytes
+    except pa.ArrowInvalid:  # binary, not UTF-8: hash the raw bytes (a rare batch)
+        raw = urls.cast(pa.large_binary()).to_pylist()
+        return keys_of_ids([hashlib.sha256(v or b"").digest()[:ENTRY_ID_BYTES] for v in raw])
 
 
 def _domain_candidates(host: str) -> list[str]:
@@ -189,10 +217,17 @@ def _domain_candidates(host: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels)) if labels[i]]
 
 
-def file_version(path: Path) -> str:
-    """SHA-256 hex of a file's bytes."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def list_version(name: str, path: Path) -> str:
+    """SHA-256 hex of a list file's bytes (a regular file only; raises BlocklistError)."""
+    try:
+        with open_list(path) as raw:
+            return HashingReader(raw).drain()
+    except ListProblem as exc:
+        raise BlocklistError(name, str(exc)) from None
+    except OSError as exc:
+        raise BlocklistError(
+            name, f"cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def compile_blocklist(
@@ -207,15 +242,11 @@ def compile_blocklist(
     if severity not in _SEVERITIES:
         raise BlocklistError(name, f"unknown severity (one of {', '.join(_SEVERITIES)})")
     try:
-        version = file_version(source_path)
-    except OSError as exc:
-        raise BlocklistError(
-            name, f"cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
-    try:
-        keys = KeySet(read_keys(cast(BlocklistKind, kind), source_path))
+        pairs, version = read_list(cast(BlocklistKind, kind), source_path)
     except ListProblem as exc:
         raise BlocklistError(name, str(exc)) from None
+    keys = KeySet(pairs)
+    del pairs
     return CompiledBlocklist(
         name, cast(BlocklistKind, kind), version, cast(BlocklistSeverity, severity), keys
     )

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardwatch.core.blocklist import FLAG_PREFIX
 from shardwatch.core.lexicon import Lexicon
 from shardwatch.core.profiles import DatasetProfile, LogicalField, tag_keys
 from shardwatch.scan.columns import ResolvedColumns, as_text
@@ -41,7 +42,6 @@ ID, TAG, SIMILARITY, WIDTH, HEIGHT, URL_SCHEME, KEYWORD = (
     "keyword_nsfw",
 )
 TERMS_METADATA_KEY: Final = b"shardwatch.terms"
-BLOCKLIST_PREFIX: Final = "blocklist_"
 URL_CATEGORIES: Final = ("http(s)", "other")
 # A URL "looks like http(s)" when it starts with the scheme, `://` and a non-empty host.
 HTTP_URL: Final = r"^https?://[^\s/?#]+"
@@ -73,7 +73,7 @@ def term_columns(lexicon: Lexicon) -> list[str]:
 
 def blocklist_column(name: str) -> str:
     """The flag column of the blocklist `name` (a slug, settings/blocklists.py)."""
-    return BLOCKLIST_PREFIX + name
+    return FLAG_PREFIX + name
 
 
 def id_type(source: pa.DataType | None) -> pa.DataType:

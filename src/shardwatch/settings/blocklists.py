@@ -10,16 +10,14 @@ under the download policy into the cache; `severity` (default `critical`) of the
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Final
 
 from pydantic import Field, field_validator
 
-from shardwatch.core.blocklist import BlocklistKind, BlocklistSeverity
+from shardwatch.core.blocklist import BLOCKLIST_NAME, BlocklistKind, BlocklistSeverity
 from shardwatch.settings.base import StrictModel
 
-BLOCKLIST_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REMOTE: Final = ("http://", "https://")
 
 

@@ -7,16 +7,14 @@ Only the fixed-size entry ids are stored (core/blocklist.py), never a URL, id or
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
-from shardwatch.core.blocklist import ENTRY_ID_BYTES, BlocklistStats
+from shardwatch.core.blocklist import BLOCKLIST_NAME, ENTRY_ID_BYTES, BlocklistStats
 from shardwatch.store import models as t
 
-LIST_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a list name is a plain slug (settings)
 CHUNK = 10_000  # match rows per INSERT
 
 
@@ -32,8 +30,8 @@ def write_blocklists(
     for table in (t.ShardBlocklistMatch, t.ShardBlocklist):
         s.execute(delete(table).where(table.shard_id == shard_id))
     for name, stats in sorted((blocklists or {}).items()):
-        if not LIST_NAME.fullmatch(name):
-            raise ValueError(f"a blocklist name must match {LIST_NAME.pattern}")
+        if not BLOCKLIST_NAME.fullmatch(name):
+            raise ValueError(f"a blocklist name must match {BLOCKLIST_NAME.pattern}")
         if len(stats.versions) != 1:
             raise ValueError(f"blocklist {name!r}: a shard is checked against one version")
         (version,) = stats.versions

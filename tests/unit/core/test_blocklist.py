@@ -79,3 +79,17 @@ def test_scan_json_holds_counts_and_never_an_entry() -> None:
     assert json.loads(text)["blocklists"]["re-laion"]["matched_entries"] == 1
     assert secret.hex()[:32] not in text and "bad.example" not in text
     assert "blocklists" not in ShardMetrics(rows=1).to_dict()
+
+
+def test_one_name_rule_and_one_flag_prefix_everywhere() -> None:
+    """The settings and the store check list names with the core's one pattern, and the
+    features name a list's flag column with the core's one prefix."""
+    from shardwatch.core import blocklist as core
+    from shardwatch.scan import features
+    from shardwatch.settings import blocklists as settings
+    from shardwatch.store import blocklist_rows as store
+
+    assert settings.BLOCKLIST_NAME is core.BLOCKLIST_NAME
+    assert store.BLOCKLIST_NAME is core.BLOCKLIST_NAME
+    assert not hasattr(store, "LIST_NAME") and not hasattr(features, "BLOCKLIST_PREFIX")
+    assert features.blocklist_column("x") == core.FLAG_PREFIX + "x"

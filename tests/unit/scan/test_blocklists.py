@@ -21,7 +21,7 @@ from support.blocklist_reference import (
     sha,
 )
 
-from shardwatch.scan import blocklist_read
+from shardwatch.scan import blocklist_lines
 from shardwatch.scan.blocklists import BlocklistError, CompiledBlocklist, compile_blocklist
 
 pytestmark = pytest.mark.unit
@@ -246,7 +246,7 @@ def bad_lists(tmp_path: Path) -> list[tuple[str, str, Path, str]]:
     garbage.write_bytes(b"PAR1 this is not parquet " + secret.encode())
     return [
         ("url", "missing", tmp_path / "nowhere.txt", "cannot be read"),
-        ("url", "folder", folder, "cannot be read"),
+        ("url", "folder", folder, "not a regular file"),
         ("url_sha256", "malformed", write_text(tmp_path / "m.txt", [sha("a"), secret]), "line 2"),
         ("url_sha256", "short", write_text(tmp_path / "s.txt", ["#", sha("a")[:63]]), "line 2"),
         ("url_sha256", "columns", two, "2 columns"),
@@ -285,7 +285,7 @@ def test_text_blocks_keep_line_numbers_and_endings(
     tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Lines split across read blocks, CRLF endings, a last line without a newline."""
-    monkeypatch.setattr(blocklist_read, "BLOCK_BYTES", block)
+    monkeypatch.setattr(blocklist_lines, "BLOCK_BYTES", block)
     urls = [u for u in URLS if u]
     lines = ["# list", *[sha(u) for u in urls[:6]], "", f"  {sha(urls[6]).upper()}\r"]
     path = tmp_path / "crlf.txt"

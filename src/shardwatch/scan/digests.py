@@ -168,6 +168,12 @@ class KeySet:
         return found
 
     def entry_ids(self, positions: npt.NDArray[np.int64]) -> frozenset[bytes]:
-        """The 16-byte ids of the keys at `positions` (-1s ignored)."""
-        chosen = np.unique(positions[positions >= 0])
-        return frozenset(key_bytes(self.hi[i], self.lo[i]) for i in chosen.tolist())
+        """The 16-byte ids of the keys at `positions` (-1s ignored; repeats allowed)."""
+        chosen = np.sort(positions[positions >= 0])  # sort + distinct: numpy's hashed
+        if len(chosen) > 1:  # np.unique is several times slower on millions of ints
+            chosen = chosen[np.concatenate(([True], chosen[1:] != chosen[:-1]))]
+        pairs = np.empty((len(chosen), 2), dtype=">u8")
+        pairs[:, 0], pairs[:, 1] = self.hi[chosen], self.lo[chosen]
+        blob = pairs.tobytes()  # each key's 16 bytes, big-endian, as key_bytes
+        step = ENTRY_ID_BYTES
+        return frozenset(blob[i : i + step] for i in range(0, len(blob), step))

@@ -174,6 +174,7 @@ class KeySet:
             chosen = chosen[np.concatenate(([True], chosen[1:] != chosen[:-1]))]
         pairs = np.empty((len(chosen), 2), dtype=">u8")
         pairs[:, 0], pairs[:, 1] = self.hi[chosen], self.lo[chosen]
-        blob = pairs.tobytes()  # each key's 16 bytes, big-endian, as key_bytes
-        step = ENTRY_ID_BYTES
-        return frozenset(blob[i : i + step] for i in range(0, len(blob), step))
+        # Each key's 16 bytes, big-endian (as key_bytes); a void item's tolist() is its bytes
+        # (NULs kept, unlike "S16"), twice as fast as slicing the blob in Python.
+        ids: list[bytes] = pairs.view(f"V{ENTRY_ID_BYTES}").ravel().tolist()
+        return frozenset(ids)

@@ -724,6 +724,11 @@ SQL_ALLOWED: dict[tuple[str, str, str], str] = {
         'CheckConstraint(f"kind IN {BLOCKLIST_KINDS}", name="kind")',
     ): "fixed tuple",
     (
+        "src/shardwatch/store/blocklist_rows.py",
+        "exec_driver_sql",
+        "s.connection().exec_driver_sql(_INSERT, [(shard_id, name, e) for e in chunk])",
+    ): "a module constant, values bound (the COPY beside it is a constant too)",
+    (
         "db/versions/2026_12_05_2300_f2b7c9d4e6a1_blocklists.py",
         "CheckConstraint",
         'sa.CheckConstraint(f"kind IN {KINDS}", name=op.f("ck_shard_blocklists_kind"))',

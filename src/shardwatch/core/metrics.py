@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shardwatch.core.blocklist import BlocklistStats, merge_blocklists
+from shardwatch.core.blocklist import BlocklistStats, merge_all_blocklists, merge_blocklists
 from shardwatch.core.domain_sketch import DomainSketch
 from shardwatch.core.lexicon import MatchMode
 
@@ -296,11 +296,16 @@ class ShardMetrics:
 
     @staticmethod
     def merge_all(items: Iterable[ShardMetrics]) -> ShardMetrics:
-        """The exact total of any number of shards (zero shards give an empty total)."""
-        total: ShardMetrics | None = None
-        for item in items:
-            total = item if total is None else total.merge(item)
-        return total if total is not None else ShardMetrics(shards=0)
+        """The exact total of any number of shards (zero shards give an empty total). The
+        blocklists' matched entries are united once, not at every step of the fold
+        (`merge_all_blocklists`): linear in the entries however many shards match them."""
+        shards = list(items)
+        if len(shards) <= 1:
+            return shards[0] if shards else ShardMetrics(shards=0)
+        total = replace(shards[0], blocklists=None)
+        for item in shards[1:]:
+            total = total.merge(replace(item, blocklists=None))
+        return replace(total, blocklists=merge_all_blocklists(s.blocklists for s in shards))
 
     @property
     def unavailable(self) -> list[str]:

@@ -8,7 +8,7 @@ to a pool and merges the partial metrics in order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -36,13 +36,16 @@ from shardwatch.scan.signals import (
 
 @dataclass(frozen=True)
 class BatchResult:
-    """One batch's partial metrics, its dedup keys, its exact per-domain counts and (if asked
-    for) its feature rows."""
+    """One batch's partial metrics, its dedup keys, its exact per-domain counts, (if asked
+    for) its feature rows and, per list, the positions of the entries it matched in the list's
+    keys (its `metrics.blocklists` count rows only: the engine reduces the positions once per
+    shard, so no batch builds or merges a set of entry ids)."""
 
     metrics: m.ShardMetrics
     keys: dict[str, KeyArray]
     features: pa.RecordBatch | None
     domains: pa.Table | None = None
+    blocked: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
 class BatchScanner:
@@ -99,7 +102,8 @@ class BatchScanner:
                 match_terms=rm.match_terms if rm is not None else None,
                 blocklists={name: match.rows for name, match in blocks.items()},
             )
-        return BatchResult(metrics, keys, features, domains)
+        blocked = {name: match.positions for name, match in blocks.items()}
+        return BatchResult(metrics, keys, features, domains, blocked)
 
     def block_matches(self, batch: pa.RecordBatch, url: pa.Array | None) -> dict[str, BlockMatch]:
         """Each list's matches in the batch (`url`: the decoded URL column), for the lists
@@ -226,7 +230,8 @@ class BatchScanner:
 def block_stats(
     blocklists: Sequence[CompiledBlocklist], matches: Mapping[str, BlockMatch]
 ) -> dict[str, BlocklistStats]:
-    """One batch's partial per-list counts (versions are set once per shard, by the engine)."""
+    """One batch's partial per-list row counts: the entries matched (`BatchResult.blocked`)
+    and the versions are set once per shard, by the engine."""
     out = {}
     for blocklist in blocklists:
         match = matches.get(blocklist.name)
@@ -234,6 +239,5 @@ def block_stats(
             kind=blocklist.kind,
             entries=blocklist.entries,
             rows=match.count if match is not None else 0,
-            matched=match.entries if match is not None else frozenset(),
         )
     return dict(sorted(out.items()))

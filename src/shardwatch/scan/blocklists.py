@@ -21,7 +21,8 @@ Entry identity is the core's (core/blocklist.py `entry_id`):
   ends with `.` + an entry: `a.example.org` matches `example.org`; `notexample.org` and
   `example.org.evil.test` do not. An IP literal matches only itself.
 A null URL or id (and a NaN id) matches nothing. A row counts once however many entries it
-matches; `BlockMatch.entries` holds every entry matched.
+matches; `BlockMatch.positions` holds every entry matched (as positions in the list's keys;
+`BlockMatch.entries` gives their ids).
 
 Nothing here prints or logs an entry: errors name the list and a line or row number.
 """
@@ -72,16 +73,31 @@ class BlocklistError(ValueError):
         self.name = name
 
 
-@dataclass(frozen=True)
+def _no_positions() -> npt.NDArray[np.int64]:
+    return np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
 class BlockMatch:
-    """One batch against one list: per row, whether it matches; the ids of the entries matched."""
+    """One batch against one list: per row, whether it matches; the entries matched, as
+    positions in the list's keys (`keys`; unordered, and an entry several rows match may
+    repeat). Positions, not Python objects: the engine reduces a shard's batches to its
+    distinct entries once, with numpy (engine.py)."""
 
     rows: npt.NDArray[np.bool_]
-    entries: frozenset[bytes] = frozenset()
+    positions: npt.NDArray[np.int64] = field(default_factory=_no_positions)
+    keys: KeySet | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
         return int(np.count_nonzero(self.rows))
+
+    @property
+    def entries(self) -> frozenset[bytes]:
+        """The ids of the entries matched."""
+        if self.keys is None or len(self.positions) == 0:
+            return frozenset()
+        return self.keys.entry_ids(self.positions)
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,7 +152,7 @@ class CompiledBlocklist:
         found = self.keys.positions(keys)
         if nulls is not None:  # a null was hashed as "": it matches nothing
             found[nulls] = -1
-        return BlockMatch(found >= 0, self.keys.entry_ids(found))
+        return BlockMatch(found >= 0, found[found >= 0], self.keys)
 
     def _match_domains(self, url: pa.Array) -> BlockMatch:
         extracted = pc.extract_regex(as_text(url), pattern=AUTHORITY_PATTERN)
@@ -148,7 +164,7 @@ class CompiledBlocklist:
         rows = hit[np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
         present = np.unique(np.asarray(encoded.indices.drop_null().to_numpy(), dtype=np.int64))
         positions = [p for i in present.tolist() for p in matched[i]]
-        return BlockMatch(rows, self.keys.entry_ids(np.array(positions, dtype=np.int64)))
+        return BlockMatch(rows, np.array(positions, dtype=np.int64), self.keys)
 
     def _authority_matches(self, authorities: list[str]) -> list[tuple[int, ...]]:
         """Per authority, the positions of the entries its host matches (cached)."""

@@ -168,6 +168,13 @@ class KeySet:
         return found
 
     def entry_ids(self, positions: npt.NDArray[np.int64]) -> frozenset[bytes]:
-        """The 16-byte ids of the keys at `positions` (-1s ignored)."""
-        chosen = np.unique(positions[positions >= 0])
-        return frozenset(key_bytes(self.hi[i], self.lo[i]) for i in chosen.tolist())
+        """The 16-byte ids of the keys at `positions` (-1s ignored; repeats allowed)."""
+        chosen = np.sort(positions[positions >= 0])  # sort + distinct: numpy's hashed
+        if len(chosen) > 1:  # np.unique is several times slower on millions of ints
+            chosen = chosen[np.concatenate(([True], chosen[1:] != chosen[:-1]))]
+        pairs = np.empty((len(chosen), 2), dtype=">u8")
+        pairs[:, 0], pairs[:, 1] = self.hi[chosen], self.lo[chosen]
+        # Each key's 16 bytes, big-endian (as key_bytes); a void item's tolist() is its bytes
+        # (NULs kept, unlike "S16"), twice as fast as slicing the blob in Python.
+        ids: list[bytes] = pairs.view(f"V{ENTRY_ID_BYTES}").ravel().tolist()
+        return frozenset(ids)

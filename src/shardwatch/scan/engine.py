@@ -5,7 +5,9 @@ engine merges the partial metrics in row order, counts distinct ids and URLs (de
 domains (domains.py) across batches, and hands the feature rows to a sink.
 
 Blocklists (blocklists.py) are matched per batch; a shard's result per list sums its rows,
-unions the entries matched and records the list's version (content SHA-256) once. A shard
+records the list's version (content SHA-256) once, and holds the distinct entries matched: each
+batch marks the positions of its entries in a per-list bitmap (`MatchedEntries`), read once
+when the shard ends, so a shard matching millions of entries never merges sets per batch. A shard
 without the column a list needs (URL; id for an id list) reports the list with 0 rows and
 `blocklists.<name>` in `missing_in` (so `unavailable`): it was not checked.
 """
@@ -18,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from shardwatch.core import metrics as m
@@ -38,6 +42,32 @@ ProgressCallback = Callable[[int], None]
 FeatureSink = Callable[[pa.RecordBatch], None]
 
 
+class MatchedEntries:
+    """The distinct entries one shard's batches match, per list: a bitmap over each list's
+    keys (one byte per entry, allocated at the list's first match), so adding a batch costs
+    its matches and the shard's ids are built once, sorted (`entry_ids`)."""
+
+    def __init__(self, blocklists: Sequence[CompiledBlocklist]) -> None:
+        self._lists = {b.name: b for b in blocklists}
+        self._seen: dict[str, npt.NDArray[np.bool_]] = {}
+
+    def add(self, blocked: dict[str, npt.NDArray[np.int64]]) -> None:
+        for name, positions in blocked.items():
+            if len(positions) == 0:
+                continue
+            seen = self._seen.get(name)
+            if seen is None:
+                seen = self._seen[name] = np.zeros(self._lists[name].entries, dtype=np.bool_)
+            seen[positions] = True
+
+    def entry_ids(self, name: str) -> frozenset[bytes]:
+        """The ids of the entries of list `name` matched by any batch added."""
+        seen = self._seen.get(name)
+        if seen is None:
+            return frozenset()
+        return self._lists[name].keys.entry_ids(np.flatnonzero(seen).astype(np.int64))
+
+
 def _finish(
     partial: m.ShardMetrics,
     columns: ResolvedColumns,
@@ -45,6 +75,7 @@ def _finish(
     profile: DatasetProfile,
     domains: DomainCounter | None,
     blocklists: Sequence[CompiledBlocklist] = (),
+    matched: MatchedEntries | None = None,
 ) -> m.ShardMetrics:
     """Turn the sum of a shard's batches into the shard's metrics."""
     missing = [blocklist_metric(b.name) for b in blocklists if not columns.has(b.needs)]
@@ -74,7 +105,7 @@ def _finish(
         missing_in={name: 1 for name in missing},
         duplicates={name: counter.duplicates for name, counter in dedup.items()},
         domains=domains.sketch() if domains is not None else None,
-        blocklists=_checked(partial, blocklists),
+        blocklists=_checked(partial, blocklists, matched or MatchedEntries(blocklists)),
         notes=tuple(notes),
     )
 
@@ -85,16 +116,17 @@ def blocklist_metric(name: str) -> str:
 
 
 def _checked(
-    partial: m.ShardMetrics, blocklists: Sequence[CompiledBlocklist]
+    partial: m.ShardMetrics, blocklists: Sequence[CompiledBlocklist], matched: MatchedEntries
 ) -> dict[str, BlocklistStats] | None:
-    """Each list's sum over the batches, checked against its version once."""
+    """Each list's sum over the batches with the distinct entries matched, checked against
+    its version once."""
     if not blocklists:
         return None
     summed = partial.blocklists or {}
     out = {}
     for b in blocklists:
         stats = summed.get(b.name) or BlocklistStats(kind=b.kind, entries=b.entries)
-        out[b.name] = replace(stats, versions={b.version: 1})
+        out[b.name] = replace(stats, matched=matched.entry_ids(b.name), versions={b.version: 1})
     return dict(sorted(out.items()))
 
 
@@ -149,6 +181,7 @@ def scan_batches(
         dedup["url"] = DistinctCounter()
     domains = DomainCounter(domain_top_k) if columns.has("url") else None
     total = _empty_partial(columns, profile, compiled, schema)
+    matched = MatchedEntries(blocklists)
 
     emitted = False
 
@@ -156,6 +189,7 @@ def scan_batches(
         nonlocal total, emitted
         emitted = True
         total = total.merge(result.metrics)
+        matched.add(result.blocked)
         for name, batch_keys in result.keys.items():
             dedup[name].add(batch_keys)
         if domains is not None and result.domains is not None:
@@ -180,7 +214,7 @@ def scan_batches(
                     absorb(pending.popleft().result())
         if on_features is not None and features is not None and not emitted:
             on_features(_no_rows(features.schema))  # the sink always learns the schema
-        return _finish(total, columns, dedup, profile, domains, blocklists)
+        return _finish(total, columns, dedup, profile, domains, blocklists, matched)
     finally:
         for counter in dedup.values():
             counter.close()

@@ -3,6 +3,7 @@ once whatever the split, with no entry text in any output."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -10,7 +11,12 @@ import random
 
 import pytest
 
-from shardwatch.core.blocklist import BlocklistStats, entry_id, merge_blocklists
+from shardwatch.core.blocklist import (
+    BlocklistStats,
+    entry_id,
+    merge_all_blocklists,
+    merge_blocklists,
+)
 from shardwatch.core.metrics import ShardMetrics
 
 pytestmark = pytest.mark.unit
@@ -51,6 +57,32 @@ def test_merging_counts_each_matched_entry_once_whatever_the_split() -> None:
             got = total.blocklists["list"]
             assert (got.rows, got.matched) == (reference_rows, reference_matched)
             assert got.versions == {"v1": 5} and got.shards == 5
+
+
+def test_merge_all_equals_the_pairwise_fold_of_merge() -> None:
+    """merge_all unites each list's matched entries once; the result is the fold's."""
+    rng = random.Random(11)
+    results: list[dict[str, BlocklistStats] | None] = [None]
+    for i in range(8):
+        lists = {
+            "a": BlocklistStats(
+                "id", 100 + i, i, frozenset(_id(rng.randrange(300)) for _ in range(40)), {"v1": 1}
+            ),
+        }
+        if i % 3:
+            lists["b"] = BlocklistStats("domain", 5, 1, frozenset({_id(i % 2)}), {f"w{i % 2}": 1})
+        results.append(lists if i != 4 else None)
+    fold: dict[str, BlocklistStats] | None = None
+    for r in results:
+        fold = merge_blocklists(fold, r)
+    assert merge_all_blocklists(results) == fold and fold is not None
+    assert fold["a"].matched == set().union(*(r["a"].matched for r in results if r))
+    shards = [ShardMetrics(rows=1, shards=1, blocklists=r) for r in results]
+    assert ShardMetrics.merge_all(shards) == functools.reduce(ShardMetrics.merge, shards)
+    assert merge_all_blocklists([None, None]) is None
+    clash = [{"a": BlocklistStats("id", 1)}, {"a": BlocklistStats("url", 1)}]
+    with pytest.raises(ValueError, match="kinds"):
+        merge_all_blocklists(clash)
 
 
 def test_versions_are_kept_and_a_list_one_shard_lacks_is_the_other_s() -> None:

@@ -45,6 +45,14 @@ def test_keyset_membership_equals_a_python_set() -> None:
             assert key_bytes(keyset.hi[p], keyset.lo[p]) == q
 
 
+def test_entry_ids_keep_every_byte_and_count_a_repeated_position_once() -> None:
+    ids = [bytes(16), bytes(15) + b"\x01", b"\x01" + bytes(15), b"\xff" * 16, bytes(range(16))]
+    keyset = KeySet(keys_of_ids(ids))
+    positions = keyset.positions(keys_of_ids(ids[::-1] + ids + [b"\x02" * 16]))
+    assert keyset.entry_ids(positions) == frozenset(ids)  # trailing NULs kept, -1 ignored
+    assert keyset.entry_ids(positions[:0]) == frozenset()
+
+
 def test_an_empty_keyset_matches_nothing() -> None:
     keyset = KeySet(keys_of_ids([]))
     assert len(keyset) == 0

@@ -140,4 +140,6 @@ def expected_counts(m: ShardMetrics) -> Counts:
         "term_tag_counts": sum(len(s.nsfw_flag_counts or {}) for s in terms.values()),
         "validation_results": 0,
         "shard_domains": 0 if m.domains is None else len(m.domains.top),
+        "shard_blocklists": len(m.blocklists or {}),
+        "shard_blocklist_matches": sum(len(b.matched) for b in (m.blocklists or {}).values()),
     }
